@@ -1,0 +1,235 @@
+"""msgpack with the extension types py3sidecar carries across process boundaries.
+
+Owns: turning values into bytes and back (datetime, Decimal, big integers, Datasets, numpy and
+pandas values) and naming where in a structure an unsupported value sat. Must not touch:
+sockets, processes, the envelope's meaning (see ``protocol``).
+
+Two flavours:
+- ``packb``/``unpackb``: full conversion, used by the worker and by CPython clients;
+- ``pack_raw``/``unpack_raw``: the sidecar's pass-through. Extension values stay opaque
+  (``msgpack.ExtType`` / ``msgpack.Timestamp``) so the supervisor never imports pandas or pays
+  to rebuild a Dataset it only forwards.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+
+EXT_DATASET = 1
+EXT_DECIMAL = 2
+EXT_BIGINT = 3
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+_UTC = _dt.UTC
+
+COLUMN_TYPES = ("bool", "int", "long", "float", "double", "str", "datetime", "decimal", "bytes",
+                "object")
+
+
+class EncodeError(TypeError):
+    """A value that cannot cross the boundary; the message names its type and position."""
+
+
+class Dataset:
+    """A table as Ignition sees one: column names, column types and rows.
+
+    Arrives in the worker for an Ignition Dataset; returned from user code it becomes an
+    Ignition Dataset again. ``to_pandas()``/``from_pandas()`` convert when pandas is installed.
+    """
+
+    __slots__ = ("columns", "types", "rows")
+
+    def __init__(self, columns: Iterable[str], rows: Iterable[Iterable[Any]] = (),
+                 types: Iterable[str] | None = None) -> None:
+        self.columns = [str(c) for c in columns]
+        self.rows = [list(r) for r in rows]
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.columns):
+                raise ValueError(f"Dataset row {i} has {len(row)} values for "
+                                 f"{len(self.columns)} columns")
+        self.types = list(types) if types is not None else [
+            _infer_type(r[i] for r in self.rows) for i in range(len(self.columns))]
+        if len(self.types) != len(self.columns):
+            raise ValueError(f"Dataset has {len(self.columns)} columns but {len(self.types)} types")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Dataset) and self.columns == other.columns
+                and self.types == other.types and self.rows == other.rows)
+
+    def __repr__(self) -> str:
+        return f"Dataset(columns={self.columns!r}, types={self.types!r}, rows={len(self.rows)})"
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+    def to_pandas(self) -> Any:
+        import pandas as pd  # optional dependency, imported only when asked for
+
+        frame = pd.DataFrame(self.rows, columns=self.columns)
+        for name, kind in zip(self.columns, self.types):
+            if kind == "datetime":
+                frame[name] = pd.to_datetime(frame[name], utc=True)
+        return frame
+
+    @classmethod
+    def from_pandas(cls, frame: Any) -> "Dataset":
+        columns = [str(c) for c in frame.columns]
+        types = [_pandas_type(frame[c]) for c in frame.columns]
+        cols = []
+        for c, kind in zip(frame.columns, types):
+            values = frame[c].tolist()
+            if kind == "datetime":
+                values = [None if v is None or v != v else v.to_pydatetime() for v in values]
+            cols.append(values)
+        rows = [list(r) for r in zip(*cols)] if cols else []
+        return cls(columns, rows, types)
+
+
+def _infer_type(values: Iterable[Any]) -> str:
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            return "bool"
+        if isinstance(v, int):
+            return "long"
+        if isinstance(v, float):
+            return "double"
+        if isinstance(v, str):
+            return "str"
+        if isinstance(v, _dt.datetime):
+            return "datetime"
+        if isinstance(v, decimal.Decimal):
+            return "decimal"
+        if isinstance(v, (bytes, bytearray)):
+            return "bytes"
+        return "object"
+    return "object"
+
+
+def _pandas_type(series: Any) -> str:
+    kind = series.dtype.kind
+    if kind == "b":
+        return "bool"
+    if kind in "iu":
+        return "long"
+    if kind == "f":
+        return "double"
+    if kind == "M":
+        return "datetime"
+    return _infer_type(series.tolist())
+
+
+# ---------------------------------------------------------------- encoding
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, _dt.datetime):  # naive (aware ones are packed natively): taken as UTC
+        return msgpack.Timestamp.from_datetime(obj.replace(tzinfo=_UTC))
+    if isinstance(obj, int):  # only reached outside the 64-bit range
+        return msgpack.ExtType(EXT_BIGINT, str(obj).encode())
+    if isinstance(obj, decimal.Decimal):
+        return msgpack.ExtType(EXT_DECIMAL, str(obj).encode())
+    if isinstance(obj, Dataset):
+        return msgpack.ExtType(EXT_DATASET, packb([obj.columns, obj.types, obj.rows]))
+    module = type(obj).__module__.partition(".")[0]
+    if module == "numpy" and hasattr(obj, "tolist"):
+        return obj.tolist()
+    if module == "pandas":
+        if type(obj).__name__ == "DataFrame":
+            return Dataset.from_pandas(obj)
+        if type(obj).__name__ == "Series":
+            return obj.tolist()
+        if type(obj).__name__ == "Timestamp":
+            return obj.to_pydatetime()
+    raise TypeError(type(obj))
+
+
+def packb(obj: Any) -> bytes:
+    """Encode with every extension; raise ``EncodeError`` naming the bad value's position."""
+    try:
+        return msgpack.packb(obj, default=_default, datetime=True, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _explain(obj, exc) from None
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_DATASET:
+        columns, types, rows = unpackb(data)
+        return Dataset(columns, rows, types)
+    if code == EXT_DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == EXT_BIGINT:
+        return int(data.decode())
+    return msgpack.ExtType(code, data)
+
+
+def unpackb(data: bytes) -> Any:
+    """Decode with every extension (datetimes come back aware, in UTC)."""
+    return msgpack.unpackb(data, ext_hook=_ext_hook, timestamp=3, raw=False,
+                           strict_map_key=False)
+
+
+def pack_raw(obj: Any) -> bytes:
+    """The sidecar's encoder: extension values are forwarded as they came."""
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack_raw(data: bytes) -> Any:
+    """The sidecar's decoder: extension values stay opaque (see module docstring)."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+# ---------------------------------------------------------------- error positions
+
+def _explain(obj: Any, exc: Exception) -> EncodeError:
+    path, bad = _find_unsupported(obj, "value")
+    if bad is None:
+        return EncodeError(f"value cannot be encoded: {exc}")
+    return EncodeError(
+        f"{path} is of type {type(bad).__module__}.{type(bad).__qualname__}, which cannot be "
+        "sent across the bridge; convert it to a supported type (None, bool, int, float, str, "
+        "bytes, list, dict, datetime, Decimal, Dataset, numpy/pandas values)")
+
+
+def _find_unsupported(obj: Any, path: str, depth: int = 0) -> tuple[str, Any]:
+    if depth > 200:
+        return path, obj
+    if obj is None or isinstance(obj, (bool, float, str, bytes, bytearray, _dt.datetime,
+                                       decimal.Decimal, Dataset)):
+        if isinstance(obj, Dataset):
+            return _find_unsupported(obj.rows, f"{path}.rows", depth + 1)
+        return "", None
+    if isinstance(obj, int):
+        return "", None
+    if isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            p, bad = _find_unsupported(item, f"{path}[{i}]", depth + 1)
+            if p:
+                return p, bad
+        return "", None
+    if isinstance(obj, dict):
+        for key, item in obj.items():
+            if not isinstance(key, (str, int, bytes)):
+                return f"{path} key {key!r}", key
+            p, bad = _find_unsupported(item, f"{path}[{key!r}]", depth + 1)
+            if p:
+                return p, bad
+        return "", None
+    try:
+        converted = _default(obj)
+    except TypeError:
+        return path, obj
+    return _find_unsupported(converted, path, depth + 1)

@@ -1,0 +1,161 @@
+"""The envelope every transport carries, and the error kinds.
+
+Owns: the request/reply shapes, request validation, error kinds and the exceptions that
+stand for them. Must not touch: sockets, processes or msgpack framing (see ``codec``).
+The wire format is documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VERSION = 1
+
+OPS = ("execute", "call", "ping", "health", "diag", "breaker")
+WORKER_OPS = ("execute", "call")
+
+# Error kinds, one per failure a caller can meet.
+USER = "user"
+TIMEOUT = "timeout"
+CRASHED = "crashed"
+OVERLOADED = "overloaded"
+CIRCUIT_OPEN = "circuit_open"
+UNAVAILABLE = "unavailable"
+BAD_REQUEST = "bad_request"
+UNAUTHORIZED = "unauthorized"
+INTERNAL = "internal"
+ERROR_KINDS = (USER, TIMEOUT, CRASHED, OVERLOADED, CIRCUIT_OPEN, UNAVAILABLE, BAD_REQUEST,
+               UNAUTHORIZED, INTERNAL)
+
+
+class SidecarError(Exception):
+    """Base of every error a py3sidecar call can raise; ``kind`` is the wire error kind."""
+
+    kind = INTERNAL
+
+    def __init__(self, message: str, *, remote_type: str | None = None,
+                 traceback: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remote_type = remote_type
+        self.traceback = traceback
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        if self.remote_type:
+            return f"{self.remote_type}: {self.message}"
+        return self.message
+
+
+class PythonError(SidecarError):
+    """The user's code raised; ``remote_type`` and ``traceback`` are the worker's."""
+    kind = USER
+
+    def __str__(self) -> str:
+        text = f"{self.remote_type or 'Exception'}: {self.message}"
+        if self.traceback:
+            text += "\n\nRemote traceback:\n" + self.traceback.rstrip()
+        return text
+
+
+class CallTimeout(SidecarError):
+    kind = TIMEOUT
+
+
+class WorkerCrashed(SidecarError):
+    kind = CRASHED
+
+
+class Overloaded(SidecarError):
+    kind = OVERLOADED
+
+
+class CircuitOpen(SidecarError):
+    kind = CIRCUIT_OPEN
+
+
+class Unavailable(SidecarError):
+    kind = UNAVAILABLE
+
+
+class BadRequest(SidecarError):
+    kind = BAD_REQUEST
+
+
+class Unauthorized(SidecarError):
+    kind = UNAUTHORIZED
+
+
+class InternalError(SidecarError):
+    kind = INTERNAL
+
+
+EXCEPTIONS: dict[str, type[SidecarError]] = {
+    cls.kind: cls for cls in (PythonError, CallTimeout, WorkerCrashed, Overloaded, CircuitOpen,
+                              Unavailable, BadRequest, Unauthorized, InternalError)
+}
+
+
+def error(kind: str, message: str, *, type: str | None = None, traceback: str | None = None,
+          **extra: Any) -> dict[str, Any]:
+    """Build the ``error`` member of a failure reply."""
+    err: dict[str, Any] = {"kind": kind, "type": type, "message": message, "traceback": traceback}
+    err.update(extra)
+    return err
+
+
+def error_reply(request_id: Any, kind: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"id": request_id, "ok": False, "error": error(kind, message, **extra)}
+
+
+def exception_from_error(err: Any) -> SidecarError:
+    """Turn a reply's ``error`` member into the matching exception."""
+    if not isinstance(err, dict):
+        return InternalError(f"malformed error in reply: {err!r}")
+    cls = EXCEPTIONS.get(err.get("kind"), InternalError)
+    details = {k: v for k, v in err.items() if k not in ("kind", "type", "message", "traceback")}
+    return cls(str(err.get("message") or err.get("kind")), remote_type=err.get("type"),
+               traceback=err.get("traceback"), details=details)
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise BadRequest(message)
+
+
+def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
+    """Check a decoded request's shape; raise ``BadRequest`` naming the bad member.
+
+    Returns the request itself (validated in place, no copy: this is the hot path).
+    """
+    _require(isinstance(req, dict), f"a request must be a map, got {type(req).__name__}")
+    rid = req.get("id")
+    _require(rid is None or isinstance(rid, (int, str)),
+             f"'id' must be an integer or a string, got {type(rid).__name__}")
+    _require(req.get("v", VERSION) == VERSION,
+             f"unsupported protocol version 'v'={req.get('v')!r}; this sidecar speaks {VERSION}")
+    op = req.get("op")
+    _require(op in OPS, f"unknown 'op' {op!r}; expected one of {', '.join(OPS)}")
+    timeout = req.get("timeout")
+    if timeout is not None:
+        _require(isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                 and 0 < timeout <= max_timeout,
+                 f"'timeout' must be a number of seconds in (0, {max_timeout:g}], got {timeout!r}")
+    if op == "execute":
+        _require(isinstance(req.get("code"), str),
+                 f"'code' must be a string, got {type(req.get('code')).__name__}")
+        variables = req.get("vars")
+        _require(variables is None or (isinstance(variables, dict)
+                                       and all(isinstance(k, str) for k in variables)),
+                 "'vars' must be a map from variable names (strings) to values")
+    elif op == "call":
+        target = req.get("target")
+        _require(isinstance(target, str) and ":" in target,
+                 f"'target' must look like 'package.module:function', got {target!r}")
+        args = req.get("args")
+        _require(args is None or isinstance(args, (list, tuple)), "'args' must be a list")
+        kwargs = req.get("kwargs")
+        _require(kwargs is None or (isinstance(kwargs, dict)
+                                    and all(isinstance(k, str) for k in kwargs)),
+                 "'kwargs' must be a map from argument names (strings) to values")
+    return req

@@ -1,0 +1,83 @@
+"""The ZeroMQ ROUTER front: one frame in, one envelope to ``Service.dispatch``, one frame out.
+
+Owns: the ROUTER socket, routing envelopes (DEALER ``[id, payload]`` and REQ
+``[id, "", payload]`` peers), a hard size cap enforced by libzmq. Must not touch: the envelope's
+meaning (the service decides), workers. Runs in the sidecar's loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import zmq
+
+from bridge import protocol
+from bridge.codec import pack_raw
+
+log = logging.getLogger("py3sidecar.zmq")
+
+Handler = Callable[[bytes, Callable[[bytes], None]], None]
+
+BATCH = 64  # requests taken per loop turn, so worker replies are never starved
+
+
+class ZmqFront:
+    def __init__(self, loop, handler: Handler, endpoint: str, max_message_bytes: int,
+                 context: zmq.Context | None = None) -> None:
+        self.loop = loop
+        self.handler = handler
+        self.endpoint = endpoint
+        self.max_message_bytes = max_message_bytes
+        self.context = context or zmq.Context.instance()
+        self.socket: zmq.Socket | None = None
+        self.dropped_replies = 0
+
+    def start(self) -> None:
+        sock = self.context.socket(zmq.ROUTER)
+        sock.linger = 0
+        # Far larger than the limit answered with `bad_request`: libzmq drops a peer that sends
+        # more than this before we ever see it, so nobody can make us buffer gigabytes.
+        sock.maxmsgsize = self.max_message_bytes * 2 + (1 << 16)
+        sock.sndhwm = sock.rcvhwm = 10000
+        sock.bind(self.endpoint)
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.socket = sock
+        self.loop.add_reader(sock, self.on_readable)
+        log.info("ZeroMQ front listening on %s", self.endpoint)
+
+    def stop(self) -> None:
+        if self.socket is not None:
+            self.loop.remove_reader(self.socket)
+            self.socket.close(0)
+            self.socket = None
+
+    def on_readable(self) -> None:
+        sock = self.socket
+        for _ in range(BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) >= 3 and frames[1] == b"":
+                route, body = frames[:2], frames[2:]  # a REQ peer
+            else:
+                route, body = frames[:1], frames[1:]  # a DEALER peer
+            reply = self.replier(route)
+            if len(body) != 1:
+                reply(pack_raw(protocol.error_reply(
+                    None, protocol.BAD_REQUEST,
+                    f"expected exactly one frame holding a msgpack envelope, got {len(body)}")))
+                continue
+            self.handler(body[0], reply)
+
+    def replier(self, route: list[bytes]) -> Callable[[bytes], None]:
+        def reply(data: bytes) -> None:
+            if self.socket is None:
+                return
+            try:
+                self.socket.send_multipart([*route, data], zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped_replies += 1
+                log.warning("reply dropped: the client's queue is full (it stopped reading)")
+        return reply

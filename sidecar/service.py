@@ -1,0 +1,213 @@
+"""The sidecar service: wires the loop, the pool and the fronts; answers the sidecar's own ops.
+
+Owns: request admission (size, decoding, token, validation), routing ``execute``/``call`` to the
+pool and answering ``ping``/``health``/``diag`` itself, start-up and graceful shutdown.
+Must not touch: worker processes (the pool), sockets (the fronts), YAML (the config).
+
+Every front calls ``dispatch(payload, reply)`` in the loop thread (the ZeroMQ front) or
+``call_blocking(payload)`` from its own threads (the Py4J front); both lead to exactly one
+``reply`` per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge import protocol
+from bridge.codec import pack_raw, unpack_raw
+from bridge.token import ensure_token
+from bridge.zmq_server import ZmqFront
+from sidecar.config import Config
+from sidecar.loop import Loop
+from sidecar.pool import Call, Pool, PoolSettings
+
+log = logging.getLogger("py3sidecar.service")
+
+VERSION = "0.1.0"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
+    pool, worker, bridge = config.python3.pool, config.python3.worker, config.python3.bridge
+    python = worker.python.split() if worker.python else [sys.executable]
+    return PoolSettings(
+        name=name, initial_size=pool.initial_size, min_size=pool.min_size,
+        max_size=pool.max_size, queue_size=pool.queue_size, call_timeout=worker.call_timeout,
+        kill_grace=worker.kill_grace, start_timeout=worker.start_timeout,
+        max_restarts=pool.max_restarts, restart_window=pool.restart_window,
+        backoff_initial=pool.restart_backoff, backoff_max=pool.restart_backoff_max,
+        python=python, env=dict(worker.env), paths=list(worker.paths),
+        preload=list(worker.preload), max_output_chars=worker.max_output,
+        max_message_bytes=bridge.max_message_size)
+
+
+def is_loopback(endpoint: str) -> bool:
+    host = urlsplit(endpoint).hostname or ""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class Service:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        bridge = config.python3.bridge
+        self.loop = Loop()
+        self.token, self.token_file = ensure_token(bridge.token, bridge.token_file)
+        self.token_bytes = self.token.encode()
+        self.max_message = bridge.max_message_size
+        self.default_timeout = config.python3.worker.call_timeout
+        self.max_timeout = config.python3.worker.max_call_timeout
+        self.pool = Pool(self.loop, pool_settings(config))
+        self.fronts: list[Any] = []
+        if bridge.zmq.enabled:
+            self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
+                                        self.max_message))
+        self.started_at = time.time()
+        self.state = "created"
+        self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag}
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        # Authentication cannot be switched off: every front checks the token on every request,
+        # so listening beyond loopback is never token-less. Say so where it matters.
+        for front in self.fronts:
+            endpoint = getattr(front, "endpoint", "")
+            if endpoint and not is_loopback(endpoint):
+                log.warning("listening beyond loopback on %s: anyone holding the token can run "
+                            "Python as this user", endpoint)
+        self.pool.start()
+        for front in self.fronts:
+            front.start()
+        self.state = "running"
+        log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
+                 os.getpid(), self.pool.target_size, self.token_file or "<from config/env>")
+
+    def request_stop(self) -> None:
+        """Safe from signal handlers and other threads."""
+        self.loop.stop()
+
+    def run(self) -> None:
+        """Serve until ``request_stop()``, then drain and stop (the foreground ``serve``)."""
+        if self.state != "running":
+            self.start()
+        try:
+            self.loop.run()
+            self.drain()
+        finally:
+            self.close()
+
+    def drain(self) -> None:
+        self.state = "draining"
+        drain = self.config.python3.shutdown.drain_timeout
+        log.info("shutting down: draining calls in flight (up to %gs)", drain)
+        self.pool.begin_shutdown()
+        deadline = self.loop.clock() + drain
+        self.loop.run(until=lambda: not self.pool.busy() or self.loop.clock() >= deadline)
+
+    def close(self) -> None:
+        for front in self.fronts:
+            front.stop()
+        self.pool.terminate()
+        self.loop.close()
+        self.state = "stopped"
+        log.info("py3sidecar stopped")
+
+    # ------------------------------------------------------------ admission (loop thread)
+    def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
+        if len(payload) > self.max_message:
+            reply(pack_raw(protocol.error_reply(
+                None, protocol.BAD_REQUEST,
+                f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
+                "(python3.bridge.max-message-size); send less data per call")))
+            return
+        try:
+            request = unpack_raw(payload)
+        except Exception as exc:  # msgpack raises several types for junk
+            reply(pack_raw(protocol.error_reply(
+                None, protocol.BAD_REQUEST,
+                f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
+                "see docs/protocol.md")))
+            return
+        rid = request.get("id") if isinstance(request, dict) else None
+        if not isinstance(rid, (int, str)):
+            rid = None
+        token = request.get("token") if isinstance(request, dict) else None
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
+                                                                 self.token_bytes):
+            where = (f"the token file {self.token_file}" if self.token_file
+                     else "python3.bridge.token or $PY3SIDECAR_TOKEN")
+            reply(pack_raw(protocol.error_reply(
+                rid, protocol.UNAUTHORIZED,
+                f"{'a wrong' if token else 'no'} token was sent; the sidecar's token is in "
+                f"{where}")))
+            return
+        try:
+            protocol.validate_request(request, max_timeout=self.max_timeout)
+        except protocol.BadRequest as exc:
+            reply(pack_raw(protocol.error_reply(rid, protocol.BAD_REQUEST, exc.message)))
+            return
+        op = request["op"]
+        if op in protocol.WORKER_OPS:
+            self.pool.submit(Call(rid, payload, request.get("timeout") or self.default_timeout,
+                                  reply, self.loop.clock()))
+            return
+        handler = self.local_ops.get(op)
+        if handler is None:
+            reply(pack_raw(protocol.error_reply(rid, protocol.BAD_REQUEST,
+                                                f"op {op!r} is not offered by this sidecar")))
+            return
+        try:
+            value = handler(request)
+        except protocol.SidecarError as exc:
+            reply(pack_raw(protocol.error_reply(rid, exc.kind, exc.message)))
+            return
+        except Exception as exc:
+            log.exception("op %s failed", op)
+            reply(pack_raw(protocol.error_reply(rid, protocol.INTERNAL,
+                                                f"{type(exc).__name__}: {exc}")))
+            return
+        reply(pack_raw({"id": rid, "ok": True, "value": value}))
+
+    def call_blocking(self, payload: bytes) -> bytes:
+        """Thread-safe: dispatch from another thread and wait (bounded) for the reply."""
+        done = threading.Event()
+        box: list[bytes] = []
+
+        def reply(data: bytes) -> None:
+            box.append(data)
+            done.set()
+
+        self.loop.call_soon_threadsafe(lambda: self.dispatch(payload, reply))
+        # The pool answers by the call's own deadline; this bound only guards against a bug.
+        if not done.wait(self.max_timeout + 10.0):
+            return pack_raw(protocol.error_reply(None, protocol.INTERNAL,
+                                                 "the sidecar did not answer in time"))
+        return box[0]
+
+    # ------------------------------------------------------------ the sidecar's own ops
+    def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid(), "version": VERSION, "state": self.state,
+                "uptime": time.time() - self.started_at, "workers": self.pool.live_count()}
+
+    def op_health(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"sidecar": self.op_ping(request), "pool": self.pool.snapshot()}
+
+    def op_diag(self, request: dict[str, Any]) -> Any:
+        command = request.get("command") or "help"
+        secret = {"python3": {"bridge": {"token"}}}
+        commands = {"workers": lambda: self.pool.snapshot()["workers"],
+                    "config": lambda: self.config.model_dump(by_alias=True, exclude=secret)}
+        if command == "help":
+            return sorted(commands)
+        if command not in commands:
+            raise protocol.BadRequest(f"unknown diagnostics command {command!r}; available: "
+                                      f"{', '.join(sorted(commands))}")
+        return commands[command]()

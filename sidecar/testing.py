@@ -1,0 +1,159 @@
+"""Run a real sidecar process for tests, benchmarks and integration checks.
+
+Owns: starting ``python -m sidecar serve`` on a free loopback port with its own runtime folder
+and config, waiting (with a deadline) until it answers, and stopping it. Must not touch the
+sidecar's internals: everything goes through the process and the wire.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.client import Client
+from bridge.protocol import SidecarError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.01,
+               message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not reached within {timeout:g}s")
+        time.sleep(interval)
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class SidecarProcess:
+    """A real ``py3sidecar serve`` in a child process.
+
+    ``overrides`` is merged under ``python3:`` of the config file it writes.
+    """
+
+    def __init__(self, overrides: dict | None = None, *, workdir: str | None = None,
+                 ready_workers: int | None = None) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="py3sidecar-test-"))
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        base = {"bridge": {"zmq": {"endpoint": self.endpoint}},
+                "shutdown": {"drain-timeout": "2s"}, "logging": {"level": "INFO"}}
+        self.config = {"python3": deep_merge(base, overrides or {})}
+        self.config_path = self.workdir / "config.yml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.runtime_dir = self.workdir / "runtime"
+        self.log_path = self.workdir / "sidecar.log"
+        self.ready_workers = ready_workers
+        self.proc: subprocess.Popen | None = None
+        self._clients: list[Client] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PY3SIDECAR_RUNTIME_DIR"] = str(self.runtime_dir)
+        env.pop("PY3SIDECAR_TOKEN", None)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+        return env
+
+    @property
+    def token(self) -> str:
+        return (self.runtime_dir / "token").read_text().strip()
+
+    def start(self, timeout: float = 20.0) -> "SidecarProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "serve", "--config", str(self.config_path)],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir))
+        wait_until(lambda: (self.runtime_dir / "token").exists() or self.proc.poll() is not None,
+                   timeout, message="token file")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+        want = self.ready_workers
+        if want is None:
+            want = self.config["python3"].get("pool", {}).get("initial-size", 2)
+        probe = self.client(timeout=2.0)
+        wait_until(lambda: self._ready_workers(probe) >= want, timeout,
+                   message=f"{want} ready workers")
+        return self
+
+    def _ready_workers(self, client: Client) -> int:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            pool = client.health()["pool"]
+        except SidecarError:
+            return -1
+        return pool["workers_by_state"]["idle"] + pool["workers_by_state"]["busy"]
+
+    def client(self, timeout: float = 10.0, **kwargs: Any) -> Client:
+        client = Client(self.endpoint, self.token, timeout=timeout, **kwargs)
+        self._clients.append(client)
+        return client
+
+    def pool(self) -> dict[str, Any]:
+        return self.client(timeout=5.0).health()["pool"]
+
+    def wait_full_strength(self, size: int, timeout: float = 10.0) -> dict[str, Any]:
+        probe = self.client(timeout=2.0)
+        wait_until(lambda: self._ready_workers(probe) >= size, timeout,
+                   message=f"pool back to {size} ready workers")
+        return probe.health()["pool"]
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> "SidecarProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

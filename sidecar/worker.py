@@ -1,0 +1,239 @@
+"""The worker process: runs user code for the sidecar, one call at a time.
+
+Started by the pool as ``python -m sidecar.worker --in FD --out FD --settings JSON``. Requests
+and replies travel as frames (``sidecar.channel``) over those two pipes, never over
+stdin/stdout, so user code that prints, closes fd 1 or writes junk cannot corrupt the protocol.
+
+Owns: executing ``execute``/``call`` requests, capturing Python-level output per call, turning
+user exceptions into error replies, answering ``ping`` and ``stop``. Must not touch: scheduling,
+timeouts or restarts (the supervisor decides those; this process may be killed at any moment).
+The reply to a successful call is a map whose first member is ``ok: true`` so the supervisor can
+forward it without decoding the value (see ``sidecar.pool``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import faulthandler
+import importlib
+import io
+import json
+import linecache
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+from bridge import codec
+from bridge.protocol import USER, error
+from sidecar.channel import FrameTooLarge, read_frame, write_frame
+
+TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
+RESULT_TOO_LARGE = "py3sidecar.ResultTooLarge"
+
+
+class BoundedWriter(io.TextIOBase):
+    """A text stream keeping at most ``limit`` characters and counting what it dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self.limit - self.size
+        if len(text) <= room:
+            self.parts.append(text)
+            self.size += len(text)
+        else:
+            if room > 0:
+                self.parts.append(text[:room])
+                self.size = self.limit
+            self.dropped += len(text) - max(room, 0)
+        return len(text)
+
+    def getvalue(self) -> str:
+        text = "".join(self.parts)
+        if self.dropped:
+            text += TRUNCATION_MARK.format(self.dropped)
+        return text
+
+
+class Worker:
+    def __init__(self, in_fd: int, out_fd: int, settings: dict[str, Any]) -> None:
+        self.in_fd = in_fd
+        self.out_fd = out_fd
+        self.max_output = int(settings.get("max_output_chars", 65536))
+        self.max_message = int(settings.get("max_message_bytes", 64 << 20))
+        self.calls = 0
+        self.pid = os.getpid()
+        self.targets: dict[str, Any] = {}
+        self.compiled: dict[str, tuple[Any, Any, str]] = {}
+        self.preload_errors: list[str] = []
+        for path in settings.get("paths") or ():
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        for module in settings.get("preload") or ():
+            try:
+                importlib.import_module(module)
+            except BaseException as exc:  # a broken preload is reported, not fatal
+                self.preload_errors.append(f"{module}: {type(exc).__name__}: {exc}")
+
+    # ------------------------------------------------------------ protocol loop
+    def serve(self) -> None:
+        self.send({"op": "ready", "pid": self.pid, "preload_errors": self.preload_errors})
+        while True:
+            try:
+                frame = read_frame(self.in_fd, self.max_message)
+            except (FrameTooLarge, OSError) as exc:
+                print(f"py3sidecar worker {self.pid}: channel broken: {exc}", file=sys.stderr)
+                return
+            if frame is None:  # the supervisor is gone or asked us to go
+                return
+            request = codec.unpackb(frame)
+            op = request.get("op")
+            if op == "stop":
+                return
+            if op == "ping":
+                self.send({"ok": True, "pid": self.pid, "calls": self.calls, "ready": True,
+                           "preload_errors": self.preload_errors})
+                continue
+            reply = self.run_call(request)
+            if os.getpid() != self.pid:
+                os._exit(0)  # a fork in user code returned here: only the real worker answers
+            self.send_reply(reply)
+
+    def send(self, message: dict[str, Any]) -> None:
+        write_frame(self.out_fd, codec.packb(message))
+
+    def send_reply(self, reply: dict[str, Any]) -> None:
+        try:
+            payload = codec.packb(reply)
+        except codec.EncodeError as exc:
+            payload = codec.packb(self.failure(reply, "TypeError", str(exc)))
+        if len(payload) > self.max_message:
+            payload = codec.packb(self.failure(
+                reply, RESULT_TOO_LARGE,
+                f"the result encodes to {len(payload)} bytes, above the limit of "
+                f"{self.max_message} (python3.bridge.max-message-size); return less data"))
+        write_frame(self.out_fd, payload)
+
+    @staticmethod
+    def failure(reply: dict[str, Any], type_name: str, message: str) -> dict[str, Any]:
+        return {"ok": False, "error": error(USER, message, type=type_name),
+                "stdout": reply.get("stdout", ""), "stderr": reply.get("stderr", ""),
+                "ms": reply.get("ms", 0.0)}
+
+    # ------------------------------------------------------------ running user code
+    def run_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        out = BoundedWriter(self.max_output)
+        err = BoundedWriter(self.max_output)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        started = time.perf_counter()
+        try:
+            if request.get("op") == "execute":
+                value = self.execute(request["code"], request.get("vars") or {})
+            else:
+                value = self.resolve(request["target"])(*(request.get("args") or ()),
+                                                        **(request.get("kwargs") or {}))
+            reply = {"ok": True, "value": value}
+        except BaseException as exc:  # noqa: BLE001 - even SystemExit is the user's, not ours
+            reply = {"ok": False, "error": self.describe(exc)}
+        finally:
+            sys.stdout, sys.stderr = saved
+            self.calls += 1
+        reply["stdout"] = out.getvalue()
+        reply["stderr"] = err.getvalue()
+        reply["ms"] = (time.perf_counter() - started) * 1000.0
+        return reply
+
+    def execute(self, code: str, variables: dict[str, Any]) -> Any:
+        body, tail, filename = self.compile(code)
+        namespace = {"__name__": "__py3sidecar__", "__builtins__": __builtins__}
+        namespace.update(variables)
+        if body is not None:
+            exec(body, namespace)
+        if tail is not None:
+            return eval(tail, namespace)
+        return namespace.get("result")
+
+    def compile(self, code: str) -> tuple[Any, Any, str]:
+        cached = self.compiled.get(code)
+        if cached is not None:
+            return cached
+        filename = f"<python3.execute #{len(self.compiled) + 1}>"
+        tree = ast.parse(code, filename, "exec")
+        tail = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            tail = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+        body = compile(tree, filename, "exec") if tree.body else None
+        # Register the source so tracebacks show the user's lines.
+        lines = code.splitlines(keepends=True)
+        linecache.cache[filename] = (len(code), None, lines, filename)
+        if len(self.compiled) >= 512:
+            self.compiled.clear()
+        self.compiled[code] = (body, tail, filename)
+        return body, tail, filename
+
+    def resolve(self, target: str) -> Any:
+        func = self.targets.get(target)
+        if func is None:
+            module_name, _, attr_path = target.partition(":")
+            func = importlib.import_module(module_name)
+            for attr in attr_path.split("."):
+                func = getattr(func, attr)
+            if not callable(func):
+                raise TypeError(f"{target} is a {type(func).__name__}, not a function")
+            self.targets[target] = func
+        return func
+
+    @staticmethod
+    def describe(exc: BaseException) -> dict[str, Any]:
+        tb = exc.__traceback__
+        # Drop this module's own frames so the traceback starts in the user's code.
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+        name = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__", "__py3sidecar__"):
+            name = f"{module}.{name}"
+        return error(USER, str(exc), type=name, traceback=text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sidecar.worker")
+    parser.add_argument("--in", dest="in_fd", type=int, required=True)
+    parser.add_argument("--out", dest="out_fd", type=int, required=True)
+    parser.add_argument("--settings", default="{}")
+    args = parser.parse_args(argv)
+    # Move the channel far from the low descriptors user code is likely to close or reuse,
+    # and keep it out of any process the user's code starts.
+    import fcntl
+
+    in_fd = fcntl.fcntl(args.in_fd, fcntl.F_DUPFD_CLOEXEC, 200)
+    out_fd = fcntl.fcntl(args.out_fd, fcntl.F_DUPFD_CLOEXEC, 200)
+    os.close(args.in_fd)
+    os.close(args.out_fd)
+    # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    # A hung worker's stack can be asked for with SIGUSR1 (the watchdog does before a kill).
+    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    Worker(in_fd, out_fd, json.loads(args.settings)).serve()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Pool limits with real processes: a full queue, spawn failures bounded by the restart limit,
+graceful shutdown."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from bridge.client import Overloaded, Unavailable
+from sidecar.testing import SidecarProcess, wait_until
+
+
+def test_full_queue_answers_overloaded_at_once(tmp_path):
+    with SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1,
+                                  "queue-size": 1}}, workdir=str(tmp_path)) as proc:
+        client = proc.client(timeout=20)
+        flag = tmp_path / "go"
+        threads = [threading.Thread(target=lambda: client.execute(
+            f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.005)\n1"))
+            for _ in range(2)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: proc.pool()["queue"]["length"] == 1, 10, message="one call queued")
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match="queue is full"):
+            client.execute("1+1")
+        assert time.monotonic() - started < 2.0  # answered, not waited out
+        flag.write_text("")
+        for t in threads:
+            t.join(10)
+        assert client.execute("1+1").value == 2
+
+
+def test_missing_interpreter_is_bounded_and_fails_fast(tmp_path):
+    proc = SidecarProcess({"worker": {"python": "/nonexistent/python3"},
+                           "pool": {"initial-size": 2, "restart-backoff": "100ms",
+                                    "restart-backoff-max": "1s"}},
+                          workdir=str(tmp_path), ready_workers=0)
+    with proc:
+        client = proc.client(timeout=5)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="no Python worker could be started"):
+            client.execute("1+1")
+        assert time.monotonic() - started < 2.0
+        time.sleep(1.5)  # let the back-off run for a while, then count attempts
+        pool = proc.pool()
+        attempts = pool["counters"]["spawn_failures"]
+        # 100ms doubling to 1s: about 5 attempts in 1.5s, never a storm
+        assert 2 <= attempts <= 8, attempts
+        assert "/nonexistent/python3" in pool["spawn"]["last_error"]
+
+
+def test_worker_that_dies_at_start_backs_off(tmp_path):
+    broken = tmp_path / "broken-python"
+    broken.write_text("#!/bin/sh\nexit 7\n")
+    broken.chmod(0o755)
+    with SidecarProcess({"worker": {"python": str(broken)},
+                         "pool": {"initial-size": 1, "restart-backoff": "50ms",
+                                  "restart-backoff-max": "400ms"}},
+                        workdir=str(tmp_path), ready_workers=0) as proc:
+        client = proc.client(timeout=5)
+        wait_until(lambda: proc.pool()["counters"]["spawn_failures"] >= 3, 10)
+        with pytest.raises(Unavailable, match="exit code 7"):
+            client.execute("1+1")
+        time.sleep(1.0)
+        assert proc.pool()["counters"]["spawn_failures"] <= 8
+
+
+def test_sigterm_drains_calls_in_flight(tmp_path):
+    proc = SidecarProcess({"pool": {"initial-size": 1}}, workdir=str(tmp_path)).start()
+    client = proc.client(timeout=10)
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault(
+        "v", client.execute("import time; time.sleep(0.5); 'finished'").value))
+    t.start()
+    wait_until(lambda: proc.pool()["workers_by_state"]["busy"] == 1, 5)
+    proc.proc.terminate()
+    t.join(10)
+    assert out.get("v") == "finished"
+    assert proc.proc.wait(10) == 0
+    proc.stop()
+
+
+def test_bad_config_file_names_key_and_value(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("python3:\n  pool:\n    max-size: lots\n")
+    result = subprocess.run([sys.executable, "-m", "sidecar", "serve", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "python3.pool.max-size = 'lots'" in result.stderr
