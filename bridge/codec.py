@@ -149,11 +149,12 @@ def _default(obj: Any) -> Any:
         return obj.tolist()
     if module == "pandas":
         if type(obj).__name__ == "DataFrame":
-            return Dataset.from_pandas(obj)
+            return _default(Dataset.from_pandas(obj))
         if type(obj).__name__ == "Series":
             return obj.tolist()
         if type(obj).__name__ == "Timestamp":
-            return obj.to_pydatetime()
+            value = obj.to_pydatetime()
+            return value if value.tzinfo else _default(value)
     raise TypeError(type(obj))
 
 

@@ -1,0 +1,63 @@
+import datetime as dt
+import decimal
+
+import msgpack
+import pytest
+
+from bridge import codec
+from bridge.codec import Dataset, EncodeError
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**40, 1.25, "s", b"\x00",
+    [1, [2]], {"a": {"b": 1}}, decimal.Decimal("-0.001"),
+    dt.datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=dt.UTC),
+    Dataset(["a"], [[1], [None]], ["long"]),
+])
+def test_round_trip(value):
+    assert codec.unpackb(codec.packb(value)) == value
+
+
+def test_raw_pass_through_keeps_extensions_opaque_and_byte_identical():
+    value = {"d": Dataset(["a"], [[1]]), "t": dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+             "n": decimal.Decimal("1.5"), "big": 2**70}
+    packed = codec.packb(value)
+    raw = codec.unpack_raw(packed)
+    assert isinstance(raw["d"], msgpack.ExtType) and isinstance(raw["t"], msgpack.Timestamp)
+    assert codec.pack_raw(raw) == packed
+
+
+def test_tuple_becomes_list_and_dataset_infers_types():
+    assert codec.unpackb(codec.packb((1, 2))) == [1, 2]
+    ds = Dataset(["i", "f", "s", "b", "t", "n"],
+                 [[None, 1.0, "x", True, dt.datetime(2020, 1, 1), None]])
+    assert ds.types == ["object", "double", "str", "bool", "datetime", "object"]
+
+
+@pytest.mark.parametrize("value, position", [
+    (object(), "value "),
+    ([1, {1, 2}], "value[1]"),
+    ({"a": [1, {"b": object()}]}, "value['a'][1]['b']"),
+    (Dataset(["a"], [[object()]]), "value.rows[0][0]"),
+])
+def test_unsupported_values_name_type_and_position(value, position):
+    with pytest.raises(EncodeError) as info:
+        codec.packb(value)
+    assert position in str(info.value)
+    assert "cannot be sent" in str(info.value)
+
+
+def test_dataset_rejects_ragged_rows():
+    with pytest.raises(ValueError, match="row 1 has 1 values for 2 columns"):
+        Dataset(["a", "b"], [[1, 2], [3]])
+
+
+def test_numpy_and_pandas_values_when_installed():
+    np = pytest.importorskip("numpy")
+    assert codec.unpackb(codec.packb({"a": np.arange(3), "s": np.float32(1.5)})) == {
+        "a": [0, 1, 2], "s": 1.5}
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
+    back = codec.unpackb(codec.packb(frame))
+    assert back == Dataset(["x", "y"], [[1, "a"], [2, "b"]], ["long", "str"])
+    assert back.to_pandas().equals(frame)
