@@ -65,6 +65,9 @@ class Service:
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
         self.pool = Pool(self.loop, pool_settings(config))
+        # What execute/call requests are submitted to: the pool, or a chain in front of it
+        # (circuit breaker, fallbacks) that has the same ``submit(call)``.
+        self.executor: Any = self.pool
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
@@ -156,8 +159,9 @@ class Service:
             return
         op = request["op"]
         if op in protocol.WORKER_OPS:
-            self.pool.submit(Call(rid, payload, request.get("timeout") or self.default_timeout,
-                                  reply, self.loop.clock()))
+            self.executor.submit(Call(rid, payload,
+                                      request.get("timeout") or self.default_timeout,
+                                      reply, self.loop.clock()))
             return
         handler = self.local_ops.get(op)
         if handler is None:
