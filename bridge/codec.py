@@ -193,6 +193,37 @@ def unpack_raw(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def extend_map(data: bytes, members: dict[str, Any]) -> bytes:
+    """Append ``members`` to the encoded map ``data`` without decoding its values.
+
+    Rewrites only the header (fixmap, map16 or map32; a fixmap that outgrows 15 members becomes
+    a map16) and appends the new key/value pairs. The keys must not already be in the map.
+    """
+    tail = b"".join(pack_raw(k) + pack_raw(v) for k, v in members.items())
+    return extend_map_encoded(data, len(members), tail)
+
+
+def extend_map_encoded(data: bytes, added: int, tail: bytes) -> bytes:
+    """``extend_map`` with the ``added`` members already encoded as ``tail`` (hot paths)."""
+    head = data[0]
+    if 0x80 <= head <= 0x8F:
+        count, body = head & 0x0F, data[1:]
+    elif head == 0xDE:
+        count, body = int.from_bytes(data[1:3], "big"), data[3:]
+    elif head == 0xDF:
+        count, body = int.from_bytes(data[1:5], "big"), data[5:]
+    else:
+        raise ValueError(f"not an encoded msgpack map (first byte 0x{head:02x})")
+    count += added
+    if count <= 15:
+        header = bytes((0x80 | count,))
+    elif count <= 0xFFFF:
+        header = b"\xde" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdf" + count.to_bytes(4, "big")
+    return header + body + tail
+
+
 # ---------------------------------------------------------------- error positions
 
 def _explain(obj: Any, exc: Exception) -> EncodeError:

@@ -72,12 +72,11 @@ class PoolConfig(Section):
     initial_size: int
     min_size: int
     max_size: int
+    spares: int
     queue_size: int
     max_restarts: int
     restart_window: float
-    restart_backoff: float
-    restart_backoff_max: float
-    _d = _durations("restart_window", "restart_backoff", "restart_backoff_max")
+    _d = _durations("restart_window")
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> "PoolConfig":
@@ -87,8 +86,8 @@ class PoolConfig(Section):
         if not self.min_size <= self.initial_size <= self.max_size:
             raise ValueError(f"sizes must satisfy min-size <= initial-size <= max-size, got "
                              f"{self.min_size} <= {self.initial_size} <= {self.max_size}")
-        if self.queue_size < 0 or self.max_restarts < 1:
-            raise ValueError("queue-size must be >= 0 and max-restarts >= 1")
+        if self.queue_size < 0 or self.max_restarts < 1 or self.spares < 0:
+            raise ValueError("queue-size and spares must be >= 0 and max-restarts >= 1")
         _positive("restart-window", self.restart_window)
         return self
 
@@ -136,6 +135,100 @@ class BridgeConfig(Section):
     _s = _sizes("max_message_size")
 
 
+class ScoreSection(Section):
+    timeout_penalty: int
+    crash_penalty: int
+    oom_penalty: int
+    io_penalty: int
+    other_penalty: int
+    replace_threshold: int
+    history_size: int
+
+
+class HealthConfig(Section):
+    enabled: bool
+    quick_check_interval: float
+    check_interval: float
+    resource_check_interval: float
+    ping_timeout: float
+    hang_after: float
+    performance_factor: float
+    memory_limit: int
+    memory_growth_limit: int
+    score: ScoreSection
+    _d = _durations("quick_check_interval", "check_interval", "resource_check_interval",
+                    "ping_timeout", "hang_after")
+    _s = _sizes("memory_limit", "memory_growth_limit")
+
+    @model_validator(mode="after")
+    def _positive_intervals(self) -> "HealthConfig":
+        for name in ("quick_check_interval", "check_interval", "resource_check_interval",
+                     "ping_timeout", "hang_after"):
+            _positive(name.replace("_", "-"), getattr(self, name))
+        if self.performance_factor <= 1:
+            raise ValueError(f"performance-factor ({self.performance_factor:g}) must be > 1")
+        return self
+
+
+class RecoveryConfig(Section):
+    max_restart_attempts: int
+    restart_delay: float
+    restart_delay_max: float
+    escalation_timeout: float
+    _d = _durations("restart_delay", "restart_delay_max", "escalation_timeout")
+
+    @model_validator(mode="after")
+    def _delays(self) -> "RecoveryConfig":
+        if self.max_restart_attempts < 1:
+            raise ValueError("max-restart-attempts must be >= 1")
+        _positive("restart-delay", self.restart_delay)
+        if self.restart_delay_max < self.restart_delay:
+            raise ValueError(f"restart-delay-max ({self.restart_delay_max:g}s) must be >= "
+                             f"restart-delay ({self.restart_delay:g}s)")
+        return self
+
+
+class ResourcesConfig(Section):
+    max_calls_per_worker: int
+    max_calls_jitter: int
+    max_memory_per_worker: int
+    cpu_limit: int
+    address_space_limit: int
+    sample_interval: float
+    _d = _durations("sample_interval")
+    _s = _sizes("max_memory_per_worker", "address_space_limit")
+
+    @model_validator(mode="after")
+    def _non_negative(self) -> "ResourcesConfig":
+        for name in ("max_calls_per_worker", "max_calls_jitter", "max_memory_per_worker",
+                     "cpu_limit", "address_space_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 0 (0: off)")
+        if self.address_space_limit and self.address_space_limit < 256 << 20:
+            raise ValueError("address-space-limit below 256MiB leaves no room to start Python")
+        return self
+
+
+class ScalingConfig(Section):
+    enabled: bool
+    interval: float
+    scale_up_utilization: float
+    scale_up_wait: float
+    scale_down_utilization: float
+    up_cooldown: float
+    down_cooldown: float
+    _d = _durations("interval", "scale_up_wait", "up_cooldown", "down_cooldown")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "ScalingConfig":
+        _positive("interval", self.interval)
+        if not 0 <= self.scale_down_utilization < self.scale_up_utilization <= 1:
+            raise ValueError("utilizations must satisfy 0 <= scale-down-utilization < "
+                             f"scale-up-utilization <= 1, got {self.scale_down_utilization:g} "
+                             f"and {self.scale_up_utilization:g}")
+        return self
+
+
 class ShutdownConfig(Section):
     drain_timeout: float
     _d = _durations("drain_timeout")
@@ -145,12 +238,142 @@ class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+class CircuitBreakerConfig(Section):
+    """``python3.circuit-breaker``: the spec's four keys plus window, probes and timeouts."""
+
+    enabled: bool
+    failure_threshold: int
+    failure_rate_threshold: float
+    window_size: int
+    minimum_calls: int
+    timeout: float
+    half_open_max_probes: int
+    success_threshold: int
+    count_timeouts: bool
+    _d = _durations("timeout")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CircuitBreakerConfig":
+        for name in ("failure_threshold", "window_size", "minimum_calls",
+                     "half_open_max_probes", "success_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} = {getattr(self, name)!r} must be "
+                                 ">= 1")
+        if not 0 < self.failure_rate_threshold <= 1:
+            raise ValueError(f"failure-rate-threshold = {self.failure_rate_threshold!r} must be "
+                             "in (0, 1]; 0.5 means half the calls in the window")
+        if self.minimum_calls > self.window_size:
+            raise ValueError(f"minimum-calls = {self.minimum_calls} cannot exceed window-size = "
+                             f"{self.window_size}: the failure rate would never be checked")
+        _positive("timeout", self.timeout)
+        return self
+
+
+FALLBACK_STRATEGIES = ("primary", "secondary", "direct", "remote")
+# Kinds a fallback may act on: the call did not run (or, for `crashed`, the operator accepts a
+# re-run). `user` and `timeout` never fall through: another strategy would fail the same way.
+FALL_THROUGH_ALLOWED = ("circuit_open", "overloaded", "unavailable", "crashed", "internal")
+
+
+class SecondaryPoolConfig(Section):
+    python: str
+    env: dict[str, str]
+    initial_size: int
+    min_size: int
+    max_size: int
+    queue_size: int
+
+    @model_validator(mode="after")
+    def _sizes_in_order(self) -> "SecondaryPoolConfig":
+        if not 0 <= self.min_size <= self.initial_size <= self.max_size or self.initial_size < 1:
+            raise ValueError(f"sizes must satisfy 0 <= min-size <= initial-size <= max-size and "
+                             f"initial-size >= 1, got {self.min_size} <= {self.initial_size} <= "
+                             f"{self.max_size}")
+        if self.queue_size < 0:
+            raise ValueError(f"queue-size = {self.queue_size} must be >= 0")
+        return self
+
+
+class DirectConfig(Section):
+    python: str
+    max_concurrent: int
+    start_timeout: float
+    _d = _durations("start_timeout")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "DirectConfig":
+        if self.max_concurrent < 1:
+            raise ValueError(f"max-concurrent = {self.max_concurrent} must be >= 1")
+        _positive("start-timeout", self.start_timeout)
+        return self
+
+
+class RemoteConfig(Section):
+    endpoint: str
+    token: str
+    token_file: str
+    grace: float
+    _d = _durations("grace")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _tcp(cls, value: str) -> str:
+        if value and not re.match(r"^tcp://[^:]+:\d+$", value):
+            raise ValueError("expected tcp://HOST:PORT of another sidecar, e.g. "
+                             "tcp://10.0.0.2:5557")
+        return value
+
+
+class FallbackConfig(Section):
+    """``python3.fallback``: the ordered strategies behind the primary pool."""
+
+    strategies: list[str]
+    fall_through: list[str]
+    secondary: SecondaryPoolConfig
+    direct: DirectConfig
+    remote: RemoteConfig
+
+    @model_validator(mode="after")
+    def _combination(self) -> "FallbackConfig":
+        unknown = [s for s in self.strategies if s not in FALLBACK_STRATEGIES]
+        if unknown:
+            raise ValueError(f"strategies = {self.strategies!r}: unknown {unknown!r}; expected "
+                             f"some of {', '.join(FALLBACK_STRATEGIES)}")
+        if not self.strategies or self.strategies[0] != "primary":
+            raise ValueError(f"strategies = {self.strategies!r} must start with 'primary'")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"strategies = {self.strategies!r} names a strategy twice")
+        never = [k for k in self.fall_through if k in ("user", "timeout")]
+        if never:
+            raise ValueError(f"fall-through = {self.fall_through!r}: {never!r} never fall "
+                             "through (the user's code or its time budget would fail the same "
+                             "way elsewhere)")
+        bad = [k for k in self.fall_through if k not in FALL_THROUGH_ALLOWED]
+        if bad:
+            raise ValueError(f"fall-through = {self.fall_through!r}: {bad!r} cannot fall "
+                             f"through; allowed: {', '.join(FALL_THROUGH_ALLOWED)}")
+        if "remote" in self.strategies:
+            if not self.remote.endpoint:
+                raise ValueError("strategies includes 'remote' but remote.endpoint is empty; "
+                                 "set it to the other sidecar's tcp://HOST:PORT")
+            if not (self.remote.token or self.remote.token_file):
+                raise ValueError("strategies includes 'remote' but neither remote.token nor "
+                                 "remote.token-file is set; use the other sidecar's token")
+        return self
+
+
 class Python3Config(Section):
     pool: PoolConfig
+    health: HealthConfig
+    recovery: RecoveryConfig
+    resources: ResourcesConfig
+    scaling: ScalingConfig
     worker: WorkerConfig
     bridge: BridgeConfig
     shutdown: ShutdownConfig
     logging: LoggingConfig
+    circuit_breaker: CircuitBreakerConfig
+    fallback: FallbackConfig
 
 
 class Config(Section):

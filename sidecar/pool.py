@@ -1,22 +1,25 @@
-"""The worker pool: queue, dispatch, timeouts, crash detection and bounded replacement.
+"""The worker pool: queue, dispatch, timeouts, crash detection, spares and bounded replacement.
 
 Data flow (all in the sidecar's one loop thread, see ``sidecar.loop``)::
 
-    submit(call) --idle worker?--> start_call: frame -> worker's in-pipe
-         |  no                                 |
-         v                                     v  (worker runs user code)
-    FIFO queue (bounded:            worker's out-pipe readable -> on_worker_output
-    full -> overloaded)                -> reply spliced with id + worker -> call.answer()
-         ^                             -> worker idle again -> next queued call
-         +------------------------------------+
-    deadline timer per call: queued -> ``timeout``; running -> kill worker, ``timeout``
-    pidfd readable (worker exited) -> in-flight call ``crashed`` (exit code / signal),
-                                       queued calls untouched, replacement spawned at once
+    submit(call) --idle member?--> start_call: frame -> worker's in-pipe
+         |  no                                  |
+         v                                      v  (worker runs user code)
+    FIFO queue (bounded:             worker's out-pipe readable -> on_worker_output
+    full -> overloaded)                 -> reply spliced with id + worker -> call.answer()
+         ^                              -> worker idle again -> next queued call
+         +-------------------------------------+
+    deadline timer per call: queued -> ``timeout``; running -> stack dump, kill, ``timeout``
+    pidfd readable (worker died): in-flight call ``crashed`` (exit code / signal), queued calls
+        untouched, a warm spare promoted at once, a new spare spawned
     spawns bounded: back-off after failures, at most ``max_restarts`` per ``restart_window``
 
-Owns: worker processes and their lifecycle, the queue, per-call deadlines, exactly one answer
-per call. Must not touch: framing details (``sidecar.channel``), value encoding (``bridge.codec``),
-sockets facing clients (the fronts) or config files (``sidecar.config`` builds ``PoolSettings``).
+Owns: worker processes and their lifecycle (spawn, ready, probe, drain, kill, reap), members
+and warm spares, the queue, per-call deadlines, exactly one answer per call, per-worker
+observations (score, timings, RSS). Must not touch: framing (``sidecar.channel``), value
+encoding (``bridge.codec``), client sockets (the fronts), config files (``sidecar.config``
+builds ``PoolSettings``), or policy: *when* to probe, recycle or resize is decided by
+``sidecar.watchdog``, ``sidecar.recovery`` and ``sidecar.scaling``, which call the verbs here.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import errno
 import json
 import logging
 import os
+import random
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,22 +41,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.loop import Loop, Timer
+from sidecar.score import HealthScore, ScoreConfig
 
 log = logging.getLogger("py3sidecar.pool")
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
-# A worker's successful reply starts with a 5-member map whose first member is ok=true; the pool
-# forwards it without decoding the value: new map header + id + worker + the worker's members.
-_OK_PREFIX = b"\x85\xa2ok\xc3"
-_SPLICED_HEADER = b"\x87\xa2id"
+# A worker's reply is a 6-member map that starts ok, ms, cpu (two float64s at fixed offsets).
+# A success is forwarded without decoding the value: new header + id + worker + its members.
+_OK_PREFIX = b"\x86\xa2ok\xc3\xa2ms\xcb"
+_TIMES = struct.Struct(">d5xd")  # ms at offset 9, then b"\xa3cpu\xcb", then cpu at offset 22
+_SPLICED_HEADER = b"\x88\xa2id"
 _WORKER_KEY = b"\xa6worker"
+_PROBE = "probe"
 
-STARTING, IDLE, BUSY, STOPPING = "starting", "idle", "busy", "stopping"
+STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
+MEMBER, SPARE = "member", "spare"
 
 
 @dataclass
@@ -61,6 +73,7 @@ class PoolSettings:
     initial_size: int = 2
     min_size: int = 1
     max_size: int = 4
+    spares: int = 0
     queue_size: int = 64
     call_timeout: float = 30.0
     kill_grace: float = 0.5
@@ -75,6 +88,14 @@ class PoolSettings:
     preload: list[str] = field(default_factory=list)
     max_output_chars: int = 65536
     max_message_bytes: int = 64 << 20
+    max_calls: int = 0             # recycle after this many calls (0: never) ...
+    max_calls_jitter: int = 0      # ... plus up to this many more, so workers don't recycle at once
+    max_memory: int = 0            # recycle after the current call above this RSS (0: never)
+    cpu_limit: int = 0             # hard CPU seconds per call (RLIMIT_CPU, re-armed per call)
+    address_space_limit: int = 0   # hard RLIMIT_AS per worker, bytes
+    rss_sample_interval: float = 0.25  # at most one RSS reading per worker per interval
+    stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
 class Call:
@@ -115,20 +136,19 @@ class Call:
 
 
 class WorkerHandle:
-    """The pool's view of one worker process."""
+    """The pool's view of one worker process, and what has been observed of it."""
 
-    __slots__ = ("id", "proc", "pid", "pidfd", "to_worker", "reader", "state", "call", "calls",
-                 "spawned_at", "ready_at", "last_used", "kill_timer", "start_timer", "exit",
-                 "stop_reason", "preload_errors")
-
-    def __init__(self, wid: int, proc: subprocess.Popen, to_worker: int, from_worker: int,
-                 pidfd: int, max_message: int, now: float) -> None:
+    def __init__(self, wid: int, role: str, proc: subprocess.Popen, to_worker: int,
+                 from_worker: int, pidfd: int, stack_file: str, settings: PoolSettings,
+                 now: float, clock: Callable[[], float]) -> None:
         self.id = wid
+        self.role = role
         self.proc = proc
         self.pid = proc.pid
         self.pidfd = pidfd
         self.to_worker = to_worker
-        self.reader = FrameReader(from_worker, max_message)
+        self.reader = FrameReader(from_worker, settings.max_message_bytes)
+        self.stack_file = stack_file
         self.state = STARTING
         self.call: Call | None = None
         self.calls = 0
@@ -140,9 +160,59 @@ class WorkerHandle:
         self.exit: dict[str, Any] | None = None
         self.stop_reason = ""
         self.preload_errors: list[str] = []
+        self.drain_after_call = ""       # reason: stop once the current call is answered
+        self.recycle_after_call = ""     # reason: arrange a replacement after the current call
+        self.killing = False
+        self.replaced_by: int | None = None
+        self.replaces: WorkerHandle | None = None
+        self.max_calls = settings.max_calls + (
+            random.randint(0, settings.max_calls_jitter) if settings.max_calls_jitter else 0)
+        self.score = HealthScore(settings.score, clock=clock)
+        # observations
+        self.wall_ms: deque[float] = deque(maxlen=100)
+        self.cpu_ms: deque[float] = deque(maxlen=100)
+        self.busy_seconds = 0.0
+        self.rss = 0
+        self.rss_at = 0.0
+        self.rss_baseline = 0           # after the first call (as loky measures it)
+        self.cpu_seen = 0.0             # process CPU seconds at the last look (hang detection)
+        self.cpu_seen_at = 0.0
+        self.bench_baseline = 0.0       # seconds, measured at warm-up
+        self.bench_last = 0.0
+        self.ping_ms = 0.0
+        self.ping_failed = False
+        self.hung_for = 0.0             # seconds busy without CPU progress (watchdog)
+        self.progress_call: Call | None = None
+        self.probe_done: Callable[[dict[str, Any] | None], None] | None = None
+        self.probe_timer: Timer | None = None
+        self.status = "UNKNOWN"         # the composite health status (sidecar.health)
+        self.status_detail = ""
+        self.last_failure: dict[str, Any] | None = None
+        self._ps: psutil.Process | None = None
 
     def describe(self) -> str:
         return f"worker {self.id} (pid {self.pid})"
+
+    @property
+    def ps(self) -> psutil.Process:
+        if self._ps is None:
+            self._ps = psutil.Process(self.pid)
+        return self._ps
+
+    def sample_rss(self, now: float) -> int:
+        try:
+            self.rss = self.ps.memory_info().rss
+        except psutil.Error:
+            return self.rss
+        self.rss_at = now
+        return self.rss
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            times = self.ps.cpu_times()
+        except psutil.Error:
+            return None
+        return times.user + times.system + times.children_user + times.children_system
 
 
 def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
@@ -160,6 +230,8 @@ def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
             hint = " (killed from outside: the out-of-memory killer, an operator or a limit)"
         elif signum == signal.SIGSEGV:
             hint = " (a segmentation fault in native code)"
+        elif signum == signal.SIGXCPU:
+            hint = " (the per-call CPU limit, python3.resources.cpu-limit)"
         return f"signal {signum} ({name}){hint}", {"signal": signum, "signal_name": name}
     return f"exit code {returncode}", {"exit_code": returncode}
 
@@ -180,16 +252,24 @@ class Pool:
         self.spawn_failures = 0
         self.last_spawn_error = ""
         self.next_spawn_at = 0.0
+        self.backoff_factor = 1.0       # raised by recovery on resource exhaustion
         self.spawn_timer: Timer | None = None
-        # counters
+        # counters and accumulators (read by health, scaling and metrics)
         self.counters: dict[str, int] = {"accepted": 0, "succeeded": 0, "spawned": 0,
-                                         "spawn_failures": 0, "crashes": 0, "kills": 0}
+                                         "spawn_failures": 0, "crashes": 0, "kills": 0,
+                                         "recycled": 0, "probes": 0}
         self.errors_by_kind: dict[str, int] = {}
+        self.busy_seconds_total = 0.0
+        self.queue_wait_total = 0.0
+        self.queue_wait_count = 0
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
         self._worker_settings = json.dumps({
             "paths": settings.paths, "preload": settings.preload,
             "max_output_chars": settings.max_output_chars,
-            "max_message_bytes": settings.max_message_bytes})
+            "max_message_bytes": settings.max_message_bytes,
+            "cpu_limit": settings.cpu_limit,
+            "address_space_limit": settings.address_space_limit})
         self._env = dict(os.environ)
         self._env.update(settings.env)
         self._env["PYTHONPATH"] = os.pathsep.join(
@@ -197,7 +277,7 @@ class Pool:
 
     # ------------------------------------------------------------ events
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
-        """``listener(event, info)`` for worker_spawned/ready/exited, spawn_failed, ..."""
+        """``listener(event, info)``: worker_spawned/ready/exited, spawn_failed, ..."""
         self.listeners.append(listener)
 
     def publish(self, event: str, **info: Any) -> None:
@@ -210,8 +290,7 @@ class Pool:
 
     # ------------------------------------------------------------ public API (loop thread)
     def start(self) -> None:
-        for _ in range(self.target_size):
-            self.spawn_worker()
+        self.ensure_capacity()
 
     def submit(self, call: Call) -> None:
         """Accept a call: run it now, queue it, or answer at once (overloaded/unavailable)."""
@@ -226,8 +305,10 @@ class Pool:
             return
         reason = self.unavailable_reason()
         if reason:
+            self.count_error(protocol.UNAVAILABLE)
             call.fail(protocol.UNAVAILABLE, reason)
         elif len(self.queue) >= self.settings.queue_size:
+            self.count_error(protocol.OVERLOADED)
             call.fail(protocol.OVERLOADED,
                       f"all {self.live_count()} workers are busy and the queue is full "
                       f"({self.settings.queue_size} calls waiting, python3.pool.queue-size); "
@@ -236,15 +317,27 @@ class Pool:
             call.timer = self.loop.call_at(call.deadline, lambda: self.expire(call))
             self.queue.append(call)
 
+    def members(self) -> list[WorkerHandle]:
+        """Serving workers (not spares), excluding those on their way out."""
+        return [w for w in self.workers.values()
+                if w.role == MEMBER and w.state != STOPPING and w.replaced_by is None]
+
+    def spares(self) -> list[WorkerHandle]:
+        return [w for w in self.workers.values() if w.role == SPARE and w.state != STOPPING]
+
     def live_count(self) -> int:
-        return sum(1 for w in self.workers.values() if w.state != STOPPING)
+        return sum(1 for w in self.workers.values() if w.role == MEMBER and w.state != STOPPING)
+
+    def ready_members(self) -> int:
+        return sum(1 for w in self.workers.values()
+                   if w.role == MEMBER and w.state in (IDLE, BUSY, CHECKING))
 
     def busy(self) -> bool:
         return bool(self.queue) or any(w.state == BUSY for w in self.workers.values())
 
     def unavailable_reason(self) -> str:
         """Non-empty when no worker exists nor is about to: callers must not wait in vain."""
-        if self.live_count():
+        if self.live_count() or self.spares():
             return ""
         if self.spawn_failures:
             return (f"no Python worker could be started ({self.spawn_failures} failed attempts; "
@@ -261,7 +354,10 @@ class Pool:
         worker.state = BUSY
         worker.call = call
         call.worker = worker
-        call.started_at = self.clock()
+        call.started_at = now = self.clock()
+        if now - call.accepted_at > 0.0:
+            self.queue_wait_total += now - call.accepted_at
+        self.queue_wait_count += 1
         try:
             self.write(worker, call.payload)
         except OSError as exc:
@@ -270,7 +366,7 @@ class Pool:
             worker.call = None
             call.worker = None
             self.queue.appendleft(call)
-            self.retire(worker, f"its pipe failed ({exc})", kill=True)
+            self.kill(worker, f"its pipe failed ({exc})")
 
     def write(self, worker: WorkerHandle, payload: bytes) -> None:
         data = memoryview(encode_frame(payload))
@@ -285,12 +381,15 @@ class Pool:
         try:
             frames = worker.reader.feed()
         except FrameTooLarge as exc:
-            self.retire(worker, f"it broke the protocol: {exc}", kill=True)
+            self.kill(worker, f"it broke the protocol: {exc}")
             return None
         for frame in frames or ():
-            if worker.state == BUSY:
+            state = worker.state
+            if state == BUSY:
                 self.finish_call(worker, frame)
-            elif worker.state == STARTING:
+            elif state == CHECKING:
+                self.finish_probe(worker, unpack_raw(frame))
+            elif state == STARTING:
                 self.on_ready(worker, frame)
             # frames from a stopping worker are stale: its call was already answered
         if worker.reader.eof:
@@ -299,41 +398,73 @@ class Pool:
                 # Usually the process is exiting and its pidfd fires within microseconds. If it
                 # lives on (user code closed our descriptors) it can no longer be used: end it.
                 worker.kill_timer = self.loop.call_later(
-                    0.2, lambda: self.retire(worker, "it closed its channel", kill=True,
-                                             grace=0.2))
+                    0.2, lambda: self.kill(worker, "it closed its channel", grace=0.2))
         return frames
 
     def finish_call(self, worker: WorkerHandle, frame: bytes) -> None:
         call = worker.call
         worker.call = None
         worker.calls += 1
-        worker.last_used = self.clock()
-        if call is not None and not call.done:
-            if frame[:5] == _OK_PREFIX:
+        worker.last_used = now = self.clock()
+        if call is not None:
+            seconds = now - call.started_at
+            worker.busy_seconds += seconds
+            self.busy_seconds_total += seconds
+            if frame[:9] == _OK_PREFIX:
+                wall, cpu = _TIMES.unpack_from(frame, 9)
+                worker.wall_ms.append(wall)
+                worker.cpu_ms.append(cpu)
+                worker.score.record_success(seconds)
+                self.counters["succeeded"] += 1
                 call.answer(_SPLICED_HEADER + pack_raw(call.rid) + _WORKER_KEY
                             + pack_raw(worker.id) + frame[1:])
-                self.counters["succeeded"] += 1
             else:
                 reply = unpack_raw(frame)
                 reply["id"] = call.rid
                 reply["worker"] = worker.id
-                kind = reply.get("error", {}).get("kind", protocol.INTERNAL)
-                self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+                error = reply.get("error") or {}
+                kind = error.get("kind", protocol.INTERNAL)
+                worker.score.record(kind, seconds)
+                self.count_error(kind)
+                if error.get("type") == "MemoryError":
+                    worker.recycle_after_call = "its call ran out of memory (MemoryError)"
                 call.answer(pack_raw(reply), kind)
             if self.listeners:
                 self.publish("call_finished", worker=worker.id, outcome=call.outcome,
-                             seconds=worker.last_used - call.started_at)
+                             seconds=seconds)
         if worker.state == STOPPING:
             return
         worker.state = IDLE
-        self.worker_available(worker)
+        if now - worker.rss_at >= self.settings.rss_sample_interval:
+            self.check_memory_after_call(worker, now)
+        if worker.max_calls and worker.calls >= worker.max_calls:
+            worker.recycle_after_call = worker.recycle_after_call or (
+                f"it served {worker.calls} calls (python3.resources.max-calls-per-worker)")
+        if worker.drain_after_call:
+            self.drain(worker)
+        elif worker.recycle_after_call:
+            self.recycle(worker, worker.recycle_after_call)
+        else:
+            self.worker_available(worker)
+
+    def check_memory_after_call(self, worker: WorkerHandle, now: float) -> None:
+        rss = worker.sample_rss(now)
+        if not worker.rss_baseline and worker.calls:
+            worker.rss_baseline = rss
+        if self.settings.max_memory and rss > self.settings.max_memory:
+            worker.recycle_after_call = (f"its memory ({rss >> 20} MiB) is above "
+                                       f"python3.resources.max-memory-per-worker "
+                                       f"({self.settings.max_memory >> 20} MiB)")
+            self.publish("memory_high", worker=worker.id, pid=worker.pid, rss=rss)
 
     def worker_available(self, worker: WorkerHandle) -> None:
         if worker.exit is not None or worker.state != IDLE:
             return
-        if self.closing and not self.queue:
-            self.idle.append(worker)
-            return
+        if worker.role == SPARE:
+            if self.live_count() < self.target_size and not self.closing:
+                self.promote(worker)
+            else:
+                return  # a ready spare waits, warm, outside the idle list
         if self.queue:
             self.start_call(worker, self.queue.popleft())
         else:
@@ -354,25 +485,115 @@ class Pool:
                       f"free; the pool has {self.live_count()} workers, all busy")
             return
         self.count_error(protocol.TIMEOUT)
-        call.fail(protocol.TIMEOUT,
-                  f"the call ran longer than its timeout of {call.timeout:g}s; "
-                  f"{worker.describe()} was stopped and is being replaced",
-                  worker=worker.id)
-        self.publish("call_timed_out", worker=worker.id, pid=worker.pid)
-        self.retire(worker, f"its call passed the {call.timeout:g}s timeout", kill=True)
+        worker.score.record_failure(protocol.TIMEOUT)
+        reason = f"its call passed the {call.timeout:g}s timeout"
+        self.take_out_of_service(worker, reason)
+
+        def answer(stack: str) -> None:
+            call.fail(protocol.TIMEOUT,
+                      f"the call ran longer than its timeout of {call.timeout:g}s; "
+                      f"{worker.describe()} was stopped and is being replaced",
+                      worker=worker.id, traceback=stack or None)
+            self.publish("call_timed_out", worker=worker.id, pid=worker.pid, stack=stack)
+            self.kill(worker, reason)
+
+        self.capture_stack(worker, answer)
 
     def count_error(self, kind: str) -> None:
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
 
+    # ------------------------------------------------------------ probes (watchdog's tools)
+    def probe(self, worker: WorkerHandle, op: str, deadline: float,
+              done: Callable[[dict[str, Any] | None], None], **extra: Any) -> bool:
+        """Send an idle worker ``ping``/``bench``/...; ``done(reply)`` or ``done(None)`` at the
+        deadline. Only idle workers are probed, so a probe never delays a user call by more
+        than its own sub-millisecond run."""
+        if worker.state != IDLE or worker.exit is not None:
+            return False
+        if worker in self.idle:
+            self.idle.remove(worker)
+        worker.state = CHECKING
+        worker.probe_done = done
+        worker.probe_timer = self.loop.call_later(deadline, lambda: self.probe_expired(worker))
+        self.counters["probes"] += 1
+        try:
+            self.write(worker, pack_raw({"op": op, **extra}))
+        except OSError:
+            self.probe_expired(worker)
+            return False
+        return True
+
+    def finish_probe(self, worker: WorkerHandle, reply: dict[str, Any] | None) -> None:
+        done, worker.probe_done = worker.probe_done, None
+        if worker.probe_timer is not None:
+            worker.probe_timer.cancel()
+        if worker.state == CHECKING:
+            worker.state = IDLE
+        if done is not None:
+            done(reply)
+        if worker.state == IDLE:
+            self.worker_available(worker)
+
+    def probe_expired(self, worker: WorkerHandle) -> None:
+        if worker.state != CHECKING:
+            return
+        done, worker.probe_done = worker.probe_done, None
+        # Out of service at once: it did not answer, so it must not get a user call.
+        self.take_out_of_service(worker, "it did not answer a health probe in time")
+        if done is not None:
+            done(None)
+
+    # ------------------------------------------------------------ stack capture
+    def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None]) -> None:
+        """Ask the worker for every thread's stack (faulthandler on SIGUSR1), then ``then(text)``.
+
+        The dump is written by a C signal handler, so it arrives even from a worker stuck in C;
+        we wait at most ``stack_capture_wait`` and never block the loop.
+        """
+        if worker.exit is not None:
+            then("")
+            return
+        try:
+            offset = os.path.getsize(worker.stack_file)
+            os.kill(worker.pid, signal.SIGUSR1)
+        except OSError:
+            then("")
+            return
+        deadline = self.clock() + self.settings.stack_capture_wait
+        last = [offset]
+
+        def poll() -> None:
+            try:
+                size = os.path.getsize(worker.stack_file)
+            except OSError:
+                size = offset
+            if size > offset and size == last[0] or self.clock() >= deadline:
+                try:
+                    with open(worker.stack_file, errors="replace") as handle:
+                        handle.seek(offset)
+                        text = handle.read()
+                except OSError:
+                    text = ""
+                if text:
+                    log.warning("stack of %s before it is stopped:\n%s", worker.describe(),
+                                text.rstrip())
+                then(text)
+                return
+            last[0] = size
+            self.loop.call_later(0.005, poll)
+
+        self.loop.call_later(0.005, poll)
+
     # ------------------------------------------------------------ worker lifecycle
-    def spawn_worker(self) -> WorkerHandle | None:
+    def spawn_worker(self, role: str = MEMBER) -> WorkerHandle | None:
         settings = self.settings
         wid = self.next_worker_id
         self.next_worker_id += 1
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
+        stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                str(from_w), "--settings", self._worker_settings]
+                str(from_w), "--settings", self._worker_settings, "--stack-file", stack_file]
         try:
             proc = subprocess.Popen(argv, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
                                     env=self._env, start_new_session=True)
@@ -387,44 +608,54 @@ class Pool:
         os.set_blocking(from_r, False)
         pidfd = os.pidfd_open(proc.pid)
         now = self.clock()
-        worker = WorkerHandle(wid, proc, to_w, from_r, pidfd, settings.max_message_bytes, now)
+        worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
+                              self.clock)
         self.workers[wid] = worker
         self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
         self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
         worker.start_timer = self.loop.call_later(settings.start_timeout,
                                                   lambda: self.start_timed_out(worker))
         self.counters["spawned"] += 1
-        self.publish("worker_spawned", worker=wid, pid=proc.pid)
+        self.publish("worker_spawned", worker=wid, pid=proc.pid, role=role)
         return worker
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
         if message.get("op") != "ready":
-            self.retire(worker, f"it sent {message!r} instead of its ready message", kill=True)
+            self.kill(worker, f"it sent {message!r} instead of its ready message")
             return
         if worker.start_timer:
             worker.start_timer.cancel()
-        worker.ready_at = self.clock()
+        worker.ready_at = now = self.clock()
         worker.preload_errors = list(message.get("preload_errors") or ())
         for problem in worker.preload_errors:
             log.error("%s could not preload %s (python3.worker.preload)",
                       worker.describe(), problem)
         self.spawn_failures = 0
         worker.state = IDLE
-        log.debug("%s ready in %.1f ms", worker.describe(),
-                  (worker.ready_at - worker.spawned_at) * 1000)
-        self.publish("worker_ready", worker=worker.id, pid=worker.pid,
-                     seconds=worker.ready_at - worker.spawned_at)
+        worker.sample_rss(now)
+        log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
+        self.publish("worker_ready", worker=worker.id, pid=worker.pid, role=worker.role,
+                     seconds=now - worker.spawned_at)
+        old = worker.replaces
+        if old is not None:
+            worker.replaces = None
+            self.drain(old)
         self.worker_available(worker)
 
     def start_timed_out(self, worker: WorkerHandle) -> None:
         if worker.state == STARTING:
-            self.retire(worker, f"it did not get ready within {self.settings.start_timeout:g}s "
-                        "(python3.worker.start-timeout)", kill=True)
+            self.kill(worker, f"it did not get ready within {self.settings.start_timeout:g}s "
+                      "(python3.worker.start-timeout)")
 
-    def retire(self, worker: WorkerHandle, reason: str, *, kill: bool,
-               grace: float | None = None) -> None:
-        """Take a worker out of service; with ``kill`` end it (SIGTERM, grace, SIGKILL)."""
+    def promote(self, spare: WorkerHandle) -> None:
+        """A warm spare becomes a serving member (it takes a dead member's place at once)."""
+        spare.role = MEMBER
+        log.info("%s promoted from warm spare", spare.describe())
+        self.publish("spare_promoted", worker=spare.id, pid=spare.pid)
+
+    def take_out_of_service(self, worker: WorkerHandle, reason: str) -> None:
+        """No new calls for this worker; its place is filled at once (spare or spawn)."""
         if worker.state == STOPPING:
             return
         was_starting = worker.state == STARTING
@@ -432,18 +663,67 @@ class Pool:
         worker.stop_reason = reason
         if worker in self.idle:
             self.idle.remove(worker)
+        if worker.probe_timer is not None:
+            worker.probe_timer.cancel()
         log.warning("%s is being replaced: %s", worker.describe(), reason)
-        if kill:
-            self.counters["kills"] += 1
-            self.signal(worker, signal.SIGTERM)
-            worker.kill_timer = self.loop.call_later(
-                self.settings.kill_grace if grace is None else grace,
-                lambda: self.signal(worker, signal.SIGKILL))
-        else:
-            self.close_channel(worker)
         if was_starting:
             self.spawn_failed(f"{worker.describe()} failed to start: {reason}", None)
         self.ensure_capacity()
+
+    def kill(self, worker: WorkerHandle, reason: str, grace: float | None = None) -> None:
+        """End a worker now: SIGTERM to its process group, SIGKILL after the grace."""
+        self.take_out_of_service(worker, reason)
+        if worker.exit is not None or worker.killing:
+            return
+        worker.killing = True
+        self.counters["kills"] += 1
+        self.signal(worker, signal.SIGTERM)
+        worker.kill_timer = self.loop.call_later(
+            self.settings.kill_grace if grace is None else grace,
+            lambda: self.signal(worker, signal.SIGKILL))
+
+    def drain(self, worker: WorkerHandle, reason: str = "") -> None:
+        """Stop a worker gracefully: now if idle, after its current call if busy."""
+        reason = reason or worker.drain_after_call or worker.stop_reason or "replaced"
+        if worker.state == BUSY:
+            worker.drain_after_call = reason
+            return
+        if worker.state == STOPPING:
+            return
+        self.take_out_of_service(worker, reason)
+        self.close_channel(worker)
+        worker.kill_timer = self.loop.call_later(max(2.0, self.settings.kill_grace),
+                                                 lambda: self.kill(worker, "it did not exit"))
+
+    def recycle(self, worker: WorkerHandle, reason: str) -> None:
+        """Graceful replacement: a warm spare (or a new worker, once ready) takes over, then
+        this one drains. The pool never drops below its size while it happens."""
+        worker.recycle_after_call = ""
+        if worker.replaced_by is not None or worker.state == STOPPING:
+            return
+        self.counters["recycled"] += 1
+        worker.stop_reason = reason
+        log.info("%s will be recycled: %s", worker.describe(), reason)
+        self.publish("worker_recycled", worker=worker.id, pid=worker.pid, reason=reason)
+        ready_spares = [w for w in self.spares() if w.state == IDLE and w is not worker]
+        if ready_spares or worker.role == SPARE:
+            if worker.role == MEMBER:
+                self.promote(ready_spares[0])
+            worker.replaced_by = ready_spares[0].id if ready_spares else -1
+            self.drain(worker)
+            if ready_spares:
+                self.worker_available(ready_spares[0])
+            self.ensure_capacity()
+            return
+        new = self.spawn_worker(MEMBER)
+        if new is None:  # cannot spawn now: keep serving with the old one
+            if worker.state == IDLE:
+                self.worker_available(worker)
+            return
+        new.replaces = worker
+        worker.replaced_by = new.id
+        if worker.state == IDLE:
+            self.worker_available(worker)  # serves until its replacement is ready
 
     def signal(self, worker: WorkerHandle, signum: int) -> None:
         if worker.exit is not None:
@@ -478,14 +758,17 @@ class Pool:
         for _ in range(256):
             if worker.reader.eof or self.on_worker_output(worker) is None:
                 break
-        if worker.kill_timer:
-            worker.kill_timer.cancel()
-        if worker.start_timer:
-            worker.start_timer.cancel()
+        for timer in (worker.kill_timer, worker.start_timer, worker.probe_timer):
+            if timer is not None:
+                timer.cancel()
         self.loop.remove_reader(worker.reader.fd)
         for fd in (worker.reader.fd, worker.pidfd):
             os.close(fd)
         self.close_channel(worker)
+        try:
+            os.unlink(worker.stack_file)
+        except OSError:
+            pass
         # Kill anything the user's code left behind in the worker's process group.
         try:
             os.killpg(worker.pid, signal.SIGKILL)
@@ -497,21 +780,33 @@ class Pool:
         call = worker.call
         worker.call = None
         expected = worker.state == STOPPING
-        if call is not None and not call.done:
+        was_starting = worker.state == STARTING
+        if worker.probe_done is not None:
+            done, worker.probe_done = worker.probe_done, None
+            done(None)
+        if call is not None and not call.done and self.clock() >= call.deadline:
+            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
+            call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
+                      f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
+        elif call is not None and not call.done:
             self.counters["crashes"] += 1
             self.count_error(protocol.CRASHED)
+            worker.score.record_failure(protocol.CRASHED)
             call.fail(protocol.CRASHED,
                       f"the Python worker running this call died with {text}; the call's "
                       "effects are unknown; a replacement worker has been started",
                       worker=worker.id, **details)
         elif not expected:
             self.counters["crashes"] += 1
-        was_starting = worker.state == STARTING
         worker.state = STOPPING
         log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
                 worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
         self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
-                     returncode=returncode, reason=worker.stop_reason or text)
+                     returncode=returncode, text=text, reason=worker.stop_reason or text,
+                     during_call=call is not None, rss=worker.rss, **details)
+        if worker.replaces is not None:  # a replacement died before it took over
+            worker.replaces.replaced_by = None
+            worker.replaces = None
         if was_starting:
             self.spawn_failed(f"{worker.describe()} exited with {text} before it was ready", None)
         if not self.closing:
@@ -524,8 +819,8 @@ class Pool:
         self.spawn_failures += 1
         self.counters["spawn_failures"] += 1
         self.last_spawn_error = message
-        delay = min(self.settings.backoff_initial * 2 ** (self.spawn_failures - 1),
-                    self.settings.backoff_max)
+        delay = min(self.settings.backoff_initial * self.backoff_factor
+                    * 2 ** (self.spawn_failures - 1), self.settings.backoff_max)
         self.next_spawn_at = max(self.next_spawn_at, self.clock() + delay)
         resource = err in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN)
         log.error("could not start a Python worker (%d in a row, next try in %.2fs): %s",
@@ -549,10 +844,18 @@ class Pool:
             self.publish("restart_limit", restarts=len(self.restarts), window=window)
 
     def ensure_capacity(self) -> None:
+        """Fill missing members (promoting warm spares first) and missing spares."""
         if self.closing:
             return
-        missing = self.target_size - self.live_count()
-        if missing <= 0:
+        spares = self.spares()
+        while self.live_count() < self.target_size and spares:
+            spare = next((w for w in spares if w.state == IDLE), spares[0])
+            spares.remove(spare)
+            self.promote(spare)
+            self.worker_available(spare)
+        missing = [MEMBER] * (self.target_size - self.live_count())
+        missing += [SPARE] * (self.settings.spares - len(spares))
+        if not missing:
             return
         now = self.clock()
         if now < self.next_spawn_at:
@@ -561,14 +864,26 @@ class Pool:
             if self.live_count() == 0:
                 self.flush_queue_unavailable()
             return
-        for _ in range(missing):
-            if self.spawn_worker() is None:
+        for role in missing:
+            if self.spawn_worker(role) is None:
                 self.ensure_capacity()  # arms the back-off timer
                 break
 
     def _spawn_timer_fired(self) -> None:
         self.spawn_timer = None
         self.ensure_capacity()
+
+    def resize(self, size: int) -> None:
+        """Set the member count (clamped to min/max); shrinking drains the least healthy."""
+        size = max(self.settings.min_size, min(self.settings.max_size, size))
+        old, self.target_size = self.target_size, size
+        if size > old:
+            self.ensure_capacity()
+            return
+        surplus = len(self.members()) - size
+        victims = sorted(self.members(), key=lambda w: (w.state == BUSY, w.score.score, -w.rss))
+        for worker in victims[:max(0, surplus)]:
+            self.drain(worker, "the pool is scaling down")
 
     def flush_queue_unavailable(self) -> None:
         reason = self.unavailable_reason()
@@ -596,7 +911,7 @@ class Pool:
                 worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
                                  "was running", worker=worker.id)
             self.close_channel(worker)
-            if worker.state in (BUSY, STOPPING):
+            if worker.state in (BUSY, STOPPING, CHECKING):
                 self.signal(worker, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for worker in list(self.workers.values()):
@@ -616,6 +931,12 @@ class Pool:
                     pass
         self.workers.clear()
         self.idle.clear()
+        for leftover in Path(self.stack_dir).glob("*"):
+            leftover.unlink(missing_ok=True)
+        try:
+            os.rmdir(self.stack_dir)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------ visibility
     def snapshot(self) -> dict[str, Any]:
@@ -624,8 +945,11 @@ class Pool:
         return {
             "name": self.settings.name,
             "size": {"target": self.target_size, "min": self.settings.min_size,
-                     "max": self.settings.max_size, "live": self.live_count()},
-            "workers_by_state": {s: states.count(s) for s in (STARTING, IDLE, BUSY, STOPPING)},
+                     "max": self.settings.max_size, "live": self.live_count(),
+                     "ready": self.ready_members(), "spares_wanted": self.settings.spares,
+                     "spares_ready": sum(1 for w in self.spares() if w.state == IDLE)},
+            "workers_by_state": {s: states.count(s)
+                                 for s in (STARTING, IDLE, BUSY, CHECKING, STOPPING)},
             "queue": {"length": len(self.queue), "capacity": self.settings.queue_size},
             "counters": dict(self.counters),
             "errors": dict(self.errors_by_kind),
@@ -633,9 +957,18 @@ class Pool:
                       "last_error": self.last_spawn_error,
                       "restarts_in_window": len(self.restarts),
                       "next_spawn_in": max(0.0, self.next_spawn_at - now)},
-            "workers": [{"id": w.id, "pid": w.pid, "state": w.state, "calls": w.calls,
-                         "age": now - w.spawned_at,
-                         "idle_for": (now - w.last_used) if w.last_used else None,
-                         "preload_errors": w.preload_errors}
-                        for w in self.workers.values()],
+            "workers": [self.describe_worker(w, now) for w in self.workers.values()],
         }
+
+    def describe_worker(self, w: WorkerHandle, now: float) -> dict[str, Any]:
+        return {"id": w.id, "pid": w.pid, "role": w.role, "state": w.state,
+                "status": w.status, "status_detail": w.status_detail,
+                "score": w.score.score, "calls": w.calls, "rss": w.rss,
+                "age": now - w.spawned_at,
+                "last_used_ago": (now - w.last_used) if w.last_used else None,
+                "success_rate": w.score.success_rate(),
+                "mean_execution_ms": w.score.mean_execution_ms(),
+                "last_failure": w.last_failure, "preload_errors": w.preload_errors,
+                "ping_ms": w.ping_ms or None,
+                "bench_ratio": (w.bench_last / w.bench_baseline
+                                if w.bench_last and w.bench_baseline else None)}

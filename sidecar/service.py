@@ -26,8 +26,15 @@ from bridge.codec import pack_raw, unpack_raw
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
+from sidecar.fallback import build_chain
+from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
 from sidecar.pool import Call, Pool, PoolSettings
+from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
+from sidecar.resources import ResourceMonitor
+from sidecar.scaling import AdaptiveSizer, ScalingSettings
+from sidecar.score import ScoreConfig
+from sidecar.watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("py3sidecar.service")
 
@@ -36,17 +43,49 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
-    pool, worker, bridge = config.python3.pool, config.python3.worker, config.python3.bridge
+    c = config.python3
+    pool, worker, recovery, res, score = (c.pool, c.worker, c.recovery, c.resources,
+                                          c.health.score)
     python = worker.python.split() if worker.python else [sys.executable]
     return PoolSettings(
         name=name, initial_size=pool.initial_size, min_size=pool.min_size,
-        max_size=pool.max_size, queue_size=pool.queue_size, call_timeout=worker.call_timeout,
-        kill_grace=worker.kill_grace, start_timeout=worker.start_timeout,
-        max_restarts=pool.max_restarts, restart_window=pool.restart_window,
-        backoff_initial=pool.restart_backoff, backoff_max=pool.restart_backoff_max,
-        python=python, env=dict(worker.env), paths=list(worker.paths),
-        preload=list(worker.preload), max_output_chars=worker.max_output,
-        max_message_bytes=bridge.max_message_size)
+        max_size=pool.max_size, spares=pool.spares, queue_size=pool.queue_size,
+        call_timeout=worker.call_timeout, kill_grace=worker.kill_grace,
+        start_timeout=worker.start_timeout, max_restarts=pool.max_restarts,
+        restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
+        backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
+        paths=list(worker.paths), preload=list(worker.preload),
+        max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
+        max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
+        max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
+        address_space_limit=res.address_space_limit, rss_sample_interval=res.sample_interval,
+        score=ScoreConfig(timeout_penalty=score.timeout_penalty,
+                          crashed_penalty=score.crash_penalty, oom_penalty=score.oom_penalty,
+                          io_penalty=score.io_penalty, other_penalty=score.other_penalty,
+                          replace_threshold=score.replace_threshold,
+                          history_size=score.history_size))
+
+
+def supervision(loop: Loop, pool: Pool, config: Config) -> tuple[Any, Any, Any, Any]:
+    """The parts that watch a pool: resources, recovery, watchdog, adaptive sizing."""
+    c = config.python3
+    h = c.health
+    resources = ResourceMonitor(pool, overload_wait=c.scaling.scale_up_wait)
+    recovery = RecoveryOrchestrator(pool, RecoverySettings(
+        max_restart_attempts=c.recovery.max_restart_attempts,
+        escalation_timeout=c.recovery.escalation_timeout))
+    watchdog = Watchdog(loop, pool, recovery, resources, WatchdogSettings(
+        enabled=h.enabled, quick_interval=h.quick_check_interval, deep_interval=h.check_interval,
+        resource_interval=h.resource_check_interval), HealthSettings(
+        ping_timeout=h.ping_timeout, hang_after=h.hang_after,
+        performance_factor=h.performance_factor, memory_limit=h.memory_limit,
+        memory_growth_limit=h.memory_growth_limit))
+    s = c.scaling
+    sizer = AdaptiveSizer(loop, pool, ScalingSettings(
+        enabled=s.enabled, interval=s.interval, scale_up_utilization=s.scale_up_utilization,
+        scale_up_wait=s.scale_up_wait, scale_down_utilization=s.scale_down_utilization,
+        up_cooldown=s.up_cooldown, down_cooldown=s.down_cooldown))
+    return resources, recovery, watchdog, sizer
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -65,9 +104,12 @@ class Service:
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
         self.pool = Pool(self.loop, pool_settings(config))
+        self.resources, self.recovery, self.watchdog, self.sizer = supervision(
+            self.loop, self.pool, config)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
-        self.executor: Any = self.pool
+        self.chain = build_chain(self.loop, config, self.pool)  # python3.fallback
+        self.executor: Any = self.chain
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
@@ -75,7 +117,8 @@ class Service:
         self.started_at = time.time()
         self.state = "created"
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag}
+            "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
+            "breaker": self.op_breaker}
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -87,6 +130,9 @@ class Service:
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
         self.pool.start()
+        self.chain.start()
+        self.watchdog.start()
+        self.sizer.start()
         for front in self.fronts:
             front.start()
         self.state = "running"
@@ -111,14 +157,19 @@ class Service:
         self.state = "draining"
         drain = self.config.python3.shutdown.drain_timeout
         log.info("shutting down: draining calls in flight (up to %gs)", drain)
+        self.watchdog.stop()
+        self.sizer.stop()
         self.pool.begin_shutdown()
+        self.chain.begin_shutdown()
         deadline = self.loop.clock() + drain
-        self.loop.run(until=lambda: not self.pool.busy() or self.loop.clock() >= deadline)
+        self.loop.run(until=lambda: not (self.pool.busy() or self.chain.busy())
+                      or self.loop.clock() >= deadline)
 
     def close(self) -> None:
         for front in self.fronts:
             front.stop()
         self.pool.terminate()
+        self.chain.terminate()
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")
@@ -202,7 +253,49 @@ class Service:
                 "uptime": time.time() - self.started_at, "workers": self.pool.live_count()}
 
     def op_health(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"sidecar": self.op_ping(request), "pool": self.pool.snapshot()}
+        pool = self.pool.snapshot()
+        breakers = {name: b.snapshot() for name, b in self.chain.breakers().items()}
+        primary = breakers.get("primary", {})
+        status, reason = pool_status(
+            pool["size"]["ready"], pool["size"]["target"], pool["size"]["spares_ready"],
+            pool["size"]["spares_wanted"],
+            [w["status"] for w in pool["workers"] if w["role"] == "member"
+             and w["state"] != "stopping"],
+            self.recovery.escalated, primary.get("state") in ("open", "forced_open"),
+            self.resources.overloaded)
+        now = self.loop.clock()
+        for worker in pool["workers"]:
+            handle = self.pool.workers.get(worker["id"])
+            if handle is not None:
+                worker["resources"] = self.resources.worker_view(handle)
+        pool["status"], pool["status_reason"] = status, reason
+        pool["utilization"] = self.resources.last.utilization
+        pool["resources"] = self.resources.pool_view()
+        pool["scaling"] = self.sizer.last_decision
+        return {"status": status, "reason": reason, "checked_at": now,
+                "sidecar": self.op_ping(request), "pool": pool,
+                "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
+                "breakers": breakers, "fallback": self.chain.snapshot()}
+
+    def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""
+        command = request.get("command") or "status"
+        breakers = self.chain.breakers()
+        name = request.get("name") or "primary"
+        if not isinstance(command, str) or not isinstance(name, str):
+            raise protocol.BadRequest("'command' and 'name' must be strings")
+        if name not in breakers:
+            raise protocol.BadRequest(f"no circuit breaker named {name!r}; there are: "
+                                      f"{', '.join(breakers) or 'none'}")
+        breaker = breakers[name]
+        actions = {"open": breaker.force_open, "close": breaker.reset,
+                   "disable": breaker.disable, "status": lambda: None}
+        if command not in actions:
+            raise protocol.BadRequest(f"unknown breaker command {command!r}; expected one of "
+                                      f"{', '.join(actions)}")
+        actions[command]()
+        return {"breakers": {n: b.snapshot() for n, b in breakers.items()},
+                "events": self.chain.events[-10:]}
 
     def op_diag(self, request: dict[str, Any]) -> Any:
         command = request.get("command") or "help"

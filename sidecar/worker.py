@@ -21,6 +21,7 @@ import io
 import json
 import linecache
 import os
+import resource
 import signal
 import sys
 import time
@@ -79,6 +80,10 @@ class Worker:
         self.targets: dict[str, Any] = {}
         self.compiled: dict[str, tuple[Any, Any, str]] = {}
         self.preload_errors: list[str] = []
+        self.cpu_limit = int(settings.get("cpu_limit") or 0)
+        address_space = int(settings.get("address_space_limit") or 0)
+        if address_space:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
         for path in settings.get("paths") or ():
             if path not in sys.path:
                 sys.path.insert(0, path)
@@ -107,6 +112,9 @@ class Worker:
                 self.send({"ok": True, "pid": self.pid, "calls": self.calls, "ready": True,
                            "preload_errors": self.preload_errors})
                 continue
+            if op == "bench":
+                self.send(self.bench(int(request.get("rounds") or 3)))
+                continue
             reply = self.run_call(request)
             if os.getpid() != self.pid:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
@@ -129,16 +137,20 @@ class Worker:
 
     @staticmethod
     def failure(reply: dict[str, Any], type_name: str, message: str) -> dict[str, Any]:
-        return {"ok": False, "error": error(USER, message, type=type_name),
-                "stdout": reply.get("stdout", ""), "stderr": reply.get("stderr", ""),
-                "ms": reply.get("ms", 0.0)}
+        return {"ok": False, "ms": reply.get("ms", 0.0), "cpu": reply.get("cpu", 0.0),
+                "error": error(USER, message, type=type_name),
+                "stdout": reply.get("stdout", ""), "stderr": reply.get("stderr", "")}
 
     # ------------------------------------------------------------ running user code
     def run_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Run one call; the reply's first members are ok, ms, cpu (see sidecar.pool)."""
         out = BoundedWriter(self.max_output)
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
+        cpu_started = time.process_time()
+        if self.cpu_limit:
+            self.arm_cpu_limit(cpu_started)
         started = time.perf_counter()
         try:
             if request.get("op") == "execute":
@@ -146,16 +158,32 @@ class Worker:
             else:
                 value = self.resolve(request["target"])(*(request.get("args") or ()),
                                                         **(request.get("kwargs") or {}))
-            reply = {"ok": True, "value": value}
+            ok, member, payload = True, "value", value
         except BaseException as exc:  # noqa: BLE001 - even SystemExit is the user's, not ours
-            reply = {"ok": False, "error": self.describe(exc)}
+            ok, member, payload = False, "error", self.describe(exc)
         finally:
             sys.stdout, sys.stderr = saved
             self.calls += 1
-        reply["stdout"] = out.getvalue()
-        reply["stderr"] = err.getvalue()
-        reply["ms"] = (time.perf_counter() - started) * 1000.0
-        return reply
+        elapsed = (time.perf_counter() - started) * 1000.0
+        cpu = (time.process_time() - cpu_started) * 1000.0
+        return {"ok": ok, "ms": elapsed, "cpu": cpu, member: payload,
+                "stdout": out.getvalue(), "stderr": err.getvalue()}
+
+    def arm_cpu_limit(self, used: float) -> None:
+        # RLIMIT_CPU counts the whole process: move it before each call so the limit applies
+        # per call and a long-lived worker never dies of old age (SIGXCPU at the soft limit,
+        # SIGKILL one second later).
+        soft = int(used) + self.cpu_limit + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+
+    def bench(self, rounds: int) -> dict[str, Any]:
+        """A fixed CPU benchmark timed inside the worker (the performance check's probe)."""
+        best = float("inf")
+        for _ in range(max(1, rounds)):
+            started = time.perf_counter()
+            sum([i * i for i in range(2000)])
+            best = min(best, time.perf_counter() - started)
+        return {"ok": True, "seconds": best}
 
     def execute(self, code: str, variables: dict[str, Any]) -> Any:
         body, tail, filename = self.compile(code)
@@ -216,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in", dest="in_fd", type=int, required=True)
     parser.add_argument("--out", dest="out_fd", type=int, required=True)
     parser.add_argument("--settings", default="{}")
+    parser.add_argument("--stack-file", help="where SIGUSR1 dumps every thread's stack")
     args = parser.parse_args(argv)
     # Move the channel far from the low descriptors user code is likely to close or reuse,
     # and keep it out of any process the user's code starts.
@@ -228,9 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    # A hung worker's stack can be asked for with SIGUSR1 (the watchdog does before a kill).
-    faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
-    Worker(in_fd, out_fd, json.loads(args.settings)).serve()
+    settings = json.loads(args.settings)
+    # A hung worker's stack can be asked for with SIGUSR1: the watchdog does so before a kill
+    # and reads the dump from this file (written by a C signal handler: no GIL needed).
+    stack_out = open(args.stack_file, "w") if args.stack_file else sys.__stderr__  # noqa: SIM115
+    faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
+    Worker(in_fd, out_fd, settings).serve()
     sys.stderr.flush()
     os._exit(0)
 

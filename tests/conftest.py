@@ -21,9 +21,13 @@ def user_modules(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sidecar(user_modules, tmp_path_factory):
     """A shared sidecar with 2 workers; tests that break it on purpose start their own."""
+    # The crash matrix crashes workers on purpose, again and again: with the breaker on it
+    # would (rightly) open. The breaker has its own tests (tests/*/test_breaker*, fallback).
     proc = SidecarProcess({"pool": {"initial-size": 2, "min-size": 1, "max-size": 4},
                            "worker": {"paths": [str(user_modules)], "max-output": "1KiB",
-                                      "kill-grace": "200ms"}},
+                                      "kill-grace": "200ms"},
+                           "circuit-breaker": {"enabled": False},
+                           "scaling": {"enabled": False}},
                           workdir=str(tmp_path_factory.mktemp("sidecar")))
     proc.start()
     yield proc

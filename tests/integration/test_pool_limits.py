@@ -35,8 +35,8 @@ def test_full_queue_answers_overloaded_at_once(tmp_path):
 
 def test_missing_interpreter_is_bounded_and_fails_fast(tmp_path):
     proc = SidecarProcess({"worker": {"python": "/nonexistent/python3"},
-                           "pool": {"initial-size": 2, "restart-backoff": "100ms",
-                                    "restart-backoff-max": "1s"}},
+                           "pool": {"initial-size": 2, "spares": 0},
+                           "recovery": {"restart-delay": "100ms", "restart-delay-max": "1s"}},
                           workdir=str(tmp_path), ready_workers=0)
     with proc:
         client = proc.client(timeout=5)
@@ -57,8 +57,8 @@ def test_worker_that_dies_at_start_backs_off(tmp_path):
     broken.write_text("#!/bin/sh\nexit 7\n")
     broken.chmod(0o755)
     with SidecarProcess({"worker": {"python": str(broken)},
-                         "pool": {"initial-size": 1, "restart-backoff": "50ms",
-                                  "restart-backoff-max": "400ms"}},
+                         "pool": {"initial-size": 1, "spares": 0},
+                         "recovery": {"restart-delay": "50ms", "restart-delay-max": "400ms"}},
                         workdir=str(tmp_path), ready_workers=0) as proc:
         client = proc.client(timeout=5)
         wait_until(lambda: proc.pool()["counters"]["spawn_failures"] >= 3, 10)

@@ -1,0 +1,638 @@
+"""The fallback chain: circuit breakers and ordered execution strategies behind ``Service``.
+
+Data flow (all in the sidecar's one loop thread)::
+
+    Service.dispatch -> FallbackChain.submit(call)            the caller's Call: answered once
+                          |
+                          v  per strategy, in configured order, one Attempt (a Call whose answer
+                          |  comes back here); attempts share the caller's deadline
+       breaker.acquire() --rejected--> circuit_open (retry_after) -+
+              | permit                                            |
+              v                                                   |
+       strategy.submit(attempt)   primary Pool | secondary Pool   |
+                                  | direct (one fresh process)    |
+                                  | remote (another sidecar)      |
+              |                                                   |
+       attempt answered -> permit.record(kind) <------------------+
+              |  success or a kind that does not fall through: the caller's answer, with
+              |  "via": <strategy> appended to the reply map (bytes, the value is not decoded)
+              |  a fall-through kind (circuit_open, overloaded, unavailable by default) and time
+              v  left: the next strategy; none left: `unavailable` listing what each answered
+
+Owns: the order of strategies, which kinds fall through, one breaker per pool/remote strategy,
+the direct-execution processes and the remote DEALER socket. Must not touch: the primary pool's
+internals (it is only ``submit``-ed to), the fronts, or the config file (``build_chain`` takes
+the validated config). ``user`` errors and timeouts never fall through (the config refuses
+them), and only infrastructure failures count against a breaker (``breaker.classify_outcome``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from bridge import protocol
+from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
+from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
+from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
+from sidecar.loop import Loop, Timer
+from sidecar.pool import PROJECT_ROOT, Call, Pool, PoolSettings, describe_exit
+
+log = logging.getLogger("py3sidecar.fallback")
+
+
+def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see Attempt.answer
+    raise AssertionError("an attempt's answer goes to its chain")
+
+
+class Attempt(Call):
+    """One strategy's try at a caller's call; its answer goes back to the chain."""
+
+    __slots__ = ("caller", "chain", "index", "tried", "permit")
+
+    def __init__(self, chain: FallbackChain, caller: Call, index: int,
+                 tried: list[dict[str, Any]], now: float) -> None:
+        super().__init__(caller.rid, caller.payload, caller.timeout, _nobody, now)
+        self.deadline = caller.deadline  # shared budget, not a fresh one per strategy
+        self.caller = caller
+        self.chain = chain
+        self.index = index
+        self.tried = tried
+        self.permit: Any = None
+
+    def answer(self, data: bytes, outcome: str | None = None) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        self.outcome = outcome
+        if self.timer is not None:
+            self.timer.cancel()
+        self.chain.attempt_answered(self, data, outcome)
+        return True
+
+
+class Strategy:
+    """One way to run a call. Subclasses override ``submit``; the rest are optional hooks."""
+
+    name = "strategy"
+    breaker: CircuitBreaker | None = None
+
+    def start(self) -> None:
+        pass
+
+    def submit(self, attempt: Attempt) -> None:
+        raise NotImplementedError
+
+    def finished(self, attempt: Attempt) -> None:
+        """Called once the attempt is answered (any outcome)."""
+
+    def begin_shutdown(self) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return False
+
+    def terminate(self) -> None:
+        pass
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+
+class PoolStrategy(Strategy):
+    """A worker pool. The primary pool is owned by the service; a secondary one by the chain."""
+
+    def __init__(self, name: str, pool: Pool, *, owned: bool) -> None:
+        self.name = name
+        self.pool = pool
+        self.owned = owned
+
+    def start(self) -> None:
+        if self.owned:
+            self.pool.start()
+
+    def submit(self, attempt: Attempt) -> None:
+        self.pool.submit(attempt)
+
+    def begin_shutdown(self) -> None:
+        if self.owned:
+            self.pool.begin_shutdown()
+
+    def busy(self) -> bool:
+        return self.owned and self.pool.busy()
+
+    def terminate(self) -> None:
+        if self.owned:
+            self.pool.terminate()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"pool": self.pool.snapshot()} if self.owned else {}
+
+
+class FallbackChain:
+    """``submit(call)`` like a pool; tries each strategy in order (see the module docstring)."""
+
+    def __init__(self, loop: Loop, strategies: list[Strategy],
+                 fall_through: Iterable[str] = (protocol.CIRCUIT_OPEN, protocol.OVERLOADED,
+                                                protocol.UNAVAILABLE)) -> None:
+        if protocol.USER in fall_through or protocol.TIMEOUT in fall_through:
+            raise ValueError("user errors and timeouts never fall through")
+        self.loop = loop
+        self.strategies = strategies
+        self.fall_through = frozenset(fall_through)
+        # "via": <name> appended to every reply map, pre-encoded once per strategy.
+        self.via_tails = [pack_raw("via") + pack_raw(s.name) for s in strategies]
+        self.served = {s.name: 0 for s in strategies}
+        self.fell_through = {s.name: 0 for s in strategies}
+        self.exhausted = 0
+        self.events: list[dict[str, Any]] = []  # recent breaker transitions, newest last
+        for strategy in strategies:
+            if strategy.breaker is not None:
+                strategy.breaker.subscribe(
+                    lambda event, name=strategy.name: self.on_breaker_event(name, event))
+
+    # ------------------------------------------------------------ the executor seam
+    def submit(self, call: Call) -> None:
+        self.try_strategy(call, 0, [])
+
+    def try_strategy(self, caller: Call, index: int, tried: list[dict[str, Any]]) -> None:
+        strategy = self.strategies[index]
+        attempt = Attempt(self, caller, index, tried, self.loop.clock())
+        breaker = strategy.breaker
+        if breaker is not None:
+            try:
+                attempt.permit = breaker.acquire()
+            except protocol.CircuitOpen as exc:
+                attempt.fail(protocol.CIRCUIT_OPEN, exc.message, **exc.details)
+                return
+        strategy.submit(attempt)
+
+    def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
+        strategy = self.strategies[attempt.index]
+        if attempt.permit is not None:
+            attempt.permit.record(outcome)
+        strategy.finished(attempt)
+        caller = attempt.caller
+        if outcome is None:
+            self.served[strategy.name] += 1
+            caller.answer(extend_map_encoded(data, 1, self.via_tails[attempt.index]))
+            return
+        if outcome not in self.fall_through:
+            caller.answer(extend_map_encoded(data, 1, self.via_tails[attempt.index]), outcome)
+            return
+        self.fell_through[strategy.name] += 1
+        tried = attempt.tried
+        last = attempt.index + 1 >= len(self.strategies)
+        if not tried and last:  # a chain of one: its answer as it is (e.g. circuit_open)
+            caller.answer(extend_map_encoded(data, 1, self.via_tails[attempt.index]), outcome)
+            return
+        tried.append(self.describe_attempt(strategy.name, outcome, data))
+        if not last and caller.deadline > self.loop.clock():
+            self.try_strategy(caller, attempt.index + 1, tried)
+            return
+        self.exhausted += 1
+        summary = "; ".join(f"{t['strategy']}: {t['kind']} ({t['message']})" for t in tried)
+        why = "" if last else " before the call's deadline"
+        retry = [t["retry_after"] for t in tried if t.get("retry_after") is not None]
+        caller.fail(protocol.UNAVAILABLE,
+                    f"no execution strategy could serve this call{why}: {summary}",
+                    attempts=tried, retry_after=min(retry) if retry else None)
+
+    @staticmethod
+    def describe_attempt(name: str, kind: str, data: bytes) -> dict[str, Any]:
+        try:
+            error = unpack_raw(data).get("error") or {}
+        except Exception:  # an attempt's error reply is ours: this is only belt and braces
+            error = {}
+        described = {"strategy": name, "kind": kind, "message": error.get("message")}
+        if error.get("retry_after") is not None:
+            described["retry_after"] = error["retry_after"]
+        return described
+
+    # ------------------------------------------------------------ breakers
+    def on_breaker_event(self, name: str, event: BreakerEvent) -> None:
+        level = logging.WARNING if event.to_state in (BreakerState.OPEN,
+                                                      BreakerState.FORCED_OPEN) else logging.INFO
+        log.log(level, "circuit breaker %s: %s -> %s (%s)", name, event.from_state,
+                event.to_state, event.reason)
+        self.events.append({"breaker": name, "from": str(event.from_state),
+                            "to": str(event.to_state), "reason": event.reason, "at": event.at})
+        del self.events[:-50]
+
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        return {s.name: s.breaker for s in self.strategies if s.breaker is not None}
+
+    # ------------------------------------------------------------ lifecycle and visibility
+    def start(self) -> None:
+        for strategy in self.strategies:
+            strategy.start()
+
+    def begin_shutdown(self) -> None:
+        for strategy in self.strategies:
+            strategy.begin_shutdown()
+
+    def busy(self) -> bool:
+        return any(strategy.busy() for strategy in self.strategies)
+
+    def terminate(self) -> None:
+        for strategy in self.strategies:
+            strategy.terminate()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "strategies": [s.name for s in self.strategies],
+            "fall_through": sorted(self.fall_through),
+            "served": dict(self.served),
+            "fell_through": dict(self.fell_through),
+            "exhausted": self.exhausted,
+            "details": {s.name: s.snapshot() for s in self.strategies if s.snapshot()},
+        }
+
+
+# ---------------------------------------------------------------- direct execution
+
+class DirectRun:
+    """One fresh worker process for one call: spawn, wait for ready, send, read, let it go."""
+
+    def __init__(self, strategy: DirectStrategy, attempt: Attempt) -> None:
+        self.strategy = strategy
+        self.attempt = attempt
+        self.loop = strategy.loop
+        self.ready = False
+        self.exited = False
+        self.timer: Timer | None = None
+        self.linger_timer: Timer | None = None
+        to_r, to_w = os.pipe()
+        from_r, from_w = os.pipe()
+        argv = [*strategy.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
+                str(from_w), "--settings", strategy.worker_settings]
+        try:
+            self.proc = subprocess.Popen(argv, pass_fds=(to_r, from_w),
+                                         stdin=subprocess.DEVNULL, env=strategy.env,
+                                         start_new_session=True)
+        except OSError:
+            for fd in (to_r, to_w, from_r, from_w):
+                os.close(fd)
+            raise
+        os.close(to_r)
+        os.close(from_w)
+        os.set_blocking(from_r, False)
+        self.to_worker = to_w
+        self.reader = FrameReader(from_r, strategy.max_message)
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.loop.add_reader(from_r, self.on_output)
+        self.loop.add_reader(self.pidfd, self.on_exit)
+        start_by = min(attempt.deadline, self.loop.clock() + strategy.start_timeout)
+        self.timer = self.loop.call_at(start_by, self.on_start_deadline)
+
+    def on_output(self) -> None:
+        try:
+            frames = self.reader.feed()
+        except FrameTooLarge as exc:
+            self.finish(protocol.CRASHED, f"direct execution: the process broke the protocol "
+                        f"({exc})")
+            return
+        for frame in frames or ():
+            if not self.ready:
+                self.ready = True
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer = self.loop.call_at(self.attempt.deadline, self.on_call_deadline)
+                try:
+                    self.write(self.attempt.payload)
+                except OSError as exc:
+                    self.finish(protocol.UNAVAILABLE, f"direct execution: could not hand the "
+                                f"call to the fresh process ({exc})")
+                    return
+            elif not self.attempt.done:
+                reply = unpack_raw(frame)
+                reply["id"] = self.attempt.rid
+                kind = None if reply.get("ok") else (reply.get("error") or {}).get(
+                    "kind", protocol.INTERNAL)
+                self.attempt.answer(pack_raw(reply), kind)
+                self.release()
+        if self.reader.eof:
+            self.loop.remove_reader(self.reader.fd)
+
+    def write(self, payload: bytes) -> None:
+        data = memoryview(encode_frame(payload))
+        os.set_blocking(self.to_worker, True)  # the fresh process is reading: it drains
+        while data:
+            data = data[os.write(self.to_worker, data):]
+
+    def on_start_deadline(self) -> None:
+        self.finish(protocol.UNAVAILABLE,
+                    f"direct execution: a fresh Python process was not ready in time "
+                    f"(python3.fallback.direct.start-timeout "
+                    f"{self.strategy.start_timeout:g}s, or the call's deadline)")
+
+    def on_call_deadline(self) -> None:
+        self.finish(protocol.TIMEOUT, f"the call ran longer than its timeout of "
+                    f"{self.attempt.timeout:g}s in direct execution; its process was killed")
+
+    def on_exit(self) -> None:
+        returncode = self.proc.poll()
+        if returncode is None:
+            return
+        self.exited = True
+        self.loop.remove_reader(self.pidfd)
+        for _ in range(16):  # a reply racing the exit
+            if self.reader.eof or self.attempt.done:
+                break
+            self.on_output()
+        text, details = describe_exit(returncode)
+        if not self.attempt.done:
+            if self.ready:
+                self.attempt.fail(protocol.CRASHED, f"the direct-execution process died with "
+                                  f"{text}; the call's effects are unknown", **details)
+            else:
+                self.attempt.fail(protocol.UNAVAILABLE, f"direct execution: the Python process "
+                                  f"exited with {text} before it was ready")
+        self.cleanup()
+
+    def finish(self, kind: str, message: str) -> None:
+        """Answer with an error (if not answered yet) and end the process now."""
+        if not self.attempt.done:
+            self.attempt.fail(kind, message)
+        self.kill()
+
+    def release(self) -> None:
+        """Answered: close its in-pipe (it exits on EOF); kill it if it lingers."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.close_input()
+        if not self.exited:
+            self.linger_timer = self.loop.call_later(2.0, self.kill)
+
+    def kill(self) -> None:
+        self.close_input()
+        if self.exited:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # one-shot process: no grace needed
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close_input(self) -> None:
+        if self.to_worker >= 0:
+            try:
+                os.close(self.to_worker)
+            except OSError:
+                pass
+            self.to_worker = -1
+
+    def cleanup(self) -> None:
+        for timer in (self.timer, self.linger_timer):
+            if timer is not None:
+                timer.cancel()
+        self.loop.remove_reader(self.reader.fd)
+        for fd in (self.reader.fd, self.pidfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.close_input()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever the user's code left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.poll()
+        self.strategy.runs.discard(self)
+
+
+class DirectStrategy(Strategy):
+    """One fresh ``python -m sidecar.worker`` per call: slow, isolated, independent of pools."""
+
+    name = "direct"
+
+    def __init__(self, loop: Loop, settings: PoolSettings, *, max_concurrent: int,
+                 start_timeout: float) -> None:
+        self.loop = loop
+        self.python = list(settings.python)
+        self.max_concurrent = max_concurrent
+        self.start_timeout = start_timeout
+        self.max_message = settings.max_message_bytes
+        self.worker_settings = json.dumps({
+            "paths": settings.paths, "preload": settings.preload,
+            "max_output_chars": settings.max_output_chars,
+            "max_message_bytes": settings.max_message_bytes})
+        self.env = dict(os.environ)
+        self.env.update(settings.env)
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (PROJECT_ROOT, self.env.get("PYTHONPATH", "")) if p)
+        self.runs: set[DirectRun] = set()
+        self.closing = False
+        self.started = 0
+
+    def submit(self, attempt: Attempt) -> None:
+        if self.closing:
+            attempt.fail(protocol.UNAVAILABLE, "the sidecar is shutting down")
+            return
+        if len(self.runs) >= self.max_concurrent:
+            attempt.fail(protocol.OVERLOADED,
+                         f"direct execution already runs {len(self.runs)} calls "
+                         "(python3.fallback.direct.max-concurrent)")
+            return
+        try:
+            run = DirectRun(self, attempt)
+        except OSError as exc:
+            attempt.fail(protocol.UNAVAILABLE, f"direct execution could not start "
+                         f"{self.python[0]}: {type(exc).__name__}: {exc}")
+            return
+        self.started += 1
+        self.runs.add(run)
+
+    def begin_shutdown(self) -> None:
+        self.closing = True
+
+    def busy(self) -> bool:
+        return any(not run.attempt.done for run in self.runs)
+
+    def terminate(self) -> None:
+        self.closing = True
+        for run in list(self.runs):
+            run.finish(protocol.UNAVAILABLE, "the sidecar shut down during direct execution")
+            try:
+                run.proc.wait(1.0)  # SIGKILLed: this is immediate
+            except subprocess.TimeoutExpired:
+                pass
+            run.cleanup()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"running": len(self.runs), "started": self.started,
+                "max_concurrent": self.max_concurrent}
+
+
+# ---------------------------------------------------------------- remote sidecar
+
+class RemoteStrategy(Strategy):
+    """Forward the envelope to another sidecar's ROUTER with its token (non-blocking DEALER)."""
+
+    name = "remote"
+
+    def __init__(self, loop: Loop, endpoint: str, token: str, *, grace: float,
+                 context: zmq.Context | None = None) -> None:
+        self.loop = loop
+        self.endpoint = endpoint
+        self.token = token
+        self.grace = grace
+        self.context = context or zmq.Context.instance()
+        self.socket: zmq.Socket | None = None
+        self.pending: dict[int, Attempt] = {}
+        self.ids = itertools.count(1)
+        self.closing = False
+        self.forwarded = 0
+
+    def start(self) -> None:
+        sock = self.context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True  # nothing queued for a peer that is not there: fail at once
+        sock.connect(self.endpoint)
+        self.socket = sock
+        self.loop.add_reader(sock, self.on_readable)
+
+    def submit(self, attempt: Attempt) -> None:
+        if self.closing or self.socket is None:
+            attempt.fail(protocol.UNAVAILABLE, "the sidecar is shutting down")
+            return
+        remaining = attempt.deadline - self.loop.clock()
+        request = unpack_raw(attempt.payload)
+        forward_id = next(self.ids)
+        request["id"] = forward_id  # callers' ids may collide; ours do not
+        request["token"] = self.token
+        request["timeout"] = max(remaining, 0.001)
+        try:
+            self.socket.send(pack_raw(request), zmq.NOBLOCK)
+        except zmq.Again:
+            attempt.fail(protocol.UNAVAILABLE,
+                         f"the remote sidecar at {self.endpoint} is not connected "
+                         "(python3.fallback.remote.endpoint); is it running?")
+            return
+        self.forwarded += 1
+        self.pending[forward_id] = attempt
+        attempt.timer = self.loop.call_at(attempt.deadline + self.grace,
+                                          lambda: self.expire(forward_id))
+
+    def expire(self, forward_id: int) -> None:
+        attempt = self.pending.pop(forward_id, None)
+        if attempt is not None:
+            attempt.fail(protocol.UNAVAILABLE,
+                         f"no reply from the remote sidecar at {self.endpoint} by the call's "
+                         "deadline; it may be down or frozen, and the call's effects are unknown")
+
+    def on_readable(self) -> None:
+        sock = self.socket
+        for _ in range(64):
+            try:
+                data = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                reply = unpack_raw(data)
+            except Exception:
+                log.warning("junk reply from the remote sidecar at %s dropped", self.endpoint)
+                continue
+            attempt = self.pending.pop(reply.get("id"), None) if isinstance(reply, dict) else None
+            if attempt is None:
+                continue  # late (its attempt expired) or unreadable by the remote
+            reply["id"] = attempt.rid
+            if "via" in reply:
+                reply["remote_via"] = reply.pop("via")
+            error = reply.get("error") or {}
+            kind = None if reply.get("ok") else error.get("kind", protocol.INTERNAL)
+            if kind == protocol.UNAUTHORIZED:
+                attempt.fail(protocol.UNAVAILABLE,
+                             f"the remote sidecar at {self.endpoint} refused our token; set "
+                             "python3.fallback.remote.token to its token")
+                continue
+            attempt.answer(pack_raw(reply), kind)
+
+    def begin_shutdown(self) -> None:
+        self.closing = True
+
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def terminate(self) -> None:
+        self.closing = True
+        for forward_id in list(self.pending):
+            attempt = self.pending.pop(forward_id)
+            attempt.fail(protocol.UNAVAILABLE, "the sidecar shut down while the remote "
+                         "sidecar was running this call; its effects are unknown")
+        if self.socket is not None:
+            self.loop.remove_reader(self.socket)
+            self.socket.close(0)
+            self.socket = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "in_flight": len(self.pending),
+                "forwarded": self.forwarded}
+
+
+# ---------------------------------------------------------------- from the config
+
+def breaker_config(section: Any) -> BreakerConfig:
+    """``python3.circuit-breaker`` (already validated) as the breaker's own config object."""
+    return BreakerConfig(
+        enabled=section.enabled, failure_threshold=section.failure_threshold,
+        failure_rate_threshold=section.failure_rate_threshold,
+        window_size=section.window_size, minimum_calls=section.minimum_calls,
+        open_timeout=section.timeout, half_open_max_probes=section.half_open_max_probes,
+        success_threshold=section.success_threshold, count_timeouts=section.count_timeouts)
+
+
+def build_chain(loop: Loop, config: Any, primary: Pool) -> FallbackChain:
+    """The chain configured in ``python3.fallback`` around the service's primary pool."""
+    fallback = config.python3.fallback
+    breaker_settings = breaker_config(config.python3.circuit_breaker)
+    worker_python = primary.settings.python
+    strategies: list[Strategy] = []
+    for name in fallback.strategies:
+        strategy: Strategy
+        if name == "primary":
+            strategy = PoolStrategy("primary", primary, owned=False)
+        elif name == "secondary":
+            section = fallback.secondary
+            settings = dataclasses.replace(
+                primary.settings, name="secondary",
+                python=section.python.split() if section.python else list(worker_python),
+                env={**primary.settings.env, **section.env},
+                initial_size=section.initial_size, min_size=section.min_size,
+                max_size=section.max_size, queue_size=section.queue_size)
+            strategy = PoolStrategy("secondary", Pool(loop, settings), owned=True)
+        elif name == "direct":
+            section = fallback.direct
+            settings = dataclasses.replace(
+                primary.settings,
+                python=section.python.split() if section.python else list(worker_python))
+            strategy = DirectStrategy(loop, settings, max_concurrent=section.max_concurrent,
+                                      start_timeout=section.start_timeout)
+        else:
+            section = fallback.remote
+            token = section.token or _read_remote_token(section.token_file)
+            strategy = RemoteStrategy(loop, section.endpoint, token, grace=section.grace)
+        if name != "direct":
+            strategy.breaker = CircuitBreaker(breaker_settings, clock=loop.clock, name=name)
+        strategies.append(strategy)
+    return FallbackChain(loop, strategies, fallback.fall_through)
+
+
+def _read_remote_token(path: str) -> str:
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"python3.fallback.remote.token-file = {path!r}: cannot read it "
+                         f"({exc.strerror}); copy the other sidecar's token there") from None
+    if not token:
+        raise ValueError(f"python3.fallback.remote.token-file = {path!r} is empty")
+    return token
