@@ -111,6 +111,70 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return _run_client(args, lambda c: c.ping())
 
 
+def _mib(value: Any) -> str:
+    return f"{value / 1048576:.0f}M" if value else "-"
+
+
+def _ms(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def format_health(report: dict[str, Any]) -> str:
+    """The operator's view of ``health``: pool summary, then one line per worker."""
+    pool = report["pool"]
+    size, queue = pool["size"], pool["queue"]
+    lines = [
+        f"status: {report['status']} ({report['reason']})",
+        f"pool {pool['name']}: {size['ready']}/{size['target']} ready "
+        f"(min {size['min']}, max {size['max']}), spares {size['spares_ready']}/"
+        f"{size['spares_wanted']}, queue {queue['length']}/{queue['capacity']}, "
+        f"utilization {pool['utilization']:.0%}, "
+        f"overloaded {'yes' if pool['resources']['overloaded'] else 'no'}",
+        f"calls: {pool['counters']['succeeded']} ok of {pool['counters']['accepted']}; errors "
+        + (", ".join(f"{k} {v}" for k, v in sorted(pool["errors"].items())) or "none"),
+        f"workers: {pool['counters']['spawned']} started, {pool['counters']['crashes']} "
+        f"crashed, {pool['counters']['kills']} killed, {pool['counters']['recycled']} recycled, "
+        f"{pool['counters']['spawn_failures']} failed to start",
+    ]
+    recovery = report.get("recovery") or {}
+    if recovery.get("escalated"):
+        lines.append("recovery: ESCALATED")
+    for name, breaker in (report.get("breakers") or {}).items():
+        lines.append(f"breaker {name}: {breaker.get('state')}")
+    lines.append("")
+    lines.append(f"{'id':>4} {'pid':>7} {'role':6} {'state':9} {'status':12} {'score':>5} "
+                 f"{'rss':>6} {'calls':>7} {'mean ms':>8} {'last used':>9}  last failure")
+    for w in pool["workers"]:
+        failure = (w.get("last_failure") or {})
+        last_used = w.get("last_used_ago")
+        lines.append(
+            f"{w['id']:>4} {w['pid']:>7} {w['role']:6} {w['state']:9} {w['status']:12} "
+            f"{w['score']:>5} {_mib(w['rss']):>6} {w['calls']:>7} "
+            f"{_ms(w.get('mean_execution_ms')):>8} "
+            f"{(f'{last_used:.0f}s ago' if last_used is not None else '-'):>9}  "
+            f"{failure.get('type', '')} {failure.get('detail', '')}".rstrip())
+    for failure in (recovery.get("recent_failures") or [])[-5:]:
+        lines.append(f"failure {failure['seconds_ago']:.0f}s ago: {failure['type']} "
+                     f"worker {failure['worker']}: {failure['detail']}")
+    return "\n".join(lines)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from bridge.protocol import SidecarError
+
+    try:
+        with _client(args) as client:
+            report = client.health()
+    except SidecarError as exc:
+        print(f"py3sidecar: {exc.kind}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_health(report))
+    return 0 if report["status"] != "UNHEALTHY" else EXIT_ERROR
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from sidecar.config import DEFAULT_YAML, ConfigError, load
 
@@ -159,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     ping = sub.add_parser("ping", help="check that the sidecar answers")
     client_options(ping, 5.0)
     ping.set_defaults(func=cmd_ping)
+
+    health = sub.add_parser("health", help="pool and worker health (exit 1 when UNHEALTHY)")
+    health.add_argument("--json", action="store_true", help="the full report as JSON")
+    client_options(health, 5.0)
+    health.set_defaults(func=cmd_health)
 
     cfg = sub.add_parser("config", help="show or check configuration")
     cfg.add_argument("--print-default", action="store_true")

@@ -127,11 +127,33 @@ class ZmqConfig(Section):
         return value
 
 
+class Py4JConfig(Section):
+    enabled: bool
+    host: str
+    python_port: int
+    java_port: int
+
+    @field_validator("python_port", "java_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("expected a TCP port 0..65535 (0: any free port)")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a listen address such as 127.0.0.1")
+        return value.strip()
+
+
 class BridgeConfig(Section):
     token: str
     token_file: str
     max_message_size: int
     zmq: ZmqConfig
+    py4j: Py4JConfig
     _s = _sizes("max_message_size")
 
 

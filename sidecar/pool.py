@@ -795,7 +795,7 @@ class Pool:
             call.fail(protocol.CRASHED,
                       f"the Python worker running this call died with {text}; the call's "
                       "effects are unknown; a replacement worker has been started",
-                      worker=worker.id, **details)
+                      worker=worker.id, pid=worker.pid, **details)
         elif not expected:
             self.counters["crashes"] += 1
         worker.state = STOPPING

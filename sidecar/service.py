@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
+from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
+from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
@@ -114,6 +116,13 @@ class Service:
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
                                         self.max_message))
+        if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
+            self.fronts.append(Py4JFront(self.call_blocking, bridge.py4j.host,
+                                         bridge.py4j.java_port, bridge.py4j.python_port,
+                                         auth_token=self.token))
+        # Tells clients (the Jython library, tests) the endpoints actually bound: see
+        # bridge/connection.py.
+        self.connection_file = connection_file_for(self.token_file)
         self.started_at = time.time()
         self.state = "created"
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -135,6 +144,7 @@ class Service:
         self.sizer.start()
         for front in self.fronts:
             front.start()
+        self.write_connection_file()
         self.state = "running"
         log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
                  os.getpid(), self.pool.target_size, self.token_file or "<from config/env>")
@@ -165,7 +175,23 @@ class Service:
         self.loop.run(until=lambda: not (self.pool.busy() or self.chain.busy())
                       or self.loop.clock() >= deadline)
 
+    def write_connection_file(self) -> None:
+        info: dict[str, Any] = {"version": 1, "pid": os.getpid(),
+                                "token_file": str(self.token_file) if self.token_file else None,
+                                "zmq": None, "py4j": None}
+        for front in self.fronts:
+            if isinstance(front, ZmqFront):
+                info["zmq"] = {"endpoint": front.endpoint}
+            elif isinstance(front, Py4JFront):
+                info["py4j"] = {"host": front.host, "python_port": front.port,
+                                "java_port": front.java_port}
+        try:
+            write_connection_file(self.connection_file, info)
+        except OSError as exc:  # clients can still be configured by hand
+            log.warning("cannot write the connection file %s: %s", self.connection_file, exc)
+
     def close(self) -> None:
+        remove_connection_file(self.connection_file, os.getpid())
         for front in self.fronts:
             front.stop()
         self.pool.terminate()

@@ -62,11 +62,15 @@ class SidecarProcess:
     """
 
     def __init__(self, overrides: dict | None = None, *, workdir: str | None = None,
-                 ready_workers: int | None = None) -> None:
+                 ready_workers: int | None = None, py4j_port: int | None = None) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="py3sidecar-test-"))
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
-        base = {"bridge": {"zmq": {"endpoint": self.endpoint}},
+        # Never the fixed default 25334: tests run side by side. 0 = the sidecar picks one
+        # (read it from ``py4j_port`` after start, learnt from the connection file).
+        py4j_port = free_port() if py4j_port is None else py4j_port
+        base = {"bridge": {"zmq": {"endpoint": self.endpoint},
+                           "py4j": {"python-port": py4j_port}},
                 "shutdown": {"drain-timeout": "2s"}, "logging": {"level": "INFO"}}
         self.config = {"python3": deep_merge(base, overrides or {})}
         self.config_path = self.workdir / "config.yml"
@@ -75,6 +79,7 @@ class SidecarProcess:
         self.log_path = self.workdir / "sidecar.log"
         self.ready_workers = ready_workers
         self.proc: subprocess.Popen | None = None
+        self.connection: dict[str, Any] = {}
         self._clients: list[Client] = []
 
     @property
@@ -90,15 +95,32 @@ class SidecarProcess:
     def token(self) -> str:
         return (self.runtime_dir / "token").read_text().strip()
 
+    @property
+    def connection_file(self) -> Path:
+        return self.runtime_dir / "connection.json"
+
+    @property
+    def py4j_port(self) -> int | None:
+        """The port the Py4J front listens on (None when it is disabled)."""
+        return (self.connection.get("py4j") or {}).get("python_port")
+
+    def _read_connection(self) -> dict[str, Any] | None:
+        from bridge.connection import read_connection_file
+
+        data = read_connection_file(self.connection_file)
+        # A file left by a killed predecessor names another pid: wait for this one's.
+        return data if data and data.get("pid") == self.proc.pid else None
+
     def start(self, timeout: float = 20.0) -> "SidecarProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sidecar", "serve", "--config", str(self.config_path)],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir))
-        wait_until(lambda: (self.runtime_dir / "token").exists() or self.proc.poll() is not None,
-                   timeout, message="token file")
+        wait_until(lambda: self._read_connection() or self.proc.poll() is not None,
+                   timeout, message="connection file")
         if self.proc.poll() is not None:
             raise RuntimeError(f"sidecar exited with {self.proc.returncode}:\n{self.log()}")
+        self.connection = self._read_connection() or {}
         want = self.ready_workers
         if want is None:
             want = self.config["python3"].get("pool", {}).get("initial-size", 2)

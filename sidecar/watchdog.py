@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.health import HEALTHY, CompositeHealthCheck, HealthSettings
-from sidecar.pool import BUSY, IDLE, SPARE
+from sidecar.pool import BUSY, CHECKING, IDLE, SPARE
 from sidecar.recovery import RecoveryOrchestrator
 from sidecar.resources import ResourceMonitor
 
@@ -48,7 +48,7 @@ class Watchdog:
         self.composite = CompositeHealthCheck()
         self.timers: list[Any] = []
         self.counters = {"quick": 0, "deep": 0, "resource": 0, "pings": 0, "ping_failures": 0,
-                         "benchmarks": 0, "findings": 0}
+                         "benchmarks": 0, "evaluations": 0, "findings": 0}
         pool.subscribe(self.on_pool_event)
 
     def start(self) -> None:
@@ -76,8 +76,11 @@ class Watchdog:
     def on_pool_event(self, event: str, info: dict[str, Any]) -> None:
         if event == "worker_ready":
             worker = self.pool.workers.get(info["worker"])
+            if worker is None:
+                return
+            self.evaluate(worker)
             # The warm-up baseline, taken only when nobody is waiting for this worker.
-            if worker is not None and not self.pool.queue and self.may_probe(worker):
+            if self.settings.enabled and not self.pool.queue and self.may_probe(worker):
                 self.benchmark(worker, self.settings.baseline_rounds)
 
     # ------------------------------------------------------------ which workers
@@ -86,7 +89,10 @@ class Watchdog:
             return False
         if worker.role == SPARE:
             return True
-        return any(w is not worker for w in self.pool.idle)
+        # Another worker free now (idle, a warm spare, or busy only with a sub-millisecond
+        # probe) can take a call that arrives while this one answers.
+        return any(w is not worker and w.state in (IDLE, CHECKING)
+                   for w in self.pool.workers.values())
 
     # ------------------------------------------------------------ the three checks
     def quick_check(self) -> None:
@@ -168,8 +174,12 @@ class Watchdog:
 
     # ------------------------------------------------------------ verdicts
     def evaluate(self, worker: Any) -> None:
-        if worker.state == "stopping":
+        # A worker that failed a probe is already out of service (state "stopping") but still
+        # needs its verdict: the stack capture and the kill.
+        if worker.exit is not None or worker.killing or (
+                worker.state == "stopping" and not worker.ping_failed):
             return
+        self.counters["evaluations"] += 1
         result = self.composite.check(worker, self.health)
         previous = worker.status
         worker.status, worker.status_detail = result.status, result.detail
