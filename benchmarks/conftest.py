@@ -6,6 +6,7 @@ import pytest
 from sidecar.testing import SidecarProcess
 
 FIGURES: dict[str, float] = {}
+LINES: list[str] = []  # other figures, printed as they are at the end of the run
 RATIOS = [
     ("execute('1+1') vs ProcessPoolExecutor", "ours_execute", "ppe_eval"),
     ("call('operator:add') vs ProcessPoolExecutor", "ours_call", "ppe_add"),
@@ -27,9 +28,13 @@ def record(name: str, benchmark) -> None:
 
 
 def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
+    if LINES:
+        write("")
+        for line in LINES:
+            write(line)
     if not FIGURES:
         return
-    write = terminalreporter.write_line
     write("")
     write("py3sidecar figures (medians):")
     for name, value in sorted(FIGURES.items()):

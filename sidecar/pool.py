@@ -25,6 +25,7 @@ builds ``PoolSettings``), or policy: *when* to probe, recycle or resize is decid
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -160,6 +162,7 @@ class WorkerHandle:
         self.exit: dict[str, Any] | None = None
         self.stop_reason = ""
         self.preload_errors: list[str] = []
+        self.unread_probe = -1           # our copy of the read end of the worker's in-pipe
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.killing = False
@@ -257,7 +260,7 @@ class Pool:
         # counters and accumulators (read by health, scaling and metrics)
         self.counters: dict[str, int] = {"accepted": 0, "succeeded": 0, "spawned": 0,
                                          "spawn_failures": 0, "crashes": 0, "kills": 0,
-                                         "recycled": 0, "probes": 0}
+                                         "recycled": 0, "probes": 0, "redispatched": 0}
         self.errors_by_kind: dict[str, int] = {}
         self.busy_seconds_total = 0.0
         self.queue_wait_total = 0.0
@@ -603,13 +606,15 @@ class Pool:
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
             return None
-        os.close(to_r)
+        # We keep a copy of the worker's read end: if it dies, FIONREAD on it tells whether the
+        # request we wrote was ever read. Unread means never started: dispatched again.
         os.close(from_w)
         os.set_blocking(from_r, False)
         pidfd = os.pidfd_open(proc.pid)
         now = self.clock()
         worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
                               self.clock)
+        worker.unread_probe = to_r
         self.workers[wid] = worker
         self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
         self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
@@ -725,6 +730,15 @@ class Pool:
         if worker.state == IDLE:
             self.worker_available(worker)  # serves until its replacement is ready
 
+    @staticmethod
+    def never_read(worker: WorkerHandle, call: Call) -> bool:
+        try:
+            pending = struct.unpack("i", fcntl.ioctl(worker.unread_probe, termios.FIONREAD,
+                                                     b"\0\0\0\0"))[0]
+        except OSError:
+            return False
+        return pending >= len(call.payload) + 4
+
     def signal(self, worker: WorkerHandle, signum: int) -> None:
         if worker.exit is not None:
             return
@@ -762,8 +776,16 @@ class Pool:
             if timer is not None:
                 timer.cancel()
         self.loop.remove_reader(worker.reader.fd)
-        for fd in (worker.reader.fd, worker.pidfd):
+        call = worker.call
+        if call is not None and not call.done and self.never_read(worker, call):
+            # It died before reading this request: the call never started. Run it elsewhere.
+            worker.call = None
+            call.worker = None
+            self.counters["redispatched"] += 1
+            self.queue.appendleft(call)
+        for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
             os.close(fd)
+        worker.unread_probe = -1
         self.close_channel(worker)
         try:
             os.unlink(worker.stack_file)
@@ -923,7 +945,7 @@ class Pool:
                     worker.proc.wait(1.0)
                 except subprocess.TimeoutExpired:
                     log.error("%s did not exit even after SIGKILL", worker.describe())
-            for fd in (worker.reader.fd, worker.pidfd):
+            for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
                 self.loop.remove_reader(fd)
                 try:
                     os.close(fd)

@@ -64,6 +64,7 @@ class SidecarProcess:
     def __init__(self, overrides: dict | None = None, *, workdir: str | None = None,
                  ready_workers: int | None = None, py4j_port: int | None = None) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="py3sidecar-test-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         # Never the fixed default 25334: tests run side by side. 0 = the sidecar picks one

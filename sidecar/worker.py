@@ -13,7 +13,6 @@ forward it without decoding the value (see ``sidecar.pool``).
 
 from __future__ import annotations
 
-import argparse
 import ast
 import faulthandler
 import importlib
@@ -239,28 +238,36 @@ class Worker:
         return error(USER, str(exc), type=name, traceback=text)
 
 
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """``--in FD --out FD [--settings JSON] [--stack-file PATH]`` (no argparse: it costs
+    milliseconds of every worker's start)."""
+    options = dict(zip(argv[::2], argv[1::2]))
+    unknown = set(options) - {"--in", "--out", "--settings", "--stack-file"}
+    if len(argv) % 2 or unknown or "--in" not in options or "--out" not in options:
+        raise SystemExit("usage: python -m sidecar.worker --in FD --out FD "
+                         "[--settings JSON] [--stack-file PATH]")
+    return options
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sidecar.worker")
-    parser.add_argument("--in", dest="in_fd", type=int, required=True)
-    parser.add_argument("--out", dest="out_fd", type=int, required=True)
-    parser.add_argument("--settings", default="{}")
-    parser.add_argument("--stack-file", help="where SIGUSR1 dumps every thread's stack")
-    args = parser.parse_args(argv)
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    in_arg, out_arg = int(options["--in"]), int(options["--out"])
     # Move the channel far from the low descriptors user code is likely to close or reuse,
     # and keep it out of any process the user's code starts.
     import fcntl
 
-    in_fd = fcntl.fcntl(args.in_fd, fcntl.F_DUPFD_CLOEXEC, 200)
-    out_fd = fcntl.fcntl(args.out_fd, fcntl.F_DUPFD_CLOEXEC, 200)
-    os.close(args.in_fd)
-    os.close(args.out_fd)
+    in_fd = fcntl.fcntl(in_arg, fcntl.F_DUPFD_CLOEXEC, 200)
+    out_fd = fcntl.fcntl(out_arg, fcntl.F_DUPFD_CLOEXEC, 200)
+    os.close(in_arg)
+    os.close(out_arg)
     # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    settings = json.loads(args.settings)
+    settings = json.loads(options.get("--settings", "{}"))
     # A hung worker's stack can be asked for with SIGUSR1: the watchdog does so before a kill
     # and reads the dump from this file (written by a C signal handler: no GIL needed).
-    stack_out = open(args.stack_file, "w") if args.stack_file else sys.__stderr__  # noqa: SIM115
+    stack_file = options.get("--stack-file")
+    stack_out = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
     Worker(in_fd, out_fd, settings).serve()
     sys.stderr.flush()
