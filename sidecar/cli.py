@@ -175,6 +175,39 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if report["status"] != "UNHEALTHY" else EXIT_ERROR
 
 
+def format_breakers(value: dict[str, Any]) -> str:
+    """``breaker status``: one line per breaker, then its recent transitions."""
+    lines = []
+    for name, b in value["breakers"].items():
+        retry = b.get("retry_after")
+        lines.append(f"breaker {name}: {b['state']}, {b['consecutive_failures']} consecutive "
+                     f"failures, {b['failures_in_window']}/{b['calls_in_window']} in window, "
+                     f"{b['rejected_calls']} rejected"
+                     + (f", next probe in {retry:.1f}s" if retry else "")
+                     + (" (until closed by an operator)" if b["state"] == "forced_open" else ""))
+        last = b.get("last_transition")
+        if last:
+            lines.append(f"  last transition {last['seconds_ago']:.1f}s ago: {last['from']} -> "
+                         f"{last['to']} ({last['reason']})")
+    return "\n".join(lines)
+
+
+def cmd_breaker(args: argparse.Namespace) -> int:
+    from bridge.protocol import SidecarError
+
+    try:
+        with _client(args) as client:
+            value = client.breaker(args.action, args.name)
+    except SidecarError as exc:
+        print(f"py3sidecar: {exc.kind}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        _print_json(value)
+    else:
+        print(format_breakers(value))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from sidecar.config import DEFAULT_YAML, ConfigError, load
 
@@ -228,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true", help="the full report as JSON")
     client_options(health, 5.0)
     health.set_defaults(func=cmd_health)
+
+    brk = sub.add_parser("breaker", help="show or force the circuit breaker (needs the token)")
+    brk.add_argument("action", choices=["status", "open", "close", "disable"],
+                     help="open: refuse calls until closed; close: back to normal; disable: "
+                     "let every call through unmeasured")
+    brk.add_argument("--name", default="primary",
+                     help="which breaker: primary (default), secondary or remote")
+    brk.add_argument("--json", action="store_true")
+    client_options(brk, 5.0)
+    brk.set_defaults(func=cmd_breaker)
 
     cfg = sub.add_parser("config", help="show or check configuration")
     cfg.add_argument("--print-default", action="store_true")

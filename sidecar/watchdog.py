@@ -126,35 +126,35 @@ class Watchdog:
         self.counters["pings"] += 1
         started = self.loop.clock()
 
-        def done(reply: dict[str, Any] | None) -> None:
-            if reply is None:
-                self.counters["ping_failures"] += 1
-                worker.ping_failed = True
-            else:
-                worker.ping_failed = False
-                worker.ping_ms = (self.loop.clock() - started) * 1000
-            self.evaluate(worker)
+        def answered(reply: dict[str, Any]) -> None:
+            worker.ping_ms = (self.loop.clock() - started) * 1000
 
-        self.pool.probe(worker, "ping", self.health.ping_timeout, done)
+        self.probe(worker, "ping", self.health.ping_timeout, answered)
 
     def benchmark(self, worker: Any, rounds: int) -> None:
         self.counters["benchmarks"] += 1
 
+        def answered(reply: dict[str, Any]) -> None:
+            seconds = float(reply.get("seconds") or 0.0)
+            if not worker.bench_baseline:
+                worker.bench_baseline = seconds
+            else:
+                worker.bench_last = seconds
+
+        self.probe(worker, "bench", max(self.health.ping_timeout, 2.0), answered,
+                   rounds=rounds)
+
+    def probe(self, worker: Any, op: str, deadline: float, answered: Any, **extra: Any) -> None:
+        """Send a probe; an answer is recorded by ``answered``, silence marks the worker."""
         def done(reply: dict[str, Any] | None) -> None:
+            worker.ping_failed = reply is None
             if reply is None:
                 self.counters["ping_failures"] += 1
-                worker.ping_failed = True
             else:
-                worker.ping_failed = False
-                seconds = float(reply.get("seconds") or 0.0)
-                if not worker.bench_baseline:
-                    worker.bench_baseline = seconds
-                else:
-                    worker.bench_last = seconds
+                answered(reply)
             self.evaluate(worker)
 
-        self.pool.probe(worker, "bench", max(self.health.ping_timeout, 2.0), done,
-                        rounds=rounds)
+        self.pool.probe(worker, op, deadline, done, **extra)
 
     def judge_progress(self, worker: Any, now: float) -> None:
         call = worker.call
