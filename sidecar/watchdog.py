@@ -94,6 +94,11 @@ class Watchdog:
         return any(w is not worker and w.state in (IDLE, CHECKING)
                    for w in self.pool.workers.values())
 
+    def resting(self, worker: Any, now: float) -> bool:
+        """Not used for a quick interval: under load, workers are never probed at all (a
+        worker that just answered a call has proved itself)."""
+        return now - max(worker.last_used, worker.ready_at) >= self.settings.quick_interval
+
     # ------------------------------------------------------------ the three checks
     def quick_check(self) -> None:
         self.counters["quick"] += 1
@@ -101,16 +106,15 @@ class Watchdog:
         for worker in list(self.pool.workers.values()):
             if worker.state == BUSY:
                 self.judge_progress(worker, now)
-            elif (self.may_probe(worker)
-                  and now - max(worker.last_used, worker.ready_at)
-                  >= self.settings.quick_interval):
+            elif self.may_probe(worker) and self.resting(worker, now):
                 self.ping(worker)
         self.recovery.tick()
 
     def deep_check(self) -> None:
         self.counters["deep"] += 1
+        now = self.loop.clock()
         for worker in list(self.pool.workers.values()):
-            if self.may_probe(worker):
+            if self.may_probe(worker) and self.resting(worker, now):
                 self.benchmark(worker, self.settings.bench_rounds
                                if worker.bench_baseline else self.settings.baseline_rounds)
 
