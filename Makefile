@@ -33,8 +33,9 @@ test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=20 --benchmark-max-time=0.2 --benchmark-warmup=on
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"
+	$(BIN)/python benchmarks/jython_bench.py 20000
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 clean:

@@ -1,13 +1,23 @@
 """The CPython client: call a py3sidecar from tests, the CLI, benchmarks or another service.
 
-Owns: one ZeroMQ DEALER socket per calling thread (so the client is thread-safe without a lock
-on the hot path), request ids, client-side deadlines, turning error replies into exceptions.
-Must not touch: anything on the sidecar's side.
+Owns: one ZeroMQ DEALER socket per calling thread and endpoint (so the client is thread-safe
+without a lock on the hot path), request ids, client-side deadlines, turning error replies into
+exceptions, and failover across several sidecars with a client-side circuit breaker per
+endpoint. Must not touch: anything on the sidecar's side.
 
     from bridge.client import Client
     with Client() as py:
         py.execute("import math; math.sqrt(x)", {"x": 2.0}).value
         py.call("statistics:mean", [1, 2, 3])
+
+    # several sidecars, tried in order; a dead one is skipped in microseconds while its
+    # breaker is open, and probed again after ``breaker.open_timeout``:
+    Client(["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"])   # or "tcp://a:5557,tcp://b:5557"
+
+Failover happens when an endpoint cannot be reached, when the connection drops while a reply is
+awaited (detected at once with a socket monitor; such a call may have partly run on the lost
+sidecar and is re-sent), and when a sidecar answers ``unavailable`` or ``circuit_open`` (the
+call never ran there). Later attempts share the call's deadline.
 """
 
 from __future__ import annotations
@@ -15,10 +25,13 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from bridge import codec, protocol
 from bridge.protocol import (
@@ -34,6 +47,7 @@ from bridge.protocol import (
     WorkerCrashed,
 )
 from bridge.token import read_token
+from sidecar.breaker import BreakerConfig, CircuitBreaker
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -41,6 +55,28 @@ __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "Wo
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 ENV_ENDPOINT = "PY3SIDECAR_ENDPOINT"
+
+# One failed connection or lost reply opens an endpoint's breaker: the next calls skip it at
+# once (or fail at once, with one endpoint) until a single probe finds it back.
+CLIENT_BREAKER = BreakerConfig(failure_threshold=1, failure_rate_threshold=1.0, window_size=1,
+                               minimum_calls=1, open_timeout=2.0, half_open_max_probes=1,
+                               success_threshold=1, count_timeouts=False)
+# Kinds a sidecar answers when the call never ran there: another sidecar may serve it.
+FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
+_CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
+_LOST = zmq.EVENT_DISCONNECTED
+_REFUSED = zmq.EVENT_CONNECT_RETRIED
+
+
+def parse_endpoints(endpoint: str | Sequence[str] | None) -> list[str]:
+    """``"tcp://a:1,tcp://b:2"`` or a list -> a list; None -> $PY3SIDECAR_ENDPOINT or default."""
+    if not endpoint:
+        endpoint = os.environ.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT
+    items = endpoint.split(",") if isinstance(endpoint, str) else list(endpoint)
+    endpoints = [e.strip() for e in items if e and e.strip()]
+    if not endpoints:
+        raise ValueError(f"no sidecar endpoint in {endpoint!r}")
+    return endpoints
 
 
 @dataclass(frozen=True)
@@ -50,27 +86,71 @@ class Result:
     stderr: str
     worker: int | None
     duration_ms: float
+    via: str | None = None
+    """The sidecar's strategy that served the call (primary, secondary, direct, remote)."""
+    endpoint: str | None = None
+    """The sidecar that answered."""
+
+
+class _Link:
+    """One thread's DEALER socket to one endpoint (with a monitor when failover is on)."""
+
+    __slots__ = ("sock", "monitor", "poller", "created")
+
+    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None) -> None:
+        self.sock = sock
+        self.monitor = monitor
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+        if monitor is not None:
+            self.poller.register(monitor, zmq.POLLIN)
+        self.created = time.monotonic()
+
+    def events(self) -> list[int]:
+        """Monitor events that arrived since the last look (non-blocking)."""
+        found = []
+        if self.monitor is not None:
+            while self.monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                found.append(parse_monitor_message(self.monitor.recv_multipart())["event"])
+        return found
+
+    def close(self) -> None:
+        if self.monitor is not None:
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self.monitor.close(0)
+        self.sock.close(0)
 
 
 class Client:
-    """A thread-safe client.
+    """A thread-safe client of one sidecar, or of several tried in order (see the module doc).
 
     ``timeout`` (seconds) is the default per-call timeout sent to the sidecar; the client waits
     at most that plus ``grace`` for the reply, so a dead or frozen sidecar never hangs the caller.
-    ``connect_timeout`` bounds the wait for a connection when the sidecar is down.
+    ``connect_timeout`` bounds the wait for a connection when the sidecar is down. ``breaker``
+    configures the per-endpoint client-side circuit breaker (default ``CLIENT_BREAKER``).
     """
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None,
+    def __init__(self, endpoint: str | Sequence[str] | None = None, token: str | None = None,
                  timeout: float = 30.0, *, connect_timeout: float = 1.0, grace: float = 2.0,
-                 token_file: str | None = None) -> None:
-        self.endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT
+                 token_file: str | None = None, breaker: BreakerConfig | None = None) -> None:
+        self.endpoints = parse_endpoints(endpoint)
+        self.endpoint = self.endpoints[0]
         self.token = token if token is not None else read_token(token_file)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.grace = grace
-        self._context = zmq.Context()
+        self.breakers = {e: CircuitBreaker(breaker or CLIENT_BREAKER, name=e)
+                         for e in self.endpoints}
+        self._single = len(self.endpoints) == 1
+        self._breaker = self.breakers[self.endpoint]
+        # The process-wide context: a private one would be terminated by the garbage collector
+        # when a client is dropped unclosed, and ``term()`` blocks while any socket lives.
+        self._context = zmq.Context.instance()
         self._local = threading.local()
-        self._sockets: list[zmq.Socket] = []
+        self._links: list[_Link] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed = False
@@ -84,7 +164,8 @@ class Client:
             request["vars"] = variables
         reply = self.request(request, timeout)
         return Result(reply.get("value"), reply.get("stdout", ""), reply.get("stderr", ""),
-                      reply.get("worker"), reply.get("ms", 0.0))
+                      reply.get("worker"), reply.get("ms", 0.0), reply.get("via"),
+                      reply.get("endpoint", self.endpoint))
 
     def call(self, target: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Call ``"package.module:function"`` with ``args``/``kwargs`` and return its value."""
@@ -102,6 +183,12 @@ class Client:
     def diagnostics(self, command: str = "help", timeout: float | None = None) -> Any:
         return self.request({"op": "diag", "command": command}, timeout).get("value")
 
+    def breaker(self, command: str = "status", name: str = "primary",
+                timeout: float | None = None) -> dict[str, Any]:
+        """The sidecar's circuit breakers: ``status``, or force ``open``/``close``/``disable``."""
+        return self.request({"op": "breaker", "command": command, "name": name},
+                            timeout or min(self.timeout, 5.0)).get("value")
+
     # ------------------------------------------------------------ the round trip
     def request(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Send one envelope and return the successful reply map, or raise its error."""
@@ -112,31 +199,107 @@ class Client:
         request["token"] = self.token or ""
         request["timeout"] = timeout
         payload = codec.packb(request)
-        reply = self.send_and_wait(payload, rid, timeout + self.grace)
+        if self._single:
+            permit = self._breaker.try_acquire()
+            if permit is None:
+                raise self._skipped(self.endpoint)
+            try:
+                reply = self.send_and_wait(payload, rid, timeout + self.grace)
+            except Unavailable:
+                permit.record(protocol.UNAVAILABLE)
+                raise
+            permit.record(None)
+        else:
+            reply = self._request_with_failover(request, payload, rid, timeout)
         if reply.get("ok"):
             return reply
         raise protocol.exception_from_error(reply.get("error"))
 
-    def send_and_wait(self, payload: bytes, rid: int, wait: float) -> dict[str, Any]:
-        sock = self._socket()
+    def _request_with_failover(self, request: dict[str, Any], payload: bytes, rid: int,
+                               timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        problems: list[str] = []
+        retry_after: list[float] = []
+        last = len(self.endpoints) - 1
+        for index, endpoint in enumerate(self.endpoints):
+            permit = self.breakers[endpoint].try_acquire()
+            if permit is None:
+                skipped = self._skipped(endpoint)
+                problems.append(skipped.message)
+                if skipped.details.get("retry_after") is not None:
+                    retry_after.append(skipped.details["retry_after"])
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                permit.release()
+                problems.append(f"{endpoint}: not tried, the call's {timeout:g}s were spent")
+                break
+            if problems:  # a later attempt: only what is left of the caller's budget
+                request["timeout"] = remaining
+                payload = codec.packb(request)
+            try:
+                reply = self.send_and_wait(payload, rid, remaining + self.grace,
+                                           endpoint=endpoint, patient=index == last)
+            except Unavailable as exc:
+                permit.record(protocol.UNAVAILABLE)
+                problems.append(exc.message)
+                continue
+            permit.record(None)  # it answered: alive, whatever the answer says
+            kind = None if reply.get("ok") else (reply.get("error") or {}).get("kind")
+            if kind in FAILOVER_KINDS and index < last:
+                problems.append(f"{endpoint} answered {kind}: "
+                                f"{(reply.get('error') or {}).get('message')}")
+                continue
+            reply["endpoint"] = endpoint
+            return reply
+        raise Unavailable("no sidecar could serve this call: " + "; ".join(problems),
+                          details={"endpoints": self.endpoints,
+                                   "retry_after": min(retry_after) if retry_after else None})
+
+    def _skipped(self, endpoint: str) -> Unavailable:
+        """The error for an endpoint whose client-side breaker is open (no network touched)."""
+        retry = self.breakers[endpoint].retry_after()
+        return Unavailable(f"the sidecar at {endpoint} was unreachable moments ago; this client "
+                           f"tries it again in {retry or 0:.1f}s (client circuit breaker)",
+                           details={"retry_after": retry, "endpoint": endpoint})
+
+    def send_and_wait(self, payload: bytes, rid: int, wait: float, *,
+                      endpoint: str | None = None, patient: bool = True) -> dict[str, Any]:
+        """One exchange with one endpoint; ``Unavailable`` when it cannot be had.
+
+        ``patient=False`` (an endpoint with others after it) gives up at once on a socket that
+        had its chance to connect, and on a refused connection, instead of waiting
+        ``connect_timeout``.
+        """
+        endpoint = endpoint or self.endpoint
+        link = self._link(endpoint)
+        sock = link.sock
+        if link.monitor is not None:
+            link.events()  # forget disconnects from before this call: they are not ours
         try:
             sock.send(payload, zmq.NOBLOCK)
         except zmq.Again:
             # ZMQ_IMMEDIATE: nothing is queued until a connection exists. Wait for one, briefly.
-            if not sock.poll(int(self.connect_timeout * 1000), zmq.POLLOUT):
-                self._discard_socket()
-                raise Unavailable(f"cannot reach the sidecar at {self.endpoint} within "
-                                  f"{self.connect_timeout:g}s; is it running (`py3sidecar "
-                                  "serve`)?") from None
+            self._wait_connected(link, endpoint, patient)
             sock.send(payload, zmq.NOBLOCK)
         remaining_ms = int(wait * 1000)
+        poll = link.poller.poll
         while True:
-            if not sock.poll(remaining_ms, zmq.POLLIN):
+            ready = poll(remaining_ms)
+            if not ready:
                 # The sidecar took the request but never answered: drop the socket so a late
                 # reply cannot be mistaken for the next call's.
-                self._discard_socket()
-                raise Unavailable(f"no reply from the sidecar at {self.endpoint} within "
+                self._discard_link(endpoint)
+                raise Unavailable(f"no reply from the sidecar at {endpoint} within "
                                   f"{wait:g}s; it may be frozen or overloaded")
+            if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
+                lost = _LOST in link.events()
+                if all(source is not sock for source, _ in ready):
+                    if lost:
+                        raise Unavailable(f"the connection to the sidecar at {endpoint} was "
+                                          "lost while this call was running there; its "
+                                          "effects are unknown")
+                    continue  # an event that changes nothing; the wait restarts (rare)
             reply = codec.unpackb(sock.recv())
             if not isinstance(reply, dict):
                 raise InternalError(f"malformed reply from the sidecar: {reply!r}")
@@ -146,36 +309,67 @@ class Client:
                 return reply  # the sidecar could not read our request at all
             # A stale reply to an earlier call on this thread: ignore it and keep waiting.
 
-    def _socket(self) -> zmq.Socket:
-        sock = getattr(self._local, "socket", None)
-        if sock is None:
+    def _wait_connected(self, link: _Link, endpoint: str, patient: bool) -> None:
+        unreachable = (f"cannot reach the sidecar at {endpoint} within "
+                       f"{self.connect_timeout:g}s; is it running (`py3sidecar serve`)?")
+        waited = time.monotonic() - link.created
+        if not patient and waited >= self.connect_timeout:
+            raise Unavailable(f"the sidecar at {endpoint} is not connected; is it running?")
+        deadline = time.monotonic() + self.connect_timeout - (0 if patient else waited)
+        if link.monitor is None:
+            if not link.sock.poll(int(self.connect_timeout * 1000), zmq.POLLOUT):
+                self._discard_link(endpoint)
+                raise Unavailable(unreachable)
+            return
+        poller = zmq.Poller()
+        poller.register(link.sock, zmq.POLLOUT)
+        poller.register(link.monitor, zmq.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            ready = dict(poller.poll(max(0, int(left * 1000)))) if left > 0 else {}
+            if link.sock in ready:
+                return
+            if not ready:
+                raise Unavailable(unreachable)
+            if _REFUSED in link.events() and not patient:
+                raise Unavailable(f"the sidecar at {endpoint} refused the connection; is it "
+                                  "running?")
+
+    def _link(self, endpoint: str) -> _Link:
+        links = getattr(self._local, "links", None)
+        if links is None:
+            links = self._local.links = {}
+        link = links.get(endpoint)
+        if link is None:
             if self._closed:
                 raise Unavailable("this client is closed")
             sock = self._context.socket(zmq.DEALER)
             sock.linger = 0
             sock.immediate = True
-            sock.connect(self.endpoint)
-            self._local.socket = sock
+            monitor = None
+            if not self._single:  # failover wants to see connections drop, at once
+                monitor = sock.get_monitor_socket(_CONNECTED | _LOST | _REFUSED)
+            sock.connect(endpoint)
+            link = links[endpoint] = _Link(sock, monitor)
             with self._lock:
-                self._sockets.append(sock)
-        return sock
+                self._links.append(link)
+        return link
 
-    def _discard_socket(self) -> None:
-        sock = getattr(self._local, "socket", None)
-        if sock is not None:
-            self._local.socket = None
+    def _discard_link(self, endpoint: str) -> None:
+        links = getattr(self._local, "links", None) or {}
+        link = links.pop(endpoint, None)
+        if link is not None:
             with self._lock:
-                if sock in self._sockets:
-                    self._sockets.remove(sock)
-            sock.close(0)
+                if link in self._links:
+                    self._links.remove(link)
+            link.close()
 
     def close(self) -> None:
         self._closed = True
         with self._lock:
-            for sock in self._sockets:
-                sock.close(0)
-            self._sockets.clear()
-        self._context.term()
+            for link in self._links:
+                link.close()
+            self._links.clear()
 
     def __enter__(self) -> "Client":
         return self

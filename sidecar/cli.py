@@ -53,6 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     service = Service(config)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: service.request_stop())
+    # A signal that lands on another thread (py4j's, say) must still wake the loop's poll so
+    # the main thread runs the handler: the C-level handler writes to the loop's wake-up pipe.
+    signal.set_wakeup_fd(service.loop.wake_w, warn_on_full_buffer=False)
     try:
         service.start()
     except Exception as exc:  # e.g. the port is taken
@@ -208,6 +211,23 @@ def cmd_breaker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ignition_bundle(args: argparse.Namespace) -> int:
+    from sidecar.bundle import build_bundle
+
+    try:
+        report = build_bundle(args.out, zmq=args.zmq, user=args.user)
+    except (OSError, FileNotFoundError) as exc:
+        print(f"py3sidecar: cannot write the bundle: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    for path in report.files:
+        print(path)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"bundle written to {report.out}; next steps in {report.out / 'INSTALL.txt'}",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from sidecar.config import DEFAULT_YAML, ConfigError, load
 
@@ -276,6 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--print-default", action="store_true")
     cfg.add_argument("--check", metavar="FILE")
     cfg.set_defaults(func=cmd_config)
+
+    bundle = sub.add_parser("ignition-bundle", help="write what an Ignition gateway needs: "
+                            "project (folder + zip), jars, systemd unit")
+    bundle.add_argument("out", help="output folder (created)")
+    bundle.add_argument("--zmq", action="store_true",
+                        help="also ship JeroMQ (for py3sidecar.settings.TRANSPORT = 'zmq')")
+    bundle.add_argument("--user", default="ignition",
+                        help="the gateway's OS user, who runs the sidecar (default: ignition)")
+    bundle.set_defaults(func=cmd_ignition_bundle)
     return parser
 
 

@@ -81,6 +81,8 @@ def test_sigkill_mid_call_fails_only_that_call(sidecar, tmp_path):
 
 
 def test_timeout_kills_and_replaces_the_worker(sidecar, client):
+    sidecar.wait_full_strength(2)
+    wait_until(lambda: all(w["state"] != "stopping" for w in sidecar.pool()["workers"]), 10)
     before = {w["pid"] for w in sidecar.pool()["workers"]}
     with pytest.raises(CallTimeout):
         client.execute("import time; time.sleep(30)", timeout=0.3)

@@ -61,3 +61,18 @@ def test_numpy_and_pandas_values_when_installed():
     back = codec.unpackb(codec.packb(frame))
     assert back == Dataset(["x", "y"], [[1, "a"], [2, "b"]], ["long", "str"])
     assert back.to_pandas().equals(frame)
+
+
+@pytest.mark.parametrize("size", [0, 1, 14, 15, 16, 70_000])
+def test_extend_map_appends_members_without_decoding_values(size):
+    from bridge.codec import extend_map, pack_raw, unpack_raw
+    original = {f"k{i}": i for i in range(size)}
+    original["ext"] = msgpack.ExtType(7, b"opaque")
+    out = extend_map(pack_raw(original), {"via": "primary", "n": 2})
+    assert unpack_raw(out) == {**original, "via": "primary", "n": 2}
+
+
+def test_extend_map_refuses_what_is_not_a_map():
+    from bridge.codec import extend_map, pack_raw
+    with pytest.raises(ValueError, match="not an encoded msgpack map"):
+        extend_map(pack_raw([1, 2]), {"via": "x"})

@@ -47,3 +47,37 @@ def test_missing_file_is_a_clear_error(tmp_path):
                                            ("1h", 3600), ("7d", 604800), (2, 2.0)])
 def test_durations(text, seconds):
     assert config.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, message", [
+    ("python3:\n  circuit-breaker:\n    failure-threshold: 0\n", "failure-threshold = 0"),
+    ("python3:\n  circuit-breaker:\n    minimum-calls: 30\n", "minimum-calls = 30 cannot exceed"),
+    ("python3:\n  circuit-breaker:\n    failure-rate-threshold: 1.5\n",
+     "failure-rate-threshold = 1.5"),
+    ("python3:\n  circuit-breaker:\n    timeout: soon\n", "python3.circuit-breaker.timeout"),
+    ("python3:\n  fallback:\n    strategies: [primary, backup]\n", "unknown ['backup']"),
+    ("python3:\n  fallback:\n    strategies: [direct, primary]\n", "must start with 'primary'"),
+    ("python3:\n  fallback:\n    strategies: [primary, direct, direct]\n",
+     "names a strategy twice"),
+    ("python3:\n  fallback:\n    fall-through: [overloaded, user]\n", "['user'] never fall"),
+    ("python3:\n  fallback:\n    fall-through: [timeout]\n", "['timeout'] never fall"),
+    ("python3:\n  fallback:\n    fall-through: [bad_request]\n", "cannot fall through"),
+    ("python3:\n  fallback:\n    strategies: [primary, remote]\n", "remote.endpoint is empty"),
+    ("python3:\n  fallback:\n    strategies: [primary, remote]\n    remote:\n"
+     "      endpoint: tcp://10.0.0.2:5557\n", "neither remote.token nor remote.token-file"),
+    ("python3:\n  fallback:\n    remote:\n      endpoint: http://x\n", "expected tcp://HOST:PORT"),
+    ("python3:\n  fallback:\n    secondary:\n      initial-size: 0\n", "initial-size >= 1"),
+    ("python3:\n  fallback:\n    direct:\n      max-concurrent: 0\n", "max-concurrent = 0"),
+])
+def test_breaker_and_fallback_config_rejects_bad_combinations(text, message):
+    with pytest.raises(ConfigError) as info:
+        config.load(text=text)
+    assert message in str(info.value)
+
+
+def test_breaker_and_fallback_defaults_mirror_the_spec():
+    cfg = config.load().python3
+    assert (cfg.circuit_breaker.enabled, cfg.circuit_breaker.failure_threshold,
+            cfg.circuit_breaker.timeout, cfg.circuit_breaker.success_threshold) == (True, 5, 60, 3)
+    assert cfg.fallback.strategies == ["primary"]
+    assert cfg.fallback.fall_through == ["circuit_open", "overloaded", "unavailable"]

@@ -1,0 +1,62 @@
+"""The connection file: where a running sidecar tells its clients how to reach it (as Jupyter's
+kernels do with their connection files).
+
+Owns: the file's place (next to the token file, else the runtime folder), its JSON shape, writing
+it atomically and reading it back. Must not touch: sockets, the token itself (only its path is
+written here, never the secret).
+
+Shape (``version`` 1)::
+
+    {"version": 1, "pid": 1234, "token_file": "/run/py3sidecar/token",
+     "zmq": {"endpoint": "tcp://127.0.0.1:5557"},
+     "py4j": {"host": "127.0.0.1", "python_port": 25334, "java_port": 25333}}
+
+``zmq``/``py4j`` are ``null`` when that front is disabled; ports are the ones actually bound
+(a configured port 0 shows the port the system chose).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bridge.token import runtime_dir
+
+FILE_NAME = "connection.json"
+
+
+def connection_file_for(token_file: str | Path | None) -> Path:
+    """Next to the token file when there is one, else in the runtime folder."""
+    folder = Path(token_file).parent if token_file else runtime_dir()
+    return folder / FILE_NAME
+
+
+def write_connection_file(path: Path, info: dict[str, Any]) -> None:
+    """Atomically (write, then rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2) + "\n")
+    os.chmod(tmp, 0o644)  # holds no secret: the token stays in its owner-only file
+    os.replace(tmp, path)
+
+
+def read_connection_file(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The file's content, or None when it is missing or unreadable."""
+    file = Path(path) if path else runtime_dir() / FILE_NAME
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remove_connection_file(path: Path, pid: int) -> None:
+    """Removes the file if it still describes process ``pid`` (a newer sidecar's file stays)."""
+    data = read_connection_file(path)
+    if data is not None and data.get("pid") == pid:
+        try:
+            path.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,539 @@
+"""py3sidecar.codec - msgpack encoding of the bridge envelope (docs/protocol.md), Jython 2.7.
+
+Uses msgpack-java (org.msgpack.core, Debian libmsgpack-java: msgpack-core.jar) on the gateway.
+
+Jython -> wire:
+    None, bool, int/long (64-bit as msgpack int, beyond as ext 3), float, str/unicode (msgpack str),
+    byte[] (jarray 'b', signed) / bytearray -> bin, list/tuple/java.util.List/other Java arrays -> array,
+    dict/java.util.Map -> map, java.util.Date (and java.sql.Timestamp) / datetime.datetime
+    (naive = UTC) -> timestamp (ext -1), java.math.BigDecimal / decimal.Decimal -> ext 2,
+    java.math.BigInteger -> int or ext 3, Ignition Datasets (anything with getColumnNames,
+    getColumnTypes, getRowCount, getValueAt; PyDataSet through its underlying dataset) -> ext 1.
+wire -> Jython:
+    nil/bool/int/float/str as Python values, bin -> jarray byte array ('b', signed),
+    array -> list, map -> dict, timestamp -> java.util.Date, ext 2 -> BigDecimal, ext 3 -> long,
+    ext 1 -> an Ignition Dataset built by `dataset_factory(columns, types, rows)`.
+Anything else raises EncodeError naming the type and its position, e.g. args[0]['a'][2].
+"""
+import array
+import datetime
+import decimal
+
+import java.io
+import java.lang
+import java.math
+import java.sql
+import java.util
+from java.lang import Boolean as JBoolean, Class as JClass
+from org.msgpack.core import MessagePack
+from org.msgpack.value import ValueType
+
+EXT_TIMESTAMP = -1
+EXT_DATASET = 1
+EXT_DECIMAL = 2
+EXT_BIGINT = 3
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_UINT64_MAX = (1 << 64) - 1
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+class CodecError(Exception):
+    pass
+
+
+class EncodeError(CodecError):
+    """A value that cannot cross to CPython: names the type and its position."""
+    def __init__(self, message, path=None, type_name=None):
+        CodecError.__init__(self, message)
+        self.path = path
+        self.type_name = type_name
+
+
+class DecodeError(CodecError):
+    pass
+
+
+def _type_name(value):
+    try:
+        if isinstance(value, java.lang.Object):
+            return value.getClass().getName()
+    except Exception:
+        pass
+    t = type(value)
+    mod = getattr(t, '__module__', None)
+    if mod and mod not in ('__builtin__', 'exceptions'):
+        return '%s.%s' % (mod, t.__name__)
+    return t.__name__
+
+
+def _key_repr(key):
+    if isinstance(key, unicode):
+        try:
+            key = str(key)
+        except UnicodeError:
+            pass
+    return repr(key)
+
+
+# ---------------------------------------------------------------------------
+# Dataset column types
+# ---------------------------------------------------------------------------
+
+_JTYPE_NAMES = {
+    'java.lang.Boolean': 'bool', 'boolean': 'bool',
+    'java.lang.Byte': 'int', 'byte': 'int', 'java.lang.Short': 'int', 'short': 'int',
+    'java.lang.Integer': 'int', 'int': 'int',
+    'java.lang.Long': 'long', 'long': 'long', 'java.math.BigInteger': 'long',
+    'java.lang.Float': 'float', 'float': 'float',
+    'java.lang.Double': 'double', 'double': 'double',
+    'java.lang.String': 'str',
+    'java.util.Date': 'datetime', 'java.sql.Timestamp': 'datetime', 'java.sql.Date': 'datetime',
+    'java.math.BigDecimal': 'decimal',
+    '[B': 'bytes',
+}
+
+# Vocabulary -> Java class, for building a Dataset with exact column types.
+_VOCAB_CLASSES = {
+    'bool': 'java.lang.Boolean', 'int': 'java.lang.Integer', 'long': 'java.lang.Long',
+    'float': 'java.lang.Float', 'double': 'java.lang.Double', 'str': 'java.lang.String',
+    'datetime': 'java.util.Date', 'decimal': 'java.math.BigDecimal', 'bytes': '[B',
+    'object': 'java.lang.Object',
+}
+
+
+def column_type_name(java_class):
+    """Maps a Dataset column class to the protocol's type vocabulary."""
+    if java_class is None:
+        return 'object'
+    try:
+        name = java_class.getName()
+    except (AttributeError, TypeError):
+        name = getattr(java_class, '__name__', str(java_class))
+    return _JTYPE_NAMES.get(name, 'object')
+
+
+def column_class(type_name):
+    """Maps a vocabulary name to a java.lang.Class (java.lang.Object when unknown)."""
+    return JClass.forName(_VOCAB_CLASSES.get(type_name, 'java.lang.Object'))
+
+
+def is_dataset(value):
+    return (hasattr(value, 'getColumnNames') and hasattr(value, 'getColumnTypes')
+            and hasattr(value, 'getRowCount') and hasattr(value, 'getValueAt'))
+
+
+def _as_dataset(value):
+    """A Dataset, or None. PyDataSet is unwrapped to its underlying dataset."""
+    if isinstance(value, (dict, list, tuple, basestring)):
+        return None
+    under = getattr(value, 'getUnderlyingDataset', None)
+    if under is not None:
+        try:
+            value = under()
+        except Exception:
+            pass
+    if is_dataset(value):
+        return value
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------
+
+def _date_millis(value):
+    return value.getTime()
+
+
+def _datetime_to_seconds_nanos(dt):
+    off = dt.utcoffset() if dt.tzinfo is not None else None
+    naive = dt.replace(tzinfo=None)
+    if off is not None:
+        naive = naive - off
+    delta = naive - _EPOCH
+    secs = delta.days * 86400 + delta.seconds
+    return secs, delta.microseconds * 1000
+
+
+class _Unsupported(Exception):
+    """Raised by the encoder at the first value it cannot send; the caller finds its position
+    afterwards (so the hot path never formats a path string)."""
+    def __init__(self, value):
+        Exception.__init__(self)
+        self.value = value
+
+
+class _Encoder(object):
+    def __init__(self):
+        self.p = MessagePack.newDefaultBufferPacker()
+
+    def bytes(self):
+        return self.p.toByteArray()
+
+    def enc(self, v):
+        p = self.p
+        t = type(v)
+        if t is unicode or t is str:
+            p.packString(v)
+        elif t is int:
+            p.packLong(v)
+        elif v is None:
+            p.packNil()
+        elif t is bool:
+            p.packBoolean(v)
+        elif t is float:
+            p.packDouble(v)
+        elif t is dict:
+            p.packMapHeader(len(v))
+            enc = self.enc
+            for k, item in v.iteritems():
+                enc(k)
+                enc(item)
+        elif t is list or t is tuple:
+            p.packArrayHeader(len(v))
+            enc = self.enc
+            for item in v:
+                enc(item)
+        elif t is long:
+            self._long(v)
+        else:
+            self._other(v)
+
+    def _long(self, v):
+        if _INT64_MIN <= v <= _INT64_MAX:
+            self.p.packLong(v)
+        elif 0 <= v <= _UINT64_MAX:
+            self.p.packBigInteger(java.math.BigInteger(str(v)))
+        else:
+            self._ext_text(EXT_BIGINT, str(v))
+
+    def _ext_text(self, code, text):
+        data = java.lang.String(text).getBytes('UTF-8')
+        self.p.packExtensionTypeHeader(code, len(data))
+        self.p.writePayload(data)
+
+    def _other(self, v):
+        p = self.p
+        if isinstance(v, bool):
+            p.packBoolean(bool(v))
+        elif isinstance(v, (int, long)):
+            self._long(long(v))
+        elif isinstance(v, float):
+            p.packDouble(float(v))
+        elif isinstance(v, basestring):
+            p.packString(unicode(v))
+        elif isinstance(v, array.array):
+            if v.typecode == 'b':
+                p.packBinaryHeader(len(v))
+                p.writePayload(v)
+            elif v.typecode in ('c', 'u') or v.typecode == 'B':
+                raw = _to_signed_bytes(v)
+                p.packBinaryHeader(len(raw))
+                p.writePayload(raw)
+            else:
+                self._seq(list(v))
+        elif isinstance(v, bytearray):
+            raw = _to_signed_bytes(v)
+            p.packBinaryHeader(len(raw))
+            p.writePayload(raw)
+        elif isinstance(v, dict):
+            self._map(v.items())
+        elif isinstance(v, (list, tuple)):
+            self._seq(v)
+        elif isinstance(v, java.util.Date):
+            millis = v.getTime()
+            if isinstance(v, java.sql.Timestamp):
+                secs = millis // 1000
+                p.packTimestamp(secs, v.getNanos())
+            else:
+                p.packTimestamp(millis)
+        elif isinstance(v, datetime.datetime):
+            secs, nanos = _datetime_to_seconds_nanos(v)
+            p.packTimestamp(secs, nanos)
+        elif isinstance(v, java.math.BigDecimal):
+            self._ext_text(EXT_DECIMAL, v.toString())
+        elif isinstance(v, decimal.Decimal):
+            self._ext_text(EXT_DECIMAL, str(v))
+        elif isinstance(v, java.math.BigInteger):
+            self._long(long(v.toString()))
+        elif isinstance(v, java.lang.Number):
+            # Boxed Java numbers that Jython did not convert (e.g. AtomicLong).
+            if isinstance(v, (java.lang.Float, java.lang.Double)):
+                p.packDouble(v.doubleValue())
+            else:
+                self._long(long(v.longValue()))
+        elif isinstance(v, java.lang.Boolean):
+            p.packBoolean(v.booleanValue())
+        elif isinstance(v, java.lang.Character):
+            p.packString(unicode(v.toString()))
+        elif isinstance(v, java.util.Map):
+            self._map([(e.getKey(), e.getValue()) for e in v.entrySet()])
+        elif isinstance(v, java.util.Collection):
+            self._seq(list(v))
+        else:
+            ds = _as_dataset(v)
+            if ds is not None:
+                self._dataset(ds)
+            elif _is_java_array(v):
+                self._seq(list(v))
+            else:
+                raise _Unsupported(v)
+
+    def _map(self, items):
+        self.p.packMapHeader(len(items))
+        for k, item in items:
+            self.enc(k)
+            self.enc(item)
+
+    def _seq(self, seq):
+        self.p.packArrayHeader(len(seq))
+        for item in seq:
+            self.enc(item)
+
+    def _dataset(self, ds):
+        names = [unicode(n) for n in ds.getColumnNames()]
+        types = [column_type_name(c) for c in ds.getColumnTypes()]
+        nrows = ds.getRowCount()
+        ncols = len(names)
+        inner = _Encoder()
+        ip = inner.p
+        ip.packArrayHeader(3)
+        ip.packArrayHeader(ncols)
+        for n in names:
+            ip.packString(n)
+        ip.packArrayHeader(ncols)
+        for t in types:
+            ip.packString(t)
+        ip.packArrayHeader(nrows)
+        enc = inner.enc
+        get = ds.getValueAt
+        for r in xrange(nrows):
+            ip.packArrayHeader(ncols)
+            for c in xrange(ncols):
+                enc(get(r, c))
+        payload = inner.bytes()
+        self.p.packExtensionTypeHeader(EXT_DATASET, len(payload))
+        self.p.writePayload(payload)
+
+
+def _children(v, path):
+    """(child, path) pairs of a container, in the encoder's order (for error positions only)."""
+    if isinstance(v, (basestring, array.array, bytearray)):
+        return []
+    if isinstance(v, dict):
+        items = v.items()
+    elif isinstance(v, java.util.Map):
+        items = [(e.getKey(), e.getValue()) for e in v.entrySet()]
+    else:
+        items = None
+    if items is not None:
+        out = []
+        for k, item in items:
+            out.append((k, '%s{key %s}' % (path, _key_repr(k))))
+            out.append((item, '%s[%s]' % (path, _key_repr(k))))
+        return out
+    if isinstance(v, (list, tuple, java.util.Collection)) or _is_java_array(v):
+        return [(item, '%s[%d]' % (path, i)) for i, item in enumerate(list(v))]
+    ds = _as_dataset(v) if isinstance(v, java.lang.Object) or hasattr(v, 'getValueAt') else None
+    if ds is not None:
+        names = [unicode(n) for n in ds.getColumnNames()]
+        return [(ds.getValueAt(r, c), '%s.dataset[row %d][%s]' % (path, r, _key_repr(names[c])))
+                for r in xrange(ds.getRowCount()) for c in xrange(len(names))]
+    return []
+
+
+def _find_path(value, path, target, depth=0):
+    if value is target:
+        return path
+    if depth > 100:
+        return None
+    for child, child_path in _children(value, path):
+        found = _find_path(child, child_path, target, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _encode_error(root, root_path, bad):
+    path = _find_path(root, root_path, bad) or root_path
+    name = _type_name(bad)
+    return EncodeError('cannot send a value of type %s to Python 3 (at %s); supported: '
+                       'None, bool, int, long, float, str, unicode, byte arrays, list, '
+                       'tuple, dict, java.util.List/Map, java.util.Date, datetime, '
+                       'BigDecimal, Decimal, BigInteger, Ignition Dataset'
+                       % (name, path), path, name)
+
+
+def _is_java_array(v):
+    try:
+        return v.getClass().isArray()
+    except Exception:
+        return False
+
+
+def _to_signed_bytes(seq):
+    """Any sequence of byte values (0..255 or -128..127, or 1-char strings) -> Java byte[]."""
+    out = []
+    for b in seq:
+        if isinstance(b, basestring):
+            b = ord(b)
+        b = int(b)
+        if b > 127:
+            b -= 256
+        out.append(b)
+    return array.array('b', out)
+
+
+def to_bytes(text_or_seq):
+    """Helper for scripts: str (Latin-1 byte string), bytearray or list of ints -> Java byte[]."""
+    if isinstance(text_or_seq, array.array) and text_or_seq.typecode == 'b':
+        return text_or_seq
+    return _to_signed_bytes(text_or_seq)
+
+
+def encode(value, root='value'):
+    """Encodes one value (normally the request envelope) to a Java byte[]."""
+    e = _Encoder()
+    try:
+        e.enc(value)
+    except _Unsupported, u:
+        raise _encode_error(value, root, u.value)
+    return e.bytes()
+
+
+def encode_request(envelope):
+    """Encodes a request envelope; errors name positions relative to the envelope's fields
+    (args[0], kwargs['x'], vars['y'])."""
+    e = _Encoder()
+    p = e.p
+    enc = e.enc
+    p.packMapHeader(len(envelope))
+    for k, v in envelope.iteritems():
+        p.packString(k)
+        try:
+            enc(v)
+        except _Unsupported, u:
+            raise _encode_error(v, k, u.value)
+    return e.bytes()
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+
+_VT_NIL = ValueType.NIL
+_VT_BOOLEAN = ValueType.BOOLEAN
+_VT_INTEGER = ValueType.INTEGER
+_VT_FLOAT = ValueType.FLOAT
+_VT_STRING = ValueType.STRING
+_VT_BINARY = ValueType.BINARY
+_VT_ARRAY = ValueType.ARRAY
+_VT_MAP = ValueType.MAP
+_VT_EXTENSION = ValueType.EXTENSION
+
+from org.msgpack.core import MessageFormat as _MF
+_UINT64 = _MF.UINT64
+
+# MessageFormat -> ValueType, looked up in a Jython dict: one Java call fewer per value.
+_VT_OF = {}
+for _f in _MF.values():
+    if _f.name() != 'NEVER_USED':
+        _VT_OF[_f] = _f.getValueType()
+del _f
+
+
+def _default_dataset_factory(columns, types, rows):
+    """Builds an Ignition Dataset: DatasetBuilder (exact column types) when running inside
+    Ignition 8.1+, else system.dataset.toDataSet(headers, rows)."""
+    try:
+        from com.inductiveautomation.ignition.common.util import DatasetBuilder
+    except ImportError:
+        DatasetBuilder = None
+    if DatasetBuilder is not None:
+        b = DatasetBuilder.newBuilder().colNames(columns).colTypes([column_class(t) for t in types])
+        for row in rows:
+            b.addRow(row)
+        return b.build()
+    return system.dataset.toDataSet(list(columns), [list(r) for r in rows])  # noqa: F821 (Ignition global)
+
+
+class _Decoder(object):
+    def __init__(self, data, dataset_factory):
+        self.u = MessagePack.newDefaultUnpacker(data)
+        self.dataset_factory = dataset_factory
+
+    def dec(self):
+        u = self.u
+        fmt = u.getNextFormat()
+        vt = _VT_OF.get(fmt)
+        if vt is _VT_STRING:
+            return u.unpackString()
+        if vt is _VT_INTEGER:
+            if fmt is _UINT64:
+                return _small(long(u.unpackBigInteger()))
+            return _small(u.unpackLong())
+        if vt is _VT_MAP:
+            n = u.unpackMapHeader()
+            d = {}
+            for _ in xrange(n):
+                k = self.dec()
+                d[k] = self.dec()
+            return d
+        if vt is _VT_ARRAY:
+            n = u.unpackArrayHeader()
+            return [self.dec() for _ in xrange(n)]
+        if vt is _VT_NIL:
+            u.unpackNil()
+            return None
+        if vt is _VT_BOOLEAN:
+            return bool(u.unpackBoolean())
+        if vt is _VT_FLOAT:
+            return u.unpackDouble()
+        if vt is _VT_BINARY:
+            n = u.unpackBinaryHeader()
+            return u.readPayload(n)
+        if vt is _VT_EXTENSION:
+            return self._ext()
+        raise DecodeError('unexpected msgpack format %s' % fmt)
+
+    def _ext(self):
+        u = self.u
+        h = u.unpackExtensionTypeHeader()
+        code = h.getType()
+        if code == EXT_TIMESTAMP:
+            instant = u.unpackTimestamp(h)
+            return java.util.Date.from(instant)
+        data = u.readPayload(h.getLength())
+        if code == EXT_DECIMAL:
+            text = java.lang.String(data, 'UTF-8')
+            try:
+                return java.math.BigDecimal(text)
+            except java.lang.NumberFormatException:
+                return float(text)  # NaN / Infinity have no BigDecimal
+        if code == EXT_BIGINT:
+            return long(unicode(java.lang.String(data, 'UTF-8')))
+        if code == EXT_DATASET:
+            inner = _Decoder(data, self.dataset_factory)
+            cols, types, rows = inner.dec()
+            return (self.dataset_factory or _default_dataset_factory)(cols, types, rows)
+        raise DecodeError('unknown msgpack extension type %d' % code)
+
+
+def _small(n):
+    # Java long -> int when it fits (Jython returns long for Java long).
+    try:
+        return int(n)
+    except OverflowError:
+        return n
+
+
+def decode(data, dataset_factory=None):
+    """Decodes one msgpack value (normally a reply envelope) from a Java byte[]."""
+    try:
+        return _Decoder(data, dataset_factory).dec()
+    except CodecError:
+        raise
+    except (java.io.IOException, java.lang.RuntimeException), e:
+        raise DecodeError('malformed reply from the sidecar: %s' % e)

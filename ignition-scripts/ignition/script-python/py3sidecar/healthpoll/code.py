@@ -1,0 +1,115 @@
+"""py3sidecar.healthpoll - the gateway timer script that shows the sidecar's health as tags.
+
+Install: Gateway Events > Timer > add a script, delay 10000 ms (fixed delay, dedicated thread),
+body:
+
+    py3sidecar.healthpoll.run()
+
+Every run calls python3.health() and writes memory tags under
+[HEALTH_TAG_PROVIDER]HEALTH_TAG_FOLDER (py3sidecar.settings), creating them when missing:
+
+    Status            HEALTHY / DEGRADED / UNHEALTHY / ... or UNREACHABLE
+    Reason            why (the sidecar's reason, or the error when unreachable)
+    Reachable         True when the sidecar answered
+    WorkersTotal      live workers          WorkersHealthy   workers whose status is HEALTHY
+    WorkersBusy       busy workers          QueueLength      calls waiting for a worker
+    BreakerState      the primary circuit breaker's state (closed / open / half_open ...)
+    LastError         the last failure the sidecar recorded (or the last poll error)
+    LastPoll          java.util.Date of this run
+
+It never raises out of the timer: any failure is logged through system.util.getLogger and
+reported as Status UNREACHABLE.
+"""
+import java.lang
+import java.util
+
+TAGS = [
+    ('Status', 'String', ''),
+    ('Reason', 'String', ''),
+    ('Reachable', 'Boolean', False),
+    ('WorkersTotal', 'Int4', 0),
+    ('WorkersHealthy', 'Int4', 0),
+    ('WorkersBusy', 'Int4', 0),
+    ('QueueLength', 'Int4', 0),
+    ('BreakerState', 'String', ''),
+    ('LastError', 'String', ''),
+    ('LastPoll', 'DateTime', None),
+]
+
+UNREACHABLE = 'UNREACHABLE'
+
+
+def _folder():
+    s = py3sidecar.settings  # noqa: F821 (project library global)
+    return '[%s]%s' % (s.HEALTH_TAG_PROVIDER, s.HEALTH_TAG_FOLDER.strip('/'))
+
+
+def ensure_tags(folder=None):
+    """Creates the memory tags that are missing (and the folder)."""
+    folder = folder or _folder()
+    missing = [t for t in TAGS if not system.tag.exists('%s/%s' % (folder, t[0]))]  # noqa: F821
+    if not missing:
+        return 0
+    configs = [{'name': name, 'tagType': 'AtomicTag', 'valueSource': 'memory',
+                'dataType': dtype, 'value': value} for name, dtype, value in missing]
+    system.tag.configure(folder, configs, 'm')  # noqa: F821 (merge: never overwrite others)
+    return len(missing)
+
+
+def summarize(report):
+    """The tag values from a health report (a dict as python3.health() returns it)."""
+    pool = report.get('pool') or {}
+    workers = [w for w in (pool.get('workers') or []) if w.get('role', 'member') == 'member'
+               and w.get('state') != 'stopping']
+    by_state = pool.get('workers_by_state') or {}
+    breaker = ((report.get('breakers') or {}).get('primary') or {}).get('state') or ''
+    failures = (report.get('recovery') or {}).get('recent_failures') or []
+    last_error = ''
+    if failures:
+        f = failures[-1]
+        last_error = '%s worker %s: %s' % (f.get('type'), f.get('worker'), f.get('detail'))
+    return {
+        'Status': report.get('status') or '',
+        'Reason': report.get('reason') or '',
+        'Reachable': True,
+        'WorkersTotal': (pool.get('size') or {}).get('live', len(workers)),
+        'WorkersHealthy': len([w for w in workers if w.get('status') == 'HEALTHY']),
+        'WorkersBusy': by_state.get('busy', 0),
+        'QueueLength': (pool.get('queue') or {}).get('length', 0),
+        'BreakerState': breaker,
+        'LastError': last_error,
+    }
+
+
+def run(timeout=None):
+    """One poll: call python3.health() and write the tags. Never raises; returns the values
+    written (a dict), for tests and for callers that want them."""
+    try:
+        log = system.util.getLogger('%s.health' % py3sidecar.settings.LOGGER_NAME)  # noqa: F821
+    except Exception:
+        log = None
+    try:
+        try:
+            report = python3.health(timeout)  # noqa: F821 (project library global)
+            values = summarize(report)
+        except Exception, e:
+            values = {'Status': UNREACHABLE, 'Reachable': False, 'WorkersTotal': 0,
+                      'WorkersHealthy': 0, 'WorkersBusy': 0, 'QueueLength': 0,
+                      'Reason': 'the Python 3 sidecar did not answer', 'LastError': unicode(e)}
+            if log is not None:
+                log.warn('py3sidecar health poll: sidecar unreachable: %s' % (e,))
+        values['LastPoll'] = java.util.Date()
+        folder = _folder()
+        ensure_tags(folder)
+        names = [t[0] for t in TAGS if t[0] in values]
+        system.tag.writeBlocking(['%s/%s' % (folder, n) for n in names],  # noqa: F821
+                                 [values[n] for n in names])
+        return values
+    except Exception, e:
+        if log is not None:
+            log.error('py3sidecar health poll failed: %s' % (e,))
+        return None
+    except java.lang.Throwable, e:
+        if log is not None:
+            log.error('py3sidecar health poll failed: %s' % (e,))
+        return None

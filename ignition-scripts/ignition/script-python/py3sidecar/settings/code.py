@@ -1,0 +1,77 @@
+"""py3sidecar.settings - the one place an integrator edits.
+
+Every other module of the library reads its settings from here (through
+`get()`), so a change here plus a project save is all that is needed: the
+shared connection notices that the settings changed and reconnects.
+
+Units: all times are milliseconds, as in Ignition's own system.* functions.
+"""
+
+# 'py4j' (default, lowest latency) or 'zmq' (JeroMQ, needs jeromq.jar on the gateway).
+TRANSPORT = 'py4j'
+
+# The sidecar's connection file (<runtime dir>/connection.json, written by the sidecar each
+# time it starts): the ports it actually listens on and where its token file is. Every setting
+# below left at None is taken from it (and re-read when the sidecar cannot be reached or
+# rejects the token, so a restarted sidecar on new ports is found again).
+CONNECTION_FILE = '/var/lib/py3sidecar/runtime/connection.json'
+
+# Py4J: the sidecar listens on PY4J_PYTHON_PORT (config key python3.bridge.py4j.python-port).
+# The gateway only connects out; it binds no port of its own.
+# None: from CONNECTION_FILE, else 127.0.0.1 / 25334.
+PY4J_HOST = None
+PY4J_PYTHON_PORT = None
+
+# ZeroMQ: the sidecar's ROUTER endpoint (config key python3.bridge.zmq.endpoint).
+# None: from CONNECTION_FILE, else tcp://127.0.0.1:5557.
+ZMQ_ENDPOINT = None
+
+# Token: either the token itself, or the path of the sidecar's token file
+# (<runtime dir>/token, readable by the gateway's user). TOKEN wins when set.
+# TOKEN_FILE None: the one named in CONNECTION_FILE.
+TOKEN = None
+TOKEN_FILE = None
+
+# Default per-call timeout (sent to the sidecar, which enforces it on the worker).
+DEFAULT_TIMEOUT_MS = 30000
+# Extra time the gateway waits past the call timeout before it gives up on its own
+# (client-side deadline): covers the sidecar's own reply latency.
+CLIENT_GRACE_MS = 2000
+# How long to wait for a connection to the sidecar before failing with Unavailable.
+CONNECT_TIMEOUT_MS = 1000
+# Timeout for ping()/health()/diagnostics().
+CONTROL_TIMEOUT_MS = 5000
+
+# Threads that run executeAsync/callAsync calls (shared by the whole gateway).
+ASYNC_THREADS = 4
+# Async calls waiting for a thread beyond this many fail at once with Overloaded.
+ASYNC_QUEUE = 1000
+
+# Logger name used through system.util.getLogger.
+LOGGER_NAME = 'python3'
+
+# Health polling timer script (py3sidecar.healthpoll.run): tag folder for the results.
+HEALTH_TAG_PROVIDER = 'default'
+HEALTH_TAG_FOLDER = 'Python3Sidecar'
+
+
+def get():
+    """Returns the settings as a dict (a snapshot: safe to compare with an older one)."""
+    return {
+        'transport': TRANSPORT,
+        'connection_file': CONNECTION_FILE,
+        'py4j_host': PY4J_HOST,
+        'py4j_python_port': PY4J_PYTHON_PORT,
+        'zmq_endpoint': ZMQ_ENDPOINT,
+        'token': TOKEN,
+        'token_file': TOKEN_FILE,
+        'default_timeout_ms': DEFAULT_TIMEOUT_MS,
+        'client_grace_ms': CLIENT_GRACE_MS,
+        'connect_timeout_ms': CONNECT_TIMEOUT_MS,
+        'control_timeout_ms': CONTROL_TIMEOUT_MS,
+        'async_threads': ASYNC_THREADS,
+        'async_queue': ASYNC_QUEUE,
+        'logger_name': LOGGER_NAME,
+        'health_tag_provider': HEALTH_TAG_PROVIDER,
+        'health_tag_folder': HEALTH_TAG_FOLDER,
+    }

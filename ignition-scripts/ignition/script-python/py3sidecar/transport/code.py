@@ -1,0 +1,261 @@
+"""py3sidecar.transport - byte transports from the gateway to the sidecar, Jython 2.7.
+
+Each transport has `request(payload, timeout_ms) -> reply` (Java byte[] in and out) and `close()`.
+It raises TransportError subclasses only:
+    NotConnected  - the request was certainly not delivered (sidecar down, refused, no token)
+    AuthFailed    - (a NotConnected) py4j's handshake refused the token
+    LinkLost      - the connection broke after the request was sent: it may or may not have run
+    DeadlineHit   - no reply before the client-side deadline
+Both are thread-safe; one instance is shared by every gateway thread.
+
+Py4J (default): needs the py4j jar from the py4j wheel (share/py4j/py4j<version>.jar) on the
+gateway's class path. The sidecar listens on python_port; the gateway only connects out
+(autoStartJavaServer False: no port is bound in the gateway). Each JVM thread gets its own
+socket (py4j's pinned-thread model); the per-call deadline is that socket's SO_TIMEOUT.
+
+ZeroMQ: JeroMQ 0.3.6 (Debian libjeromq-java, jeromq.jar), DEALER sockets pooled, one per call in
+flight; a socket whose call timed out is closed, never reused, so a late reply can't be misread.
+"""
+import threading
+
+import java.lang
+import java.net
+from java.util.concurrent import ConcurrentLinkedQueue
+
+
+class TransportError(Exception):
+    pass
+
+
+class NotConnected(TransportError):
+    pass
+
+
+class LinkLost(TransportError):
+    pass
+
+
+class DeadlineHit(TransportError):
+    pass
+
+
+class AuthFailed(NotConnected):
+    """The sidecar refused the py4j auth token (nothing was sent)."""
+
+
+def _cause_text(exc):
+    """Java exception chain as one line ('A: msg <- B: msg')."""
+    parts = []
+    seen = 0
+    while exc is not None and seen < 8:
+        try:
+            # First line only: py4j puts the whole command (the payload, with the token) after it.
+            msg = (exc.getMessage() or '').split('\n')[0]
+            parts.append('%s: %s' % (exc.getClass().getSimpleName(), msg))
+            nxt = exc.getCause()
+        except AttributeError:
+            parts.append(str(exc))
+            break
+        if nxt is exc:
+            break
+        exc = nxt
+        seen += 1
+    return ' <- '.join(parts)
+
+
+def _has_cause(exc, java_class):
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, java_class):
+            return True
+        try:
+            nxt = exc.getCause()
+        except AttributeError:
+            return False
+        if nxt is exc:
+            return False
+        exc = nxt
+        seen += 1
+    return False
+
+
+class Py4JTransport(object):
+    name = 'py4j'
+
+    def __init__(self, host, port, token, connect_timeout_ms, backstop_timeout_ms, warm_payload=None):
+        try:
+            from py4j import ClientServer  # the py4j jar must be on the gateway class path
+        except ImportError:
+            raise NotConnected('the py4j jar (py4j<version>.jar from the py3sidecar bundle) is '
+                               'not on the gateway class path (lib/core/gateway)')
+        from java.util.function import BiFunction
+        self._ClientServer = ClientServer
+        self._BiFunction = BiFunction
+        self.host = host
+        self.port = int(port)
+        self.token = token
+        self.connect_timeout_ms = int(connect_timeout_ms)
+        self.backstop_timeout_ms = int(backstop_timeout_ms)
+        self.warm_payload = warm_payload
+        self._lock = threading.Lock()
+        self._closed = False
+        self._generation = 0
+        self._cs = None
+        self._proxy = None
+        self._client = None
+        self._build()
+
+    def _build(self):
+        b = self._ClientServer.ClientServerBuilder()
+        b = b.javaPort(0).javaAddress(java.net.InetAddress.getByName('127.0.0.1'))
+        b = b.pythonPort(self.port).pythonAddress(java.net.InetAddress.getByName(self.host))
+        b = b.autoStartJavaServer(False).enableMemoryManagement(False)
+        b = b.connectTimeout(self.connect_timeout_ms).readTimeout(self.backstop_timeout_ms)
+        if self.token:
+            b = b.authToken(self.token)
+        cs = b.build()
+        self._cs = cs
+        self._client = cs.getPythonClient()
+        self._proxy = cs.getPythonServerEntryPoint([self._BiFunction])
+        self._generation += 1
+
+    def _rebuild(self, generation):
+        """Drop every thread's (possibly stale) socket after a broken link, once per breakage."""
+        with self._lock:
+            if self._closed or generation != self._generation:
+                return
+            old = self._cs
+            self._build()
+        try:
+            old.shutdown()
+        except java.lang.Exception:
+            pass
+
+    def request(self, payload, timeout_ms):
+        if self._closed:
+            raise NotConnected('the python3 connection was closed (library reloaded?)')
+        generation = self._generation
+        client, proxy = self._client, self._proxy
+        timeout_ms = max(1, int(timeout_ms))
+        conn = client.getPerThreadConnection()
+        if (conn is None or conn.getSocket() is None) and timeout_ms > self.backstop_timeout_ms \
+                and self.warm_payload is not None:
+            # First call on this thread: open its socket with a ping so the per-call deadline
+            # below applies to the real request (the builder's read timeout is only a backstop).
+            self._apply(proxy, self.warm_payload, generation)
+            conn = client.getPerThreadConnection()
+        if conn is not None:
+            sock = conn.getSocket()
+            if sock is not None:
+                try:
+                    sock.setSoTimeout(timeout_ms)
+                except java.net.SocketException:
+                    pass
+        return self._apply(proxy, payload, generation)
+
+    def _apply(self, proxy, payload, generation):
+        try:
+            return proxy.apply('request', payload)
+        except java.lang.Exception, e:
+            text = _cause_text(e)
+            if _has_cause(e, java.net.SocketTimeoutException):
+                raise DeadlineHit('no reply from the sidecar before the deadline (%s)' % text)
+            if 'Authentication' in text and 'unsuccessful' in text:
+                raise AuthFailed('the sidecar at %s:%d refused the py4j auth token (%s)'
+                                 % (self.host, self.port, text))
+            if 'obtaining a new communication channel' in text or \
+                    _has_cause(e, java.net.ConnectException):
+                raise NotConnected('cannot connect to the sidecar at %s:%d via py4j (%s)'
+                                   % (self.host, self.port, text))
+            self._rebuild(generation)
+            raise LinkLost('the py4j connection to the sidecar broke (%s)' % text)
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            cs, self._cs = self._cs, None
+        if cs is not None:
+            try:
+                cs.shutdown()
+            except java.lang.Exception:
+                pass
+
+
+class ZmqTransport(object):
+    name = 'zmq'
+
+    def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16):
+        try:
+            from org.zeromq import ZMQ  # jeromq.jar on the gateway class path
+        except ImportError:
+            raise NotConnected("TRANSPORT = 'zmq' needs jeromq.jar on the gateway class path "
+                               "(lib/core/gateway; `py3sidecar ignition-bundle --zmq`)")
+        self._ZMQ = ZMQ
+        self.endpoint = endpoint
+        self.connect_timeout_ms = int(connect_timeout_ms)
+        self.max_idle = max_idle_sockets
+        self._ctx = ZMQ.context(1)
+        self._idle = ConcurrentLinkedQueue()
+        self._lock = threading.Lock()
+        self._all = set()
+        self._closed = False
+
+    def _new_socket(self):
+        s = self._ctx.socket(self._ZMQ.DEALER)
+        s.setLinger(0)
+        s.setDelayAttachOnConnect(True)  # ZMQ_IMMEDIATE: no peer -> send times out, not queued
+        s.setSendTimeOut(self.connect_timeout_ms)
+        s.connect(self.endpoint)
+        with self._lock:
+            if self._closed:
+                s.close()
+                raise NotConnected('the python3 connection was closed (library reloaded?)')
+            self._all.add(s)
+        return s
+
+    def _discard(self, s):
+        with self._lock:
+            self._all.discard(s)
+        try:
+            s.close()
+        except java.lang.Exception:
+            pass
+
+    def request(self, payload, timeout_ms):
+        if self._closed:
+            raise NotConnected('the python3 connection was closed (library reloaded?)')
+        s = self._idle.poll()
+        if s is None:
+            s = self._new_socket()
+        ok = False
+        try:
+            if not s.send(payload, 0):
+                raise NotConnected('cannot reach the sidecar at %s within %d ms'
+                                   % (self.endpoint, self.connect_timeout_ms))
+            s.setReceiveTimeOut(max(1, int(timeout_ms)))
+            reply = s.recv(0)
+            if reply is None:
+                raise DeadlineHit('no reply from the sidecar at %s before the deadline' % self.endpoint)
+            ok = True
+            return reply
+        finally:
+            if ok and not self._closed and self._idle.size() < self.max_idle:
+                self._idle.offer(s)
+            else:
+                self._discard(s)
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            socks = list(self._all)
+            self._all.clear()
+        self._idle.clear()
+        for s in socks:
+            try:
+                s.close()
+            except java.lang.Exception:
+                pass
+        try:
+            self._ctx.term()
+        except java.lang.Exception:
+            pass

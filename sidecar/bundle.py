@@ -1,0 +1,175 @@
+"""``py3sidecar ignition-bundle OUT``: everything an integrator drops into an Ignition gateway.
+
+Owns: copying the Jython script library (``ignition-scripts/``) as a project folder and as a
+project zip the gateway imports, collecting the jars the library needs, writing a systemd unit
+for the sidecar. Must not touch: the sidecar's runtime (it only writes files).
+
+Layout of OUT::
+
+    project/                      the Ignition project folder (project.json + ignition/...)
+    py3sidecar-project.zip        the same, as Gateway > Config > Projects > Import takes it
+    jars/py4j<version>.jar        from the installed py4j package (Py4J transport)
+    jars/msgpack-core.jar         msgpack-java (the library's codec), from /usr/share/java
+    jars/jeromq.jar               only with --zmq (ZeroMQ transport)
+    systemd/py3sidecar.service    runs `py3sidecar serve` as the gateway's user
+    config.yml                    a starting config for /etc/py3sidecar/config.yml
+    INSTALL.txt                   the steps (as in README.md, "Install into Ignition")
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = PROJECT_ROOT / "ignition-scripts"
+JAVA_DIR = Path("/usr/share/java")
+PROJECT_NAME = "py3sidecar"
+
+PROJECT_JSON = {
+    "title": "py3sidecar",
+    "description": "python3.* script library: call CPython 3 through the py3sidecar service",
+    "parent": "",
+    "enabled": True,
+    "inheritable": True,
+}
+
+SYSTEMD_UNIT = """\
+[Unit]
+Description=py3sidecar: CPython 3 workers for the Ignition gateway
+After=network.target
+# Start before the gateway so its first python3.* call finds the sidecar.
+Before=ignition.service
+
+[Service]
+Type=simple
+# The gateway reads the token file: run the sidecar as the gateway's user.
+User={user}
+Group={user}
+StateDirectory=py3sidecar
+StateDirectoryMode=0700
+Environment=PY3SIDECAR_RUNTIME_DIR=/var/lib/py3sidecar/runtime
+ExecStart={python} -m sidecar serve --config /etc/py3sidecar/config.yml
+# SIGTERM drains calls in flight (python3.shutdown.drain-timeout), then stops the workers.
+KillSignal=SIGTERM
+TimeoutStopSec=30
+Restart=on-failure
+RestartSec=2
+NoNewPrivileges=true
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+CONFIG_YML = """\
+# py3sidecar configuration; `py3sidecar config --print-default` shows every key.
+python3:
+  pool:
+    initial-size: 2
+    max-size: 4
+  worker:
+    paths: []              # your own Python 3 script folders
+    preload: []            # modules imported at worker start (e.g. [pandas])
+  bridge:
+    py4j:
+      enabled: true
+      host: 127.0.0.1
+      python-port: 25334   # py3sidecar.settings.PY4J_PYTHON_PORT (None: from connection.json)
+    zmq:
+      enabled: true
+      endpoint: tcp://127.0.0.1:5557
+"""
+
+INSTALL_TXT = """\
+py3sidecar for Ignition - install (see README.md, "Install into Ignition", for details)
+
+1. Sidecar: install py3sidecar in a virtualenv on the gateway host, copy config.yml to
+   /etc/py3sidecar/config.yml and systemd/py3sidecar.service to /etc/systemd/system/, then
+   `systemctl daemon-reload && systemctl enable --now py3sidecar`.
+2. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
+3. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
+   py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
+   <ignition>/data/projects/py3sidecar/.
+4. Settings: project library py3sidecar/settings (CONNECTION_FILE is
+   /var/lib/py3sidecar/runtime/connection.json; ports and token file are read from it).
+5. Health tags: Gateway Events > Timer, every 10000 ms, body: py3sidecar.healthpoll.run()
+6. Test in the Script Console of the gateway scope (or a gateway script):
+   python3.call("statistics:mean", [[1, 2, 3]])   ->  2
+"""
+
+
+@dataclass
+class BundleReport:
+    out: Path
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def py4j_jar() -> Path:
+    from py4j.java_gateway import find_jar_path
+
+    path = find_jar_path()
+    if not path:
+        raise FileNotFoundError("the py4j jar (share/py4j/py4j*.jar of the installed py4j "
+                                "package) was not found; reinstall py4j")
+    return Path(path)
+
+
+def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
+                 python: str | None = None, java_dir: Path = JAVA_DIR) -> BundleReport:
+    """Writes the bundle into ``out`` (created; existing bundle files are replaced)."""
+    out = Path(out)
+    report = BundleReport(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    project = out / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    shutil.copytree(SCRIPTS / "ignition", project / "ignition",
+                    ignore=shutil.ignore_patterns("*.class", "__pycache__", "*$py.class"))
+    (project / "project.json").write_text(json.dumps(PROJECT_JSON, indent=2) + "\n")
+    report.files.append(project)
+
+    archive = out / "py3sidecar-project.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(project.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(project).as_posix())
+    report.files.append(archive)
+
+    jars = out / "jars"
+    if jars.exists():
+        shutil.rmtree(jars)
+    jars.mkdir()
+    src = py4j_jar()
+    shutil.copy2(src, jars / src.name)
+    report.files.append(jars / src.name)
+    wanted = [("msgpack-core.jar", "libmsgpack-java", "the python3 library's codec")]
+    if zmq:
+        wanted.append(("jeromq.jar", "libjeromq-java", "TRANSPORT = 'zmq'"))
+    for name, package, why in wanted:
+        jar = java_dir / name
+        if jar.exists():
+            shutil.copy2(jar.resolve(), jars / name)
+            report.files.append(jars / name)
+        else:
+            report.notes.append(
+                f"{name} ({why}) is not in {java_dir}: install the Debian package {package} "
+                f"and run this again, or put that jar into {jars} yourself")
+    if not zmq:
+        report.notes.append("JeroMQ not included (the default transport is py4j); add --zmq "
+                            "for TRANSPORT = 'zmq'")
+
+    systemd = out / "systemd"
+    systemd.mkdir(exist_ok=True)
+    unit = systemd / "py3sidecar.service"
+    unit.write_text(SYSTEMD_UNIT.format(user=user, python=python or sys.executable))
+    report.files.append(unit)
+    (out / "config.yml").write_text(CONFIG_YML)
+    (out / "INSTALL.txt").write_text(INSTALL_TXT)
+    report.files += [out / "config.yml", out / "INSTALL.txt"]
+    return report

@@ -1,0 +1,161 @@
+"""Jython cases: py3sidecar.codec against CPython msgpack (files exchanged in $PY3_CASE_DIR).
+
+CPython wrote from_cpython/<name>.bin; we decode and check. We write from_jython/<name>.bin;
+test_jython.py decodes them with CPython msgpack and checks.
+"""
+import os
+import array
+import datetime
+import jarray
+import java.math
+import java.util
+from java.lang import Class as JClass
+
+import ignition_double
+import loader
+
+CASE_DIR = os.environ['PY3_CASE_DIR']
+LIB = os.environ['PY3_LIBRARY_DIR']
+SYSTEM = ignition_double.DoubleSystem()
+loader.load_library(LIB, SYSTEM)
+codec = py3sidecar.codec  # noqa: F821 (made global by the loader, as Ignition does)
+
+
+def _read(name):
+    f = open(os.path.join(CASE_DIR, 'from_cpython', name + '.bin'), 'rb')
+    try:
+        data = f.read()
+    finally:
+        f.close()
+    return jarray.array([ord(c) - 256 if ord(c) > 127 else ord(c) for c in data], 'b')
+
+
+def _write(name, value):
+    data = codec.encode(value)
+    d = os.path.join(CASE_DIR, 'from_jython')
+    if not os.path.isdir(d):
+        os.makedirs(d)
+    f = open(os.path.join(d, name + '.bin'), 'wb')
+    try:
+        f.write(''.join(chr(b & 0xff) for b in data))
+    finally:
+        f.close()
+
+
+def _cls(name):
+    return JClass.forName(name)
+
+
+def sample_dataset():
+    return ignition_double.DoubleDataset(
+        ['id', 'name', 'temp', 'when'],
+        [_cls('java.lang.Integer'), _cls('java.lang.String'), _cls('java.lang.Double'), _cls('java.util.Date')],
+        [[1, u'pump', 20.5, java.util.Date(1700000000123)], [2, None, -1.0, None]])
+
+
+def test_encode_every_type():
+    _write('none', None)
+    _write('bools', [True, False])
+    _write('ints', [0, 1, -1, 127, 128, -33, 2 ** 31, -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63])
+    _write('uint64', 2 ** 64 - 1)
+    _write('bigint', [2 ** 70, -2 ** 70])
+    _write('floats', [1.5, -2.25, 1e300])
+    _write('strings', [u'h\xe9llo \u20ac', '', 'plain'])
+    _write('bytes', jarray.array([0, 1, 127, -128, -1], 'b'))
+    _write('bytearray', bytearray('\x00\xff'))
+    _write('nested', {'a': [1, {'b': None}], 'c': (1, 2)})
+    m = java.util.LinkedHashMap()
+    m.put('k', java.util.ArrayList([1, 2, 3]))
+    _write('java_collections', m)
+    _write('date', java.util.Date(1700000000123))
+    _write('pydatetime', datetime.datetime(2023, 11, 14, 22, 13, 20, 123456))
+    _write('decimal', [java.math.BigDecimal('12.50'), java.math.BigDecimal('-0.001')])
+    _write('biginteger', [java.math.BigInteger('5'), java.math.BigInteger('1' + '0' * 30)])
+    _write('dataset', sample_dataset())
+
+
+def test_unsupported_type_names_type_and_position():
+    try:
+        codec.encode_request({'args': [1, {'a': [0, 1, object()]}]})
+    except codec.EncodeError, e:
+        msg = str(e)
+        assert 'object' in msg, msg
+        assert "args[1]['a'][2]" in msg, msg
+        assert e.path == "args[1]['a'][2]", e.path
+    else:
+        raise AssertionError('no EncodeError')
+
+
+def test_unsupported_java_type_is_named():
+    try:
+        codec.encode([java.lang.Thread()])
+    except codec.EncodeError, e:
+        assert 'java.lang.Thread' in str(e), str(e)
+        assert 'value[0]' in str(e), str(e)
+    else:
+        raise AssertionError('no EncodeError')
+
+
+def test_decode_scalars_from_cpython():
+    assert codec.decode(_read('none')) is None
+    assert codec.decode(_read('bools')) == [True, False]
+    ints = codec.decode(_read('ints'))
+    assert ints == [0, 1, -1, 127, 128, -33, 2 ** 31, -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63], ints
+    assert type(ints[1]) is int, type(ints[1])
+    assert codec.decode(_read('uint64')) == 2 ** 64 - 1
+    assert codec.decode(_read('bigint')) == [2 ** 70, -2 ** 70]
+    assert codec.decode(_read('floats')) == [1.5, -2.25, 1e300]
+    assert codec.decode(_read('strings')) == [u'h\xe9llo \u20ac', u'']
+
+
+def test_decode_bytes_are_signed_java_bytes():
+    b = codec.decode(_read('bytes'))
+    assert isinstance(b, array.array) and b.typecode == 'b', (type(b), getattr(b, 'typecode', None))
+    assert list(b) == [0, 1, 127, -128, -1], list(b)
+
+
+def test_decode_containers():
+    v = codec.decode(_read('nested'))
+    assert v == {u'a': [1, {u'b': None}], u'c': [1, 2]}, v
+
+
+def test_decode_timestamp_is_java_date_utc():
+    v = codec.decode(_read('date'))
+    assert isinstance(v, java.util.Date), type(v)
+    assert v.getTime() == 1700000000123, v.getTime()
+    v64 = codec.decode(_read('date_ts64'))   # timestamp 64 format (nanoseconds)
+    assert v64.getTime() == 1700000000123, v64.getTime()
+    v96 = codec.decode(_read('date_pre1970'))   # timestamp 96 format (negative seconds)
+    assert v96.getTime() == -86400000 * 365, v96.getTime()
+
+
+def test_decode_decimal_is_bigdecimal():
+    v = codec.decode(_read('decimal'))
+    assert isinstance(v, java.math.BigDecimal), type(v)
+    assert v.compareTo(java.math.BigDecimal('12.50')) == 0 and v.scale() == 2, v
+
+
+def test_decode_dataset_builds_ignition_dataset():
+    ds = codec.decode(_read('dataset'))
+    assert list(ds.getColumnNames()) == [u'id', u'name', u'when'], list(ds.getColumnNames())
+    assert ds.getRowCount() == 2
+    assert ds.getValueAt(0, 0) == 1 and ds.getValueAt(0, 1) == u'pump'
+    assert ds.getValueAt(1, 1) is None
+    assert isinstance(ds.getValueAt(0, 2), java.util.Date)
+    assert ds.getValueAt(0, 2).getTime() == 1700000000000
+
+
+def test_decode_unknown_extension_is_an_error():
+    try:
+        codec.decode(_read('ext_unknown'))
+    except codec.DecodeError, e:
+        assert '42' in str(e), str(e)
+    else:
+        raise AssertionError('no DecodeError')
+
+
+def test_dataset_round_trip_inside_jython():
+    ds = codec.decode(codec.encode(sample_dataset()))
+    assert list(ds.getColumnNames()) == ['id', 'name', 'temp', 'when']
+    assert ds.getValueAt(0, 3).getTime() == 1700000000123
+    assert ds.getValueAt(1, 2) == -1.0

@@ -1,0 +1,88 @@
+"""`py3sidecar ignition-bundle OUT`: the files, and the issue's Done-when under real Jython with
+nothing but the bundle (project zip + jars) against a real sidecar."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from sidecar.testing import PROJECT_ROOT, SidecarProcess
+
+from . import jvm
+
+pytestmark = pytest.mark.jython
+
+CASES = jvm.JY / "cases_bundle.py"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundle") / "out"
+    proc = subprocess.run([sys.executable, "-m", "sidecar", "ignition-bundle", str(out)],
+                          cwd=str(PROJECT_ROOT), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_bundle_files(bundle):
+    jars = sorted(p.name for p in (bundle / "jars").iterdir())
+    assert [j for j in jars if j.startswith("py4j")] and "msgpack-core.jar" in jars, jars
+    assert not [j for j in jars if "jeromq" in j], "JeroMQ only with --zmq"
+    unit = (bundle / "systemd" / "py3sidecar.service").read_text()
+    assert "ExecStart=" in unit and "serve --config /etc/py3sidecar/config.yml" in unit
+    assert "User=ignition" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
+    names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
+    for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/transport",
+                   "py3sidecar/healthpoll"):
+        for leaf in ("code.py", "resource.json"):
+            assert f"ignition/script-python/{module}/{leaf}" in names, names
+    assert "project.json" in names
+    assert json.loads((bundle / "project" / "project.json").read_text())["inheritable"] is True
+    from sidecar.config import load
+    load(bundle / "config.yml")  # the shipped config is valid
+
+
+def test_bundle_with_zmq_ships_jeromq(tmp_path):
+    from sidecar.bundle import build_bundle
+    report = build_bundle(tmp_path / "b", zmq=True)
+    if (jvm.JAVA_DIR / "jeromq.jar").exists():
+        assert (tmp_path / "b" / "jars" / "jeromq.jar").exists()
+    else:
+        assert any("jeromq.jar" in n for n in report.notes), report.notes
+
+
+def test_bundle_names_a_missing_msgpack_jar(tmp_path):
+    from sidecar.bundle import build_bundle
+    report = build_bundle(tmp_path / "b", java_dir=tmp_path / "no-java")
+    assert any("msgpack-core.jar" in n and "libmsgpack-java" in n for n in report.notes)
+
+
+@pytest.fixture(scope="module")
+def done_when_run(bundle, tmp_path_factory):
+    library = tmp_path_factory.mktemp("gateway_project")
+    with zipfile.ZipFile(bundle / "py3sidecar-project.zip") as zf:
+        zf.extractall(library)
+    jars = sorted(str(p) for p in (bundle / "jars").glob("*.jar"))
+    sidecar = SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "spares": 0},
+                              "scaling": {"enabled": False}, "health": {"enabled": False}},
+                             workdir=str(tmp_path_factory.mktemp("bundle_sidecar")))
+    sidecar.start()
+    try:
+        settings = {"CONNECTION_FILE": str(sidecar.connection_file)}
+        return jvm.run_cases([CASES], {"PY3_SETTINGS": json.dumps(settings)}, timeout=90,
+                             library=library / "ignition" / "script-python", jars=jars)
+    finally:
+        sidecar.stop()
+
+
+@pytest.mark.parametrize("name", jvm.case_names(CASES))
+def test_done_when_with_only_the_bundle(done_when_run, name):
+    assert "<run>" not in done_when_run, done_when_run["<run>"][1]
+    for stage in ("<load>", "<setup>"):
+        key = f"cases_bundle::{stage}"
+        assert key not in done_when_run, done_when_run[key]
+    status, detail = done_when_run.get(f"cases_bundle::{name}", ("MISSING", "case did not run"))
+    assert status == "PASS", detail
