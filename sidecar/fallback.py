@@ -70,15 +70,8 @@ class Attempt(Call):
         self.tried = tried
         self.permit: Any = None
 
-    def answer(self, data: bytes, outcome: str | None = None) -> bool:
-        if self.done:
-            return False
-        self.done = True
-        self.outcome = outcome
-        if self.timer is not None:
-            self.timer.cancel()
+    def deliver(self, data: bytes, outcome: str | None) -> None:
         self.chain.attempt_answered(self, data, outcome)
-        return True
 
 
 class Strategy:

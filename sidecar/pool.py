@@ -127,11 +127,15 @@ class Call:
         self.outcome = outcome
         if self.timer is not None:
             self.timer.cancel()
+        self.deliver(data, outcome)
+        return True
+
+    def deliver(self, data: bytes, outcome: str | None) -> None:
+        """Hand the one answer on (a fallback attempt overrides this to go back to its chain)."""
         try:
             self.reply(data)
         except Exception:
             log.exception("could not deliver the reply to request %r", self.rid)
-        return True
 
     def fail(self, kind: str, message: str, **extra: Any) -> bool:
         return self.answer(pack_raw(protocol.error_reply(self.rid, kind, message, **extra)), kind)
