@@ -436,9 +436,6 @@ class Pool:
                 if error.get("type") == "MemoryError":
                     worker.recycle_after_call = "its call ran out of memory (MemoryError)"
                 call.answer(pack_raw(reply), kind)
-            if self.listeners:
-                self.publish("call_finished", worker=worker.id, outcome=call.outcome,
-                             seconds=seconds)
         if worker.state == STOPPING:
             return
         worker.state = IDLE
