@@ -1,184 +1,493 @@
-"""Py4J front of the sidecar: the gateway's Jython calls `apply(method, payload_bytes) -> bytes`.
+"""Py4J front of the sidecar, served by the loop thread: the gateway's Jython calls
+`apply(method, payload_bytes) -> bytes` on a py4j entry point, and this module speaks py4j's wire
+protocol itself (no py4j threads, no hand-off): each request goes to ``Service.dispatch`` in the
+same loop turn that read it, like the ZeroMQ front.
 
-Who listens, who connects (found by experiment with py4j 0.10.9.9, Jython 2.7.3, Java 17):
+Who listens, who connects (py4j 0.10.9.9, Jython 2.7.3, Java 17):
 
-* Only this (CPython) side listens: py4j's `PythonServer` on `python_port` (default 25334,
-  loopback). The JVM side is a `py4j.ClientServer` built with
-  `ClientServerBuilder().pythonPort(P).authToken(T).autoStartJavaServer(False)`: it starts no
-  Java server and binds no port inside the gateway; `getPythonServerEntryPoint([BiFunction])`
-  gives a proxy, and every JVM thread that calls it opens its own socket to `python_port`
-  (py4j's pinned-thread model), answered here by a thread of its own.
-* The sidecar never calls into the JVM (it sends and receives bytes only), so `java_port` is
-  never connected to; it is kept only for py4j's parameters. Java memory management is off on
-  both sides so nothing tries to reach the JVM.
-* Start order does not matter. The JVM can build its ClientServer while the sidecar is down:
-  a call then fails at once ("Error while obtaining a new communication channel", ~10-30 ms
-  including the failed connect). When the sidecar restarts, each JVM thread's stale socket fails
-  exactly one call ("Error while sending a command"), after which py4j reconnects by itself; the
-  Jython library rebuilds its ClientServer on such a failure so that other threads do not each
-  trip over their stale socket.
-* Auth: py4j's own token (`PythonParameters(auth_token=...)`); a JVM with a wrong or missing
-  token cannot open a channel (py4j closes the connection).
+* Only this side listens, on `python_port` (default 25334, loopback). The JVM builds a
+  `py4j.ClientServer` with `ClientServerBuilder().pythonPort(P).authToken(T)
+  .autoStartJavaServer(False)`: it binds no port; `getPythonServerEntryPoint([BiFunction])`
+  gives a proxy (object id ``t``) and every JVM thread that calls it opens its own socket here
+  (py4j's pinned-thread model). Commands on one connection are strictly sequential; connections
+  are independent and their replies may complete in any order.
+* The sidecar never calls into the JVM, so `java_port` is never connected to (it is kept for the
+  connection file only) and nothing is ever sent unprompted.
 
-Measured (2-core CI-like VM, where a bare in-process loopback TCP round trip is ~136 us):
-bare Jython -> CPython `apply()` echo of a small byte[] ~126-185 us median.
+What a JVM sends on a connection, and the answers (mirroring py4j's Python side,
+``clientserver.ClientServerConnection.wait_for_commands`` and ``java_gateway.do_client_auth``):
+
+* ``A\\n<token>\\ne\\n`` first (``NetworkUtil.authToServer``). Right token: ``!yv\\n``. Wrong
+  token: ``!xn\\n`` and the connection is reset (SO_LINGER 0), so the JVM raises "Authentication
+  with callback server unsuccessful." (the Jython library's AuthFailed -> Unauthorized). Any other
+  first command: reset without an answer. The token is compared in constant time.
+* ``c\\n<object id>\\n<method>\\n<arg>\\n...e\\n`` (``PythonProxyHandler.invoke``; arguments
+  are py4j command parts: ``s`` escaped string, ``j`` base64 byte[], ``i``/``L``/``d``/``b``/``n``,
+  ``r`` a JVM object reference). On the entry point: ``apply("request", byte[])`` ->
+  ``!yj<base64 reply envelope>\\n`` once ``dispatch`` replies; ``toString()``, ``hashCode()`` and
+  ``equals(o)`` (the JVM proxies every interface method, java.lang.Object's included) are
+  answered here; other methods or object ids -> ``!xs<escaped message>\\n`` (the JVM raises
+  Py4JException). Unlike py4j, an unknown object id's arguments are consumed too.
+* ``g\\n<object id>\\ne\\n`` (proxy garbage-collected; memory management is off on the gateway,
+  and the entry point is never collected) -> ``!y\\n``.
+* Any other command: ``!xn\\n`` (py4j: "the protocol is broken", the connection stays).
+  An empty object id line, or end of stream, closes the connection.
+
+Resource bounds: non-blocking sockets only; partial writes are buffered (at most one reply per
+connection is ever pending). A command larger than about twice the envelope limit (base64
+included), or anything beyond 4 KiB before authentication, closes the connection with a log
+line. A connection whose peer vanished while its request was in the pool is closed at once; the
+pool's one reply is then dropped (counted in ``dropped_replies``).
 """
 from __future__ import annotations
 
+import binascii
+import hmac
 import logging
-import signal
 import socket
-import threading
-import time
+import struct
+from collections import deque
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from bridge import protocol
+from bridge.codec import pack_raw
 
-#: The only method name the entry point accepts; the payload is one request envelope.
+log = logging.getLogger("py3sidecar.py4j")
+
+Handler = Callable[[bytes, Callable[[bytes], None]], None]
+
+#: The only `method` the entry point's apply() accepts; the payload is one request envelope.
 METHOD = "request"
+ENTRY_POINT_ID = b"t"  # py4j's ENTRY_POINT_OBJECT_ID
+
+AUTH_OK = b"!yv\n"  # OUTPUT_VOID_COMMAND
+ERROR_RETURN = b"!xn\n"  # ERROR_RETURN_MESSAGE
+SUCCESS_RETURN = b"!y\n"  # SUCCESS_RETURN_MESSAGE
+PRE_AUTH_LIMIT = 4096  # bytes a peer may send before it has authenticated (plus the token)
+RECV_SIZE = 256 * 1024
+RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
+ACCEPT_PER_TURN = 64
+_LINGER_0 = struct.pack("ii", 1, 0)
 
 
-def _error_reply(kind: str, message: str) -> bytes:
-    import msgpack
-
-    return msgpack.packb(
-        {"id": None, "ok": False,
-         "error": {"kind": kind, "type": None, "message": message, "traceback": None}},
-        use_bin_type=True,
-    )
+def escape(text: str) -> str:
+    """py4j's escape_new_line (and the JVM's StringUtil.escape)."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
-class _EntryPoint:
-    """The object the JVM sees as a java.util.function.BiFunction<String, byte[], byte[]>."""
+def unescape(escaped: str) -> str:
+    """py4j's unescape_new_line, exactly (including its handling of odd input)."""
+    if not escaped:
+        return escaped
+    return "\\".join("\n".join("\r".join(p.split("\\r")).split("\\n"))
+                     for p in escaped.split("\\\\"))
 
-    def __init__(self, handler: Callable[[bytes], bytes]):
-        self._handler = handler
 
-    def apply(self, method, payload):  # called on a py4j connection thread
+def error_return(message: str) -> bytes:
+    """``!xs<message>``: what py4j returns when the Python side of a proxy call raised."""
+    return b"!xs" + escape(message).encode("utf-8") + b"\n"
+
+
+def bytes_return(data: bytes) -> bytes:
+    return b"!yj" + binascii.b2a_base64(data, newline=False) + b"\n"
+
+
+class JavaRef:
+    """An argument that is a JVM object (``r<id>``) or another py4j type we do not convert."""
+
+    __slots__ = ("part",)
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+
+    def __repr__(self) -> str:
+        return f"<JVM value {self.part!r}>"
+
+
+def decode_arg(part: bytes) -> object:
+    """One py4j command part (as ``get_return_value("y" + part)`` reads it) -> a Python value."""
+    kind, value = part[:1], part[1:]
+    if kind == b"j":
+        return binascii.a2b_base64(value)  # non-strict, like py4j's standard_b64decode
+    text = value.decode("utf-8")
+    if kind == b"s":
+        return unescape(text)
+    if kind == b"n":
+        return None
+    if kind in (b"i", b"L"):
+        return int(text)
+    if kind == b"b":
+        return text.lower() == "true"
+    if kind == b"d":
+        return float(text)
+    return JavaRef(part.decode("utf-8"))
+
+
+def _error_envelope(kind: str, message: str) -> bytes:
+    return pack_raw(protocol.error_reply(None, kind, message))
+
+
+# Connection states: what the next line is.
+_AUTH, _AUTH_TOKEN, _AUTH_END, _COMMAND, _OBJECT, _METHOD, _ARGS, _GC_END = range(8)
+
+
+class _Connection:
+    __slots__ = ("front", "sock", "fd", "peer", "buf", "scan", "state", "command", "object_id",
+                 "method", "args", "token", "cmd_bytes", "busy", "closed", "out", "feeding",
+                 "close_when_flushed", "limit")
+
+    def __init__(self, front: Py4JFront, sock: socket.socket, peer: str) -> None:
+        self.front = front
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.buf = bytearray()
+        self.scan = 0  # where to look for the next newline in buf
+        self.authenticated = front.auth_token is None
+        self.state = _COMMAND if self.authenticated else _AUTH
+        self.limit = front.max_command_bytes if self.authenticated else front.pre_auth_limit
+        self.command = self.object_id = self.method = self.token = b""
+        self.args: list[bytes] = []
+        self.cmd_bytes = 0  # bytes of the current command already taken out of buf
+        self.busy = False  # a request is with the service; its reply has not been written
+        self.closed = False
+        self.feeding = False
+        self.close_when_flushed = False
+        self.out: deque[memoryview] = deque()
+
+    # `authenticated` as a slot-less attribute would break __slots__: keep it as a property
+    # backed by state/limit instead.
+    @property
+    def authenticated(self) -> bool:
+        return self.state >= _COMMAND
+
+    @authenticated.setter
+    def authenticated(self, value: bool) -> None:
+        pass  # derived from the state (set in __init__ and on a good token)
+
+    # ------------------------------------------------------------ input
+    def on_readable(self) -> None:
+        sock, buf = self.sock, self.buf
+        for _ in range(RECV_PER_TURN):
+            try:
+                data = sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # reset by the peer
+                log.debug("py4j connection from %s: %s", self.peer, exc)
+                self.close(reset=True)
+                return
+            if not data:
+                # End of stream: py4j's reader sees an empty command (and, unauthenticated, a
+                # failed handshake: reset). A request in the pool has its reply dropped.
+                if self.busy:
+                    log.info("py4j connection from %s closed with its request in flight; the "
+                             "reply will be dropped", self.peer)
+                self.close(reset=not self.authenticated)
+                return
+            buf += data
+            if len(buf) + self.cmd_bytes > self.limit:
+                log.warning("py4j connection from %s closed: it sent a command over %d bytes%s",
+                            self.peer, self.limit,
+                            "" if self.authenticated else " before authenticating")
+                self.close(reset=True)
+                return
+            if len(data) < RECV_SIZE:
+                break
+        self.feed()
+
+    def feed(self) -> None:
+        """Handle every complete line buffered, until a request is in flight."""
+        if self.feeding:
+            return  # a reply that came back synchronously: the outer call goes on
+        self.feeding = True
+        buf = self.buf
+        pos = 0
+        try:
+            while not self.busy and not self.closed:
+                nl = buf.find(b"\n", self.scan)
+                if nl < 0:
+                    self.scan = len(buf)
+                    break
+                line = bytes(buf[pos:nl])
+                self.cmd_bytes += nl + 1 - pos
+                pos = self.scan = nl + 1
+                self.on_line(line)
+        finally:
+            self.feeding = False
+            if pos and not self.closed:
+                del buf[:pos]
+                self.scan -= pos
+
+    def on_line(self, line: bytes) -> None:
+        state = self.state
+        if state == _ARGS:
+            if line == b"e":
+                self.cmd_bytes = 0
+                self.state = _COMMAND
+                self.call(self.object_id, self.method, self.args)
+                self.args = []
+            else:
+                self.args.append(line)
+        elif state == _COMMAND:
+            self.command = line
+            self.state = _OBJECT
+        elif state == _OBJECT:
+            self.object_id = line
+            if not line.strip():  # py4j: an empty object id ends the connection
+                self.close()
+            elif self.command == b"c":
+                self.state = _METHOD
+            elif self.command == b"g":
+                self.state = _GC_END
+            else:
+                log.error("py4j connection from %s: unknown command %r", self.peer,
+                          self.command[:40])
+                self.cmd_bytes = 0
+                self.state = _COMMAND
+                self.write(ERROR_RETURN)
+        elif state == _METHOD:
+            self.method = line
+            self.state = _ARGS
+        elif state == _GC_END:
+            self.cmd_bytes = 0
+            self.state = _COMMAND
+            self.write(SUCCESS_RETURN)
+        elif state == _AUTH:
+            if line != b"A":
+                log.warning("py4j connection from %s refused: it did not authenticate first "
+                            "(sent %r)", self.peer, line[:40])
+                self.close(reset=True)
+            else:
+                self.state = _AUTH_TOKEN
+        elif state == _AUTH_TOKEN:
+            self.token = line
+            self.state = _AUTH_END
+        elif state == _AUTH_END:  # py4j reads the END line without looking at it
+            token, self.token = self.token, b""
+            self.cmd_bytes = 0
+            if hmac.compare_digest(token, self.front.token_bytes):
+                self.state = _COMMAND
+                self.limit = self.front.max_command_bytes
+                self.write(AUTH_OK)
+            else:
+                log.warning("py4j connection from %s refused: wrong auth token", self.peer)
+                self.write(ERROR_RETURN)
+                self.close_when_flushed = True
+                self.state = _AUTH  # nothing more is read
+                if not self.out:
+                    self.close(reset=True)
+
+    # ------------------------------------------------------------ calls
+    def call(self, object_id: bytes, method_line: bytes, parts: list[bytes]) -> None:
+        try:
+            method = method_line.decode("utf-8")
+            if object_id != ENTRY_POINT_ID:
+                self.write(error_return("Object ID unknown"))
+                return
+            args = [decode_arg(p) for p in parts]
+        except (ValueError, binascii.Error) as exc:  # bad UTF-8, number or base64
+            self.write(error_return(f"{type(exc).__name__}: {exc}"))
+            return
+        if method == "apply":
+            self.apply(args)
+        elif method == "toString" and not args:
+            self.write(b"!ys" + escape(self.front.description).encode() + b"\n")
+        elif method == "hashCode" and not args:
+            self.write(b"!yi%d\n" % self.front.hash_code)
+        elif method == "equals" and len(args) == 1:
+            # The JVM sends the other object as a reference it made up for this call: the proxy
+            # cannot be recognised, so it equals nothing (py4j would raise instead).
+            self.write(b"!ybfalse\n")
+        else:
+            self.write(error_return(
+                f"AttributeError: the py3sidecar entry point has no method {method}() taking "
+                f"{len(args)} argument(s); it is a java.util.function.BiFunction: "
+                f"apply({METHOD!r}, byte[])"))
+
+    def apply(self, args: list[object]) -> None:
+        if len(args) != 2:
+            self.write(error_return(f"TypeError: apply() takes 2 arguments ({len(args)} given)"))
+            return
+        method, payload = args
         if method != METHOD:
-            return _error_reply("bad_request",
-                                f"unknown py4j method {method!r} (expected {METHOD!r})")
-        if not isinstance(payload, (bytes, bytearray)):
-            return _error_reply("bad_request",
-                                "payload must be a byte[] holding a msgpack envelope")
+            self.write(bytes_return(_error_envelope(
+                protocol.BAD_REQUEST, f"unknown py4j method {method!r} (expected {METHOD!r})")))
+            return
+        if not isinstance(payload, bytes):
+            self.write(bytes_return(_error_envelope(
+                protocol.BAD_REQUEST, "payload must be a byte[] holding a msgpack envelope")))
+            return
+        self.busy = True
+        front = self.front
+        replied = False
+
+        def reply(data: bytes) -> None:
+            nonlocal replied
+            if replied:  # the service answers once; never write a second answer
+                log.error("py4j front: a second reply to one request was ignored")
+                return
+            replied = True
+            if self.closed:
+                front.dropped_replies += 1
+                return
+            self.busy = False
+            self.write(bytes_return(data))
+            if not self.closed:
+                self.feed()  # a command that arrived meanwhile (py4j never sends one)
+
         try:
-            reply = self._handler(bytes(payload))
-        except Exception as exc:  # the handler must not raise; never let py4j see it
-            log.exception("py4j handler raised")
-            return _error_reply("internal", f"sidecar handler failed: {exc}")
-        return bytes(reply)
+            front.handler(payload, reply)
+        except Exception as exc:  # the handler must not raise; never let the JVM hang on it
+            log.exception("py4j front: the request handler raised")
+            if not replied:
+                reply(_error_envelope(protocol.INTERNAL, f"sidecar handler failed: {exc}"))
 
-    def toString(self):
-        return "py3sidecar Py4J entry point"
+    # ------------------------------------------------------------ output
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self.out:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                log.debug("py4j connection from %s: write failed: %s", self.peer, exc)
+                self.close(reset=True)
+                return
+            if sent == len(data):
+                return
+            self.front.loop.add_writer(self.fd, self.on_writable)
+            data = memoryview(data)[sent:]
+        self.out.append(memoryview(data))
 
-    class Java:
-        implements = ["java.util.function.BiFunction"]
+    def on_writable(self) -> None:
+        out = self.out
+        while out:
+            chunk = out[0]
+            try:
+                sent = self.sock.send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("py4j connection from %s: write failed: %s", self.peer, exc)
+                self.close(reset=True)
+                return
+            if sent < len(chunk):
+                out[0] = chunk[sent:]
+                return
+            out.popleft()
+        self.front.loop.remove_writer(self.fd)
+        if self.close_when_flushed:
+            self.close(reset=True)
 
-
-def _unblock(server) -> None:
-    """Shut down the socket of every live connection of a py4j PythonServer (wakes its reader)."""
-    for conn in list(getattr(server, "connections", ()) or ()):
-        sock = getattr(conn, "socket", None)
-        if sock is None:
-            continue
+    def close(self, reset: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.front.loop
+        loop.remove_reader(self.fd)  # before close(): the fd number may be reused at once
+        loop.remove_writer(self.fd)
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            if reset:  # like py4j's set_linger: an RST, so the JVM's reads and writes fail
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            else:
+                self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.sock.close()
+        self.out.clear()
+        self.buf = bytearray()
+        self.front.connections.discard(self)
 
 
 class Py4JFront:
-    """Serves `handler(payload: bytes) -> bytes` to JVM clients over py4j.
+    """Serves ``handler(payload, reply)`` (``Service.dispatch``) to JVM py4j clients.
 
-    `handler` must be thread-safe and must always return an encoded reply envelope.
-    `python_port=0` picks a free port (read it from `.port` after `start()`).
+    Runs in ``loop``'s thread: start() and stop() too. ``python_port=0`` picks a free port (read
+    it from ``.port`` after ``start()``).
     """
 
-    def __init__(self, handler: Callable[[bytes], bytes], host: str = "127.0.0.1",
+    description = "py3sidecar Py4J entry point"
+
+    def __init__(self, loop, handler: Handler, host: str = "127.0.0.1",
                  java_port: int = 25333, python_port: int = 25334,
-                 auth_token: str | None = None):
+                 auth_token: str | None = None, max_message_bytes: int = 64 << 20) -> None:
+        self.loop = loop
         self.handler = handler
         self.host = host
         self.java_port = java_port
         self.python_port = python_port
         self.auth_token = auth_token
-        self._cs = None
-        self._lock = threading.Lock()
+        self.token_bytes = auth_token.encode("utf-8") if auth_token is not None else b""
+        # A request envelope travels as base64 (4/3) in one command line; twice the envelope
+        # limit leaves room for `dispatch` to answer a too-big request with `bad_request`.
+        self.max_command_bytes = (max_message_bytes * 2) * 4 // 3 + (1 << 16)
+        self.pre_auth_limit = PRE_AUTH_LIMIT + len(self.token_bytes)
+        self.hash_code = id(self) & 0x7FFFFFFF
+        self.listener: socket.socket | None = None
+        self.connections: set[_Connection] = set()
+        self.dropped_replies = 0
 
     @property
     def endpoint(self) -> str:
         """``tcp://host:port`` (the bound port once started), for logs and loopback checks."""
-        return f"tcp://{self.host}:{self.port if self._cs is not None else self.python_port}"
+        port = self.port
+        return f"tcp://{self.host}:{self.python_port if port is None else port}"
 
     @property
     def port(self) -> int | None:
         """The port actually listened on (differs from python_port when that was 0)."""
-        cs = self._cs
-        if cs is None:
-            return None
-        return cs.get_callback_server().get_listening_port()
+        return self.listener.getsockname()[1] if self.listener is not None else None
 
     def start(self) -> None:
-        from py4j.clientserver import ClientServer, JavaParameters, PythonParameters
+        if self.listener is not None:
+            return
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host.strip("[]"), self.python_port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.listener = sock
+        self.loop.add_reader(sock.fileno(), self.on_accept)
+        log.info("py4j front listening on %s:%s", self.host, self.port)
 
-        with self._lock:
-            if self._cs is not None:
-                return
-            java = JavaParameters(address=self.host, port=self.java_port,
-                                  auth_token=self.auth_token,
-                                  eager_load=False, enable_memory_management=False,
-                                  auto_convert=False)
-            python = PythonParameters(address=self.host, port=self.python_port,
-                                      auth_token=self.auth_token, daemonize=True,
-                                      daemonize_connections=True, eager_load=True,
-                                      accept_timeout=0.5)
-            # py4j logs every command at INFO: keep that off the hot path (and out of the log).
-            logging.getLogger("py4j").setLevel(logging.WARNING)
-            # py4j's server and connection threads (which inherit the server thread's mask) must
-            # never take SIGTERM/SIGINT: a signal delivered to one of them does not interrupt the
-            # loop thread's poll, and the sidecar would not stop.
-            blocked = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-            previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    def on_accept(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_PER_TURN):
             try:
-                self._cs = ClientServer(java_parameters=java, python_parameters=python,
-                                        python_server_entry_point=_EntryPoint(self.handler))
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-            log.info("py4j front listening on %s:%s", self.host, self.port)
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log, and try again next turn
+                log.warning("py4j front: accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            conn = _Connection(self, sock, f"{addr[0]}:{addr[1]}")
+            self.connections.add(conn)
+            self.loop.add_reader(conn.fd, conn.on_readable)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stops listening and closes every JVM connection (bounded by ``timeout``).
-
-        py4j's own shutdown closes each connection's stream while that connection's thread is
-        blocked reading it, and CPython's buffered reader then waits for the read to end (for
-        as long as the JVM keeps the socket open, i.e. forever). So the sockets are shut down
-        first, which ends those reads at once, and again while shutdown runs (a connection
-        accepted in between), with a deadline.
-        """
-        with self._lock:
-            cs, self._cs = self._cs, None
-        if cs is None:
-            return
-        server = cs.get_callback_server()
-
-        def shutdown() -> None:
-            try:
-                cs.shutdown()
-            except Exception:  # shutdown of a half-dead server must not raise out of stop()
-                log.exception("py4j front shutdown failed")
-
-        worker = threading.Thread(target=shutdown, name="py4j-front-stop", daemon=True)
-        _unblock(server)
-        worker.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            worker.join(0.05)
-            if not worker.is_alive():
-                return
-            if time.monotonic() >= deadline:
-                log.warning("py4j front: shutdown did not finish within %gs", timeout)
-                return
-            _unblock(server)
+        """Stops listening and closes every JVM connection (never blocks; ``timeout`` is kept
+        for the fronts' common signature). Replies still due are dropped."""
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            self.loop.remove_reader(listener.fileno())
+            listener.close()
+        for conn in list(self.connections):
+            conn.close()
 
     def __enter__(self):
         self.start()

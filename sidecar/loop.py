@@ -1,6 +1,7 @@
 """The sidecar's single event loop: one thread owns the pool, the ZeroMQ front and the timers.
 
-Owns: waiting on ZeroMQ sockets and plain file descriptors at once (``zmq.Poller``), timers,
+Owns: waiting on ZeroMQ sockets and plain file descriptors at once (``zmq.Poller``; readers,
+and writers for fds whose output had to be buffered), timers,
 and hand-offs from other threads (``call_soon_threadsafe``). Must not touch: what the events
 mean. One thread means no locks on the hot path: a request read from the ROUTER socket is
 written to a worker's pipe in the same loop turn.
@@ -20,6 +21,10 @@ from typing import Any
 import zmq
 
 log = logging.getLogger("py3sidecar.loop")
+
+# An error or hang-up wakes both sides: each finds out what happened from its own read/write.
+_READ_EVENTS = zmq.POLLIN | zmq.POLLERR
+_WRITE_EVENTS = zmq.POLLOUT | zmq.POLLERR
 
 
 class Timer:
@@ -42,6 +47,7 @@ class Loop:
         self.clock = clock
         self.poller = zmq.Poller()
         self.handlers: dict[Any, Callable[[], None]] = {}
+        self.writers: dict[Any, Callable[[], None]] = {}
         self.timers: list[tuple[float, int, Timer]] = []
         self.seq = itertools.count()
         self.pending: deque[Callable[[], None]] = deque()
@@ -55,10 +61,27 @@ class Loop:
     def add_reader(self, source: Any, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever ``source`` (zmq socket or fd) is readable."""
         self.handlers[source] = callback
-        self.poller.register(source, zmq.POLLIN)
+        self._register(source)
 
     def remove_reader(self, source: Any) -> None:
         if self.handlers.pop(source, None) is not None:
+            self._register(source)
+
+    def add_writer(self, source: Any, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever ``source`` (an fd) is writable (until ``remove_writer``)."""
+        self.writers[source] = callback
+        self._register(source)
+
+    def remove_writer(self, source: Any) -> None:
+        if self.writers.pop(source, None) is not None:
+            self._register(source)
+
+    def _register(self, source: Any) -> None:
+        flags = ((zmq.POLLIN if source in self.handlers else 0)
+                 | (zmq.POLLOUT if source in self.writers else 0))
+        if flags:
+            self.poller.register(source, flags)  # (re-)registering replaces the flags
+        elif source in self.poller:
             self.poller.unregister(source)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
@@ -107,6 +130,7 @@ class Loop:
         self.stopping = False
         poll = self.poller.poll
         handlers = self.handlers
+        writers = self.writers
         pending = self.pending
         timers = self.timers
         clock = self.clock
@@ -119,10 +143,15 @@ class Loop:
                 timeout = int(timeout) + (1 if timeout % 1 else 0)
             if until is not None and (timeout is None or timeout > 50):
                 timeout = 50  # re-check the condition at least this often (ms)
-            for source, _ in poll(timeout):
-                handler = handlers.get(source)
-                if handler is not None:
-                    self._safely(handler)
+            for source, events in poll(timeout):
+                if events & _READ_EVENTS:
+                    handler = handlers.get(source)
+                    if handler is not None:
+                        self._safely(handler)
+                if events & _WRITE_EVENTS:
+                    handler = writers.get(source)
+                    if handler is not None:
+                        self._safely(handler)
             while pending:
                 self._safely(pending.popleft())
             if timers:

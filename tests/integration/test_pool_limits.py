@@ -13,8 +13,11 @@ from sidecar.testing import SidecarProcess, wait_until
 
 
 def test_full_queue_answers_overloaded_at_once(tmp_path):
+    # No watchdog probes here: a call arriving while the only worker answers a probe is queued
+    # for that sub-millisecond, which would make the queue's content racy in this test.
     with SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1,
-                                  "queue-size": 1}}, workdir=str(tmp_path)) as proc:
+                                  "queue-size": 1, "spares": 0},
+                         "health": {"enabled": False}}, workdir=str(tmp_path)) as proc:
         client = proc.client(timeout=20)
         flag = tmp_path / "go"
         threads = [threading.Thread(target=lambda: client.execute(
@@ -22,7 +25,11 @@ def test_full_queue_answers_overloaded_at_once(tmp_path):
             for _ in range(2)]
         for t in threads:
             t.start()
-        wait_until(lambda: proc.pool()["queue"]["length"] == 1, 10, message="one call queued")
+        def one_running_one_queued():
+            pool = proc.pool()
+            return pool["queue"]["length"] == 1 and pool["workers_by_state"]["busy"] == 1
+
+        wait_until(one_running_one_queued, 10, message="one call running, one queued")
         started = time.monotonic()
         with pytest.raises(Overloaded, match="queue is full"):
             client.execute("1+1")

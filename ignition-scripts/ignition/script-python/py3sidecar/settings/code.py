@@ -32,6 +32,27 @@ ZMQ_ENDPOINT = None
 TOKEN = None
 TOKEN_FILE = None
 
+# Failover: more sidecars, tried in order after the one above (the local sidecar) when it
+# cannot be reached, loses the connection or misses the client-side deadline, or answers
+# `unavailable` / `circuit_open` (the call never ran there). Never on your code's errors
+# (`user`), `timeout` or `bad_request`. Each entry is a dict of the settings above that apply to
+# that sidecar: NAME (shown by python3.clientStatus() and the health tags), TRANSPORT (default:
+# TRANSPORT above), CONNECTION_FILE (a sidecar on this host), or PY4J_HOST + PY4J_PYTHON_PORT /
+# ZMQ_ENDPOINT (a sidecar on another host: its Py4J front must listen on an address the gateway
+# reaches), and TOKEN or TOKEN_FILE (that sidecar's token). Nothing is inherited from the local
+# sidecar's ports or token. Example:
+#   FAILOVER_SIDECARS = [{'NAME': 'backup', 'PY4J_HOST': '10.0.0.2', 'PY4J_PYTHON_PORT': 25334,
+#                         'TOKEN_FILE': '/var/lib/py3sidecar/backup.token'}]
+FAILOVER_SIDECARS = []
+
+# Client-side circuit breaker, one per sidecar (the local one included): after
+# BREAKER_FAILURE_THRESHOLD consecutive transport failures (cannot connect, connection lost,
+# client-side deadline) the sidecar is skipped without touching the network (microseconds per
+# call) for BREAKER_OPEN_MS; then ONE probe call tries it again, and its success brings traffic
+# back. A local sidecar that restarts (its connection file changes) is probed at once.
+BREAKER_FAILURE_THRESHOLD = 1
+BREAKER_OPEN_MS = 2000
+
 # Default per-call timeout (sent to the sidecar, which enforces it on the worker).
 DEFAULT_TIMEOUT_MS = 30000
 # Extra time the gateway waits past the call timeout before it gives up on its own
@@ -65,6 +86,9 @@ def get():
         'zmq_endpoint': ZMQ_ENDPOINT,
         'token': TOKEN,
         'token_file': TOKEN_FILE,
+        'failover_sidecars': [dict(s) for s in (FAILOVER_SIDECARS or [])],
+        'breaker_failure_threshold': BREAKER_FAILURE_THRESHOLD,
+        'breaker_open_ms': BREAKER_OPEN_MS,
         'default_timeout_ms': DEFAULT_TIMEOUT_MS,
         'client_grace_ms': CLIENT_GRACE_MS,
         'connect_timeout_ms': CONNECT_TIMEOUT_MS,
