@@ -28,14 +28,18 @@ TOKEN = "bench-token"
 
 
 def echo_server() -> None:
-    """Child process: a Py4J front and a ZeroMQ ROUTER that echo their payload."""
+    """Child process: a Py4J front (in a loop, as in the sidecar) and a ZeroMQ ROUTER that echo
+    their payload."""
     import threading
 
     import zmq
 
     from bridge.py4j_server import Py4JFront
+    from sidecar.loop import Loop
 
-    front = Py4JFront(lambda payload: payload, python_port=0, auth_token=TOKEN)
+    loop = Loop()
+    front = Py4JFront(loop, lambda payload, reply: reply(payload), python_port=0,
+                      auth_token=TOKEN)
     front.start()
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
@@ -51,7 +55,13 @@ def echo_server() -> None:
 
     threading.Thread(target=serve, daemon=True).start()
     print(json.dumps({"py4j": front.port, "zmq": f"tcp://127.0.0.1:{port}"}), flush=True)
-    sys.stdin.read()  # until the parent closes our stdin
+
+    def until_stdin_closes() -> None:
+        sys.stdin.read()  # until the parent closes our stdin
+        loop.stop()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
+    loop.run()
     front.stop()
 
 

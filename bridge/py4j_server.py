@@ -143,8 +143,7 @@ class _Connection:
         self.peer = peer
         self.buf = bytearray()
         self.scan = 0  # where to look for the next newline in buf
-        self.authenticated = front.auth_token is None
-        self.state = _COMMAND if self.authenticated else _AUTH
+        self.state = _COMMAND if front.auth_token is None else _AUTH
         self.limit = front.max_command_bytes if self.authenticated else front.pre_auth_limit
         self.command = self.object_id = self.method = self.token = b""
         self.args: list[bytes] = []
@@ -155,15 +154,9 @@ class _Connection:
         self.close_when_flushed = False
         self.out: deque[memoryview] = deque()
 
-    # `authenticated` as a slot-less attribute would break __slots__: keep it as a property
-    # backed by state/limit instead.
     @property
     def authenticated(self) -> bool:
-        return self.state >= _COMMAND
-
-    @authenticated.setter
-    def authenticated(self, value: bool) -> None:
-        pass  # derived from the state (set in __init__ and on a good token)
+        return self.state >= _COMMAND  # the states before _COMMAND are the handshake's
 
     # ------------------------------------------------------------ input
     def on_readable(self) -> None:
@@ -330,6 +323,7 @@ class _Connection:
             replied = True
             if self.closed:
                 front.dropped_replies += 1
+                log.info("py4j front: reply dropped, the connection from %s is gone", self.peer)
                 return
             self.busy = False
             self.write(bytes_return(data))

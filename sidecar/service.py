@@ -4,9 +4,8 @@ Owns: request admission (size, decoding, token, validation), routing ``execute``
 pool and answering ``ping``/``health``/``diag`` itself, start-up and graceful shutdown.
 Must not touch: worker processes (the pool), sockets (the fronts), YAML (the config).
 
-Every front calls ``dispatch(payload, reply)`` in the loop thread (the ZeroMQ front) or
-``call_blocking(payload)`` from its own threads (the Py4J front); both lead to exactly one
-``reply`` per request.
+Every front (ZeroMQ, Py4J) calls ``dispatch(payload, reply)`` in the loop thread, which leads to
+exactly one ``reply`` per request.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import hmac
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -117,9 +115,10 @@ class Service:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
                                         self.max_message))
         if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
-            self.fronts.append(Py4JFront(self.call_blocking, bridge.py4j.host,
+            self.fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                          bridge.py4j.java_port, bridge.py4j.python_port,
-                                         auth_token=self.token))
+                                         auth_token=self.token,
+                                         max_message_bytes=self.max_message))
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
         # bridge/connection.py.
         self.connection_file = connection_file_for(self.token_file)
@@ -256,22 +255,6 @@ class Service:
                                                 f"{type(exc).__name__}: {exc}")))
             return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
-
-    def call_blocking(self, payload: bytes) -> bytes:
-        """Thread-safe: dispatch from another thread and wait (bounded) for the reply."""
-        done = threading.Event()
-        box: list[bytes] = []
-
-        def reply(data: bytes) -> None:
-            box.append(data)
-            done.set()
-
-        self.loop.call_soon_threadsafe(lambda: self.dispatch(payload, reply))
-        # The pool answers by the call's own deadline; this bound only guards against a bug.
-        if not done.wait(self.max_timeout + 10.0):
-            return pack_raw(protocol.error_reply(None, protocol.INTERNAL,
-                                                 "the sidecar did not answer in time"))
-        return box[0]
 
     # ------------------------------------------------------------ the sidecar's own ops
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:

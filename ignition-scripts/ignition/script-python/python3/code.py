@@ -10,13 +10,20 @@ milliseconds, like Ignition's own functions. Errors are raised as the exception 
 all subclasses of python3.Python3Error; PythonError carries the remote type, message and
 traceback of an exception raised by your CPython code.
 
-One connection is shared by every gateway thread and kept in system.util.getGlobals(). Ignition
+Failover: py3sidecar.settings.FAILOVER_SIDECARS lists more sidecars, tried in order after the
+local one when it cannot be reached (or answers `unavailable` / `circuit_open`); a client-side
+circuit breaker per sidecar skips a dead one in microseconds. python3.clientStatus() shows
+each sidecar's breaker and which one is active.
+
+One connection per sidecar is shared by every gateway thread and kept in system.util.getGlobals(). Ignition
 re-runs script libraries on every project save: each run closes the previous connection (its
 sockets and async threads), so saves never leak.
 """
 import threading
 
+import java.io
 import java.lang
+from java.lang import System
 from java.util.concurrent import ThreadPoolExecutor, TimeUnit, ArrayBlockingQueue, ThreadFactory, \
     RejectedExecutionException
 from java.util.concurrent.atomic import AtomicLong
@@ -159,13 +166,59 @@ def _read_file(path):
         return None
 
 
+_SIDECAR_KEYS = ('name', 'transport', 'connection_file', 'py4j_host', 'py4j_python_port',
+                 'zmq_endpoint', 'token', 'token_file')
+
+
+def sidecars(cfg):
+    """The sidecars in failover order, each a settings dict: the local one (the top-level
+    settings of py3sidecar.settings, found through CONNECTION_FILE), then FAILOVER_SIDECARS."""
+    first = dict(cfg)
+    first['name'] = 'local'
+    out = [first]
+    names = set(['local'])
+    for i, entry in enumerate(cfg.get('failover_sidecars') or []):
+        where = 'py3sidecar.settings.FAILOVER_SIDECARS[%d]' % i
+        if not isinstance(entry, dict):
+            raise BadRequest('%s must be a dict (NAME, CONNECTION_FILE or PY4J_HOST/'
+                             'PY4J_PYTHON_PORT/ZMQ_ENDPOINT, TOKEN or TOKEN_FILE), not %r'
+                             % (where, entry))
+        sc = dict(cfg)
+        for k in _SIDECAR_KEYS:
+            sc[k] = None
+        sc['transport'] = cfg['transport']
+        for k, v in entry.items():
+            key = str(k).lower()
+            if key not in _SIDECAR_KEYS:
+                raise BadRequest('%s: unknown key %r (known: %s)'
+                                 % (where, k, ', '.join(x.upper() for x in _SIDECAR_KEYS)))
+            if key == 'transport' and v is None:
+                continue
+            sc[key] = v
+        sc['name'] = sc['name'] or 'failover%d' % (i + 1)
+        if sc['name'] in names:
+            raise BadRequest('%s: the name %r is used twice' % (where, sc['name']))
+        names.add(sc['name'])
+        if not sc['connection_file'] and not (
+                sc['transport'] == 'py4j' and sc['py4j_python_port']
+                or sc['transport'] == 'zmq' and sc['zmq_endpoint']):
+            raise BadRequest('%s (%s) says neither where the sidecar listens (PY4J_HOST and '
+                             'PY4J_PYTHON_PORT, or ZMQ_ENDPOINT) nor its CONNECTION_FILE'
+                             % (where, sc['name']))
+        out.append(sc)
+    return out
+
+
 def resolve(cfg):
     """Settings with every None filled in from the sidecar's connection file (or defaults),
     and the token read: what a connection uses."""
     import json
     r = dict(cfg)
     info = {}
-    text = _read_file(cfg['connection_file']) if cfg['connection_file'] else None
+    path = cfg.get('connection_file')
+    # Taken before the read: a sidecar that restarts while we read is noticed next time.
+    r['connection_stamp'] = java.io.File(path).lastModified() if path else None
+    text = _read_file(path) if path else None
     if text:
         try:
             info = json.loads(text)
@@ -187,88 +240,288 @@ def resolve(cfg):
     return r
 
 
+_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token')
+
+
+class _Sidecar(object):
+    """One sidecar of the failover list: its resolved settings, its transport (shared by every
+    gateway thread) and its client-side circuit breaker."""
+
+    def __init__(self, settings):
+        transport = py3sidecar.transport  # noqa: F821 (project library global)
+        self.transport_mod = transport
+        self.settings = settings
+        self.name = settings['name']
+        self.breaker = transport.CircuitBreaker(settings['breaker_failure_threshold'],
+                                                settings['breaker_open_ms'], name=self.name)
+        self.breaker.listener = _log_transition
+        self._file = java.io.File(settings['connection_file']) \
+            if settings['connection_file'] else None
+        self._lock = threading.Lock()
+        self.transport = None
+        self.error = None
+        self.closed = False
+        self._install(resolve(settings))
+
+    def _install(self, r):
+        """Builds the transport for the resolved settings r (a failure is kept in self.error
+        and raised as NotConnected by the calls). Returns the previous transport."""
+        transport = self.transport_mod
+        old = self.transport
+        self.cfg = r
+        self.token = r['token']
+        self.stamp = r['connection_stamp']
+        self.address = '%s:%s' % (r['py4j_host'], r['py4j_python_port']) \
+            if r['transport'] == 'py4j' else r['zmq_endpoint']
+        self.transport, self.error = None, None
+        try:
+            if r['transport'] == 'zmq':
+                self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
+                                                        watch=bool(r.get('failover_sidecars')))
+            elif r['transport'] == 'py4j':
+                warm = {'v': _PROTOCOL_VERSION, 'id': 0, 'op': 'ping'}
+                if self.token:
+                    warm['token'] = self.token
+                self.transport = transport.Py4JTransport(
+                    r['py4j_host'], r['py4j_python_port'], self.token, r['connect_timeout_ms'],
+                    r['default_timeout_ms'] + r['client_grace_ms'],
+                    py3sidecar.codec.encode_request(warm))  # noqa: F821
+            else:
+                raise BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j' or 'zmq', not %r"
+                                 % (r['transport'],))
+        except transport.TransportError, e:
+            self.error = str(e)
+        return old
+
+    def refresh(self, used):
+        """After a call could not be delivered: True when trying this sidecar again makes sense
+        (another thread already replaced `used`, or the connection or token file now say
+        something else: the transport was rebuilt)."""
+        if self.transport is not used:
+            return True
+        try:
+            r = resolve(self.settings)
+        except Exception:
+            return False
+        with self._lock:
+            if self.transport is not used or self.closed:
+                return not self.closed
+            self.stamp = r['connection_stamp']
+            if [r[k] for k in _WHERE_KEYS] == [self.cfg[k] for k in _WHERE_KEYS]:
+                return False
+            old = self._install(r)
+        if old is not None:
+            old.close()
+        return True
+
+    def restarted(self):
+        """While the breaker is open: the sidecar's connection file changed (it restarted,
+        maybe on other ports): re-read it and let one probe call through now."""
+        f = self._file
+        if f is None or f.lastModified() == self.stamp:
+            return None
+        self.refresh(self.transport)
+        return self.breaker.probe_now('the connection file changed (the sidecar restarted)')
+
+    def send(self, payload, wait_ms):
+        tr = self.transport
+        if tr is None:
+            raise self.transport_mod.NotConnected(self.error or 'no transport')
+        return tr.request(payload, wait_ms)
+
+    def status(self, active):
+        snap = self.breaker.snapshot()
+        snap.update({'name': self.name, 'transport': self.cfg['transport'],
+                     'address': self.address, 'active': active is self})
+        return snap
+
+    def close(self):
+        with self._lock:
+            self.closed = True
+            tr, self.transport = self.transport, None
+            self.error = 'the python3 connection was closed (library reloaded?)'
+        if tr is not None:
+            tr.close()
+
+
+def _log_transition(breaker, old, new, reason):
+    try:
+        log = _logger()
+        text = 'python3: client circuit breaker of sidecar %r: %s -> %s (%s)' % (
+            breaker.name, old, new, reason)
+        if new == 'open':
+            log.warn(text)
+        else:
+            log.info(text)
+    except Exception:
+        pass
+
+
+_FAILOVER_KINDS = ('unavailable', 'circuit_open')
+
+
 class _Connection(object):
     def __init__(self, settings_get):
         self.settings_get = settings_get  # identity tells a re-executed settings module apart
-        self.cfg = cfg = resolve(settings_get())
-        self.token = cfg['token']
+        self.cfg = cfg = settings_get()
         self.ids = AtomicLong()
         self.closed = False
-        codec = py3sidecar.codec  # noqa: F821 (project library global)
-        transport = py3sidecar.transport  # noqa: F821
-        self.codec, self.transport_mod = codec, transport
+        self.codec = py3sidecar.codec  # noqa: F821 (project library global)
+        self.transport_mod = py3sidecar.transport  # noqa: F821
+        self.sidecars = []
         try:
-            if cfg['transport'] == 'zmq':
-                self.transport = transport.ZmqTransport(cfg['zmq_endpoint'],
-                                                        cfg['connect_timeout_ms'])
-            elif cfg['transport'] == 'py4j':
-                warm = codec.encode_request(self._envelope('ping', {}, None))
-                self.transport = transport.Py4JTransport(
-                    cfg['py4j_host'], cfg['py4j_python_port'], self.token,
-                    cfg['connect_timeout_ms'], cfg['default_timeout_ms'] + cfg['client_grace_ms'],
-                    warm)
-            else:
-                raise BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j' or 'zmq', not %r"
-                                 % (cfg['transport'],))
-        except transport.TransportError, e:
-            raise Unavailable('the Python 3 sidecar is unavailable: %s' % e,
-                              details={'sent': False})
+            for sc in sidecars(cfg):
+                self.sidecars.append(_Sidecar(sc))
+        except Exception:
+            for sc in self.sidecars:
+                sc.close()
+            raise
+        self.single = len(self.sidecars) == 1
+        self.active = None
         self.executor = ThreadPoolExecutor(
             max(1, cfg['async_threads']), max(1, cfg['async_threads']), 30, TimeUnit.SECONDS,
             ArrayBlockingQueue(max(1, cfg['async_queue'])), _DaemonThreads('python3-async'))
         self.executor.allowCoreThreadTimeOut(True)
 
-    def stale(self):
-        """True when the connection file or token file now say something else (a sidecar
-        restarted on other ports or with another token)."""
-        try:
-            now = resolve(self.settings_get())
-        except Exception:
-            return False
-        keys = ('py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token')
-        return [now[k] for k in keys] != [self.cfg[k] for k in keys]
-
-    def _envelope(self, op, fields, timeout_ms):
+    def request(self, op, fields, timeout_ms, client_timeout_ms):
+        """One call, tried on each sidecar in order until one serves it (see the settings'
+        FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered)."""
+        codec, transport = self.codec, self.transport_mod
         env = {'v': _PROTOCOL_VERSION, 'id': self.ids.incrementAndGet(), 'op': op}
-        if self.token:
-            env['token'] = self.token
         if timeout_ms is not None:
             env['timeout'] = timeout_ms / 1000.0
         env.update(fields)
-        return env
+        sidecars = self.sidecars
+        last = len(sidecars) - 1
+        started = System.nanoTime()
+        problems = []
+        error = None      # the error of the last attempt (raised as is with one sidecar)
+        spent = False     # the caller's time ran out
+        retried = False
+        i = 0
+        while i <= last:
+            sc = sidecars[i]
+            gen = sc.breaker.acquire()
+            if gen is None:
+                gen = sc.restarted()
+                if gen is None:
+                    error = self._skipped(sc)
+                    problems.append(error.message)
+                    i += 1
+                    continue
+            wait_ms = client_timeout_ms
+            if i or retried:  # a later attempt: only what is left of the caller's time
+                wait_ms = client_timeout_ms - (System.nanoTime() - started) / 1000000.0
+                grace = client_timeout_ms - (timeout_ms or client_timeout_ms)
+                if wait_ms < 1 or timeout_ms is not None and wait_ms - grace < 1:
+                    sc.breaker.release(gen)
+                    spent = True
+                    problems.append('%s: not tried, the call\'s time was spent' % sc.name)
+                    break
+                if timeout_ms is not None:
+                    env['timeout'] = (wait_ms - grace) / 1000.0
+            if sc.token:
+                env['token'] = sc.token
+            else:
+                env.pop('token', None)
+            try:
+                payload = codec.encode_request(env)
+            except codec.EncodeError, e:
+                sc.breaker.release(gen)
+                raise TypeConversionError(str(e), details={'path': e.path, 'type': e.type_name})
+            tr = sc.transport
+            try:
+                raw = sc.send(payload, wait_ms)
+            except transport.DeadlineHit, e:
+                sc.breaker.record(gen, False, 'no reply before the client-side deadline')
+                error = Timeout('Python 3 call timed out: no reply within %d ms (client-side '
+                                'deadline; %s)' % (wait_ms, e), details={'client_side': True})
+                problems.append('%s: %s' % (sc.name, error.message))
+                spent = True
+                i += 1
+                continue
+            except transport.AuthFailed, e:
+                sc.breaker.release(gen)
+                if not retried and sc.refresh(tr):
+                    retried = True
+                    continue
+                raise Unauthorized('the Python 3 sidecar%s rejected the token (check '
+                                   'py3sidecar.settings TOKEN/TOKEN_FILE): %s'
+                                   % (self._called(sc), e), details={'sent': False,
+                                                                    'sidecar': sc.name})
+            except transport.NotConnected, e:
+                if not retried and sc.refresh(tr):
+                    sc.breaker.release(gen)
+                    retried = True
+                    continue
+                sc.breaker.record(gen, False, str(e))
+                error = Unavailable('the Python 3 sidecar is unavailable: %s' % e,
+                                    details={'sent': False, 'sidecar': sc.name})
+                problems.append('%s: %s' % (sc.name, e))
+                i += 1
+                continue
+            except transport.LinkLost, e:
+                sc.breaker.record(gen, False, str(e))
+                error = Unavailable('the Python 3 sidecar is unavailable: the connection broke, '
+                                    'the call may or may not have run: %s' % e,
+                                    details={'sent': True, 'sidecar': sc.name})
+                problems.append('%s: %s' % (sc.name, e))
+                i += 1
+                continue
+            sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
+            try:
+                reply = codec.decode(raw)
+            except codec.CodecError, e:
+                raise InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
+            if not isinstance(reply, dict):
+                raise InternalError('the Python 3 sidecar sent a reply that is not a map')
+            if reply.get('id') not in (env['id'], None):
+                raise InternalError('reply id %r does not match request id %r'
+                                    % (reply.get('id'), env['id']))
+            self.active = sc
+            if reply.get('ok'):
+                reply['sidecar'] = sc.name
+                return reply
+            err = reply.get('error') or {}
+            if i < last and err.get('kind') in _FAILOVER_KINDS:
+                problems.append('%s answered %s: %s' % (sc.name, err.get('kind'),
+                                                         err.get('message')))
+                error = None
+                i += 1
+                continue
+            exc = _error_from_reply(err)
+            exc.details['sidecar'] = sc.name
+            if problems:
+                exc.details['failover'] = problems
+            raise exc
+        if self.single and error is not None:
+            raise error
+        retry = [s.breaker.retry_after_ms() for s in sidecars if s.breaker.state == 'open']
+        details = {'sent': False, 'sidecars': [s.name for s in sidecars], 'failover': problems,
+                   'retry_after_ms': int(min(retry)) if retry else None}
+        if spent:
+            details['client_side'] = True
+            raise Timeout('Python 3 call timed out: no sidecar answered in time: %s'
+                          % '; '.join(problems), details=details)
+        raise Unavailable('the Python 3 sidecar is unavailable: no sidecar could serve this '
+                          'call: %s' % '; '.join(problems), details=details)
 
-    def request(self, op, fields, timeout_ms, client_timeout_ms):
-        codec, transport = self.codec, self.transport_mod
-        env = self._envelope(op, fields, timeout_ms)
-        try:
-            payload = codec.encode_request(env)
-        except codec.EncodeError, e:
-            raise TypeConversionError(str(e), details={'path': e.path, 'type': e.type_name})
-        try:
-            raw = self.transport.request(payload, client_timeout_ms)
-        except transport.DeadlineHit, e:
-            raise Timeout('Python 3 call timed out: no reply within %d ms (client-side deadline; %s)'
-                          % (client_timeout_ms, e), details={'client_side': True})
-        except transport.AuthFailed, e:
-            raise Unauthorized('the Python 3 sidecar rejected the token (check py3sidecar.settings '
-                               'TOKEN/TOKEN_FILE): %s' % e, details={'sent': False})
-        except transport.NotConnected, e:
-            raise Unavailable('the Python 3 sidecar is unavailable: %s' % e, details={'sent': False})
-        except transport.LinkLost, e:
-            raise Unavailable('the Python 3 sidecar is unavailable: the connection broke, the call '
-                              'may or may not have run: %s' % e, details={'sent': True})
-        try:
-            reply = codec.decode(raw)
-        except codec.CodecError, e:
-            raise InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
-        if not isinstance(reply, dict):
-            raise InternalError('the Python 3 sidecar sent a reply that is not a map')
-        if reply.get('id') not in (env['id'], None):
-            raise InternalError('reply id %r does not match request id %r' % (reply.get('id'), env['id']))
-        if reply.get('ok'):
-            return reply
-        error = reply.get('error') or {}
-        raise _error_from_reply(error)
+    def _called(self, sc):
+        return '' if self.single else ' %r' % sc.name
+
+    def _skipped(self, sc):
+        """The error for a sidecar whose client breaker is open (no network touched)."""
+        b = sc.breaker
+        return Unavailable('the Python 3 sidecar is unavailable: the sidecar%s failed moments '
+                           'ago (%s); this gateway tries it again in %d ms (client circuit '
+                           'breaker)' % (' %r' % sc.name, b.last_error,
+                                         b.retry_after_ms()),
+                           details={'sent': False, 'sidecar': sc.name,
+                                    'retry_after_ms': int(b.retry_after_ms())})
+
+    def status(self):
+        active = self.active
+        return [sc.status(active) for sc in self.sidecars]
 
     def close(self):
         self.closed = True
@@ -276,7 +529,8 @@ class _Connection(object):
             self.executor.shutdownNow()
         except java.lang.Exception:
             pass
-        self.transport.close()
+        for sc in self.sidecars:
+            sc.close()
 
 
 _lock = threading.Lock()
@@ -303,14 +557,6 @@ def _connection():
         return conn
 
 
-def _drop(conn):
-    with _lock:
-        g = _globals()
-        if g.get(_GLOBALS_KEY) is conn:
-            g.pop(_GLOBALS_KEY, None)
-    conn.close()
-
-
 def _request(op, fields, timeout_ms=None, control=False):
     conn = _connection()
     cfg = conn.cfg
@@ -323,16 +569,11 @@ def _request(op, fields, timeout_ms=None, control=False):
     send_timeout = None if control else timeout_ms
     try:
         return conn.request(op, fields, send_timeout, client_ms)
-    except (Unavailable, Unauthorized), e:
-        not_run = e.details.get('sent') is False or e.kind == 'unauthorized'
-        if not not_run and not conn.closed:
+    except Unavailable, e:
+        # Closed by a library reload while this call was on its way: it was certainly not
+        # run; once more on the fresh connection.
+        if not conn.closed or e.details.get('sent') is not False:
             raise
-        # Certainly not run. Retry once on a fresh connection when this one was closed by a
-        # library reload, or when the sidecar now listens elsewhere / has a new token.
-        if not conn.closed:
-            if not conn.stale():
-                raise
-            _drop(conn)
         return _connection().request(op, fields, send_timeout, client_ms)
 
 
@@ -364,13 +605,14 @@ def execute(code, variables=None, timeout=None):
 
 
 def executeFull(code, variables=None, timeout=None):
-    """Like execute(), but returns a dict: value, stdout, stderr, worker, duration (ms)."""
+    """Like execute(), but returns a dict: value, stdout, stderr, worker, duration (ms) and
+    sidecar (the name of the sidecar that served it: 'local' or one of FAILOVER_SIDECARS)."""
     fields = {'code': code}
     if variables is not None:
         fields['vars'] = variables
     r = _request('execute', fields, timeout)
     return {'value': r.get('value'), 'stdout': r.get('stdout', ''), 'stderr': r.get('stderr', ''),
-            'worker': r.get('worker'), 'duration': r.get('ms')}
+            'worker': r.get('worker'), 'duration': r.get('ms'), 'sidecar': r.get('sidecar')}
 
 
 def call(target, args=None, kwargs=None, timeout=None):
@@ -391,7 +633,7 @@ def call(target, args=None, kwargs=None, timeout=None):
 
 
 def callFull(target, args=None, kwargs=None, timeout=None):
-    """Like call(), but returns a dict: value, stdout, stderr, worker, duration (ms)."""
+    """Like call(), but returns a dict: value, stdout, stderr, worker, duration (ms), sidecar."""
     fields = {'target': target}
     if args is not None:
         fields['args'] = list(args)
@@ -399,7 +641,7 @@ def callFull(target, args=None, kwargs=None, timeout=None):
         fields['kwargs'] = kwargs
     r = _request('call', fields, timeout)
     return {'value': r.get('value'), 'stdout': r.get('stdout', ''), 'stderr': r.get('stderr', ''),
-            'worker': r.get('worker'), 'duration': r.get('ms')}
+            'worker': r.get('worker'), 'duration': r.get('ms'), 'sidecar': r.get('sidecar')}
 
 
 def _logger():
@@ -464,8 +706,25 @@ def ping(timeout=None):
 
 
 def health(timeout=None):
-    """Returns the sidecar's health report (a dict, as the sidecar reports it)."""
-    return _request('health', {}, timeout, control=True).get('value')
+    """Returns the health report of the sidecar that answered (the first one that can, in
+    failover order; a dict, as the sidecar reports it), plus 'client': {'sidecar': its name,
+    'sidecars': clientStatus()}."""
+    r = _request('health', {}, timeout, control=True)
+    report = r.get('value')
+    if isinstance(report, dict):
+        report['client'] = {'sidecar': r.get('sidecar'), 'sidecars': clientStatus()}
+    return report
+
+
+def clientStatus():
+    """This gateway's view of its sidecars, without calling any: a list in failover order
+    ('local' first, then py3sidecar.settings.FAILOVER_SIDECARS), one dict per sidecar:
+        name, transport, address, active (True for the sidecar that answered the last call),
+        state (its client circuit breaker: 'closed', 'open' or 'half_open'), failures
+        (consecutive), retryAfterMs (until the next probe), opened (times), rejected (calls
+        that skipped it), lastError, lastTransition ({from, to, reason, msAgo} or None).
+    """
+    return _connection().status()
 
 
 def diagnostics(command='summary', timeout=None):

@@ -15,6 +15,9 @@ Every run calls python3.health() and writes memory tags under
     WorkersBusy       busy workers          QueueLength      calls waiting for a worker
     BreakerState      the primary circuit breaker's state (closed / open / half_open ...)
     LastError         the last failure the sidecar recorded (or the last poll error)
+    ActiveSidecar     the sidecar that answered ('local', or the NAME of a FAILOVER_SIDECARS
+                      entry when the local one is down); '' when none answered
+    Sidecars          every sidecar's client circuit breaker, e.g. 'local=open(1500ms) backup=closed'
     LastPoll          java.util.Date of this run
 
 It never raises out of the timer: any failure is logged through system.util.getLogger and
@@ -33,6 +36,8 @@ TAGS = [
     ('QueueLength', 'Int4', 0),
     ('BreakerState', 'String', ''),
     ('LastError', 'String', ''),
+    ('ActiveSidecar', 'String', ''),
+    ('Sidecars', 'String', ''),
     ('LastPoll', 'DateTime', None),
 ]
 
@@ -81,6 +86,18 @@ def summarize(report):
     }
 
 
+def sidecars_text(status):
+    """One line from python3.clientStatus(): 'name=state' per sidecar, open ones with the time
+    until their next probe."""
+    parts = []
+    for s in status or []:
+        text = '%s=%s' % (s.get('name'), s.get('state'))
+        if s.get('state') == 'open':
+            text += '(%dms)' % (s.get('retryAfterMs') or 0)
+        parts.append(text)
+    return ' '.join(parts)
+
+
 def run(timeout=None):
     """One poll: call python3.health() and write the tags. Never raises; returns the values
     written (a dict), for tests and for callers that want them."""
@@ -92,12 +109,18 @@ def run(timeout=None):
         try:
             report = python3.health(timeout)  # noqa: F821 (project library global)
             values = summarize(report)
+            values['ActiveSidecar'] = (report.get('client') or {}).get('sidecar') or ''
         except Exception, e:
             values = {'Status': UNREACHABLE, 'Reachable': False, 'WorkersTotal': 0,
                       'WorkersHealthy': 0, 'WorkersBusy': 0, 'QueueLength': 0,
-                      'Reason': 'the Python 3 sidecar did not answer', 'LastError': unicode(e)}
+                      'Reason': 'the Python 3 sidecar did not answer', 'LastError': unicode(e),
+                      'ActiveSidecar': ''}
             if log is not None:
                 log.warn('py3sidecar health poll: sidecar unreachable: %s' % (e,))
+        try:
+            values['Sidecars'] = sidecars_text(python3.clientStatus())  # noqa: F821
+        except Exception, e:
+            values['Sidecars'] = unicode(e)
         values['LastPoll'] = java.util.Date()
         folder = _folder()
         ensure_tags(folder)

@@ -181,10 +181,26 @@ class Py4JTransport(object):
                 pass
 
 
+class _Watched(object):
+    """A DEALER socket plus a monitor of its disconnections and a poller over both."""
+
+    def __init__(self, sock, mon, poller):
+        self.sock, self.mon, self.poller = sock, mon, poller
+
+    def close(self):
+        for s in (self.mon, self.sock):
+            try:
+                s.close()
+            except java.lang.Exception:
+                pass
+
+
 class ZmqTransport(object):
     name = 'zmq'
 
-    def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16):
+    def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16, watch=False):
+        """watch=True (failover configured): each socket has a monitor, so a connection lost
+        while a reply is awaited raises LinkLost at once instead of waiting for the deadline."""
         try:
             from org.zeromq import ZMQ  # jeromq.jar on the gateway class path
         except ImportError:
@@ -194,67 +210,109 @@ class ZmqTransport(object):
         self.endpoint = endpoint
         self.connect_timeout_ms = int(connect_timeout_ms)
         self.max_idle = max_idle_sockets
+        self.watch = watch
         self._ctx = ZMQ.context(1)
         self._idle = ConcurrentLinkedQueue()
         self._lock = threading.Lock()
         self._all = set()
         self._closed = False
+        self._monitors = 0
 
     def _new_socket(self):
-        s = self._ctx.socket(self._ZMQ.DEALER)
+        ZMQ = self._ZMQ
+        s = self._ctx.socket(ZMQ.DEALER)
         s.setLinger(0)
         s.setDelayAttachOnConnect(True)  # ZMQ_IMMEDIATE: no peer -> send times out, not queued
         s.setSendTimeOut(self.connect_timeout_ms)
+        item = s
+        if self.watch:
+            with self._lock:
+                self._monitors += 1
+                addr = 'inproc://py3sidecar-monitor-%d-%d' % (id(self), self._monitors)
+            s.monitor(addr, ZMQ.EVENT_DISCONNECTED)
+            mon = self._ctx.socket(ZMQ.PAIR)
+            mon.setLinger(0)
+            mon.connect(addr)
+            poller = self._ctx.poller(2)
+            poller.register(s, ZMQ.Poller.POLLIN)
+            poller.register(mon, ZMQ.Poller.POLLIN)
+            item = _Watched(s, mon, poller)
         s.connect(self.endpoint)
         with self._lock:
             if self._closed:
-                s.close()
+                self._close_item(item)
                 raise NotConnected('the python3 connection was closed (library reloaded?)')
-            self._all.add(s)
-        return s
+            self._all.add(item)
+        return item
 
-    def _discard(self, s):
-        with self._lock:
-            self._all.discard(s)
+    def _close_item(self, item):
         try:
-            s.close()
+            item.close()
         except java.lang.Exception:
             pass
+
+    def _discard(self, item):
+        with self._lock:
+            self._all.discard(item)
+        self._close_item(item)
 
     def request(self, payload, timeout_ms):
         if self._closed:
             raise NotConnected('the python3 connection was closed (library reloaded?)')
-        s = self._idle.poll()
-        if s is None:
-            s = self._new_socket()
+        item = self._idle.poll()
+        if item is None:
+            item = self._new_socket()
         ok = False
         try:
-            if not s.send(payload, 0):
-                raise NotConnected('cannot reach the sidecar at %s within %d ms'
-                                   % (self.endpoint, self.connect_timeout_ms))
-            s.setReceiveTimeOut(max(1, int(timeout_ms)))
-            reply = s.recv(0)
+            if self.watch:
+                reply = self._watched_request(item, payload, timeout_ms)
+            else:
+                s = item
+                if not s.send(payload, 0):
+                    raise NotConnected('cannot reach the sidecar at %s within %d ms'
+                                       % (self.endpoint, self.connect_timeout_ms))
+                s.setReceiveTimeOut(max(1, int(timeout_ms)))
+                reply = s.recv(0)
             if reply is None:
-                raise DeadlineHit('no reply from the sidecar at %s before the deadline' % self.endpoint)
+                raise DeadlineHit('no reply from the sidecar at %s before the deadline'
+                                  % self.endpoint)
             ok = True
             return reply
         finally:
             if ok and not self._closed and self._idle.size() < self.max_idle:
-                self._idle.offer(s)
+                self._idle.offer(item)
             else:
-                self._discard(s)
+                self._discard(item)
+
+    def _watched_request(self, w, payload, timeout_ms):
+        ZMQ = self._ZMQ
+        while ZMQ.Event.recv(w.mon, ZMQ.DONTWAIT) is not None:
+            pass  # disconnections from before this call are not ours
+        if not w.sock.send(payload, 0):
+            raise NotConnected('cannot reach the sidecar at %s within %d ms'
+                               % (self.endpoint, self.connect_timeout_ms))
+        deadline = java.lang.System.currentTimeMillis() + max(1, int(timeout_ms))
+        while True:
+            left = deadline - java.lang.System.currentTimeMillis()
+            if left <= 0:
+                return None
+            w.poller.poll(left)
+            if w.poller.pollin(0):
+                return w.sock.recv(ZMQ.DONTWAIT)
+            if w.poller.pollin(1):
+                event = ZMQ.Event.recv(w.mon, ZMQ.DONTWAIT)
+                if event is not None and event.getEvent() == ZMQ.EVENT_DISCONNECTED:
+                    raise LinkLost('the connection to the sidecar at %s was lost while this call '
+                                   'was running there; its effects are unknown' % self.endpoint)
 
     def close(self):
         with self._lock:
             self._closed = True
-            socks = list(self._all)
+            items = list(self._all)
             self._all.clear()
         self._idle.clear()
-        for s in socks:
-            try:
-                s.close()
-            except java.lang.Exception:
-                pass
+        for item in items:
+            self._close_item(item)
         try:
             self._ctx.term()
         except java.lang.Exception:
@@ -304,6 +362,7 @@ class CircuitBreaker(object):
         self.rejected = 0          # calls skipped while OPEN/HALF_OPEN (approximate: no lock)
         self.last_error = None
         self.last_transition = None  # (from, to, reason, clock ms)
+        self.listener = None  # listener(breaker, from, to, reason), called outside the lock
         self._lock = threading.Lock()
 
     def acquire(self):
@@ -314,6 +373,7 @@ class CircuitBreaker(object):
         if state == OPEN and self.clock() < self.open_until or state == HALF_OPEN and self.probing:
             self.rejected += 1
             return None
+        moved = None
         with self._lock:
             if self.state == CLOSED:
                 return self.generation
@@ -321,44 +381,54 @@ class CircuitBreaker(object):
                 if self.clock() < self.open_until:
                     self.rejected += 1
                     return None
-                self._move(HALF_OPEN, 'open for %d ms: one probe call' % self.open_ms)
+                moved = self._move(HALF_OPEN, 'open for %d ms: one probe call' % self.open_ms)
             if self.probing:
                 self.rejected += 1
-                return None
-            self.probing = True
-            return self.generation
+                generation = None
+            else:
+                self.probing = True
+                generation = self.generation
+        self._notify(moved)
+        return generation
 
     def probe_now(self, reason):
         """OPEN -> HALF_OPEN at once (e.g. the sidecar's connection file changed: it restarted).
         Returns the probe's generation, or None when the breaker is not OPEN or a probe runs."""
+        moved = None
         with self._lock:
             if self.state == OPEN:
-                self._move(HALF_OPEN, reason)
+                moved = self._move(HALF_OPEN, reason)
             if self.state != HALF_OPEN or self.probing:
-                return None
-            self.probing = True
-            return self.generation
+                generation = None
+            else:
+                self.probing = True
+                generation = self.generation
+        self._notify(moved)
+        return generation
 
     def record(self, generation, ok, error=None):
         """The outcome of a call made under `generation`: ok True (the sidecar answered, whatever
         it answered) or False (a transport failure: `error` says which)."""
         if ok and self.state == CLOSED and self.failures == 0:
             return  # the hot path: nothing to change, no lock
+        moved = None
         with self._lock:
             if generation != self.generation:
                 return
             if ok:
                 if self.state == HALF_OPEN:
-                    self._move(CLOSED, 'the probe call succeeded')
+                    moved = self._move(CLOSED, 'the probe call succeeded')
                 self.failures = 0
-                return
-            self.last_error = error
-            if self.state == HALF_OPEN:
-                self._move(OPEN, 'the probe call failed: %s' % (error,))
-                return
-            self.failures += 1
-            if self.failures >= self.failure_threshold:
-                self._move(OPEN, '%d consecutive failure(s), the last: %s' % (self.failures, error))
+            else:
+                self.last_error = error
+                if self.state == HALF_OPEN:
+                    moved = self._move(OPEN, 'the probe call failed: %s' % (error,))
+                else:
+                    self.failures += 1
+                    if self.failures >= self.failure_threshold:
+                        moved = self._move(OPEN, '%d consecutive failure(s), the last: %s'
+                                           % (self.failures, error))
+        self._notify(moved)
 
     def release(self, generation):
         """The permit was not used (or the outcome says nothing): a probe slot is freed."""
@@ -369,7 +439,7 @@ class CircuitBreaker(object):
                 self.probing = False
 
     def _move(self, to, reason):
-        # under self._lock
+        # under self._lock; returns the transition, published by _notify once the lock is free
         now = self.clock()
         self.last_transition = (self.state, to, reason, now)
         self.state = to
@@ -379,6 +449,15 @@ class CircuitBreaker(object):
         if to == OPEN:
             self.opened += 1
             self.open_until = now + self.open_ms
+        return self.last_transition
+
+    def _notify(self, moved):
+        listener = self.listener
+        if moved is not None and listener is not None:
+            try:
+                listener(self, moved[0], moved[1], moved[2])
+            except Exception:
+                pass
 
     def retry_after_ms(self):
         """Milliseconds until the next probe may run (0 when calls pass now)."""
