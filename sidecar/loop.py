@@ -23,8 +23,10 @@ import zmq
 log = logging.getLogger("py3sidecar.loop")
 
 # An error or hang-up wakes both sides: each finds out what happened from its own read/write.
-_READ_EVENTS = zmq.POLLIN | zmq.POLLERR
-_WRITE_EVENTS = zmq.POLLOUT | zmq.POLLERR
+# Plain ints: pyzmq's flags are enum.IntFlag, and ``int & IntFlag`` runs Python-level enum code
+# on every event of every loop turn.
+_READ_EVENTS = int(zmq.POLLIN | zmq.POLLERR)
+_WRITE_EVENTS = int(zmq.POLLOUT | zmq.POLLERR)
 
 
 class Timer:
