@@ -72,18 +72,23 @@ def _client(args: argparse.Namespace):
     return Client(args.endpoint, args.token, timeout=args.timeout)
 
 
-def _run_client(args: argparse.Namespace, action) -> int:
+def _run_client(args: argparse.Namespace, action, formatter=None) -> int:
+    """Run ``action(client)``; print its value as JSON, or with ``formatter`` unless --json."""
     from bridge.protocol import SidecarError
 
     try:
         with _client(args) as client:
-            _print_json(action(client))
+            value = action(client)
     except SidecarError as exc:
         print(f"py3sidecar: {exc.kind}: {exc}", file=sys.stderr)
         details = {k: v for k, v in exc.details.items() if v is not None}
         if details:
             print(f"py3sidecar: details: {json.dumps(details, default=str)}", file=sys.stderr)
         return EXIT_ERROR
+    if formatter is None or getattr(args, "json", False):
+        _print_json(value)
+        return 0
+    print(formatter(value))
     return 0
 
 
@@ -163,19 +168,15 @@ def format_health(report: dict[str, Any]) -> str:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from bridge.protocol import SidecarError
+    status = {}
 
-    try:
-        with _client(args) as client:
-            report = client.health()
-    except SidecarError as exc:
-        print(f"py3sidecar: {exc.kind}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_health(report))
-    return 0 if report["status"] != "UNHEALTHY" else EXIT_ERROR
+    def action(client):
+        report = client.health()
+        status["value"] = report["status"]
+        return report
+
+    code = _run_client(args, action, format_health)
+    return EXIT_ERROR if code or status.get("value") == "UNHEALTHY" else 0
 
 
 def format_breakers(value: dict[str, Any]) -> str:
@@ -196,19 +197,7 @@ def format_breakers(value: dict[str, Any]) -> str:
 
 
 def cmd_breaker(args: argparse.Namespace) -> int:
-    from bridge.protocol import SidecarError
-
-    try:
-        with _client(args) as client:
-            value = client.breaker(args.action, args.name)
-    except SidecarError as exc:
-        print(f"py3sidecar: {exc.kind}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    if args.json:
-        _print_json(value)
-    else:
-        print(format_breakers(value))
-    return 0
+    return _run_client(args, lambda c: c.breaker(args.action, args.name), format_breakers)
 
 
 def cmd_ignition_bundle(args: argparse.Namespace) -> int:
