@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import os
 import signal
@@ -46,7 +45,7 @@ from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
 from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.loop import Loop, Timer
-from sidecar.pool import PROJECT_ROOT, Call, Pool, PoolSettings, describe_exit
+from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
 
 log = logging.getLogger("py3sidecar.fallback")
 
@@ -415,14 +414,8 @@ class DirectStrategy(Strategy):
         self.max_concurrent = max_concurrent
         self.start_timeout = start_timeout
         self.max_message = settings.max_message_bytes
-        self.worker_settings = json.dumps({
-            "paths": settings.paths, "preload": settings.preload,
-            "max_output_chars": settings.max_output_chars,
-            "max_message_bytes": settings.max_message_bytes})
-        self.env = dict(os.environ)
-        self.env.update(settings.env)
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (PROJECT_ROOT, self.env.get("PYTHONPATH", "")) if p)
+        self.worker_settings = worker_settings_json(settings)
+        self.env = worker_env(settings)
         self.runs: set[DirectRun] = set()
         self.closing = False
         self.started = 0

@@ -222,6 +222,24 @@ class WorkerHandle:
         return times.user + times.system + times.children_user + times.children_system
 
 
+def worker_settings_json(settings: PoolSettings) -> str:
+    """The ``--settings`` a worker process starts with (``sidecar.worker``)."""
+    return json.dumps({
+        "paths": settings.paths, "preload": settings.preload,
+        "max_output_chars": settings.max_output_chars,
+        "max_message_bytes": settings.max_message_bytes,
+        "cpu_limit": settings.cpu_limit,
+        "address_space_limit": settings.address_space_limit})
+
+
+def worker_env(settings: PoolSettings) -> dict[str, str]:
+    """A worker's environment: ours, the configured extras, and this project importable."""
+    env = dict(os.environ)
+    env.update(settings.env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
     """Human text and wire details for a process's end."""
     if returncode is None:
@@ -271,16 +289,8 @@ class Pool:
         self.queue_wait_count = 0
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
-        self._worker_settings = json.dumps({
-            "paths": settings.paths, "preload": settings.preload,
-            "max_output_chars": settings.max_output_chars,
-            "max_message_bytes": settings.max_message_bytes,
-            "cpu_limit": settings.cpu_limit,
-            "address_space_limit": settings.address_space_limit})
-        self._env = dict(os.environ)
-        self._env.update(settings.env)
-        self._env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (PROJECT_ROOT, self._env.get("PYTHONPATH", "")) if p)
+        self._worker_settings = worker_settings_json(settings)
+        self._env = worker_env(settings)
 
     # ------------------------------------------------------------ events
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
