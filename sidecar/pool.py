@@ -167,6 +167,7 @@ class WorkerHandle:
         self.stop_reason = ""
         self.preload_errors: list[str] = []
         self.unread_probe = -1           # our copy of the read end of the worker's in-pipe
+        self.unsent = b""                # what its in-pipe has not taken yet
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.killing = False
@@ -386,12 +387,33 @@ class Pool:
             self.kill(worker, f"its pipe failed ({exc})")
 
     def write(self, worker: WorkerHandle, payload: bytes) -> None:
-        data = memoryview(encode_frame(payload))
-        while data:
-            try:
-                data = data[os.write(worker.to_worker, data):]
-            except BlockingIOError:
-                os.set_blocking(worker.to_worker, True)  # a big request: let it drain
+        """Send a frame without ever blocking the loop: what the pipe does not take now is
+        sent when it drains (a worker that never reads is caught by the call's deadline)."""
+        data = encode_frame(payload)
+        if worker.unsent:
+            worker.unsent += data
+            return
+        try:
+            written = os.write(worker.to_worker, data)
+        except BlockingIOError:
+            written = 0
+        if written < len(data):
+            worker.unsent = data[written:]
+            self.loop.add_writer(worker.to_worker, lambda: self.flush(worker))
+
+    def flush(self, worker: WorkerHandle) -> None:
+        try:
+            written = os.write(worker.to_worker, worker.unsent)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.loop.remove_writer(worker.to_worker)
+            worker.unsent = b""
+            self.kill(worker, f"its pipe failed ({exc})")
+            return
+        worker.unsent = worker.unsent[written:]
+        if not worker.unsent:
+            self.loop.remove_writer(worker.to_worker)
 
     def on_worker_output(self, worker: WorkerHandle) -> list[bytes] | None:
         """Handle what the worker wrote; None when nothing was there to read."""
@@ -621,6 +643,7 @@ class Pool:
         # request we wrote was ever read. Unread means never started: dispatched again.
         os.close(from_w)
         os.set_blocking(from_r, False)
+        os.set_blocking(to_w, False)
         pidfd = os.pidfd_open(proc.pid)
         now = self.clock()
         worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
@@ -765,6 +788,8 @@ class Pool:
 
     def close_channel(self, worker: WorkerHandle) -> None:
         if worker.to_worker >= 0:
+            self.loop.remove_writer(worker.to_worker)
+            worker.unsent = b""
             try:
                 os.close(worker.to_worker)  # EOF on its in-pipe: the worker exits on its own
             except OSError:

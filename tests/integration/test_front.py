@@ -1,11 +1,14 @@
 """Hostile and broken clients against the running ZeroMQ front: each gets a clear error reply,
 and the sidecar keeps serving."""
 
+import threading
+import time
+
 import msgpack
 import pytest
 import zmq
 
-from bridge.client import BadRequest, Client, Unauthorized, Unavailable
+from bridge.client import BadRequest, CallTimeout, Client, Unauthorized, Unavailable
 from sidecar.testing import SidecarProcess, free_port
 
 
@@ -113,3 +116,30 @@ def test_concurrent_clients_from_many_threads(sidecar):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda i: client.call("operator:add", i, 1), range(400)))
     assert results == [i + 1 for i in range(400)]
+
+
+def test_big_request_to_a_worker_that_cannot_read_never_blocks_the_sidecar(tmp_path):
+    # The only worker is stuck (a thread holds the GIL in C), so it cannot read a 2 MB
+    # request from its pipe (64 KiB buffer). The sidecar must keep answering everyone else.
+    with SidecarProcess({"pool": {"initial-size": 1, "spares": 0},
+                         "health": {"enabled": False}}, workdir=str(tmp_path)) as proc:
+        client = proc.client(timeout=20)
+        client.execute("import re, threading\n"
+                       "threading.Timer(0.05, lambda: re.match(r'(a+)+$', 'a' * 40 + 'b'))"
+                       ".start()")
+        outcome = {}
+
+        def big():
+            try:
+                client.execute("len(x)", {"x": "y" * 2_000_000}, timeout=2)
+            except Exception as exc:  # asserted below
+                outcome["error"] = exc
+
+        time.sleep(0.2)  # let the GIL-holding thread start: this is the scenario, not a sync
+        t = threading.Thread(target=big)
+        t.start()
+        other = proc.client(timeout=5)
+        assert other.ping()["state"] == "running"  # answered while the write is pending
+        t.join(15)
+        assert isinstance(outcome.get("error"), CallTimeout)
+        assert other.execute("1+1").value == 2
