@@ -69,6 +69,7 @@ class ResourceMonitor:
         self.last = LoadSample(0.0, 0.0, 0)
         self.overloaded = False
         self.memory_history: dict[int, tuple[int, int]] = {}  # worker -> (calls, rss)
+        self.memory_delta: dict[int, float] = {}              # worker -> bytes per call
 
     def check(self) -> LoadSample:
         """Roll the window (the watchdog's resource check): sample RSS and load."""
@@ -76,18 +77,22 @@ class ResourceMonitor:
         for worker in list(self.pool.workers.values()):
             if worker.exit is None:
                 worker.sample_rss(now)
+                self.roll_memory_window(worker)
+        for gone in set(self.memory_history) - set(self.pool.workers):
+            self.memory_history.pop(gone, None)
+            self.memory_delta.pop(gone, None)
         self.last = self.meter.sample()
         self.overloaded = (self.last.utilization >= self.overload_utilization
                            and self.last.mean_wait >= self.overload_wait)
         return self.last
 
-    def memory_delta_per_call(self, worker: Any) -> float | None:
-        """Bytes of RSS added per call since the previous reading (None before two readings)."""
+    def roll_memory_window(self, worker: Any) -> None:
+        """RSS added per call between this resource check and the previous one."""
         previous = self.memory_history.get(worker.id)
         self.memory_history[worker.id] = (worker.calls, worker.rss)
-        if previous is None or worker.calls == previous[0]:
-            return None
-        return (worker.rss - previous[1]) / (worker.calls - previous[0])
+        if previous is not None and worker.calls != previous[0]:
+            self.memory_delta[worker.id] = ((worker.rss - previous[1])
+                                            / (worker.calls - previous[0]))
 
     def worker_view(self, worker: Any) -> dict[str, Any]:
         cpu = list(worker.cpu_ms)
@@ -98,7 +103,7 @@ class ResourceMonitor:
             "cpu_ms_total_window": sum(cpu),
             "wall_ms_mean": sum(wall) / len(wall) if wall else None,
             "cpu_share": (sum(cpu) / sum(wall)) if wall and sum(wall) > 0 else None,
-            "memory_delta_per_call": self.memory_delta_per_call(worker),
+            "memory_delta_per_call": self.memory_delta.get(worker.id),
             "busy_seconds": worker.busy_seconds,
         }
 
