@@ -64,6 +64,7 @@ AUTH_OK = b"!yv\n"  # OUTPUT_VOID_COMMAND
 ERROR_RETURN = b"!xn\n"  # ERROR_RETURN_MESSAGE
 SUCCESS_RETURN = b"!y\n"  # SUCCESS_RETURN_MESSAGE
 PRE_AUTH_LIMIT = 4096  # bytes a peer may send before it has authenticated (plus the token)
+AUTH_DEADLINE = 10.0   # seconds a new connection has to authenticate before it is reset
 RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
 ACCEPT_PER_TURN = 64
@@ -472,6 +473,15 @@ class Py4JFront:
             conn = _Connection(self, sock, f"{addr[0]}:{addr[1]}")
             self.connections.add(conn)
             self.loop.add_reader(conn.fd, conn.on_readable)
+            if not conn.authenticated:
+                self.loop.call_later(AUTH_DEADLINE, lambda conn=conn: self.auth_expired(conn))
+
+    def auth_expired(self, conn: _Connection) -> None:
+        """A peer that connects and never authenticates does not keep a socket forever."""
+        if not conn.closed and not conn.authenticated:
+            log.warning("py4j front: %s did not authenticate within %gs; connection reset",
+                        conn.peer, AUTH_DEADLINE)
+            conn.close(reset=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stops listening and closes every JVM connection (never blocks; ``timeout`` is kept

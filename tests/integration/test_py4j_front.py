@@ -399,3 +399,14 @@ def test_real_sidecar_survives_a_peer_vanishing_mid_call(sidecar, client):
     reply = msgpack.unpackb(other.apply(envelope(sidecar.token, op="ping")))
     assert reply["ok"], reply
     other.close()
+
+
+def test_a_peer_that_never_authenticates_is_reset_after_the_deadline(echo_front, monkeypatch):
+    import bridge.py4j_server as server
+
+    monkeypatch.setattr(server, "AUTH_DEADLINE", 0.2)
+    silent = Peer(echo_front.port, token=None)  # connects, says nothing
+    assert silent.closed_by_front()
+    ok = Peer(echo_front.port)
+    assert ok.apply(b"ok") == b"ok"
+    ok.close()
