@@ -46,10 +46,12 @@ class ZmqFront:
         self.loop.add_reader(sock, self.on_readable)
         log.info("ZeroMQ front listening on %s", self.endpoint)
 
-    def stop(self) -> None:
+    def stop(self, flush: float = 1.0) -> None:
+        """Stop listening. Replies already handed to libzmq (the last calls a drain answered)
+        still go out: the socket lingers up to ``flush`` seconds for them, never longer."""
         if self.socket is not None:
             self.loop.remove_reader(self.socket)
-            self.socket.close(0)
+            self.socket.close(linger=int(flush * 1000))
             self.socket = None
 
     def on_readable(self) -> None:

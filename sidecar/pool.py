@@ -171,6 +171,7 @@ class WorkerHandle:
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.killing = False
+        self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
         self.replaces: WorkerHandle | None = None
         self.max_calls = settings.max_calls + (

@@ -136,7 +136,10 @@ class RecoveryOrchestrator:
 
     # ------------------------------------------------------------ watchdog findings
     def on_finding(self, worker: Any, status: str, detail: str) -> None:
-        """The watchdog judged a worker; apply the strategy for what it found."""
+        """The watchdog judged a worker; apply the strategy for what it found (once: a worker
+        already on its way out is judged again by every check until it is gone)."""
+        if worker.killing or worker.replaced_by is not None or worker.recycle_after_call:
+            return
         if status == "MEMORY_HIGH":
             self.record(FailureType.MEMORY_LEAK, self._who(worker), detail,
                         action="graceful replacement after its current call")
@@ -147,11 +150,20 @@ class RecoveryOrchestrator:
         elif status == "UNRESPONSIVE":
             self.stop_hung_worker(worker, detail)
         elif status == "LOW_SCORE":
-            self.record(FailureType.HANG if "timeout" in detail else FailureType.PROCESS_CRASH,
+            self.record(self.LOW_SCORE_CAUSES.get(worker.score.last_failure_kind,
+                                                  FailureType.HANG),
                         self._who(worker), detail, action="graceful replacement")
             self.pool.recycle(worker, detail)
 
+    # What a worker's score mostly fell for; slowness ("other") reads as a hang in the making.
+    LOW_SCORE_CAUSES = {"crashed": FailureType.PROCESS_CRASH, "oom": FailureType.MEMORY_LEAK,
+                        "io": FailureType.PROCESS_CRASH, "timeout": FailureType.HANG,
+                        "unresponsive": FailureType.HANG}
+
     def stop_hung_worker(self, worker: Any, detail: str) -> None:
+        if worker.stack_requested:
+            return
+        worker.stack_requested = True
         self.pool.take_out_of_service(worker, detail)
 
         def finish(stack: str) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import zmq
+
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
@@ -191,10 +193,14 @@ class Service:
 
     def close(self) -> None:
         remove_connection_file(self.connection_file, os.getpid())
-        for front in self.fronts:
-            front.stop()
+        # Answer what is left first, while the fronts can still deliver the answers; then stop
+        # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
         self.pool.terminate()
         self.chain.terminate()
+        for front in self.fronts:
+            front.stop()
+        context = zmq.Context.instance()
+        context.destroy(linger=1000)  # waits (bounded) until queued replies have left
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")

@@ -97,3 +97,29 @@ def test_bad_config_file_names_key_and_value(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "python3.pool.max-size = 'lots'" in result.stderr
+
+
+def test_calls_still_running_after_the_drain_get_an_answer(tmp_path):
+    proc = SidecarProcess({"pool": {"initial-size": 1}, "shutdown": {"drain-timeout": "300ms"}},
+                          workdir=str(tmp_path)).start()
+    client = proc.client(timeout=30)
+    out = {}
+
+    def slow():
+        try:
+            client.execute("import time; time.sleep(20)")
+        except Exception as exc:  # asserted below
+            out["error"] = exc
+
+    t = threading.Thread(target=slow)
+    t.start()
+    wait_until(lambda: proc.pool()["workers_by_state"]["busy"] == 1, 5)
+    started = time.monotonic()
+    proc.proc.terminate()
+    t.join(15)
+    # answered by the sidecar as it shut down, not by the client's own 32 s deadline
+    assert isinstance(out.get("error"), Unavailable), out
+    assert "shut down" in str(out["error"])
+    assert time.monotonic() - started < 10
+    assert proc.proc.wait(10) == 0
+    proc.stop()
