@@ -207,19 +207,20 @@ class Service:
 
     # ------------------------------------------------------------ admission (loop thread)
     def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
+        def refuse(rid: Any, kind: str, message: str) -> None:
+            reply(pack_raw(protocol.error_reply(rid, kind, message)))
+
         if len(payload) > self.max_message:
-            reply(pack_raw(protocol.error_reply(
-                None, protocol.BAD_REQUEST,
-                f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
-                "(python3.bridge.max-message-size); send less data per call")))
+            refuse(None, protocol.BAD_REQUEST,
+                   f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
+                   "(python3.bridge.max-message-size); send less data per call")
             return
         try:
             request = unpack_raw(payload)
         except Exception as exc:  # msgpack raises several types for junk
-            reply(pack_raw(protocol.error_reply(
-                None, protocol.BAD_REQUEST,
-                f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
-                "see docs/protocol.md")))
+            refuse(None, protocol.BAD_REQUEST,
+                   f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
+                   "see docs/protocol.md")
             return
         rid = request.get("id") if isinstance(request, dict) else None
         if not isinstance(rid, (int, str)):
@@ -229,15 +230,13 @@ class Service:
                                                                  self.token_bytes):
             where = (f"the token file {self.token_file}" if self.token_file
                      else "python3.bridge.token or $PY3SIDECAR_TOKEN")
-            reply(pack_raw(protocol.error_reply(
-                rid, protocol.UNAUTHORIZED,
-                f"{'a wrong' if token else 'no'} token was sent; the sidecar's token is in "
-                f"{where}")))
+            refuse(rid, protocol.UNAUTHORIZED, f"{'a wrong' if token else 'no'} token was sent; "
+                   f"the sidecar's token is in {where}")
             return
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
         except protocol.BadRequest as exc:
-            reply(pack_raw(protocol.error_reply(rid, protocol.BAD_REQUEST, exc.message)))
+            refuse(rid, protocol.BAD_REQUEST, exc.message)
             return
         op = request["op"]
         if op in protocol.WORKER_OPS:
@@ -247,18 +246,16 @@ class Service:
             return
         handler = self.local_ops.get(op)
         if handler is None:
-            reply(pack_raw(protocol.error_reply(rid, protocol.BAD_REQUEST,
-                                                f"op {op!r} is not offered by this sidecar")))
+            refuse(rid, protocol.BAD_REQUEST, f"op {op!r} is not offered by this sidecar")
             return
         try:
             value = handler(request)
         except protocol.SidecarError as exc:
-            reply(pack_raw(protocol.error_reply(rid, exc.kind, exc.message)))
+            refuse(rid, exc.kind, exc.message)
             return
         except Exception as exc:
             log.exception("op %s failed", op)
-            reply(pack_raw(protocol.error_reply(rid, protocol.INTERNAL,
-                                                f"{type(exc).__name__}: {exc}")))
+            refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
