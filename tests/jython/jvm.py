@@ -129,3 +129,14 @@ def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
         results["<run>"] = ("FAIL", f"Jython did not finish (exit {proc.returncode})\n"
                                     f"stdout:\n{stdout}\nstderr:\n{stderr}")
     return results
+
+
+def assert_case_passed(results: dict[str, Any], module: str, name: str) -> None:
+    """Fail with the JVM's own words unless case ``module::name`` ran and passed (and the run,
+    the module's load, setup and teardown did not fail)."""
+    assert "<run>" not in results, results["<run>"][1]
+    for stage in ("<load>", "<setup>", "<teardown>"):
+        key = f"{module}::{stage}"
+        assert key not in results, results[key][1]
+    status, detail = results.get(f"{module}::{name}", ("MISSING", "case did not run"))
+    assert status == "PASS", detail

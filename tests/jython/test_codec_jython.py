@@ -60,9 +60,7 @@ def jython_run(tmp_path_factory):
 @pytest.mark.parametrize("name", jvm.case_names(CASES))
 def test_jython_case(jython_run, name):
     _, results = jython_run
-    assert "<run>" not in results, results["<run>"][1]
-    status, detail = results.get(f"cases_codec::{name}", ("MISSING", "case did not run"))
-    assert status == "PASS", detail
+    jvm.assert_case_passed(results, "cases_codec", name)
 
 
 def _from_jython(folder: Path, name: str):

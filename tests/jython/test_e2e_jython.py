@@ -105,9 +105,4 @@ def test_sidecar_stops_cleanly_after_the_jython_run(e2e_run):
 
 @pytest.mark.parametrize("name", jvm.case_names(CASES))
 def test_jython_e2e(e2e_run, name):
-    assert "<run>" not in e2e_run, e2e_run["<run>"][1]
-    for stage in ("<load>", "<setup>", "<teardown>"):
-        key = f"cases_e2e::{stage}"
-        assert key not in e2e_run, e2e_run[key][1]
-    status, detail = e2e_run.get(f"cases_e2e::{name}", ("MISSING", "case did not run"))
-    assert status == "PASS", detail
+    jvm.assert_case_passed(e2e_run, "cases_e2e", name)

@@ -86,9 +86,4 @@ def failover_run(tmp_path_factory):
 
 @pytest.mark.parametrize("name", jvm.case_names(CASES))
 def test_jython_failover(failover_run, name):
-    assert "<run>" not in failover_run, failover_run["<run>"][1]
-    for stage in ("<load>", "<setup>", "<teardown>"):
-        key = f"cases_failover::{stage}"
-        assert key not in failover_run, failover_run[key][1]
-    status, detail = failover_run.get(f"cases_failover::{name}", ("MISSING", "case did not run"))
-    assert status == "PASS", detail
+    jvm.assert_case_passed(failover_run, "cases_failover", name)
