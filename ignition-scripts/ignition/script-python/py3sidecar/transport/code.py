@@ -382,12 +382,9 @@ class CircuitBreaker(object):
                     self.rejected += 1
                     return None
                 moved = self._move(HALF_OPEN, 'open for %d ms: one probe call' % self.open_ms)
-            if self.probing:
+            generation = self._claim_probe()
+            if generation is None:
                 self.rejected += 1
-                generation = None
-            else:
-                self.probing = True
-                generation = self.generation
         self._notify(moved)
         return generation
 
@@ -398,13 +395,16 @@ class CircuitBreaker(object):
         with self._lock:
             if self.state == OPEN:
                 moved = self._move(HALF_OPEN, reason)
-            if self.state != HALF_OPEN or self.probing:
-                generation = None
-            else:
-                self.probing = True
-                generation = self.generation
+            generation = self._claim_probe() if self.state == HALF_OPEN else None
         self._notify(moved)
         return generation
+
+    def _claim_probe(self):
+        """Under the lock: the one HALF_OPEN probe's generation, or None if it is taken."""
+        if self.probing:
+            return None
+        self.probing = True
+        return self.generation
 
     def record(self, generation, ok, error=None):
         """The outcome of a call made under `generation`: ok True (the sidecar answered, whatever
