@@ -39,4 +39,4 @@ bench: $(STAMP) system-deps
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .benchmarks build dist

@@ -125,11 +125,14 @@ class Loop:
         self.call_soon_threadsafe(lambda: None)
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Run until ``stop()`` (or until ``until()`` turns true)."""
+        """Run until ``stop()`` (or until ``until()`` turns true).
+
+        A ``stop()`` that came before ``run()`` (SIGTERM during start-up) is not lost: the flag is
+        consumed when ``run`` returns, so a later ``run`` (the drain) starts afresh.
+        """
         import threading
 
         self.thread_id = threading.get_ident()
-        self.stopping = False
         poll = self.poller.poll
         handlers = self.handlers
         writers = self.writers
@@ -165,6 +168,7 @@ class Loop:
                     else:
                         timer.cancelled = True
                         self._safely(timer.callback)
+        self.stopping = False  # consumed: see the docstring
 
     @staticmethod
     def _safely(callback: Callable[[], None]) -> None:

@@ -82,6 +82,7 @@ class SidecarProcess:
         self.proc: subprocess.Popen | None = None
         self.connection: dict[str, Any] = {}
         self._clients: list[Client] = []
+        self._probe: Client | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -125,10 +126,16 @@ class SidecarProcess:
         want = self.ready_workers
         if want is None:
             want = self.config["python3"].get("pool", {}).get("initial-size", 2)
-        probe = self.client(timeout=2.0)
+        probe = self.probe()
         wait_until(lambda: self._ready_workers(probe) >= want, timeout,
                    message=f"{want} ready workers")
         return self
+
+    def probe(self) -> Client:
+        """The one client the helpers below share (not one per helper call)."""
+        if self._probe is None:
+            self._probe = self.client(timeout=5.0)
+        return self._probe
 
     def _ready_workers(self, client: Client) -> int:
         if self.proc.poll() is not None:
@@ -145,10 +152,10 @@ class SidecarProcess:
         return client
 
     def pool(self) -> dict[str, Any]:
-        return self.client(timeout=5.0).health()["pool"]
+        return self.probe().health()["pool"]
 
     def wait_full_strength(self, size: int, timeout: float = 10.0) -> dict[str, Any]:
-        probe = self.client(timeout=2.0)
+        probe = self.probe()
         wait_until(lambda: self._ready_workers(probe) >= size, timeout,
                    message=f"pool back to {size} ready workers")
         return probe.health()["pool"]
@@ -163,6 +170,7 @@ class SidecarProcess:
         for client in self._clients:
             client.close()
         self._clients.clear()
+        self._probe = None
         if self.proc is None:
             return None
         if self.proc.poll() is None:

@@ -4,7 +4,6 @@ import itertools
 import subprocess
 import sys
 import threading
-import time
 
 from sidecar.testing import SidecarProcess, wait_until
 
@@ -80,6 +79,4 @@ def test_health_report_and_cli(sidecar):
                              sidecar.endpoint], capture_output=True, text=True,
                             env=sidecar.env, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "status:" in result.stdout and "score" in result.stdout
-    started = time.monotonic()
-    assert "pid" in result.stdout and time.monotonic() - started < 5
+    assert "status:" in result.stdout and "score" in result.stdout and "pid" in result.stdout

@@ -67,3 +67,19 @@ def test_cancelled_timers_are_purged():
         t.cancel()
     assert len(loop.timers) < 2500
     loop.close()
+
+
+def test_a_stop_before_run_is_not_lost():
+    """SIGTERM during start-up (before the loop runs) must still stop the serve loop."""
+    loop = Loop()
+    safety: list[str] = []
+    loop.stop()  # what the signal handler does while the service is still starting
+    loop.call_later(5.0, lambda: (safety.append("stop was lost"), loop.stop()))
+    loop.run()
+    assert safety == []
+    # consumed: a later run (the drain) runs until its own condition
+    ran: list[int] = []
+    loop.call_soon_threadsafe(lambda: ran.append(1))
+    loop.run(until=lambda: bool(ran))
+    assert ran == [1]
+    loop.close()
