@@ -13,6 +13,8 @@ import signal
 import sys
 from typing import Any
 
+from sidecar import cli_inputs
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -30,13 +32,6 @@ def _json_default(value: Any) -> Any:
 def _print_json(value: Any) -> None:
     print(json.dumps(value, default=_json_default, indent=None if not isinstance(value, dict)
                      else 2, sort_keys=False))
-
-
-def _parse_json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"py3sidecar: {what} is not valid JSON ({exc.msg}): {text!r}") from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -93,15 +88,11 @@ def _run_client(args: argparse.Namespace, action, formatter=None) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    variables = {}
-    for item in args.var or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.isidentifier():
-            raise SystemExit(f"py3sidecar: --var expects NAME=JSON, got {item!r}")
-        variables[name] = _parse_json(value, f"--var {name}")
+    code = cli_inputs.code(args.code, args.file)
+    variables = cli_inputs.variables(args.var, args.vars_file)
 
     def action(client):
-        result = client.execute(args.code, variables, timeout=args.timeout)
+        result = client.execute(code, variables, timeout=args.timeout)
         if result.stdout:
             sys.stderr.write(result.stdout)
         if result.stderr:
@@ -111,8 +102,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    values = [_parse_json(a, f"argument {i + 1}") for i, a in enumerate(args.args)]
-    return _run_client(args, lambda c: c.call(args.target, *values, timeout=args.timeout))
+    values, kwargs = cli_inputs.call_arguments(args.args, args.args_file, args.kwargs_file)
+    return _run_client(args, lambda c: c.call(args.target, *values, timeout=args.timeout,
+                                              **kwargs))
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -251,14 +243,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, default=timeout, help="seconds")
 
     ex = sub.add_parser("exec", help="run code in a worker; print the value as JSON")
-    ex.add_argument("code")
-    ex.add_argument("--var", action="append", metavar="NAME=JSON")
+    ex.add_argument("code", nargs="?", help="the code; '-' reads it from stdin")
+    ex.add_argument("--file", metavar="F", help="read the code from this file")
+    ex.add_argument("--var", action="append", metavar="NAME=JSON",
+                    help="a variable; NAME=@file.json reads its value from a file")
+    ex.add_argument("--vars-file", action="append", metavar="FILE.json",
+                    help="a JSON object of variables (--var entries win)")
     client_options(ex)
     ex.set_defaults(func=cmd_exec)
 
     call = sub.add_parser("call", help="call package.module:function; print the value as JSON")
     call.add_argument("target")
-    call.add_argument("args", nargs="*", metavar="ARG_JSON")
+    call.add_argument("args", nargs="*", metavar="ARG_JSON",
+                      help="each a JSON value, or @file.json to read it from a file")
+    call.add_argument("--args-file", metavar="FILE.json",
+                      help="a JSON array of positional arguments (before the ARG_JSONs)")
+    call.add_argument("--kwargs-file", metavar="FILE.json",
+                      help="a JSON object of keyword arguments")
     client_options(call)
     call.set_defaults(func=cmd_call)
 
@@ -299,4 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except cli_inputs.UsageError as exc:
+        print(f"py3sidecar: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    sys.exit(code)
