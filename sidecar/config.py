@@ -102,6 +102,7 @@ class WorkerConfig(Section):
     kill_grace: float
     start_timeout: float
     max_output: int
+    reload: bool
     _d = _durations("call_timeout", "max_call_timeout", "kill_grace", "start_timeout")
     _s = _sizes("max_output")
 

@@ -170,6 +170,7 @@ class WorkerHandle:
         self.unsent = b""                # what its in-pipe has not taken yet
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
+        self.recycle_when_ready = ""     # reason: it started before a renewal (code edited)
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
@@ -681,6 +682,10 @@ class Pool:
         if old is not None:
             worker.replaces = None
             self.drain(old)
+        if worker.recycle_when_ready:  # started on code that has changed since
+            reason, worker.recycle_when_ready = worker.recycle_when_ready, ""
+            self.recycle(worker, reason)  # serves, if nothing else can, until replaced
+            return
         self.worker_available(worker)
 
     def start_timed_out(self, worker: WorkerHandle) -> None:
@@ -764,6 +769,20 @@ class Pool:
         worker.replaced_by = new.id
         if worker.state == IDLE:
             self.worker_available(worker)  # serves until its replacement is ready
+
+    def renew_workers(self, reason: str) -> int:
+        """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
+        first, so no member is handed an old spare; a worker still starting is replaced once
+        ready. Returns how many workers will be renewed."""
+        stale = sorted((w for w in self.workers.values()
+                        if w.state != STOPPING and w.replaced_by is None),
+                       key=lambda w: w.role != SPARE)
+        for worker in stale:
+            if worker.state == STARTING:
+                worker.recycle_when_ready = reason
+            else:
+                self.recycle(worker, reason)
+        return len(stale)
 
     @staticmethod
     def never_read(worker: WorkerHandle, call: Call) -> bool:

@@ -33,6 +33,7 @@ from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
 from sidecar.pool import Call, Pool, PoolSettings
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
+from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
@@ -111,6 +112,9 @@ class Service:
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         self.chain = build_chain(self.loop, config, self.pool)  # python3.fallback
+        worker = config.python3.worker
+        self.reloader = CodeReloader(worker.paths, self.loop.call_soon_threadsafe,
+                                     self.pool.renew_workers) if worker.reload else None
         self.executor: Any = self.chain
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
@@ -140,6 +144,8 @@ class Service:
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
         self.pool.start()
+        if self.reloader is not None:
+            self.reloader.start()
         self.chain.start()
         self.watchdog.start()
         self.sizer.start()
@@ -195,6 +201,8 @@ class Service:
         remove_connection_file(self.connection_file, os.getpid())
         # Answer what is left first, while the fronts can still deliver the answers; then stop
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
+        if self.reloader is not None:
+            self.reloader.stop()
         self.pool.terminate()
         self.chain.terminate()
         for front in self.fronts:
@@ -287,7 +295,8 @@ class Service:
         return {"status": status, "reason": reason, "checked_at": now,
                 "sidecar": self.op_ping(request), "pool": pool,
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
-                "breakers": breakers, "fallback": self.chain.snapshot()}
+                "breakers": breakers, "fallback": self.chain.snapshot(),
+                "reload": self.reloader.snapshot() if self.reloader else None}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""
