@@ -761,14 +761,14 @@ class Pool:
             self.ensure_capacity()
             return
         new = self.spawn_worker(MEMBER)
-        if new is None:  # cannot spawn now: keep serving with the old one
-            if worker.state == IDLE:
-                self.worker_available(worker)
-            return
-        new.replaces = worker
-        worker.replaced_by = new.id
-        if worker.state == IDLE:
-            self.worker_available(worker)  # serves until its replacement is ready
+        if new is not None:
+            new.replaces = worker
+            worker.replaced_by = new.id
+        # It serves until its replacement is ready (or on, if none can start now). An idle
+        # worker may already be in the idle list (recycled by recovery or a reload, not after
+        # a call): listed twice, it would be handed calls after it was drained.
+        if worker.state == IDLE and worker not in self.idle:
+            self.worker_available(worker)
 
     def renew_workers(self, reason: str) -> int:
         """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
