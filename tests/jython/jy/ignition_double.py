@@ -86,15 +86,74 @@ class DoubleLogger(object):
 
 
 class _Util(object):
+    """system.util. The scope is the JVM's: 'gateway' (default) or 'designer' (enter_scope);
+    in gateway scope getSystemFlags does not exist, as in Ignition. sendRequest runs the gateway
+    message handler registered with register_message_handler on ANOTHER thread (standing in
+    for the gateway's JVM) and waits at most timeoutSec for its return value (a double: values
+    are passed as they are, not serialized as Ignition does)."""
+
+    DESIGNER_FLAG = 1
+
     def __init__(self):
         self._globals = {}
         self.log_records = []
+        self._scope = 'gateway'
+        self.handlers = {}
+        self.requests = []
+        self.project = 'plant'
 
     def getGlobals(self):
         return self._globals
 
     def getLogger(self, name):
         return DoubleLogger(name, self.log_records)
+
+    def getProjectName(self):
+        return self.project
+
+    def enter_scope(self, scope):
+        self._scope = scope
+
+    def scope(self):
+        return self._scope
+
+    @property
+    def getSystemFlags(self):
+        if self.scope() == 'gateway':
+            raise AttributeError('getSystemFlags')  # Vision/Designer only
+        return lambda: self.DESIGNER_FLAG
+
+    def register_message_handler(self, project, name, fn):
+        self.handlers[(project, name)] = fn
+
+    def sendRequest(self, project, messageHandler, payload=None, remoteServer=None,
+                    timeoutSec=60):
+        self.requests.append((project, messageHandler, self.scope()))
+        fn = self.handlers.get((project, messageHandler))
+        if fn is None:
+            raise java.lang.IllegalArgumentException(
+                'no message handler %r in project %r' % (messageHandler, project))
+        box = {}
+        done = threading.Event()
+
+        def run():
+            box['thread'] = threading.current_thread().getName()
+            try:
+                box['value'] = fn(payload)
+            except Exception, e:
+                box['error'] = e
+            done.set()
+
+        t = threading.Thread(target=run, name='gateway-message-handler')
+        t.setDaemon(True)
+        t.start()
+        if not done.wait(timeoutSec):
+            raise java.util.concurrent.TimeoutException(
+                'Timeout waiting for response from gateway after %ss' % timeoutSec)
+        self.last_handler_thread = box.get('thread')
+        if 'error' in box:
+            raise box['error']
+        return box.get('value')
 
 
 class QualityCode(object):

@@ -558,6 +558,14 @@ def _connection():
 
 
 def _request(op, fields, timeout_ms=None, control=False):
+    # Designer, Script Console, Vision client: no sidecar on this PC; the gateway calls it.
+    if py3sidecar.gatewayroute.route() == 'gateway':  # noqa: F821
+        return py3sidecar.gatewayroute.request(op, fields, timeout_ms, control)  # noqa: F821
+    return _direct_request(op, fields, timeout_ms, control)
+
+
+def _direct_request(op, fields, timeout_ms=None, control=False):
+    """This JVM talks to the sidecar (gateway scope, and the gateway's message handler)."""
     conn = _connection()
     cfg = conn.cfg
     if timeout_ms is None:
@@ -662,8 +670,11 @@ def _submit(fn, onSuccess, onError):
             _deliver(onSuccess, value, 'onSuccess')
 
     try:
-        conn = _connection()
-        return conn.executor.submit(_Task())
+        if py3sidecar.gatewayroute.route() == 'gateway':  # noqa: F821
+            executor = py3sidecar.gatewayroute.executor()  # noqa: F821
+        else:
+            executor = _connection().executor
+        return executor.submit(_Task())
     except RejectedExecutionException:
         _deliver(onError, Overloaded('too many python3 async calls waiting (py3sidecar.settings.'
                                      'ASYNC_QUEUE)'), 'onError')

@@ -68,6 +68,14 @@ ASYNC_THREADS = 4
 # Async calls waiting for a thread beyond this many fail at once with Overloaded.
 ASYNC_QUEUE = 1000
 
+# Which JVM talks to the sidecar. 'auto': gateway and Perspective scripts directly; Designer,
+# Script Console and Vision client code (which run on the operator's PC) through the gateway
+# message handler MESSAGE_HANDLER of project GATEWAY_PROJECT (None: the running project, which
+# inherits the handler from the py3sidecar project). 'direct' / 'gateway' force one route.
+ROUTE = 'auto'
+MESSAGE_HANDLER = 'py3sidecar'
+GATEWAY_PROJECT = None
+
 # Logger name used through system.util.getLogger.
 LOGGER_NAME = 'python3'
 

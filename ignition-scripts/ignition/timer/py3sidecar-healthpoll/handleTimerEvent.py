@@ -1,0 +1,2 @@
+def handleTimerEvent():
+	py3sidecar.healthpoll.run()

@@ -1,0 +1,37 @@
+"""Designer / Script Console / Vision scope under real Jython: python3.* through the shipped
+gateway message handler (system.util.sendRequest test double), and the 8.3 timer resource."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sidecar.testing import PROJECT_ROOT, SidecarProcess
+
+from . import jvm
+
+pytestmark = pytest.mark.jython
+
+CASES = jvm.JY / "cases_scopes.py"
+
+
+@pytest.fixture(scope="module")
+def scopes_run(tmp_path_factory):
+    sidecar = SidecarProcess({"pool": {"initial-size": 2, "spares": 0},
+                              "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False}},
+                             workdir=str(tmp_path_factory.mktemp("jy_scopes")), py4j_port=0)
+    sidecar.start()
+    settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000}
+    scripts = PROJECT_ROOT / "ignition-scripts"
+    env = {"PY3_SETTINGS": json.dumps(settings),
+           "PY3_GATEWAY_EVENTS": str(scripts / "gateway-events"),
+           "PY3_TIMER_RESOURCE": str(scripts / "ignition" / "timer" / "py3sidecar-healthpoll")}
+    try:
+        return jvm.run_cases([CASES], env, timeout=120)
+    finally:
+        sidecar.stop()
+
+
+@pytest.mark.parametrize("name", jvm.case_names(CASES))
+def test_jython_scopes(scopes_run, name):
+    jvm.assert_case_passed(scopes_run, "cases_scopes", name)
