@@ -13,7 +13,8 @@ Layout of OUT::
     jars/jeromq.jar               only with --zmq (ZeroMQ transport)
     systemd/py3sidecar.service    runs `py3sidecar serve` as the gateway's user
     config.yml                    a starting config for /etc/py3sidecar/config.yml
-    INSTALL.txt                   the steps (as in README.md, "Install into Ignition")
+    gateway-events/               message handler, timer and startup bodies (8.1: paste them)
+    INSTALL.txt                   the steps, complete on their own
 """
 
 from __future__ import annotations
@@ -85,20 +86,54 @@ python3:
 """
 
 INSTALL_TXT = """\
-py3sidecar for Ignition - install (see README.md, "Install into Ignition", for details)
+py3sidecar for Ignition - install
+=================================
+Everything below runs on the gateway host, as root unless it says otherwise. The unit in
+systemd/ runs the sidecar as {user}, the OS account of the Ignition service (set it with
+`ignition-bundle --user`), so that the gateway can read the sidecar's token.
 
-1. Sidecar: install py3sidecar in a virtualenv on the gateway host, copy config.yml to
-   /etc/py3sidecar/config.yml and systemd/py3sidecar.service to /etc/systemd/system/, then
-   `systemctl daemon-reload && systemctl enable --now py3sidecar`.
-2. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
-3. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
+1. The sidecar's Python (a virtualenv the gateway's user can read, NOT under /root):
+     python3 -m venv /opt/py3sidecar/venv
+     /opt/py3sidecar/venv/bin/pip install py3sidecar      # plus your own packages (pandas...)
+   The unit below runs {python}; write it again with
+   `py3sidecar ignition-bundle OUT --python /opt/py3sidecar/venv/bin/python` if that is not it.
+2. Folders and config:
+     mkdir -p /etc/py3sidecar && cp config.yml /etc/py3sidecar/config.yml
+   The unit's StateDirectory creates /var/lib/py3sidecar (mode 0700, owned by {user}); the
+   sidecar writes its token (mode 0600) and connection.json into /var/lib/py3sidecar/runtime.
+   Your own CPython modules: a folder readable by {user}, listed in python3.worker.paths of
+   config.yml (edits there are picked up by themselves: python3.worker.reload).
+3. The service:
+     cp systemd/py3sidecar.service /etc/systemd/system/
+     systemctl daemon-reload && systemctl enable --now py3sidecar
+   Check it from the shell, as the gateway's user, with the runtime folder:
+     sudo -u {user} env PY3SIDECAR_RUNTIME_DIR=/var/lib/py3sidecar/runtime \\
+       {python} -m sidecar ping
+     (prints the sidecar's pid and "state": "running"; `... -m sidecar health` for the pool)
+4. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
+5. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
    py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
-   <ignition>/data/projects/py3sidecar/.
-4. Settings: project library py3sidecar/settings (CONNECTION_FILE is
-   /var/lib/py3sidecar/runtime/connection.json; ports and token file are read from it).
-5. Health tags: Gateway Events > Timer, every 10000 ms, body: py3sidecar.healthpoll.run()
-6. Test in the Script Console of the gateway scope (or a gateway script):
-   python3.call("statistics:mean", [[1, 2, 3]])   ->  2
+   <ignition>/data/projects/py3sidecar/. Settings: project library py3sidecar/settings
+   (CONNECTION_FILE = /var/lib/py3sidecar/runtime/connection.json: ports and token file are
+   read from it).
+6. Gateway events (Designer > Project Browser > Scripting > Gateway Events of the py3sidecar
+   project). On Ignition 8.1 these live in a binary resource: create them by hand, pasting the
+   bodies from gateway-events/ of this bundle:
+   - Message > new handler `py3sidecar`: body `return py3sidecar.gatewayroute.handle(payload)`
+     (gateway-events/message-handler-py3sidecar.py). Designer, Script Console and Vision
+     client code reach the sidecar only through this handler.
+   - Timer > `py3sidecar-healthpoll`: 10000 ms, Fixed Delay, Dedicated thread, Enabled; body
+     `py3sidecar.healthpoll.run()` (gateway-events/timer-healthpoll.py). Writes the health tags.
+   - Startup: gateway-events/startup.py (warms the shared connection).
+   On Ignition 8.3 the project already holds the timer as a resource
+   (ignition/timer/py3sidecar-healthpoll); add the message handler and startup script as above.
+7. Test:
+   - a gateway script, or the Script Console (it runs in the Designer and calls through the
+     message handler of step 6; save the project first):
+       print python3.call("statistics:mean", [[1, 2, 3]])      ->  2
+       print python3.ping()
+   - errors arrive as python3.PythonError (your code raised), python3.Timeout, ...; see the
+     python3 library's docstrings.
 """
 
 
@@ -107,6 +142,7 @@ class BundleReport:
     out: Path
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the unit would not run as written
 
 
 def py4j_jar() -> Path:
@@ -120,7 +156,8 @@ def py4j_jar() -> Path:
 
 
 def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
-                 python: str | None = None, java_dir: Path = JAVA_DIR) -> BundleReport:
+                 python: str | None = None, java_dir: Path = JAVA_DIR,
+                 check: bool = True) -> BundleReport:
     """Writes the bundle into ``out`` (created; existing bundle files are replaced)."""
     out = Path(out)
     report = BundleReport(out)
@@ -170,6 +207,16 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
     unit.write_text(SYSTEMD_UNIT.format(user=user, python=python or sys.executable))
     report.files.append(unit)
     (out / "config.yml").write_text(CONFIG_YML)
-    (out / "INSTALL.txt").write_text(INSTALL_TXT)
+    (out / "INSTALL.txt").write_text(INSTALL_TXT.format(user=user,
+                                                        python=python or sys.executable))
+    events = out / "gateway-events"
+    if events.exists():
+        shutil.rmtree(events)
+    shutil.copytree(SCRIPTS / "gateway-events", events)
+    report.files.append(events)
+    if check:
+        from sidecar.bundle_checks import check_interpreter
+
+        report.warnings += check_interpreter(python or sys.executable, user)
     report.files += [out / "config.yml", out / "INSTALL.txt"]
     return report

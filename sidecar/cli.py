@@ -196,7 +196,7 @@ def cmd_ignition_bundle(args: argparse.Namespace) -> int:
     from sidecar.bundle import build_bundle
 
     try:
-        report = build_bundle(args.out, zmq=args.zmq, user=args.user)
+        report = build_bundle(args.out, zmq=args.zmq, user=args.user, python=args.python)
     except (OSError, FileNotFoundError) as exc:
         print(f"py3sidecar: cannot write the bundle: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -204,6 +204,8 @@ def cmd_ignition_bundle(args: argparse.Namespace) -> int:
         print(path)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"bundle written to {report.out}; next steps in {report.out / 'INSTALL.txt'}",
           file=sys.stderr)
     return 0
@@ -294,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also ship JeroMQ (for py3sidecar.settings.TRANSPORT = 'zmq')")
     bundle.add_argument("--user", default="ignition",
                         help="the gateway's OS user, who runs the sidecar (default: ignition)")
+    bundle.add_argument("--python", help="the interpreter the systemd unit runs (default: "
+                        "this one); it must be readable by --user and have py3sidecar "
+                        "installed, not as an editable checkout")
     bundle.set_defaults(func=cmd_ignition_bundle)
     return parser
 
