@@ -46,8 +46,11 @@ from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBr
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
+from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
 
 log = logging.getLogger("py3sidecar.fallback")
+
+QUARANTINE_SWEEP = 5.0  # seconds between checks for quarantined fingerprints past their TTL
 
 
 def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see Attempt.answer
@@ -136,7 +139,8 @@ class FallbackChain:
 
     def __init__(self, loop: Loop, strategies: list[Strategy],
                  fall_through: Iterable[str] = (protocol.CIRCUIT_OPEN, protocol.OVERLOADED,
-                                                protocol.UNAVAILABLE)) -> None:
+                                                protocol.UNAVAILABLE),
+                 quarantine: Quarantine | None = None) -> None:
         if protocol.USER in fall_through or protocol.TIMEOUT in fall_through:
             raise ValueError("user errors and timeouts never fall through")
         self.loop = loop
@@ -152,6 +156,11 @@ class FallbackChain:
             if strategy.breaker is not None:
                 strategy.breaker.subscribe(
                     lambda event, name=strategy.name: self.on_breaker_event(name, event))
+        # Poison requests (sidecar/quarantine.py): their repeated crashes count once.
+        self.quarantine = quarantine
+        self.sweep_timer: Timer | None = None
+        if quarantine is not None:
+            quarantine.subscribe(self.on_quarantine_event)
 
     # ------------------------------------------------------------ the executor seam
     def submit(self, call: Call) -> None:
@@ -171,8 +180,12 @@ class FallbackChain:
 
     def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
         strategy = self.strategies[attempt.index]
+        counted = outcome != protocol.CRASHED or self.record_crash(attempt.caller)
         if attempt.permit is not None:
-            attempt.permit.record(outcome)
+            if counted:
+                attempt.permit.record(outcome)
+            else:  # a repeat of one poison request: one caller must not open it for all
+                attempt.permit.release()
         strategy.finished(attempt)
         caller = attempt.caller
         if outcome is None:
@@ -221,6 +234,28 @@ class FallbackChain:
                             "to": str(event.to_state), "reason": event.reason, "at": event.at})
         del self.events[:-50]
 
+    # ------------------------------------------------------------ poison requests
+    def record_crash(self, caller: Call) -> bool:
+        """Tell the quarantine this call crashed a worker; True if the breaker should count it."""
+        if self.quarantine is None:
+            return True
+        try:
+            request = unpack_raw(caller.payload)  # admitted, so it decodes; crashes are rare
+        except Exception:
+            return True
+        return self.quarantine.record_crash(fingerprint(request))
+
+    def on_quarantine_event(self, event: QuarantineEvent) -> None:
+        level = logging.WARNING if event.action == "quarantined" else logging.INFO
+        log.log(level, "quarantine: %s %s (%s %r, %d crashes): %s", event.fingerprint,
+                event.action, event.op, event.label, event.crashes, event.reason)
+
+    def sweep_quarantine(self) -> None:
+        # Expiry is lazy on every use; this only makes `expired` events timely when idle.
+        if self.quarantine is not None:
+            self.quarantine.sweep()
+            self.sweep_timer = self.loop.call_later(QUARANTINE_SWEEP, self.sweep_quarantine)
+
     def breakers(self) -> dict[str, CircuitBreaker]:
         return {s.name: s.breaker for s in self.strategies if s.breaker is not None}
 
@@ -228,6 +263,7 @@ class FallbackChain:
     def start(self) -> None:
         for strategy in self.strategies:
             strategy.start()
+        self.sweep_quarantine()
 
     def begin_shutdown(self) -> None:
         for strategy in self.strategies:
@@ -239,6 +275,8 @@ class FallbackChain:
     def terminate(self) -> None:
         for strategy in self.strategies:
             strategy.terminate()
+        if self.sweep_timer is not None:
+            self.sweep_timer.cancel()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -577,7 +615,15 @@ def breaker_config(section: Any) -> BreakerConfig:
         success_threshold=section.success_threshold, count_timeouts=section.count_timeouts)
 
 
-def build_chain(loop: Loop, config: Any, primary: Pool) -> FallbackChain:
+def quarantine_config(section: Any) -> QuarantineConfig:
+    """``python3.quarantine`` (already validated) as the quarantine's own config object."""
+    return QuarantineConfig(enabled=section.enabled, crashes=section.crashes,
+                            window=section.window, ttl=section.ttl,
+                            max_entries=section.max_entries)
+
+
+def build_chain(loop: Loop, config: Any, primary: Pool,
+                quarantine: Quarantine | None = None) -> FallbackChain:
     """The chain configured in ``python3.fallback`` around the service's primary pool."""
     fallback = config.python3.fallback
     breaker_settings = breaker_config(config.python3.circuit_breaker)
@@ -610,7 +656,7 @@ def build_chain(loop: Loop, config: Any, primary: Pool) -> FallbackChain:
         if name != "direct":
             strategy.breaker = CircuitBreaker(breaker_settings, clock=loop.clock, name=name)
         strategies.append(strategy)
-    return FallbackChain(loop, strategies, fallback.fall_through)
+    return FallbackChain(loop, strategies, fallback.fall_through, quarantine)
 
 
 def _read_remote_token(path: str) -> str:
