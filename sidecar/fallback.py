@@ -181,6 +181,8 @@ class FallbackChain:
     def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
         strategy = self.strategies[attempt.index]
         counted = outcome != protocol.CRASHED or self.record_crash(attempt.caller)
+        if outcome in (None, protocol.USER) and self.quarantine and self.quarantine.tracking:
+            self.record_run(attempt.caller)
         if attempt.permit is not None:
             if counted:
                 attempt.permit.record(outcome)
@@ -244,6 +246,14 @@ class FallbackChain:
         except Exception:
             return True
         return self.quarantine.record_crash(fingerprint(request))
+
+    def record_run(self, caller: Call) -> None:
+        """It ran to its end: crashes of the same request were someone else's kill, not its own."""
+        try:
+            request = unpack_raw(caller.payload)  # only while a recent crash is remembered
+        except Exception:
+            return
+        self.quarantine.record_run(request)
 
     def on_quarantine_event(self, event: QuarantineEvent) -> None:
         level = logging.WARNING if event.action == "quarantined" else logging.INFO

@@ -16,6 +16,8 @@ sleeping, like ``sidecar/breaker.py``.
         first crash of this fingerprint in the window: counts toward the breaker
         a repeat: does not count (one caller cannot open the breaker for all)
         the `crashes`-th within `window`: quarantined for `ttl` -> QuarantineEvent
+    FallbackChain: it ran to its end (value or `user`) -> record_run(request): its crashes are
+        forgotten (it was in flight when a worker was killed from outside: not a poison)
 
 Only the fingerprint's hash, its op and the code's first line (or the call's target) are kept:
 never the arguments, which may hold process data or secrets.
@@ -138,23 +140,30 @@ class Quarantine:
         self._wall = wall_clock
         self._lock = threading.Lock()
         self._records: OrderedDict[str, _Record] = OrderedDict()  # least recently crashed first
-        self._labels: dict[tuple[str, str], int] = {}  # quarantined entries per (op, label)
+        self._held: dict[tuple[str, str], int] = {}  # quarantined entries per (op, label)
+        self._tracked: dict[tuple[str, str], int] = {}  # every record per (op, label)
+        self._next_expiry = float("inf")
         self._subscribers: list[Callable[[QuarantineEvent], None]] = []
         self.refused = 0
         self.crashes_not_counted = 0
+
+    @property
+    def tracking(self) -> bool:
+        """Whether any fingerprint has crashed lately (only then do runs need to be reported)."""
+        return bool(self._records)
 
     # -- callers --------------------------------------------------------------------------
 
     def check(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
         """The quarantine entry (``describe``) that refuses this request, or None to run it."""
-        if not self._labels:  # the hot path: nothing is quarantined
+        if not self._held:  # the hot path: nothing is quarantined
             return None
         events: list[QuarantineEvent] = []
         with self._lock:
             now = self._clock()
             self._expire(now, events)
             entry = None
-            if request_label(request) in self._labels:
+            if request_label(request) in self._held:
                 record = self._records.get(fingerprint(request).id)
                 if record is not None and record.since is not None:
                     self.refused += 1
@@ -174,6 +183,7 @@ class Quarantine:
             record = self._records.get(print_.id)
             if record is None:
                 record = self._records[print_.id] = _Record(print_)
+                self._count(self._tracked, print_, 1)
             self._records.move_to_end(print_.id)
             times = record.crash_times
             while times and times[0] <= now - cfg.window:
@@ -183,8 +193,8 @@ class Quarantine:
             record.crashes += 1
             if record.since is None and len(times) >= cfg.crashes:
                 record.since, record.expires = now, now + cfg.ttl
-                key = (print_.op, print_.label)
-                self._labels[key] = self._labels.get(key, 0) + 1
+                self._next_expiry = min(self._next_expiry, record.expires)
+                self._count(self._held, print_, 1)
                 events.append(self._event("quarantined", record, now,
                                           f"{len(times)} worker crashes within {cfg.window:g}s"))
             self._bound(now, events, keep=print_.id)
@@ -192,6 +202,23 @@ class Quarantine:
                 self.crashes_not_counted += 1
         self._publish(events)
         return counts
+
+    def record_run(self, request: Mapping[str, Any]) -> None:
+        """A call ran to its end (a value or the user's own exception) without a crash.
+
+        A poison request crashes every time it runs; an innocent one that was merely in flight
+        when its worker was killed from outside (the OOM killer, an operator) runs fine in
+        between, and that forgets its crashes: it is never quarantined for someone else's kill.
+        """
+        if not self._records:
+            return
+        with self._lock:
+            if request_label(request) not in self._tracked:
+                return
+            key = fingerprint(request).id
+            record = self._records.get(key)
+            if record is not None and record.since is None:
+                self._drop(key, "forgotten", self._clock(), "", [])
 
     def subscribe(self, callback: Callable[[QuarantineEvent], None]) -> None:
         """Call ``callback(event)`` on every change, outside the lock, in order."""
@@ -206,17 +233,18 @@ class Quarantine:
         with self._lock:
             now = self._clock()
             self._expire(now, events)
+            record = self._records.get(fingerprint_id or "")
             if fingerprint_id is None:
                 ids = [k for k, r in self._records.items() if r.since is not None]
-            elif fingerprint_id in self._records and \
-                    self._records[fingerprint_id].since is not None:
+            elif record is not None and record.since is not None:
                 ids = [fingerprint_id]
             else:
                 raise KeyError(fingerprint_id)
             for key in ids:
                 self._drop(key, "cleared", now, "cleared by an operator", events)
             if fingerprint_id is None:  # a clean slate: crash records too
-                self._records.clear()
+                for key in list(self._records):
+                    self._drop(key, "forgotten", now, "", events)
         self._publish(events)
         return ids
 
@@ -265,25 +293,43 @@ class Quarantine:
         p = record.print
         return QuarantineEvent(action, p.id, p.op, p.label, record.crashes, now, reason)
 
+    @staticmethod
+    def _count(counts: dict[tuple[str, str], int], print_: Fingerprint, delta: int) -> None:
+        key = (print_.op, print_.label)
+        left = counts.get(key, 0) + delta
+        if left > 0:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
+
     def _drop(self, key: str, action: str, now: float, reason: str,
               events: list[QuarantineEvent]) -> None:
+        # "forgotten" (a crash record that ran fine, left the window or was cleared) is not
+        # published: nothing was ever refused because of it.
         record = self._records.pop(key)
+        self._count(self._tracked, record.print, -1)
         if record.since is None:
             return
-        label = (record.print.op, record.print.label)
-        left = self._labels.get(label, 0) - 1
-        if left > 0:
-            self._labels[label] = left
-        else:
-            self._labels.pop(label, None)
+        self._count(self._held, record.print, -1)
         events.append(self._event(action, record, now, reason))
 
     def _expire(self, now: float, events: list[QuarantineEvent]) -> None:
-        if not self._labels:
+        # Crash records whose last crash left the window: the least recently crashed are first.
+        old, stale = now - self.config.window, []
+        for key, record in self._records.items():
+            if record.since is None:
+                if record.crash_times[-1] > old:
+                    break
+                stale.append(key)
+        for key in stale:
+            self._drop(key, "forgotten", now, "", events)
+        if now < self._next_expiry:
             return
         gone = [k for k, r in self._records.items() if r.since is not None and r.expires <= now]
         for key in gone:
             self._drop(key, "expired", now, f"quarantined for {self.config.ttl:g}s", events)
+        self._next_expiry = min((r.expires for r in self._records.values()
+                                 if r.since is not None), default=float("inf"))
 
     def _bound(self, now: float, events: list[QuarantineEvent], keep: str) -> None:
         # Crash records go before quarantined entries; within each, the least recently crashed;

@@ -102,6 +102,37 @@ def test_crashes_outside_the_window_do_not_add_up(clock):
     assert q.check(POISON) is not None
 
 
+def test_a_run_in_between_forgets_the_crashes_of_a_request_killed_from_outside(clock):
+    # e.g. the OOM killer or an operator killed the worker while an innocent, frequent request
+    # was in flight: it ran fine before and after, so it is no poison.
+    events: list[QuarantineEvent] = []
+    q = make(clock, events)
+    fp = fingerprint(POISON)
+    assert q.record_crash(fp) is True
+    assert q.tracking
+    q.record_run({**POISON, "id": 5})
+    assert not q.tracking
+    assert q.record_crash(fp) is True  # counts toward the breaker again: a new failure
+    assert q.check(POISON) is None and events == []
+    q.record_run(execute("something_else()"))  # another request's run changes nothing
+    assert q.record_crash(fp) is False and q.check(POISON) is not None
+    q.record_run(POISON)  # a quarantined one stays quarantined (a run that raced the second)
+    assert q.check(POISON) is not None
+
+
+def test_crash_records_leave_with_the_window(clock):
+    q = make(clock, window=60.0)
+    q.record_crash(fingerprint(execute("a()")))
+    clock.now += 30
+    q.record_crash(fingerprint(execute("b()")))
+    clock.now += 31
+    q.sweep()
+    assert q.snapshot()["tracked"] == 1  # a() left the window, b() has not
+    clock.now += 30
+    q.sweep()
+    assert not q.tracking
+
+
 def test_ttl_expires_with_an_event_and_the_request_may_run_again(clock):
     events: list[QuarantineEvent] = []
     q = make(clock, events, ttl=100.0)
@@ -232,9 +263,41 @@ def test_chain_counts_repeats_of_one_fingerprint_once_toward_the_breaker():
         for _ in range(10):
             submit(POISON)
         assert [r["error"]["kind"] for r in replies] == ["crashed"] * 10
+        assert quarantine.tracking
         assert strategy.breaker.snapshot()["consecutive_failures"] == 1
         assert str(strategy.breaker.state) == "closed"
         submit(execute("other()"))  # a second, different crashing request does count
         assert str(strategy.breaker.state) == "open"
+    finally:
+        loop.close()
+
+
+class AlternatingStrategy(Strategy):
+    """Test double: the worker is killed from outside during every other call."""
+
+    name = "primary"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, attempt) -> None:
+        self.calls += 1
+        if self.calls % 2:
+            attempt.fail(protocol.CRASHED, "the worker died with signal 9")
+        else:
+            attempt.answer(pack_raw({"ok": True, "id": attempt.rid, "value": 7}))
+
+
+def test_chain_never_quarantines_a_request_that_runs_fine_between_crashes():
+    loop = Loop()
+    try:
+        quarantine = Quarantine(QuarantineConfig(crashes=2), clock=loop.clock)
+        chain = FallbackChain(loop, [AlternatingStrategy()], quarantine=quarantine)
+        replies: list[dict] = []
+        for _ in range(10):
+            chain.submit(Call(1, pack_raw(execute("7")), 5.0,
+                              lambda data: replies.append(unpack_raw(data)), loop.clock()))
+        assert [r["ok"] for r in replies] == [False, True] * 5
+        assert quarantine.entries() == [] and not quarantine.tracking
     finally:
         loop.close()
