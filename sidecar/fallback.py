@@ -20,7 +20,9 @@ Data flow (all in the sidecar's one loop thread)::
               v  left: the next strategy; none left: `unavailable` listing what each answered
 
 Owns: the order of strategies, which kinds fall through, one breaker per pool/remote strategy,
-the direct-execution processes and the remote DEALER socket. Must not touch: the primary pool's
+telling the quarantine (``sidecar/quarantine.py``) of crashes and completed runs (a repeated
+crash of one request releases its permit instead of counting), the direct-execution processes
+and the remote DEALER socket. Must not touch: the primary pool's
 internals (it is only ``submit``-ed to), the fronts, or the config file (``build_chain`` takes
 the validated config). ``user`` errors and timeouts never fall through (the config refuses
 them), and only infrastructure failures count against a breaker (``breaker.classify_outcome``).

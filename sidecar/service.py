@@ -1,7 +1,8 @@
 """The sidecar service: wires the loop, the pool and the fronts; answers the sidecar's own ops.
 
-Owns: request admission (size, decoding, token, validation), routing ``execute``/``call`` to the
-pool and answering ``ping``/``health``/``diag`` itself, start-up and graceful shutdown.
+Owns: request admission (size, decoding, token, validation, refusing quarantined requests),
+routing ``execute``/``call`` to the pool and answering ``ping``/``health``/``diag``/``breaker``/
+``quarantine`` itself, start-up and graceful shutdown.
 Must not touch: worker processes (the pool), sockets (the fronts), YAML (the config).
 
 Every front (ZeroMQ, Py4J) calls ``dispatch(payload, reply)`` in the loop thread, which leads to

@@ -61,6 +61,7 @@ def test_one_crashing_caller_is_quarantined_and_others_keep_being_served(tmp_pat
             stop.set()
             thread.join(20)
         assert failures == [] and set(served) == {42}
+        assert isinstance(last, Quarantined) and last.kind == "quarantined"
         assert "py3sidecar quarantine clear" in last.message
         fp = last.details["fingerprint"]
         assert last.details["retry_after"] > 1700 and last.details["label"] == "import os"
