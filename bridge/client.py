@@ -41,6 +41,7 @@ from bridge.protocol import (
     InternalError,
     Overloaded,
     PythonError,
+    Quarantined,
     SidecarError,
     Unauthorized,
     Unavailable,
@@ -51,7 +52,7 @@ from sidecar.breaker import BreakerConfig, CircuitBreaker
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
-           "InternalError", "DEFAULT_ENDPOINT"]
+           "InternalError", "Quarantined", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 ENV_ENDPOINT = "PY3SIDECAR_ENDPOINT"
@@ -188,6 +189,14 @@ class Client:
         """The sidecar's circuit breakers: ``status``, or force ``open``/``close``/``disable``."""
         return self.request({"op": "breaker", "command": command, "name": name},
                             timeout or min(self.timeout, 5.0)).get("value")
+
+    def quarantine(self, action: str = "list", fingerprint: str | None = None,
+                   timeout: float | None = None) -> dict[str, Any]:
+        """Poison requests the sidecar refuses: ``list`` them, or ``clear`` one (or all)."""
+        request: dict[str, Any] = {"op": "quarantine", "action": action}
+        if fingerprint is not None:
+            request["fingerprint"] = fingerprint
+        return self.request(request, timeout or min(self.timeout, 5.0)).get("value")
 
     # ------------------------------------------------------------ the round trip
     def request(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 VERSION = 1
 
-OPS = ("execute", "call", "ping", "health", "diag", "breaker")
+OPS = ("execute", "call", "ping", "health", "diag", "breaker", "quarantine")
 WORKER_OPS = ("execute", "call")
 
 # Error kinds, one per failure a caller can meet.
@@ -24,8 +24,9 @@ UNAVAILABLE = "unavailable"
 BAD_REQUEST = "bad_request"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal"
+QUARANTINED = "quarantined"  # this very request crashed its worker repeatedly: refused for a TTL
 ERROR_KINDS = (USER, TIMEOUT, CRASHED, OVERLOADED, CIRCUIT_OPEN, UNAVAILABLE, BAD_REQUEST,
-               UNAUTHORIZED, INTERNAL)
+               UNAUTHORIZED, INTERNAL, QUARANTINED)
 
 
 class SidecarError(Exception):
@@ -90,9 +91,17 @@ class InternalError(SidecarError):
     kind = INTERNAL
 
 
+class Quarantined(SidecarError):
+    """This request (same op, code or target, arguments) kept crashing workers: refused, unrun.
+
+    ``details``: ``fingerprint``, ``label``, ``crashes``, ``since``, ``expires``, ``retry_after``.
+    """
+    kind = QUARANTINED
+
+
 EXCEPTIONS: dict[str, type[SidecarError]] = {
     cls.kind: cls for cls in (PythonError, CallTimeout, WorkerCrashed, Overloaded, CircuitOpen,
-                              Unavailable, BadRequest, Unauthorized, InternalError)
+                              Unavailable, BadRequest, Unauthorized, InternalError, Quarantined)
 }
 
 

@@ -141,6 +141,7 @@ def format_health(report: dict[str, Any]) -> str:
         lines.append("recovery: ESCALATED")
     for name, breaker in (report.get("breakers") or {}).items():
         lines.append(f"breaker {name}: {breaker.get('state')}")
+    lines.extend(format_quarantine_entries(report.get("quarantine") or {}))
     lines.append("")
     lines.append(f"{'id':>4} {'pid':>7} {'role':6} {'state':9} {'status':12} {'score':>5} "
                  f"{'rss':>6} {'calls':>7} {'mean ms':>8} {'last used':>9}  last failure")
@@ -190,6 +191,31 @@ def format_breakers(value: dict[str, Any]) -> str:
 
 def cmd_breaker(args: argparse.Namespace) -> int:
     return _run_client(args, lambda c: c.breaker(args.action, args.name), format_breakers)
+
+
+def format_quarantine_entries(value: dict[str, Any]) -> list[str]:
+    """One line per quarantined fingerprint (never its arguments: the sidecar keeps none)."""
+    lines = []
+    for e in value.get("entries") or ():
+        lines.append(f"quarantined {e['fingerprint']}: {e['op']} {e['label']!r}, "
+                     f"{e['crashes']} crashes, expires in {e['expires_in']:.0f}s")
+    return lines
+
+
+def format_quarantine(value: dict[str, Any]) -> str:
+    """``quarantine list|clear``: what was cleared, then what is still refused."""
+    lines = [f"cleared {fp}" for fp in value.get("cleared") or ()]
+    entries = format_quarantine_entries(value)
+    lines.extend(entries or [f"nothing quarantined ({value.get('refused', 0)} requests refused "
+                             "so far)"])
+    return "\n".join(lines)
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    if args.action == "list" and args.fingerprint:
+        raise SystemExit("py3sidecar: quarantine list takes no FINGERPRINT (clear does)")
+    return _run_client(args, lambda c: c.quarantine(args.action, args.fingerprint),
+                       format_quarantine)
 
 
 def cmd_ignition_bundle(args: argparse.Namespace) -> int:
@@ -283,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     brk.add_argument("--json", action="store_true")
     client_options(brk, 5.0)
     brk.set_defaults(func=cmd_breaker)
+
+    qua = sub.add_parser("quarantine", help="poison requests the sidecar refuses: list them, or "
+                         "clear one (FINGERPRINT) or all (needs the token)")
+    qua.add_argument("action", choices=["list", "clear"])
+    qua.add_argument("fingerprint", nargs="?", help="clear only this one (from `list`)")
+    qua.add_argument("--json", action="store_true")
+    client_options(qua, 5.0)
+    qua.set_defaults(func=cmd_quarantine)
 
     cfg = sub.add_parser("config", help="show or check configuration")
     cfg.add_argument("--print-default", action="store_true")

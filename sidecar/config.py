@@ -292,6 +292,27 @@ class CircuitBreakerConfig(Section):
         return self
 
 
+class QuarantineSection(Section):
+    """``python3.quarantine``: poison requests (see sidecar/quarantine.py)."""
+
+    enabled: bool
+    crashes: int
+    window: float
+    ttl: float
+    max_entries: int
+    _d = _durations("window", "ttl")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "QuarantineSection":
+        for name in ("crashes", "max_entries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} = {getattr(self, name)!r} must be "
+                                 ">= 1")
+        _positive("window", self.window)
+        _positive("ttl", self.ttl)
+        return self
+
+
 FALLBACK_STRATEGIES = ("primary", "secondary", "direct", "remote")
 # Kinds a fallback may act on: the call did not run (or, for `crashed`, the operator accepts a
 # re-run). `user` and `timeout` never fall through: another strategy would fail the same way.
@@ -397,6 +418,7 @@ class Python3Config(Section):
     logging: LoggingConfig
     circuit_breaker: CircuitBreakerConfig
     fallback: FallbackConfig
+    quarantine: QuarantineSection
 
 
 class Config(Section):

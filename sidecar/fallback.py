@@ -20,7 +20,9 @@ Data flow (all in the sidecar's one loop thread)::
               v  left: the next strategy; none left: `unavailable` listing what each answered
 
 Owns: the order of strategies, which kinds fall through, one breaker per pool/remote strategy,
-the direct-execution processes and the remote DEALER socket. Must not touch: the primary pool's
+telling the quarantine (``sidecar/quarantine.py``) of crashes and completed runs (a repeated
+crash of one request releases its permit instead of counting), the direct-execution processes
+and the remote DEALER socket. Must not touch: the primary pool's
 internals (it is only ``submit``-ed to), the fronts, or the config file (``build_chain`` takes
 the validated config). ``user`` errors and timeouts never fall through (the config refuses
 them), and only infrastructure failures count against a breaker (``breaker.classify_outcome``).
@@ -46,8 +48,11 @@ from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBr
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
+from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
 
 log = logging.getLogger("py3sidecar.fallback")
+
+QUARANTINE_SWEEP = 5.0  # seconds between checks for quarantined fingerprints past their TTL
 
 
 def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see Attempt.answer
@@ -136,7 +141,8 @@ class FallbackChain:
 
     def __init__(self, loop: Loop, strategies: list[Strategy],
                  fall_through: Iterable[str] = (protocol.CIRCUIT_OPEN, protocol.OVERLOADED,
-                                                protocol.UNAVAILABLE)) -> None:
+                                                protocol.UNAVAILABLE),
+                 quarantine: Quarantine | None = None) -> None:
         if protocol.USER in fall_through or protocol.TIMEOUT in fall_through:
             raise ValueError("user errors and timeouts never fall through")
         self.loop = loop
@@ -152,6 +158,11 @@ class FallbackChain:
             if strategy.breaker is not None:
                 strategy.breaker.subscribe(
                     lambda event, name=strategy.name: self.on_breaker_event(name, event))
+        # Poison requests (sidecar/quarantine.py): their repeated crashes count once.
+        self.quarantine = quarantine
+        self.sweep_timer: Timer | None = None
+        if quarantine is not None:
+            quarantine.subscribe(self.on_quarantine_event)
 
     # ------------------------------------------------------------ the executor seam
     def submit(self, call: Call) -> None:
@@ -171,8 +182,14 @@ class FallbackChain:
 
     def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
         strategy = self.strategies[attempt.index]
+        counted = outcome != protocol.CRASHED or self.record_crash(attempt.caller)
+        if outcome in (None, protocol.USER) and self.quarantine and self.quarantine.tracking:
+            self.record_run(attempt.caller)
         if attempt.permit is not None:
-            attempt.permit.record(outcome)
+            if counted:
+                attempt.permit.record(outcome)
+            else:  # a repeat of one poison request: one caller must not open it for all
+                attempt.permit.release()
         strategy.finished(attempt)
         caller = attempt.caller
         if outcome is None:
@@ -221,6 +238,36 @@ class FallbackChain:
                             "to": str(event.to_state), "reason": event.reason, "at": event.at})
         del self.events[:-50]
 
+    # ------------------------------------------------------------ poison requests
+    def record_crash(self, caller: Call) -> bool:
+        """Tell the quarantine this call crashed a worker; True if the breaker should count it."""
+        if self.quarantine is None:
+            return True
+        try:
+            request = unpack_raw(caller.payload)  # admitted, so it decodes; crashes are rare
+        except Exception:
+            return True
+        return self.quarantine.record_crash(fingerprint(request))
+
+    def record_run(self, caller: Call) -> None:
+        """It ran to its end: crashes of the same request were someone else's kill, not its own."""
+        try:
+            request = unpack_raw(caller.payload)  # only while a recent crash is remembered
+        except Exception:
+            return
+        self.quarantine.record_run(request)
+
+    def on_quarantine_event(self, event: QuarantineEvent) -> None:
+        level = logging.WARNING if event.action == "quarantined" else logging.INFO
+        log.log(level, "quarantine: %s %s (%s %r, %d crashes): %s", event.fingerprint,
+                event.action, event.op, event.label, event.crashes, event.reason)
+
+    def sweep_quarantine(self) -> None:
+        # Expiry is lazy on every use; this only makes `expired` events timely when idle.
+        if self.quarantine is not None:
+            self.quarantine.sweep()
+            self.sweep_timer = self.loop.call_later(QUARANTINE_SWEEP, self.sweep_quarantine)
+
     def breakers(self) -> dict[str, CircuitBreaker]:
         return {s.name: s.breaker for s in self.strategies if s.breaker is not None}
 
@@ -228,6 +275,7 @@ class FallbackChain:
     def start(self) -> None:
         for strategy in self.strategies:
             strategy.start()
+        self.sweep_quarantine()
 
     def begin_shutdown(self) -> None:
         for strategy in self.strategies:
@@ -239,6 +287,8 @@ class FallbackChain:
     def terminate(self) -> None:
         for strategy in self.strategies:
             strategy.terminate()
+        if self.sweep_timer is not None:
+            self.sweep_timer.cancel()
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -577,7 +627,15 @@ def breaker_config(section: Any) -> BreakerConfig:
         success_threshold=section.success_threshold, count_timeouts=section.count_timeouts)
 
 
-def build_chain(loop: Loop, config: Any, primary: Pool) -> FallbackChain:
+def quarantine_config(section: Any) -> QuarantineConfig:
+    """``python3.quarantine`` (already validated) as the quarantine's own config object."""
+    return QuarantineConfig(enabled=section.enabled, crashes=section.crashes,
+                            window=section.window, ttl=section.ttl,
+                            max_entries=section.max_entries)
+
+
+def build_chain(loop: Loop, config: Any, primary: Pool,
+                quarantine: Quarantine | None = None) -> FallbackChain:
     """The chain configured in ``python3.fallback`` around the service's primary pool."""
     fallback = config.python3.fallback
     breaker_settings = breaker_config(config.python3.circuit_breaker)
@@ -610,7 +668,7 @@ def build_chain(loop: Loop, config: Any, primary: Pool) -> FallbackChain:
         if name != "direct":
             strategy.breaker = CircuitBreaker(breaker_settings, clock=loop.clock, name=name)
         strategies.append(strategy)
-    return FallbackChain(loop, strategies, fallback.fall_through)
+    return FallbackChain(loop, strategies, fallback.fall_through, quarantine)
 
 
 def _read_remote_token(path: str) -> str:

@@ -1,7 +1,8 @@
 """The sidecar service: wires the loop, the pool and the fronts; answers the sidecar's own ops.
 
-Owns: request admission (size, decoding, token, validation), routing ``execute``/``call`` to the
-pool and answering ``ping``/``health``/``diag`` itself, start-up and graceful shutdown.
+Owns: request admission (size, decoding, token, validation, refusing quarantined requests),
+routing ``execute``/``call`` to the pool and answering ``ping``/``health``/``diag``/``breaker``/
+``quarantine`` itself, start-up and graceful shutdown.
 Must not touch: worker processes (the pool), sockets (the fronts), YAML (the config).
 
 Every front (ZeroMQ, Py4J) calls ``dispatch(payload, reply)`` in the loop thread, which leads to
@@ -28,10 +29,11 @@ from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
-from sidecar.fallback import build_chain
+from sidecar.fallback import build_chain, quarantine_config
 from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
 from sidecar.pool import Call, Pool, PoolSettings
+from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
@@ -111,7 +113,11 @@ class Service:
             self.loop, self.pool, config)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
-        self.chain = build_chain(self.loop, config, self.pool)  # python3.fallback
+        # Poison requests are refused before they reach the chain (python3.quarantine).
+        self.quarantine = Quarantine(quarantine_config(config.python3.quarantine),
+                                     clock=self.loop.clock)
+        self.chain = build_chain(self.loop, config, self.pool,  # python3.fallback
+                                 self.quarantine)
         worker = config.python3.worker
         self.reloader = CodeReloader(worker.paths, self.loop.call_soon_threadsafe,
                                      self.pool.renew_workers) if worker.reload else None
@@ -132,7 +138,8 @@ class Service:
         self.state = "created"
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
-            "breaker": self.op_breaker}
+            "breaker": self.op_breaker,
+            "quarantine": lambda request: quarantine_op(self.quarantine, request)}
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -248,6 +255,12 @@ class Service:
             return
         op = request["op"]
         if op in protocol.WORKER_OPS:
+            held = self.quarantine.check(request)  # one dict lookup while nothing is held
+            if held is not None:
+                message, details = refusal(held)
+                reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message,
+                                                    **details)))
+                return
             self.executor.submit(Call(rid, payload,
                                       request.get("timeout") or self.default_timeout,
                                       reply, self.loop.clock()))
@@ -296,6 +309,7 @@ class Service:
                 "sidecar": self.op_ping(request), "pool": pool,
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
+                "quarantine": self.quarantine.snapshot(),
                 "reload": self.reloader.snapshot() if self.reloader else None}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:

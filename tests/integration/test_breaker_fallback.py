@@ -135,9 +135,9 @@ def test_half_open_under_concurrency_admits_only_the_probes(tmp_path):
                                              "success-threshold": probes}},
                         workdir=str(tmp_path)) as proc:
         client = proc.client(timeout=10)
-        for _ in range(2):
-            with pytest.raises(WorkerCrashed):
-                client.execute("import os; os._exit(9)")
+        for code in ("import os; os._exit(9)", "import os; os._exit(8)"):
+            with pytest.raises(WorkerCrashed):  # two requests: repeats of one count once
+                client.execute(code)
         assert breaker(client)["state"] == "open"
         proc.wait_full_strength(3)
         wait_until(lambda: breaker(client)["state"] == "half_open", 5)

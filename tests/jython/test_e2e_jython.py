@@ -88,6 +88,9 @@ def e2e_run(tmp_path_factory):
         if cmd == "breaker":
             return sidecar.client(timeout=5).request(
                 {"op": "breaker", "command": request["command"]})["value"]["breakers"]["primary"]
+        if cmd == "quarantine":
+            return sidecar.client(timeout=5).quarantine(
+                request["action"], request.get("fingerprint"))["cleared"]
         raise ValueError(f"unknown control command {cmd!r}")
 
     settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000}

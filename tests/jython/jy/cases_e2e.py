@@ -220,6 +220,23 @@ def test_worker_crash_is_worker_crashed():
     each_transport(case)
 
 
+def test_poison_request_is_quarantined():
+    def case(tr):
+        code = 'import os\nos._exit(5)  # poison via %s' % tr  # one fingerprint per transport
+        for _ in range(2):  # python3.quarantine.crashes (default 2)
+            e = raises(p3().WorkerCrashed, p3().execute, code, {'n': 1})
+            assert e.details.get('exit_code') == 5, e.details
+        e = raises(p3().Quarantined, p3().execute, code, {'n': 1})
+        assert isinstance(e, p3().Python3Error) and e.kind == 'quarantined', e
+        assert 'quarantined' in str(e) and e.fingerprint and e.retryAfter > 0, (str(e), e.details)
+        assert p3().call('operator:add', [2, 3]) == 5  # everyone else is served
+        cleared = ctl(cmd='quarantine', action='clear', fingerprint=e.fingerprint)
+        assert cleared == [e.fingerprint], cleared
+        raises(p3().WorkerCrashed, p3().execute, code, {'n': 1})  # lifted: it runs again
+        ctl(cmd='quarantine', action='clear')
+    each_transport(case)
+
+
 def test_bad_requests():
     def case(tr):
         e = raises(p3().BadRequest, p3().call, 'no_colon_here')

@@ -106,6 +106,21 @@ class InternalError(Python3Error):
     kind = 'internal'
 
 
+class Quarantined(Python3Error):
+    """This very request (same code or function, same arguments) crashed its worker again and
+    again: the sidecar refuses it without running it until retryAfter seconds have passed or an
+    operator clears it (`py3sidecar quarantine clear FINGERPRINT`). Other calls are served."""
+    kind = 'quarantined'
+
+    @property
+    def retryAfter(self):
+        return self.details.get('retry_after')
+
+    @property
+    def fingerprint(self):
+        return self.details.get('fingerprint')
+
+
 class TypeConversionError(BadRequest):
     """A value of a type that cannot cross to Python 3; the message names the type and position."""
 
@@ -113,7 +128,7 @@ class TypeConversionError(BadRequest):
 _KIND_CLASSES = {
     'user': PythonError, 'timeout': Timeout, 'crashed': WorkerCrashed, 'overloaded': Overloaded,
     'circuit_open': CircuitOpen, 'unavailable': Unavailable, 'bad_request': BadRequest,
-    'unauthorized': Unauthorized, 'internal': InternalError,
+    'unauthorized': Unauthorized, 'internal': InternalError, 'quarantined': Quarantined,
 }
 
 _KIND_TEXT = {
@@ -125,6 +140,7 @@ _KIND_TEXT = {
     'bad_request': 'bad request to the Python 3 sidecar',
     'unauthorized': 'the Python 3 sidecar rejected the token (check py3sidecar.settings TOKEN/TOKEN_FILE)',
     'internal': 'internal error in the Python 3 sidecar',
+    'quarantined': 'the Python 3 sidecar refuses this request (quarantined: it kept crashing workers)',
 }
 
 
