@@ -36,9 +36,17 @@ def test_bundle_files(bundle):
     assert "User=ignition" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/transport",
-                   "py3sidecar/healthpoll"):
+                   "py3sidecar/healthpoll", "py3sidecar/gatewayroute"):
         for leaf in ("code.py", "resource.json"):
             assert f"ignition/script-python/{module}/{leaf}" in names, names
+    for leaf in ("handleTimerEvent.py", "resource.json"):  # the 8.3 gateway timer resource
+        assert f"ignition/timer/py3sidecar-healthpoll/{leaf}" in names, names
+    # gateway-only modules (they need the gateway's jars) say so; the facade runs everywhere
+    for module, scope in (("python3", "A"), ("py3sidecar/codec", "G"),
+                          ("py3sidecar/transport", "G"), ("py3sidecar/gatewayroute", "A")):
+        meta = json.loads((bundle / "project" / "ignition" / "script-python" / module
+                           / "resource.json").read_text())
+        assert meta["scope"] == scope, (module, meta["scope"])
     assert "project.json" in names
     assert json.loads((bundle / "project" / "project.json").read_text())["inheritable"] is True
     from sidecar.config import load
