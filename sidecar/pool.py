@@ -62,6 +62,8 @@ _TIMES = struct.Struct(">d5xd")  # ms at offset 9, then b"\xa3cpu\xcb", then cpu
 _SPLICED_HEADER = b"\x88\xa2id"
 _WORKER_KEY = b"\xa6worker"
 _PROBE = "probe"
+# Sent by a worker before a reply when the call left threads/children behind (sidecar.isolation).
+_LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
 STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
 MEMBER, SPARE = "member", "spare"
@@ -170,6 +172,7 @@ class WorkerHandle:
         self.unsent = b""                # what its in-pipe has not taken yet
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
+        self.tainted = ""                # reason: its last call left code running; no more calls
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
@@ -425,7 +428,9 @@ class Pool:
             return None
         for frame in frames or ():
             state = worker.state
-            if state == BUSY:
+            if state == BUSY and frame.startswith(_LEFT_BEHIND_PREFIX):
+                self.taint(worker, unpack_raw(frame))
+            elif state == BUSY:
                 self.finish_call(worker, frame)
             elif state == CHECKING:
                 self.finish_probe(worker, unpack_raw(frame))
@@ -484,6 +489,18 @@ class Pool:
         else:
             self.worker_available(worker)
 
+    def taint(self, worker: WorkerHandle, report: dict[str, Any]) -> None:
+        """The worker's call left code running in it (threads, children): that code could
+        print into, or answer for, a later call. It takes no other call and is recycled
+        gracefully once this call is answered."""
+        reasons = report.get("reasons")
+        text = "; ".join(r for r in reasons if isinstance(r, str)) if isinstance(
+            reasons, list) else ""
+        worker.tainted = worker.recycle_after_call = (
+            f"its last call left something behind: {text or 'unspecified'}")
+        self.counters["left_behind"] = self.counters.get("left_behind", 0) + 1
+        log.warning("%s %s", worker.describe(), worker.tainted)
+
     def check_memory_after_call(self, worker: WorkerHandle, now: float) -> None:
         rss = worker.sample_rss(now)
         if not worker.rss_baseline and worker.calls:
@@ -495,7 +512,7 @@ class Pool:
             self.publish("memory_high", worker=worker.id, pid=worker.pid, rss=rss)
 
     def worker_available(self, worker: WorkerHandle) -> None:
-        if worker.exit is not None or worker.state != IDLE:
+        if worker.exit is not None or worker.state != IDLE or worker.tainted:
             return
         if worker.role == SPARE:
             if self.live_count() < self.target_size and not self.closing:
@@ -756,6 +773,9 @@ class Pool:
             self.ensure_capacity()
             return
         new = self.spawn_worker(MEMBER)
+        if new is None and worker.tainted:  # it must not serve on: out now, refilled later
+            self.drain(worker)
+            return
         if new is None:  # cannot spawn now: keep serving with the old one
             if worker.state == IDLE:
                 self.worker_available(worker)
@@ -865,6 +885,8 @@ class Pool:
                      during_call=call is not None, rss=worker.rss, **details)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
+            if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
+                self.drain(worker.replaces)
             worker.replaces = None
         if was_starting:
             self.spawn_failed(f"{worker.describe()} exited with {text} before it was ready", None)

@@ -29,6 +29,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import USER, error
+from sidecar import isolation
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
@@ -43,6 +44,7 @@ class BoundedWriter(io.TextIOBase):
         self.parts: list[str] = []
         self.size = 0
         self.dropped = 0
+        self.sealed = False  # the call is over: later writes (a leftover thread's) go nowhere
 
     def writable(self) -> bool:
         return True
@@ -50,6 +52,8 @@ class BoundedWriter(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.sealed:
+            return len(text)
         room = self.limit - self.size
         if len(text) <= room:
             self.parts.append(text)
@@ -60,6 +64,11 @@ class BoundedWriter(io.TextIOBase):
                 self.size = self.limit
             self.dropped += len(text) - max(room, 0)
         return len(text)
+
+    def seal(self) -> str:
+        """The call's output, once: nothing written afterwards can reach any reply."""
+        self.sealed = True
+        return self.getvalue()
 
     def getvalue(self) -> str:
         text = "".join(self.parts)
@@ -91,6 +100,10 @@ class Worker:
                 importlib.import_module(module)
             except BaseException as exc:  # a broken preload is reported, not fatal
                 self.preload_errors.append(f"{module}: {type(exc).__name__}: {exc}")
+        isolation.become_subreaper()
+        # What a call must not change for the next one: taken after start-up and preload, so
+        # the worker's own threads and limits are the baseline (see sidecar.isolation).
+        self.baseline = isolation.Baseline()
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
@@ -117,6 +130,9 @@ class Worker:
             reply = self.run_call(request)
             if os.getpid() != self.pid:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
+            left = self.baseline.left_behind()
+            if left:  # before the reply, so the pool knows before it could send another call
+                self.send(isolation.describe(left))
             self.send_reply(reply)
 
     def send(self, message: dict[str, Any]) -> None:
@@ -147,6 +163,7 @@ class Worker:
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
+        self.baseline.restore_limits()  # whatever changed them since: the baseline first
         cpu_started = time.process_time()
         if self.cpu_limit:
             self.arm_cpu_limit(cpu_started)
@@ -166,7 +183,7 @@ class Worker:
         elapsed = (time.perf_counter() - started) * 1000.0
         cpu = (time.process_time() - cpu_started) * 1000.0
         return {"ok": ok, "ms": elapsed, "cpu": cpu, member: payload,
-                "stdout": out.getvalue(), "stderr": err.getvalue()}
+                "stdout": out.seal(), "stderr": err.seal()}
 
     def arm_cpu_limit(self, used: float) -> None:
         # RLIMIT_CPU counts the whole process: move it before each call so the limit applies
