@@ -154,6 +154,17 @@ def live_children() -> list[int]:
     return sorted(set(pids))
 
 
+def kill_children() -> None:
+    """On the worker's way out: end what user code left, even a child that escaped the
+    worker's process group with setsid (as a subreaper, orphans are the worker's children)."""
+    for pid in live_children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    reap_children()
+
+
 def describe(reasons: list[str]) -> dict[str, Any]:
     """The worker's report to the pool, sent before the call's reply (``sidecar.pool``)."""
     return {"op": "left_behind", "reasons": reasons}

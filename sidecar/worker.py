@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     stack_out = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
     Worker(in_fd, out_fd, settings).serve()
+    isolation.kill_children()
     sys.stderr.flush()
     os._exit(0)
 

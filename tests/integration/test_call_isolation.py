@@ -146,3 +146,38 @@ def test_exited_children_are_reaped_after_the_call_and_the_worker_stays(isolated
     wait_until(lambda: not any(os.path.exists(f"/proc/{k}") for k in zombies), 5,
                message="the call's exited children reaped")
     assert client.execute("import os; os.getpid()").value == pid  # not recycled for zombies
+
+
+def test_a_daemonized_grandchild_is_seen_and_ended_with_the_worker(isolated):
+    client = isolated.client()
+    pid, grandchild = client.execute(textwrap.dedent("""
+        import os
+        r, w = os.pipe()
+        child = os.fork()
+        if child == 0:  # the classic daemon: fork, setsid, fork, parent exits
+            os.setsid()
+            if os.fork() == 0:
+                os.write(w, str(os.getpid()).encode())
+                os.close(w)
+                import time
+                time.sleep(60)
+            os._exit(0)
+        os.waitpid(child, 0)
+        os.close(w)
+        (os.getpid(), int(os.read(r, 32)))
+    """)).value
+    assert_recycled(isolated, pid)
+    wait_until(lambda: not os.path.exists(f"/proc/{grandchild}"), 10,
+               message=f"the daemonized grandchild {grandchild} ended with its worker")
+
+
+def test_a_signal_handler_and_timer_set_by_a_call_never_fire_in_the_next(isolated):
+    client = isolated.client()
+    pid = client.execute(
+        "import signal, os\n"
+        "signal.signal(signal.SIGALRM, lambda *a: print('ALARM from an earlier call'))\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)\n"
+        "os.getpid()").value
+    later = [client.execute(LATER) for _ in range(5)]
+    assert [r.stdout for r in later] == ["mine\n"] * 5
+    assert {r.value for r in later} == {pid}  # put back in place: no recycling needed
