@@ -48,6 +48,7 @@ import psutil
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
+from sidecar.fd_output import FdOutput
 from sidecar.loop import Loop, Timer
 from sidecar.score import HealthScore, ScoreConfig
 
@@ -99,6 +100,8 @@ class PoolSettings:
     address_space_limit: int = 0   # hard RLIMIT_AS per worker, bytes
     rss_sample_interval: float = 0.25  # at most one RSS reading per worker per interval
     stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
+    fd_output: str = "log"             # workers' fd 1/2: "log" (rate-limited) or "discard"
+    output_log_rate: int = 65536       # bytes per second of fd 1/2 output into the log (all)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -173,6 +176,7 @@ class WorkerHandle:
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.tainted = ""                # reason: its last call left code running; no more calls
+        self.fd_output = -1              # read end of its fd 1/2 pipe (sidecar.fd_output)
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
@@ -296,6 +300,7 @@ class Pool:
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
         self._worker_settings = worker_settings_json(settings)
         self._env = worker_env(settings)
+        self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
@@ -645,14 +650,16 @@ class Pool:
         self.next_worker_id += 1
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
+        out_r, out_w = self.fd_output.open_pipe()  # the worker's fd 1 and 2, never our log's
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
                 str(from_w), "--settings", self._worker_settings, "--stack-file", stack_file]
         try:
             proc = subprocess.Popen(argv, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
+                                    stdout=out_w, stderr=out_w,
                                     env=self._env, start_new_session=True)
         except OSError as exc:
-            for fd in (to_r, to_w, from_r, from_w):
+            for fd in (to_r, to_w, from_r, from_w, out_r, out_w):
                 os.close(fd)
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
@@ -660,6 +667,7 @@ class Pool:
         # We keep a copy of the worker's read end: if it dies, FIONREAD on it tells whether the
         # request we wrote was ever read. Unread means never started: dispatched again.
         os.close(from_w)
+        os.close(out_w)
         os.set_blocking(from_r, False)
         os.set_blocking(to_w, False)
         pidfd = os.pidfd_open(proc.pid)
@@ -667,7 +675,9 @@ class Pool:
         worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
                               self.clock)
         worker.unread_probe = to_r
+        worker.fd_output = out_r
         self.workers[wid] = worker
+        self.loop.add_reader(out_r, lambda: self.read_fd_output(worker))
         self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
         self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
         worker.start_timer = self.loop.call_later(settings.start_timeout,
@@ -675,6 +685,17 @@ class Pool:
         self.counters["spawned"] += 1
         self.publish("worker_spawned", worker=wid, pid=proc.pid, role=role)
         return worker
+
+    def read_fd_output(self, worker: WorkerHandle) -> None:
+        if worker.fd_output >= 0 and not self.fd_output.on_readable(worker.fd_output,
+                                                                    worker.describe()):
+            self.close_fd_output(worker)
+
+    def close_fd_output(self, worker: WorkerHandle) -> None:
+        if worker.fd_output >= 0:
+            self.loop.remove_reader(worker.fd_output)
+            os.close(worker.fd_output)
+            worker.fd_output = -1
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
@@ -843,6 +864,8 @@ class Pool:
         for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
             os.close(fd)
         worker.unread_probe = -1
+        self.read_fd_output(worker)  # its last words (a fatal error's report), then closed
+        self.close_fd_output(worker)
         self.close_channel(worker)
         try:
             os.unlink(worker.stack_file)
@@ -1010,6 +1033,7 @@ class Pool:
                     os.close(fd)
                 except OSError:
                     pass
+            self.close_fd_output(worker)
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):
@@ -1033,6 +1057,7 @@ class Pool:
                                  for s in (STARTING, IDLE, BUSY, CHECKING, STOPPING)},
             "queue": {"length": len(self.queue), "capacity": self.settings.queue_size},
             "counters": dict(self.counters),
+            "fd_output": self.fd_output.snapshot(),
             "errors": dict(self.errors_by_kind),
             "spawn": {"consecutive_failures": self.spawn_failures,
                       "last_error": self.last_spawn_error,
