@@ -29,7 +29,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import USER, error
-from sidecar import isolation
+from sidecar import isolation, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
@@ -116,6 +116,7 @@ class Worker:
                 return
             if frame is None:  # the supervisor is gone or asked us to go
                 return
+            testhooks.at("decode")  # test hook: inert unless a crash-matrix test arms it
             request = codec.unpackb(frame)
             op = request.get("op")
             if op == "stop":
@@ -134,15 +135,20 @@ class Worker:
             if left:  # before the reply, so the pool knows before it could send another call
                 self.send(isolation.describe(left))
             self.send_reply(reply)
+            testhooks.at("idle")  # test hook (crash matrix): between calls
 
     def send(self, message: dict[str, Any]) -> None:
         write_frame(self.out_fd, codec.packb(message))
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         try:
+            testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
             payload = codec.packb(reply)
         except codec.EncodeError as exc:
             payload = codec.packb(self.failure(reply, "TypeError", str(exc)))
+        except MemoryError:  # a result too big for memory: the caller's error, and we recycle
+            payload = codec.packb(self.failure(
+                reply, "MemoryError", "the result could not be encoded: out of memory"))
         if len(payload) > self.max_message:
             payload = codec.packb(self.failure(
                 reply, RESULT_TOO_LARGE,
@@ -182,6 +188,7 @@ class Worker:
             self.calls += 1
         elapsed = (time.perf_counter() - started) * 1000.0
         cpu = (time.process_time() - cpu_started) * 1000.0
+        testhooks.at("flush")  # test hook (crash matrix): before captured output is taken
         return {"ok": ok, "ms": elapsed, "cpu": cpu, member: payload,
                 "stdout": out.seal(), "stderr": err.seal()}
 
