@@ -8,9 +8,15 @@ running, child processes still alive, a lowered hard limit) is reported, and the
 the worker gracefully, so no later call shares a process with that code. Exited children are
 reaped after every call.
 
+The worker's own report is honest but in-band: a thread the call left can write to the
+worker's pipe too, forge its call's reply before the report and so be handed the next caller's
+request. So the pool also looks from outside, at what the kernel says and no thread can forge
+(``outside_view``: thread count and children of the worker, at every reply).
+
 Owns: the worker's baseline (limits, threads, signal handlers at start), restoring limits,
-reaping exited children, the list of what a call left behind. Must not touch: the protocol
-(the worker sends the report), scheduling or recycling (``sidecar.pool`` decides).
+reaping exited children, the list of what a call left behind, the kernel's view of a worker.
+Must not touch: the protocol (the worker sends the report), scheduling or recycling
+(``sidecar.pool`` decides).
 """
 
 from __future__ import annotations
@@ -168,3 +174,25 @@ def kill_children() -> None:
 def describe(reasons: list[str]) -> dict[str, Any]:
     """The worker's report to the pool, sent before the call's reply (``sidecar.pool``)."""
     return {"op": "left_behind", "reasons": reasons}
+
+
+def outside_view(pid: int) -> tuple[int, int]:
+    """(threads, children) of process ``pid`` as the kernel counts them; (-1, -1) if gone.
+    Cheap enough for every reply: two small reads of /proc."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        threads = int(stat.rsplit(b")", 1)[1].split()[17])  # field 20: num_threads
+    except (OSError, ValueError, IndexError):
+        return -1, -1
+    children = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                children += len(handle.read().split())
+    except OSError:
+        pass
+    return threads, children

@@ -49,6 +49,7 @@ from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.fd_output import FdOutput
+from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
 from sidecar.score import HealthScore, ScoreConfig
 
@@ -177,6 +178,7 @@ class WorkerHandle:
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.tainted = ""                # reason: its last call left code running; no more calls
         self.fd_output = -1              # read end of its fd 1/2 pipe (sidecar.fd_output)
+        self.threads_at_ready = 0        # kernel thread count before any call ran in it
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
@@ -433,7 +435,7 @@ class Pool:
             return None
         for frame in frames or ():
             state = worker.state
-            if state == BUSY and frame.startswith(_LEFT_BEHIND_PREFIX):
+            if frame.startswith(_LEFT_BEHIND_PREFIX) and state != STARTING:
                 self.taint(worker, unpack_raw(frame))
             elif state == BUSY:
                 self.finish_call(worker, frame)
@@ -452,6 +454,7 @@ class Pool:
         return frames
 
     def finish_call(self, worker: WorkerHandle, frame: bytes) -> None:
+        self.look_from_outside(worker)
         call = worker.call
         worker.call = None
         worker.calls += 1
@@ -494,6 +497,18 @@ class Pool:
         else:
             self.worker_available(worker)
 
+    def look_from_outside(self, worker: WorkerHandle) -> None:
+        """The kernel's count, which no thread in the worker can forge: more threads than it
+        started with, or any child, means the call's code may still run (sidecar.isolation)."""
+        if worker.tainted or not worker.threads_at_ready:
+            return
+        threads, children = outside_view(worker.pid)
+        extra = threads - worker.threads_at_ready
+        if extra > 0 or children > 0:
+            self.taint(worker, {"reasons": [
+                f"the kernel counts {max(extra, 0)} more thread(s) than it started with and "
+                f"{max(children, 0)} child process(es)"]})
+
     def taint(self, worker: WorkerHandle, report: dict[str, Any]) -> None:
         """The worker's call left code running in it (threads, children): that code could
         print into, or answer for, a later call. It takes no other call and is recycled
@@ -501,10 +516,19 @@ class Pool:
         reasons = report.get("reasons")
         text = "; ".join(r for r in reasons if isinstance(r, str)) if isinstance(
             reasons, list) else ""
-        worker.tainted = worker.recycle_after_call = (
-            f"its last call left something behind: {text or 'unspecified'}")
+        first = not worker.tainted
+        worker.tainted = f"its last call left something behind: {text or 'unspecified'}"
+        if not first:  # already on its way out: keep the more detailed reason only
+            return
         self.counters["left_behind"] = self.counters.get("left_behind", 0) + 1
         log.warning("%s %s", worker.describe(), worker.tainted)
+        if worker.state == BUSY:
+            worker.recycle_after_call = worker.tainted  # finish_call recycles it
+            return
+        if worker in self.idle:  # told late: a forged reply came first
+            self.idle.remove(worker)
+        if worker.state in (IDLE, CHECKING):
+            self.recycle(worker, worker.tainted)
 
     def check_memory_after_call(self, worker: WorkerHandle, now: float) -> None:
         rss = worker.sample_rss(now)
@@ -712,6 +736,7 @@ class Pool:
         self.spawn_failures = 0
         worker.state = IDLE
         worker.sample_rss(now)
+        worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
         log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
         self.publish("worker_ready", worker=worker.id, pid=worker.pid, role=worker.role,
                      seconds=now - worker.spawned_at)

@@ -43,6 +43,24 @@ FORGER = textwrap.dedent("""
     'armed'
 """)
 
+# Worse: a thread that answers its own call at once (so the worker looks free while the call's
+# main code still runs), then reads the next callers' requests from the worker's pipe itself.
+THIEF = textwrap.dedent("""
+    import gc, threading, time
+    from sidecar.channel import read_frame
+    worker = next(o for o in gc.get_objects()
+                  if type(o).__name__ == 'Worker' and hasattr(o, 'send_reply'))
+    def steal():
+        worker.send_reply({'ok': True, 'ms': 0.0, 'cpu': 0.0, 'value': 'FORGED',
+                           'stdout': '', 'stderr': ''})
+        while True:
+            read_frame(worker.in_fd, 1 << 20)
+            worker.send_reply({'ok': True, 'ms': 0.0, 'cpu': 0.0, 'value': 'FORGED',
+                               'stdout': '', 'stderr': ''})
+    threading.Thread(target=steal, daemon=True).start()
+    time.sleep(1.0)
+""")
+
 LATER = "import time, os; time.sleep(0.03); print('mine'); os.getpid()"
 
 
@@ -86,6 +104,15 @@ def test_a_thread_that_forges_replies_through_gc_answers_nobody(isolated):
     assert "FORGED" not in values
     assert armed.value not in values
     assert_recycled(isolated, armed.value)
+
+
+def test_a_thread_that_answers_its_own_call_early_never_gets_another_request(isolated):
+    thief = isolated.client()
+    assert thief.execute(THIEF).value == "FORGED"  # its own call: the caller's own code
+    others = isolated.client()
+    values = [others.execute(LATER).value for _ in range(12)]
+    assert "FORGED" not in values
+    isolated.wait_full_strength(2)
 
 
 @pytest.mark.parametrize("limit, setter, later, expect", [
@@ -181,3 +208,23 @@ def test_a_signal_handler_and_timer_set_by_a_call_never_fire_in_the_next(isolate
     later = [client.execute(LATER) for _ in range(5)]
     assert [r.stdout for r in later] == ["mine\n"] * 5
     assert {r.value for r in later} == {pid}  # put back in place: no recycling needed
+
+
+def test_without_a_warm_spare_the_tainted_worker_waits_for_its_replacement(tmp_path_factory):
+    """No spare to promote: a new worker is started, and until it is ready the worker with the
+    forger in it takes no call (the others are served by the pool's other member, or wait)."""
+    sidecar = SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1,
+                                       "spares": 0},
+                              "circuit-breaker": {"enabled": False},
+                              "scaling": {"enabled": False}},
+                             workdir=str(tmp_path_factory.mktemp("nospare"))).start()
+    try:
+        client = sidecar.client()
+        armed = client.execute(FORGER + "\nimport os; os.getpid()").value
+        later = [client.execute(LATER).value for _ in range(6)]
+        assert "FORGED" not in later and armed not in later
+        assert len(set(later)) == 1  # one replacement serves them all
+        pool = sidecar.pool()
+        assert pool["counters"]["recycled"] == 1 and pool["counters"]["left_behind"] == 1
+    finally:
+        sidecar.stop()
