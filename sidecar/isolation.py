@@ -29,7 +29,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 # Every RLIMIT_* this platform has, by name (RLIMIT_CPU included: the worker re-arms its
@@ -38,8 +37,9 @@ LIMITS = {name: getattr(resource, name) for name in dir(resource) if name.starts
 # A thread that has returned but is still tearing down may be counted for a moment.
 THREAD_GRACE = 0.02
 PR_SET_CHILD_SUBREAPER = 36
-# Signals whose handler user code may not change for good (SIGKILL/SIGSTOP cannot be caught).
-SIGNALS = [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+# Signals whose handler user code may not change for good: the named ones (SIGKILL/SIGSTOP
+# cannot be caught; the unnamed real-time range would double the cost of every call).
+SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
 ITIMERS = [signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF]
 
 
@@ -147,17 +147,23 @@ def reap_children() -> int:
 
 def live_children() -> list[int]:
     """Children of this process (any of its threads), from /proc; zombies already reaped."""
-    pids: list[int] = []
+    pids: set[int] = set()
     try:
-        tasks = list(Path("/proc/self/task").iterdir())
+        tasks = os.listdir("/proc/self/task")
     except OSError:
-        return pids
+        return []
     for task in tasks:
         try:
-            pids.extend(int(p) for p in (task / "children").read_text().split())
-        except (OSError, ValueError):
+            fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY)
+        except OSError:
             continue
-    return sorted(set(pids))
+        try:
+            pids.update(int(p) for p in os.read(fd, 65536).split())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+    return sorted(pids)
 
 
 def kill_children() -> None:
