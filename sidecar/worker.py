@@ -5,8 +5,10 @@ and replies travel as frames (``sidecar.channel``) over those two pipes, never o
 stdin/stdout, so user code that prints, closes fd 1 or writes junk cannot corrupt the protocol.
 
 Owns: executing ``execute``/``call`` requests, capturing Python-level output per call, turning
-user exceptions into error replies, answering ``ping`` and ``stop``. Must not touch: scheduling,
-timeouts or restarts (the supervisor decides those; this process may be killed at any moment).
+user exceptions into error replies, answering ``ping`` and ``stop``, and (through
+``sidecar.isolation``) putting back or reporting what a call left behind before the next.
+Must not touch: scheduling, timeouts or restarts (the supervisor decides those; this process
+may be killed at any moment).
 The reply to a successful call is a map whose first member is ``ok: true`` so the supervisor can
 forward it without decoding the value (see ``sidecar.pool``).
 """
