@@ -103,13 +103,17 @@ class WorkerConfig(Section):
     start_timeout: float
     max_output: int
     reload: bool
+    fd_output: Literal["log", "discard"]
+    output_log_rate: int
     _d = _durations("call_timeout", "max_call_timeout", "kill_grace", "start_timeout")
-    _s = _sizes("max_output")
+    _s = _sizes("max_output", "output_log_rate")
 
     @model_validator(mode="after")
     def _timeouts(self) -> "WorkerConfig":
         for name in ("call_timeout", "max_call_timeout", "start_timeout"):
             _positive(name.replace("_", "-"), getattr(self, name))
+        if self.output_log_rate < 0:
+            raise ValueError("output-log-rate must be >= 0 bytes per second (0: log none)")
         if self.call_timeout > self.max_call_timeout:
             raise ValueError(f"call-timeout ({self.call_timeout:g}s) must not exceed "
                              f"max-call-timeout ({self.max_call_timeout:g}s)")

@@ -48,6 +48,8 @@ import psutil
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
+from sidecar.fd_output import FdOutput
+from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
 from sidecar.score import HealthScore, ScoreConfig
 
@@ -62,6 +64,8 @@ _TIMES = struct.Struct(">d5xd")  # ms at offset 9, then b"\xa3cpu\xcb", then cpu
 _SPLICED_HEADER = b"\x88\xa2id"
 _WORKER_KEY = b"\xa6worker"
 _PROBE = "probe"
+# Sent by a worker before a reply when the call left threads/children behind (sidecar.isolation).
+_LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
 STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
 MEMBER, SPARE = "member", "spare"
@@ -97,6 +101,8 @@ class PoolSettings:
     address_space_limit: int = 0   # hard RLIMIT_AS per worker, bytes
     rss_sample_interval: float = 0.25  # at most one RSS reading per worker per interval
     stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
+    fd_output: str = "log"             # workers' fd 1/2: "log" (rate-limited) or "discard"
+    output_log_rate: int = 65536       # bytes per second of fd 1/2 output into the log (all)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -171,6 +177,9 @@ class WorkerHandle:
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.recycle_when_ready = ""     # reason: it started before a renewal (code edited)
+        self.tainted = ""                # reason: its last call left code running; no more calls
+        self.fd_output = -1              # read end of its fd 1/2 pipe (sidecar.fd_output)
+        self.threads_at_ready = 0        # kernel thread count before any call ran in it
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
@@ -294,6 +303,7 @@ class Pool:
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
         self._worker_settings = worker_settings_json(settings)
         self._env = worker_env(settings)
+        self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
@@ -426,7 +436,9 @@ class Pool:
             return None
         for frame in frames or ():
             state = worker.state
-            if state == BUSY:
+            if frame.startswith(_LEFT_BEHIND_PREFIX) and state != STARTING:
+                self.taint(worker, unpack_raw(frame))
+            elif state == BUSY:
                 self.finish_call(worker, frame)
             elif state == CHECKING:
                 self.finish_probe(worker, unpack_raw(frame))
@@ -443,6 +455,7 @@ class Pool:
         return frames
 
     def finish_call(self, worker: WorkerHandle, frame: bytes) -> None:
+        self.look_from_outside(worker)
         call = worker.call
         worker.call = None
         worker.calls += 1
@@ -485,6 +498,39 @@ class Pool:
         else:
             self.worker_available(worker)
 
+    def look_from_outside(self, worker: WorkerHandle) -> None:
+        """The kernel's count, which no thread in the worker can forge: more threads than it
+        started with, or any child, means the call's code may still run (sidecar.isolation)."""
+        if worker.tainted or not worker.threads_at_ready:
+            return
+        threads, children = outside_view(worker.pid)
+        extra = threads - worker.threads_at_ready
+        if extra > 0 or children > 0:
+            self.taint(worker, {"reasons": [
+                f"the kernel counts {max(extra, 0)} more thread(s) than it started with and "
+                f"{max(children, 0)} child process(es)"]})
+
+    def taint(self, worker: WorkerHandle, report: dict[str, Any]) -> None:
+        """The worker's call left code running in it (threads, children): that code could
+        print into, or answer for, a later call. It takes no other call and is recycled
+        gracefully once this call is answered."""
+        reasons = report.get("reasons")
+        text = "; ".join(r for r in reasons if isinstance(r, str)) if isinstance(
+            reasons, list) else ""
+        first = not worker.tainted
+        worker.tainted = f"its last call left something behind: {text or 'unspecified'}"
+        if not first:  # already on its way out: keep the more detailed reason only
+            return
+        self.counters["left_behind"] = self.counters.get("left_behind", 0) + 1
+        log.warning("%s %s", worker.describe(), worker.tainted)
+        if worker.state == BUSY:
+            worker.recycle_after_call = worker.tainted  # finish_call recycles it
+            return
+        if worker in self.idle:  # told late: a forged reply came first
+            self.idle.remove(worker)
+        if worker.state in (IDLE, CHECKING):
+            self.recycle(worker, worker.tainted)
+
     def check_memory_after_call(self, worker: WorkerHandle, now: float) -> None:
         rss = worker.sample_rss(now)
         if not worker.rss_baseline and worker.calls:
@@ -496,7 +542,7 @@ class Pool:
             self.publish("memory_high", worker=worker.id, pid=worker.pid, rss=rss)
 
     def worker_available(self, worker: WorkerHandle) -> None:
-        if worker.exit is not None or worker.state != IDLE:
+        if worker.exit is not None or worker.state != IDLE or worker.tainted:
             return
         if worker.role == SPARE:
             if self.live_count() < self.target_size and not self.closing:
@@ -629,14 +675,16 @@ class Pool:
         self.next_worker_id += 1
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
+        out_r, out_w = self.fd_output.open_pipe()  # the worker's fd 1 and 2, never our log's
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
                 str(from_w), "--settings", self._worker_settings, "--stack-file", stack_file]
         try:
             proc = subprocess.Popen(argv, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
+                                    stdout=out_w, stderr=out_w,
                                     env=self._env, start_new_session=True)
         except OSError as exc:
-            for fd in (to_r, to_w, from_r, from_w):
+            for fd in (to_r, to_w, from_r, from_w, out_r, out_w):
                 os.close(fd)
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
@@ -644,6 +692,7 @@ class Pool:
         # We keep a copy of the worker's read end: if it dies, FIONREAD on it tells whether the
         # request we wrote was ever read. Unread means never started: dispatched again.
         os.close(from_w)
+        os.close(out_w)
         os.set_blocking(from_r, False)
         os.set_blocking(to_w, False)
         pidfd = os.pidfd_open(proc.pid)
@@ -651,7 +700,9 @@ class Pool:
         worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
                               self.clock)
         worker.unread_probe = to_r
+        worker.fd_output = out_r
         self.workers[wid] = worker
+        self.loop.add_reader(out_r, lambda: self.read_fd_output(worker))
         self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
         self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
         worker.start_timer = self.loop.call_later(settings.start_timeout,
@@ -659,6 +710,17 @@ class Pool:
         self.counters["spawned"] += 1
         self.publish("worker_spawned", worker=wid, pid=proc.pid, role=role)
         return worker
+
+    def read_fd_output(self, worker: WorkerHandle) -> None:
+        if worker.fd_output >= 0 and not self.fd_output.on_readable(worker.fd_output,
+                                                                    worker.describe()):
+            self.close_fd_output(worker)
+
+    def close_fd_output(self, worker: WorkerHandle) -> None:
+        if worker.fd_output >= 0:
+            self.loop.remove_reader(worker.fd_output)
+            os.close(worker.fd_output)
+            worker.fd_output = -1
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
@@ -675,6 +737,7 @@ class Pool:
         self.spawn_failures = 0
         worker.state = IDLE
         worker.sample_rss(now)
+        worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
         log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
         self.publish("worker_ready", worker=worker.id, pid=worker.pid, role=worker.role,
                      seconds=now - worker.spawned_at)
@@ -761,6 +824,9 @@ class Pool:
             self.ensure_capacity()
             return
         new = self.spawn_worker(MEMBER)
+        if new is None and worker.tainted:  # it must not serve on: out now, refilled later
+            self.drain(worker)
+            return
         if new is not None:
             new.replaces = worker
             worker.replaced_by = new.id
@@ -842,6 +908,8 @@ class Pool:
         for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
             os.close(fd)
         worker.unread_probe = -1
+        self.read_fd_output(worker)  # its last words (a fatal error's report), then closed
+        self.close_fd_output(worker)
         self.close_channel(worker)
         try:
             os.unlink(worker.stack_file)
@@ -884,6 +952,8 @@ class Pool:
                      during_call=call is not None, rss=worker.rss, **details)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
+            if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
+                self.drain(worker.replaces)
             worker.replaces = None
         if was_starting:
             self.spawn_failed(f"{worker.describe()} exited with {text} before it was ready", None)
@@ -1007,6 +1077,7 @@ class Pool:
                     os.close(fd)
                 except OSError:
                     pass
+            self.close_fd_output(worker)
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):
@@ -1030,6 +1101,7 @@ class Pool:
                                  for s in (STARTING, IDLE, BUSY, CHECKING, STOPPING)},
             "queue": {"length": len(self.queue), "capacity": self.settings.queue_size},
             "counters": dict(self.counters),
+            "fd_output": self.fd_output.snapshot(),
             "errors": dict(self.errors_by_kind),
             "spawn": {"consecutive_failures": self.spawn_failures,
                       "last_error": self.last_spawn_error,

@@ -64,6 +64,7 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
         address_space_limit=res.address_space_limit, rss_sample_interval=res.sample_interval,
+        fd_output=worker.fd_output, output_log_rate=worker.output_log_rate,
         score=ScoreConfig(timeout_penalty=score.timeout_penalty,
                           crashed_penalty=score.crash_penalty, oom_penalty=score.oom_penalty,
                           io_penalty=score.io_penalty, other_penalty=score.other_penalty,

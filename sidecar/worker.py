@@ -5,8 +5,10 @@ and replies travel as frames (``sidecar.channel``) over those two pipes, never o
 stdin/stdout, so user code that prints, closes fd 1 or writes junk cannot corrupt the protocol.
 
 Owns: executing ``execute``/``call`` requests, capturing Python-level output per call, turning
-user exceptions into error replies, answering ``ping`` and ``stop``. Must not touch: scheduling,
-timeouts or restarts (the supervisor decides those; this process may be killed at any moment).
+user exceptions into error replies, answering ``ping`` and ``stop``, and (through
+``sidecar.isolation``) putting back or reporting what a call left behind before the next.
+Must not touch: scheduling, timeouts or restarts (the supervisor decides those; this process
+may be killed at any moment).
 The reply to a successful call is a map whose first member is ``ok: true`` so the supervisor can
 forward it without decoding the value (see ``sidecar.pool``).
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import USER, error
+from sidecar import isolation, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
@@ -43,6 +46,7 @@ class BoundedWriter(io.TextIOBase):
         self.parts: list[str] = []
         self.size = 0
         self.dropped = 0
+        self.sealed = False  # the call is over: later writes (a leftover thread's) go nowhere
 
     def writable(self) -> bool:
         return True
@@ -50,6 +54,8 @@ class BoundedWriter(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.sealed:
+            return len(text)
         room = self.limit - self.size
         if len(text) <= room:
             self.parts.append(text)
@@ -60,6 +66,11 @@ class BoundedWriter(io.TextIOBase):
                 self.size = self.limit
             self.dropped += len(text) - max(room, 0)
         return len(text)
+
+    def seal(self) -> str:
+        """The call's output, once: nothing written afterwards can reach any reply."""
+        self.sealed = True
+        return self.getvalue()
 
     def getvalue(self) -> str:
         text = "".join(self.parts)
@@ -91,6 +102,10 @@ class Worker:
                 importlib.import_module(module)
             except BaseException as exc:  # a broken preload is reported, not fatal
                 self.preload_errors.append(f"{module}: {type(exc).__name__}: {exc}")
+        isolation.become_subreaper()
+        # What a call must not change for the next one: taken after start-up and preload, so
+        # the worker's own threads and limits are the baseline (see sidecar.isolation).
+        self.baseline = isolation.Baseline()
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
@@ -103,6 +118,7 @@ class Worker:
                 return
             if frame is None:  # the supervisor is gone or asked us to go
                 return
+            testhooks.at("decode")  # test hook: inert unless a crash-matrix test arms it
             request = codec.unpackb(frame)
             op = request.get("op")
             if op == "stop":
@@ -117,16 +133,24 @@ class Worker:
             reply = self.run_call(request)
             if os.getpid() != self.pid:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
+            left = self.baseline.left_behind()
+            if left:  # before the reply, so the pool knows before it could send another call
+                self.send(isolation.describe(left))
             self.send_reply(reply)
+            testhooks.at("idle")  # test hook (crash matrix): between calls
 
     def send(self, message: dict[str, Any]) -> None:
         write_frame(self.out_fd, codec.packb(message))
 
     def send_reply(self, reply: dict[str, Any]) -> None:
         try:
+            testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
             payload = codec.packb(reply)
         except codec.EncodeError as exc:
             payload = codec.packb(self.failure(reply, "TypeError", str(exc)))
+        except MemoryError:  # a result too big for memory: the caller's error, and we recycle
+            payload = codec.packb(self.failure(
+                reply, "MemoryError", "the result could not be encoded: out of memory"))
         if len(payload) > self.max_message:
             payload = codec.packb(self.failure(
                 reply, RESULT_TOO_LARGE,
@@ -147,6 +171,7 @@ class Worker:
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
+        self.baseline.restore_limits()  # whatever changed them since: the baseline first
         cpu_started = time.process_time()
         if self.cpu_limit:
             self.arm_cpu_limit(cpu_started)
@@ -165,8 +190,9 @@ class Worker:
             self.calls += 1
         elapsed = (time.perf_counter() - started) * 1000.0
         cpu = (time.process_time() - cpu_started) * 1000.0
+        testhooks.at("flush")  # test hook (crash matrix): before captured output is taken
         return {"ok": ok, "ms": elapsed, "cpu": cpu, member: payload,
-                "stdout": out.getvalue(), "stderr": err.getvalue()}
+                "stdout": out.seal(), "stderr": err.seal()}
 
     def arm_cpu_limit(self, used: float) -> None:
         # RLIMIT_CPU counts the whole process: move it before each call so the limit applies
@@ -270,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     stack_out = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
     Worker(in_fd, out_fd, settings).serve()
+    isolation.kill_children()
     sys.stderr.flush()
     os._exit(0)
 

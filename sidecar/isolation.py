@@ -1,0 +1,204 @@
+"""Between two calls on a warm worker: put back what a call changed, and tell what it left behind.
+
+Runs inside the worker process (``sidecar.worker``), in its main thread, only while no user
+code runs on that thread. A call may change process-wide state that the next, unrelated call
+would inherit. What can be put back is put back: resource limits (before every call), signal
+handlers, interval timers and trace hooks (after it). What cannot be put back (threads still
+running, child processes still alive, a lowered hard limit) is reported, and the pool recycles
+the worker gracefully, so no later call shares a process with that code. Exited children are
+reaped after every call.
+
+The worker's own report is honest but in-band: a thread the call left can write to the
+worker's pipe too, forge its call's reply before the report and so be handed the next caller's
+request. So the pool also looks from outside, at what the kernel says and no thread can forge
+(``outside_view``: thread count and children of the worker, at every reply).
+
+Owns: the worker's baseline (limits, threads, signal handlers at start), restoring limits,
+reaping exited children, the list of what a call left behind, the kernel's view of a worker.
+Must not touch: the protocol (the worker sends the report), scheduling or recycling
+(``sidecar.pool`` decides).
+"""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+# Every RLIMIT_* this platform has, by name (RLIMIT_CPU included: the worker re-arms its
+# per-call CPU limit after the baseline is put back).
+LIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+# A thread that has returned but is still tearing down may be counted for a moment.
+THREAD_GRACE = 0.02
+PR_SET_CHILD_SUBREAPER = 36
+# Signals whose handler user code may not change for good: the named ones (SIGKILL/SIGSTOP
+# cannot be caught; the unnamed real-time range would double the cost of every call).
+SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
+ITIMERS = [signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF]
+
+
+def become_subreaper() -> bool:
+    """Orphans of user code (a double fork) are re-parented to this worker instead of init, so
+    they are seen as left behind, reaped when they exit, and end with the worker's group."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Baseline:
+    """What the worker looks like with no call in it: taken once, after start-up and preload."""
+
+    def __init__(self) -> None:
+        self.limits: dict[str, tuple[int, int]] = {}
+        for name, which in LIMITS.items():
+            try:
+                self.limits[name] = resource.getrlimit(which)
+            except (ValueError, OSError):
+                continue
+        self.threads = _thread._count()  # every Python thread, threading's or _thread's own
+        self.thread_idents = {t.ident for t in threading.enumerate()}
+        self.handlers = {s: signal.getsignal(s) for s in SIGNALS}
+
+    def restore_limits(self) -> list[str]:
+        """Put every resource limit back to its start value; the names that could not be
+        (a lowered hard limit cannot be raised again without privilege)."""
+        failed = []
+        for name, value in self.limits.items():
+            which = LIMITS[name]
+            try:
+                if resource.getrlimit(which) != value:
+                    resource.setrlimit(which, value)
+            except (ValueError, OSError) as exc:
+                failed.append(f"{name} ({exc})")
+        return failed
+
+    def left_behind(self) -> list[str]:
+        """Reap exited children, then describe what the call left that cannot be undone."""
+        reasons = []
+        failed = self.restore_limits()
+        if failed:
+            reasons.append("it changed resource limits that cannot be restored: "
+                           + ", ".join(failed))
+        threads = self.extra_threads()
+        if threads:
+            reasons.append(f"it left {len(threads)} thread(s) running: {', '.join(threads)}")
+        reap_children()
+        children = live_children()
+        if children:
+            reasons.append(f"it left {len(children)} child process(es) running: pids "
+                           + ", ".join(map(str, children[:10])))
+        reasons.extend(self.restore_signals())
+        return reasons
+
+    def restore_signals(self) -> list[str]:
+        """Put back signal handlers, interval timers and trace hooks a call left set (a
+        SIGALRM handler armed by one call must not fire in the next); what cannot be put back
+        (a handler set from C) is reported."""
+        reasons = []
+        for t in ITIMERS:
+            if signal.getitimer(t) != (0.0, 0.0):
+                signal.setitimer(t, 0)
+        for s in SIGNALS:
+            before = self.handlers.get(s)
+            if signal.getsignal(s) == before:
+                continue
+            try:
+                if before is None:  # installed from C: Python cannot reinstall it
+                    raise ValueError("the original handler was not set from Python")
+                signal.signal(s, before)
+            except (ValueError, OSError, TypeError) as exc:
+                reasons.append(f"it changed the handler of {signal.Signals(s).name} ({exc})")
+        sys.settrace(None)
+        sys.setprofile(None)
+        return reasons
+
+    def extra_threads(self) -> list[str]:
+        deadline = time.monotonic() + THREAD_GRACE
+        while _thread._count() > self.threads and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if _thread._count() <= self.threads:
+            return []
+        names = [t.name for t in threading.enumerate() if t.ident not in self.thread_idents]
+        unnamed = _thread._count() - self.threads - len(names)
+        return names[:10] + ([f"{unnamed} started with _thread"] if unnamed > 0 else [])
+
+
+def reap_children() -> int:
+    """Collect every exited child (no zombies pile up); runs only between calls, so it never
+    takes the status of a process the call's code is still waiting for."""
+    reaped = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped += 1
+
+
+def live_children() -> list[int]:
+    """Children of this process (any of its threads), from /proc; zombies already reaped."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            pids.update(int(p) for p in os.read(fd, 65536).split())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+    return sorted(pids)
+
+
+def kill_children() -> None:
+    """On the worker's way out: end what user code left, even a child that escaped the
+    worker's process group with setsid (as a subreaper, orphans are the worker's children)."""
+    for pid in live_children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    reap_children()
+
+
+def describe(reasons: list[str]) -> dict[str, Any]:
+    """The worker's report to the pool, sent before the call's reply (``sidecar.pool``)."""
+    return {"op": "left_behind", "reasons": reasons}
+
+
+def outside_view(pid: int) -> tuple[int, int]:
+    """(threads, children) of process ``pid`` as the kernel counts them; (-1, -1) if gone.
+    Cheap enough for every reply: two small reads of /proc."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        threads = int(stat.rsplit(b")", 1)[1].split()[17])  # field 20: num_threads
+    except (OSError, ValueError, IndexError):
+        return -1, -1
+    children = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                children += len(handle.read().split())
+    except OSError:
+        pass
+    return threads, children
