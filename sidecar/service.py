@@ -24,6 +24,7 @@ import zmq
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
+from bridge.preauth import ELEMENT_BUDGET, EnvelopeHead, Unreadable, peek_envelope
 from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
@@ -215,6 +216,17 @@ class Service:
                    f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
                    "(python3.bridge.max-message-size); send less data per call")
             return
+        # Nothing is decoded before the token is checked: a bounded walk of the headers finds
+        # it (bridge/preauth.py), and an unauthenticated reply echoes only a short id.
+        try:
+            head = peek_envelope(payload)
+        except Unreadable as exc:
+            refuse(None, protocol.BAD_REQUEST,
+                   f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
+            return
+        if not head.token_matches(self.token_bytes):
+            refuse(head.request_id, protocol.UNAUTHORIZED, self.unauthorized_message(head))
+            return
         try:
             request = unpack_raw(payload)
         except Exception as exc:  # msgpack raises several types for junk
@@ -228,10 +240,9 @@ class Service:
         token = request.get("token") if isinstance(request, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
                                                                  self.token_bytes):
-            where = (f"the token file {self.token_file}" if self.token_file
-                     else "python3.bridge.token or $PY3SIDECAR_TOKEN")
-            refuse(rid, protocol.UNAUTHORIZED, f"{'a wrong' if token else 'no'} token was sent; "
-                   f"the sidecar's token is in {where}")
+            # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
+            # duplicate key): the envelope is what counts.
+            refuse(rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
@@ -258,6 +269,15 @@ class Service:
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
+
+    def unauthorized_message(self, head: EnvelopeHead | None) -> str:
+        where = (f"the token file {self.token_file}" if self.token_file
+                 else "python3.bridge.token or $PY3SIDECAR_TOKEN")
+        if head is not None and head.over_budget:
+            return (f"no token among the first {ELEMENT_BUDGET} values of the request; send "
+                    "'token' before large members (docs/protocol.md)")
+        sent = "a wrong" if head is None or head.token is not None else "no"
+        return f"{sent} token was sent; the sidecar's token is in {where}"
 
     # ------------------------------------------------------------ the sidecar's own ops
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
