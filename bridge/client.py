@@ -66,6 +66,10 @@ FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
 _CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
 _LOST = zmq.EVENT_DISCONNECTED
 _REFUSED = zmq.EVENT_CONNECT_RETRIED
+# A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
+# python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
+# on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
+WATCH_SIZE = 64 << 10
 
 
 def parse_endpoints(endpoint: str | Sequence[str] | None) -> list[str]:
@@ -105,6 +109,11 @@ class _Link:
         if monitor is not None:
             self.poller.register(monitor, zmq.POLLIN)
         self.created = time.monotonic()
+
+    def watch(self) -> None:
+        """Start a socket monitor (kept for the link's life) to see the connection drop."""
+        self.monitor = self.sock.get_monitor_socket(_CONNECTED | _LOST | _REFUSED)
+        self.poller.register(self.monitor, zmq.POLLIN)
 
     def events(self) -> list[int]:
         """Monitor events that arrived since the last look (non-blocking)."""
@@ -208,6 +217,9 @@ class Client:
             except Unavailable:
                 permit.record(protocol.UNAVAILABLE)
                 raise
+            except BadRequest:  # refused for its size: the sidecar is fine
+                permit.record(None)
+                raise
             permit.record(None)
         else:
             reply = self._request_with_failover(request, payload, rid, timeout)
@@ -244,6 +256,9 @@ class Client:
                 permit.record(protocol.UNAVAILABLE)
                 problems.append(exc.message)
                 continue
+            except BadRequest:  # too large for this sidecar: for the others too
+                permit.record(None)
+                raise
             permit.record(None)  # it answered: alive, whatever the answer says
             kind = None if reply.get("ok") else (reply.get("error") or {}).get("kind")
             if kind in FAILOVER_KINDS and index < last:
@@ -273,6 +288,8 @@ class Client:
         """
         endpoint = endpoint or self.endpoint
         link = self._link(endpoint)
+        if len(payload) >= WATCH_SIZE and link.monitor is None:
+            link.watch()
         sock = link.sock
         if link.monitor is not None:
             link.events()  # forget disconnects from before this call: they are not ours
@@ -295,6 +312,12 @@ class Client:
             if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
                 lost = _LOST in link.events()
                 if all(source is not sock for source, _ in ready):
+                    if lost and len(payload) >= WATCH_SIZE:
+                        raise BadRequest(
+                            f"the sidecar at {endpoint} closed the connection while this "
+                            f"{len(payload)}-byte request was sent: it drops, without an "
+                            "answer, requests above twice its python3.bridge.max-message-size;"
+                            " send less data per call")
                     if lost:
                         raise Unavailable(f"the connection to the sidecar at {endpoint} was "
                                           "lost while this call was running there; its "

@@ -34,10 +34,12 @@ What a JVM sends on a connection, and the answers (mirroring py4j's Python side,
   An empty object id line, or end of stream, closes the connection.
 
 Resource bounds: non-blocking sockets only; partial writes are buffered (at most one reply per
-connection is ever pending). A command larger than about twice the envelope limit (base64
-included), or anything beyond 4 KiB before authentication, closes the connection with a log
-line. A connection whose peer vanished while its request was in the pool is closed at once; the
-pool's one reply is then dropped (counted in ``dropped_replies``).
+connection is ever pending). A line larger than about twice the envelope limit (base64
+included) is dropped as it arrives and its call answered with a `bad_request` envelope (the
+connection stays); a command whose lines together exceed that, or anything beyond 4 KiB before
+authentication, closes the connection with a log line. A connection whose peer vanished while
+its request was in the pool is closed at once; the pool's one reply is then dropped (counted in
+``dropped_replies``).
 """
 from __future__ import annotations
 
@@ -69,6 +71,8 @@ RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
 ACCEPT_PER_TURN = 64
 _LINGER_0 = struct.pack("ii", 1, 0)
+#: What an oversized (dropped) line reads as: never a valid py4j part (those start with a type).
+OVERSIZED = b"\x00"
 
 
 def escape(text: str) -> str:
@@ -135,7 +139,7 @@ _AUTH, _AUTH_TOKEN, _AUTH_END, _COMMAND, _OBJECT, _METHOD, _ARGS, _GC_END = rang
 class _Connection:
     __slots__ = ("front", "sock", "fd", "peer", "buf", "scan", "state", "command", "object_id",
                  "method", "args", "token", "cmd_bytes", "busy", "closed", "out", "feeding",
-                 "close_when_flushed", "limit")
+                 "close_when_flushed", "limit", "skipping", "oversized")
 
     def __init__(self, front: Py4JFront, sock: socket.socket, peer: str) -> None:
         self.front = front
@@ -154,6 +158,8 @@ class _Connection:
         self.feeding = False
         self.close_when_flushed = False
         self.out: deque[memoryview] = deque()
+        self.skipping = 0  # bytes of an oversized line dropped so far (0: not inside one)
+        self.oversized = 0  # the size of the last oversized line, for its bad_request
 
     @property
     def authenticated(self) -> bool:
@@ -179,16 +185,50 @@ class _Connection:
                              "reply will be dropped", self.peer)
                 self.close(reset=not self.authenticated)
                 return
+            short_read = len(data) < RECV_SIZE
+            if self.skipping:  # inside an oversized line: drop it up to its newline
+                nl = data.find(b"\n")
+                if nl < 0:
+                    self.skipping += len(data)
+                    if short_read:
+                        break
+                    continue
+                self.oversized, self.skipping = self.skipping + nl, 0
+                buf += OVERSIZED  # stands in for the line; the newline below ends it
+                data = data[nl:]
             buf += data
-            if len(buf) + self.cmd_bytes > self.limit:
+            if len(buf) + self.cmd_bytes > self.limit and not self.skip_line():
                 log.warning("py4j connection from %s closed: it sent a command over %d bytes%s",
                             self.peer, self.limit,
                             "" if self.authenticated else " before authenticating")
                 self.close(reset=True)
                 return
-            if len(data) < RECV_SIZE:
+            if short_read:
                 break
         self.feed()
+
+    def skip_line(self) -> bool:
+        """An authenticated peer's line too large to buffer is dropped as it arrives, and its
+        call answered ``bad_request`` (``call``): the JVM learns why at once and the connection
+        stays. False when that cannot help (not authenticated, or complete lines are too big)."""
+        if not self.authenticated:
+            return False
+        buf = self.buf
+        while len(buf) + self.cmd_bytes > self.limit:
+            at = max(0, self.limit - self.cmd_bytes)  # where the limit is crossed
+            start = buf.rfind(b"\n", 0, at) + 1
+            end = buf.find(b"\n", at)
+            length = (len(buf) if end < 0 else end) - start
+            if length < self.limit // 2:
+                return False  # many lines, not one huge one: a broken or hostile peer
+            if end < 0:  # the line goes on: drop what came, and the rest as it comes
+                self.skipping = length
+                del buf[start:]
+            else:
+                self.oversized = length
+                buf[start:end] = OVERSIZED
+            self.scan = min(self.scan, start)
+        return True
 
     def feed(self) -> None:
         """Handle every complete line buffered, until a request is in flight."""
@@ -274,6 +314,14 @@ class _Connection:
 
     # ------------------------------------------------------------ calls
     def call(self, object_id: bytes, method_line: bytes, parts: list[bytes]) -> None:
+        if OVERSIZED in parts or OVERSIZED in (object_id, method_line):
+            size, self.oversized = self.oversized, 0
+            limit = self.front.max_message_bytes
+            self.write(bytes_return(_error_envelope(
+                protocol.BAD_REQUEST,
+                f"the request is about {size * 3 // 4} bytes, far above the limit of {limit} "
+                "(python3.bridge.max-message-size); send less data per call")))
+            return
         try:
             method = method_line.decode("utf-8")
             if object_id != ENTRY_POINT_ID:
@@ -419,6 +467,7 @@ class Py4JFront:
         # A request envelope travels as base64 (4/3) in one command line; twice the envelope
         # limit leaves room for `dispatch` to answer a too-big request with `bad_request`.
         self.max_command_bytes = (max_message_bytes * 2) * 4 // 3 + (1 << 16)
+        self.max_message_bytes = max_message_bytes
         self.pre_auth_limit = PRE_AUTH_LIMIT + len(self.token_bytes)
         self.hash_code = id(self) & 0x7FFFFFFF
         self.listener: socket.socket | None = None

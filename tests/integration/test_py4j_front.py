@@ -222,14 +222,21 @@ def test_endless_line_before_authenticating_is_cut_off_early(echo_front, caplog)
     assert "before authenticating" in caplog.text
 
 
-def test_oversized_command_closes_the_connection_with_a_log_line(caplog):
+def test_oversized_command_is_answered_bad_request_and_the_connection_stays(caplog):
     f = Front(echo, max_message_bytes=1000)
     try:
         limit = f.front.max_command_bytes
         peer = Peer(f.port)
         assert peer.apply(b"y" * 1000) == b"y" * 1000  # the limit itself passes
+        answer = peer.send(b"c\nt\napply\nsrequest\nj" + b"QUFB" * (limit // 4 + 1024)
+                           + b"\ne\n")
+        assert answer.startswith(b"!yj"), answer[:200]
+        error = msgpack.unpackb(base64.b64decode(answer[3:]))["error"]
+        assert error["kind"] == "bad_request" and "max-message-size" in error["message"]
+        assert peer.apply(b"after") == b"after"  # the same connection serves on
+        # many lines that are each small but together too large still close the connection
         try:
-            peer.sock.sendall(b"c\nt\napply\nsrequest\nj" + b"QUFB" * (limit // 4 + 1024))
+            peer.sock.sendall(b"c\nt\napply\nsrequest\n" + b"jQUFB\n" * (limit // 6 + 1024))
         except (ConnectionResetError, BrokenPipeError):
             pass
         assert peer.closed_by_front()
