@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import Callable
 
 from bridge import protocol
+from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
 from bridge.codec import pack_raw
 
 log = logging.getLogger("py3sidecar.py4j")
@@ -139,7 +140,7 @@ _AUTH, _AUTH_TOKEN, _AUTH_END, _COMMAND, _OBJECT, _METHOD, _ARGS, _GC_END = rang
 class _Connection:
     __slots__ = ("front", "sock", "fd", "peer", "buf", "scan", "state", "command", "object_id",
                  "method", "args", "token", "cmd_bytes", "busy", "closed", "out", "feeding",
-                 "close_when_flushed", "limit", "skipping", "oversized")
+                 "close_when_flushed", "limit", "skipping", "oversized", "last_active")
 
     def __init__(self, front: Py4JFront, sock: socket.socket, peer: str) -> None:
         self.front = front
@@ -159,6 +160,7 @@ class _Connection:
         self.close_when_flushed = False
         self.out: deque[memoryview] = deque()
         self.skipping = 0  # bytes of an oversized line dropped so far (0: not inside one)
+        self.last_active = front.loop.clock()  # for the idle timeout
         self.oversized = 0  # the size of the last oversized line, for its bad_request
 
     @property
@@ -186,6 +188,7 @@ class _Connection:
                 self.close(reset=not self.authenticated)
                 return
             short_read = len(data) < RECV_SIZE
+            self.last_active = self.front.loop.clock()
             if self.skipping:  # inside an oversized line: drop it up to its newline
                 nl = data.find(b"\n")
                 if nl < 0:
@@ -370,6 +373,7 @@ class _Connection:
                 log.error("py4j front: a second reply to one request was ignored")
                 return
             replied = True
+            self.last_active = front.loop.clock()
             if self.closed:
                 front.dropped_replies += 1
                 log.info("py4j front: reply dropped, the connection from %s is gone", self.peer)
@@ -456,7 +460,8 @@ class Py4JFront:
 
     def __init__(self, loop, handler: Handler, host: str = "127.0.0.1",
                  java_port: int = 25333, python_port: int = 25334,
-                 auth_token: str | None = None, max_message_bytes: int = 64 << 20) -> None:
+                 auth_token: str | None = None, max_message_bytes: int = 64 << 20,
+                 max_connections: int = 1024, idle_timeout: float = 3600.0) -> None:
         self.loop = loop
         self.handler = handler
         self.host = host
@@ -473,6 +478,17 @@ class Py4JFront:
         self.listener: socket.socket | None = None
         self.connections: set[_Connection] = set()
         self.dropped_replies = 0
+        # python3.bridge.py4j.max-connections / idle-timeout (0: never): held connections
+        # cannot use up the sidecar's descriptors and starve new JVM threads.
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.refused = 0  # connections refused at the cap, since the last report
+        self.refused_logged_at: float | None = None
+        self.idle_timer = None
+        self.guard = AcceptGuard(loop, "py4j front", self._pause_accepting,
+                                 self._resume_accepting,
+                                 advice="raise LimitNOFILE in the unit or lower "
+                                        "python3.bridge.py4j.max-connections")
 
     @property
     def endpoint(self) -> str:
@@ -500,7 +516,59 @@ class Py4JFront:
             raise
         self.listener = sock
         self.loop.add_reader(sock.fileno(), self.on_accept)
+        if self.idle_timeout:
+            self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
         log.info("py4j front listening on %s:%s", self.host, self.port)
+
+    def _pause_accepting(self) -> None:
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+
+    def _resume_accepting(self) -> None:
+        if self.listener is not None:
+            self.loop.add_reader(self.listener.fileno(), self.on_accept)
+
+    def _sweep_interval(self) -> float:
+        return max(0.05, min(self.idle_timeout / 4, 30.0))
+
+    def close_idle(self) -> None:
+        """Close authenticated connections idle for ``idle_timeout`` (never one with a call in
+        flight or output pending); runs every quarter of the timeout (at most 30 s)."""
+        now = self.loop.clock()
+        idle = [c for c in self.connections if c.authenticated and not c.busy and not c.out
+                and now - c.last_active >= self.idle_timeout]
+        for conn in idle:
+            log.info("py4j front: connection from %s idle for %gs closed "
+                     "(python3.bridge.py4j.idle-timeout)", conn.peer, now - conn.last_active)
+            conn.close()
+        if self.listener is not None:
+            self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
+
+    def make_room(self) -> bool:
+        """At the cap, the oldest connection that has not authenticated gives way to a new
+        one; True when there is room."""
+        if len(self.connections) < self.max_connections:
+            return True
+        waiting = [c for c in self.connections if not c.authenticated]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c.last_active).close(reset=True)
+        return True
+
+    def refuse(self, sock: socket.socket, peer: str) -> None:
+        self.refused += 1
+        now = self.loop.clock()
+        if self.refused_logged_at is None or now - self.refused_logged_at >= LOG_INTERVAL:
+            log.warning("py4j front: %d connection(s) refused (latest from %s): %d are open, the "
+                        "limit is python3.bridge.py4j.max-connections = %d", self.refused, peer,
+                        len(self.connections), self.max_connections)
+            self.refused_logged_at = now
+            self.refused = 0
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        except OSError:
+            pass
+        sock.close()  # a reset: the JVM fails at once instead of waiting for an answer
 
     def on_accept(self) -> None:
         listener = self.listener
@@ -511,15 +579,21 @@ class Py4JFront:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, and try again next turn
-                log.warning("py4j front: accept failed: %s", exc)
-                return
+            except OSError as exc:  # EMFILE and friends: pause the listener, never spin
+                if self.guard.failed(exc):
+                    return
+                continue
+            self.guard.accepted()
+            peer = f"{addr[0]}:{addr[1]}"
+            if not self.make_room():
+                self.refuse(sock, peer)
+                continue
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = _Connection(self, sock, f"{addr[0]}:{addr[1]}")
+            conn = _Connection(self, sock, peer)
             self.connections.add(conn)
             self.loop.add_reader(conn.fd, conn.on_readable)
             if not conn.authenticated:
@@ -536,6 +610,10 @@ class Py4JFront:
         """Stops listening and closes every JVM connection (never blocks; ``timeout`` is kept
         for the fronts' common signature). Replies still due are dropped."""
         listener, self.listener = self.listener, None
+        self.guard.cancel()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if listener is not None:
             self.loop.remove_reader(listener.fileno())
             listener.close()

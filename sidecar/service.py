@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import zmq
 
 from bridge import protocol
+from bridge.accept_guard import raise_open_files_limit
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
 from bridge.preauth import ELEMENT_BUDGET, EnvelopeHead, Unreadable, peek_envelope
@@ -121,7 +122,9 @@ class Service:
             self.fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                          bridge.py4j.java_port, bridge.py4j.python_port,
                                          auth_token=self.token,
-                                         max_message_bytes=self.max_message))
+                                         max_message_bytes=self.max_message,
+                                         max_connections=bridge.py4j.max_connections,
+                                         idle_timeout=bridge.py4j.idle_timeout))
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
         # bridge/connection.py.
         self.connection_file = connection_file_for(self.token_file)
@@ -133,6 +136,9 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        before, after = raise_open_files_limit()  # systemd's soft 1024 is a thousand idle peers
+        if after != before:
+            log.info("open-files limit raised from %d to %d (the hard limit)", before, after)
         # Authentication cannot be switched off: every front checks the token on every request,
         # so listening beyond loopback is never token-less. Say so where it matters.
         for front in self.fronts:

@@ -74,11 +74,11 @@ class Peer:
 class Front:
     """A Py4JFront in a Loop on its own thread, with a handler the test drives."""
 
-    def __init__(self, handler=None, max_message_bytes: int = 1 << 20) -> None:
+    def __init__(self, handler=None, max_message_bytes: int = 1 << 20, **limits) -> None:
         self.loop = Loop()
         self.held: queue.Queue = queue.Queue()
         self.front = Py4JFront(self.loop, handler or self.hold, python_port=0,
-                               auth_token=TOKEN, max_message_bytes=max_message_bytes)
+                               auth_token=TOKEN, max_message_bytes=max_message_bytes, **limits)
         self.front.start()
         self.port = self.front.port
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
@@ -417,3 +417,44 @@ def test_a_peer_that_never_authenticates_is_reset_after_the_deadline(echo_front,
     ok = Peer(echo_front.port)
     assert ok.apply(b"ok") == b"ok"
     ok.close()
+
+
+# ---------------------------------------------------------------- connection cap, idle timeout
+def test_connections_beyond_the_cap_are_reset_and_unauthenticated_ones_give_way(caplog):
+    f = Front(echo, max_connections=3)
+    peers = []
+    try:
+        peers = [Peer(f.port), Peer(f.port)]
+        waiting = Peer(f.port, token=None)  # connected, not authenticated (yet)
+        assert wait_until(lambda: f.on_loop(lambda: len(f.front.connections)) == 3, DEADLINE)
+        newcomer = Peer(f.port)  # takes the place of the one that never authenticated
+        peers.append(newcomer)
+        assert waiting.closed_by_front()
+        assert newcomer.apply(b"in") == b"in"
+        refused = socket.create_connection(("127.0.0.1", f.port), timeout=DEADLINE)
+        with pytest.raises((ConnectionResetError, EOFError)):
+            refused.sendall(b"A\n" + TOKEN.encode() + b"\ne\n")
+            if not refused.recv(16):
+                raise EOFError
+        refused.close()
+        assert "max-connections = 3" in caplog.text
+        assert all(p.apply(b"still") == b"still" for p in peers)  # the held ones serve on
+    finally:
+        for p in peers:
+            p.close()
+        f.stop()
+
+
+def test_idle_authenticated_connections_are_closed_after_the_idle_timeout(caplog):
+    caplog.set_level(logging.INFO, "py3sidecar.py4j")
+    f = Front(echo, idle_timeout=0.3)
+    try:
+        idle = Peer(f.port)
+        assert idle.apply(b"once") == b"once"
+        assert idle.closed_by_front()
+        assert "idle-timeout" in caplog.text
+        fresh = Peer(f.port)
+        assert fresh.apply(b"again") == b"again"
+        fresh.close()
+    finally:
+        f.stop()
