@@ -292,8 +292,9 @@ class _Connection:
             self.write(SUCCESS_RETURN)
         elif state == _AUTH:
             if line != b"A":
+                # Never what it sent (it may be a token): its size and peer only.
                 log.warning("py4j connection from %s refused: it did not authenticate first "
-                            "(sent %r)", self.peer, line[:40])
+                            "(sent a %d-byte line)", self.peer, len(line))
                 self.close(reset=True)
             else:
                 self.state = _AUTH_TOKEN

@@ -27,7 +27,7 @@ from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
 from bridge.preauth import ELEMENT_BUDGET, EnvelopeHead, Unreadable, peek_envelope
 from bridge.py4j_server import Py4JFront
-from bridge.token import ensure_token
+from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
 from sidecar.fallback import build_chain
@@ -35,6 +35,7 @@ from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
 from sidecar.pool import Call, Pool, PoolSettings
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
+from sidecar.redaction import redact_secrets
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
@@ -92,6 +93,12 @@ def supervision(loop: Loop, pool: Pool, config: Config) -> tuple[Any, Any, Any, 
     return resources, recovery, watchdog, sizer
 
 
+def token_source(configured: str, token_file: Any) -> str:
+    if token_file:
+        return f"the token file {token_file}"
+    return f"${ENV_TOKEN}" if os.environ.get(ENV_TOKEN) else "python3.bridge.token"
+
+
 def is_loopback(endpoint: str) -> bool:
     host = urlsplit(endpoint).hostname or ""
     return host in LOOPBACK_HOSTS or host.startswith("127.")
@@ -125,6 +132,9 @@ class Service:
                                          max_message_bytes=self.max_message,
                                          max_connections=bridge.py4j.max_connections,
                                          idle_timeout=bridge.py4j.idle_timeout))
+        check_token_strength(self.token, token_source(bridge.token, self.token_file),
+                             [e for e in (getattr(f, "endpoint", "") for f in self.fronts)
+                              if e and not is_loopback(e)])
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
         # bridge/connection.py.
         self.connection_file = connection_file_for(self.token_file)
@@ -337,9 +347,8 @@ class Service:
 
     def op_diag(self, request: dict[str, Any]) -> Any:
         command = request.get("command") or "help"
-        secret = {"python3": {"bridge": {"token"}}}
         commands = {"workers": lambda: self.pool.snapshot()["workers"],
-                    "config": lambda: self.config.model_dump(by_alias=True, exclude=secret)}
+                    "config": lambda: redact_secrets(self.config.model_dump(by_alias=True))}
         if command == "help":
             return sorted(commands)
         if command not in commands:

@@ -458,3 +458,12 @@ def test_idle_authenticated_connections_are_closed_after_the_idle_timeout(caplog
         fresh.close()
     finally:
         f.stop()
+
+
+def test_nothing_sent_before_authenticating_is_logged_but_its_size(echo_front, caplog):
+    peer = Peer(echo_front.port, token=None)
+    peer.sock.sendall(b"maybe-the-real-token-typed-in-the-wrong-place\n")
+    assert peer.closed_by_front()
+    assert wait_until(lambda: "did not authenticate first" in caplog.text, DEADLINE)
+    assert "maybe-the-real-token" not in caplog.text
+    assert "45-byte line" in caplog.text and "127.0.0.1:" in caplog.text
