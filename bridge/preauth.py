@@ -128,15 +128,17 @@ def _str_at(data: bytes, pos: int, limit: int) -> tuple[bytes | None, int]:
     return (data[start:start + length] if length <= limit else None), start + length
 
 
+_INT_SIZES = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+
+
 def _short_id(data: bytes, pos: int) -> int | str | None:
     b = data[pos] if pos < len(data) else -1
     if b <= 0x7F and b >= 0:
         return b
     if b >= 0xE0:
         return b - 0x100
-    sizes = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
-    if b in sizes:
-        size = sizes[b]
+    if b in _INT_SIZES:
+        size = _INT_SIZES[b]
         if pos + 1 + size > len(data):
             return None
         return int.from_bytes(data[pos + 1:pos + 1 + size], "big", signed=b >= 0xD0)
@@ -147,6 +149,25 @@ def _short_id(data: bytes, pos: int) -> int | str | None:
         return text.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+_TOKEN_KEY = b"\xa5token"  # "token" as a fixstr: how every msgpack encoder writes it
+_FAST_WINDOW = 128
+
+
+def token_near_start_matches(data: bytes, expected: bytes) -> bool:
+    """The hot path: our clients put ``token`` among the first members, so a correct token is
+    found by looking for its key in the first bytes, without walking. A hit inside some other
+    value cannot let anyone in: it would have to hold the right token, and ``dispatch`` checks
+    the decoded envelope's own token again. A miss falls back to ``peek_envelope``."""
+    at = data.find(_TOKEN_KEY, 0, _FAST_WINDOW)
+    if at < 0:
+        return False
+    try:
+        token, _ = _str_at(data, at + len(_TOKEN_KEY), MAX_TOKEN_BYTES)
+    except Unreadable:
+        return False
+    return token is not None and hmac.compare_digest(token, expected)
 
 
 def peek_envelope(data: bytes) -> EnvelopeHead:

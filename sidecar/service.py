@@ -25,7 +25,13 @@ from bridge import protocol
 from bridge.accept_guard import raise_open_files_limit
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
-from bridge.preauth import ELEMENT_BUDGET, EnvelopeHead, Unreadable, peek_envelope
+from bridge.preauth import (
+    ELEMENT_BUDGET,
+    EnvelopeHead,
+    Unreadable,
+    peek_envelope,
+    token_near_start_matches,
+)
 from bridge.py4j_server import Py4JFront
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
@@ -234,15 +240,16 @@ class Service:
             return
         # Nothing is decoded before the token is checked: a bounded walk of the headers finds
         # it (bridge/preauth.py), and an unauthenticated reply echoes only a short id.
-        try:
-            head = peek_envelope(payload)
-        except Unreadable as exc:
-            refuse(None, protocol.BAD_REQUEST,
-                   f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
-            return
-        if not head.token_matches(self.token_bytes):
-            refuse(head.request_id, protocol.UNAUTHORIZED, self.unauthorized_message(head))
-            return
+        if not token_near_start_matches(payload, self.token_bytes):
+            try:
+                head = peek_envelope(payload)
+            except Unreadable as exc:
+                refuse(None, protocol.BAD_REQUEST,
+                       f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
+                return
+            if not head.token_matches(self.token_bytes):
+                refuse(head.request_id, protocol.UNAUTHORIZED, self.unauthorized_message(head))
+                return
         try:
             request = unpack_raw(payload)
         except Exception as exc:  # msgpack raises several types for junk

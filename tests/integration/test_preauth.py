@@ -124,6 +124,11 @@ def test_unauthenticated_replies_echo_only_a_short_id(proc):
                                               "id": 3, "token": proc.token}))
         assert reply["error"]["kind"] == "unauthorized"
         assert "before large members" in reply["error"]["message"]
+        # the right token's bytes inside another value are not the envelope's token
+        decoy = msgpack.packb({"token": proc.token})[1:]
+        reply = exchange(sock, msgpack.packb({"v": 1, "id": 4, "pad": decoy, "op": "ping",
+                                              "token": "wrong"}))
+        assert reply["error"]["kind"] == "unauthorized", reply
     finally:
         sock.close()
         ctx.term()

@@ -4,7 +4,13 @@ without building values, and gives up after a fixed number of values."""
 import msgpack
 import pytest
 
-from bridge.preauth import ELEMENT_BUDGET, MAX_ECHOED_ID, Unreadable, peek_envelope
+from bridge.preauth import (
+    ELEMENT_BUDGET,
+    MAX_ECHOED_ID,
+    Unreadable,
+    peek_envelope,
+    token_near_start_matches,
+)
 
 
 def test_token_and_id_are_found_without_decoding_large_members():
@@ -52,3 +58,13 @@ def test_a_value_that_is_not_a_map_has_no_token(value):
 def test_a_token_that_is_not_a_short_string_never_matches(token):
     head = peek_envelope(msgpack.packb({"id": 1, "token": token}))
     assert not head.token_matches(b"secret")
+
+
+def test_the_fast_path_finds_a_token_sent_first_and_nothing_else():
+    first = msgpack.packb({"v": 1, "id": 9, "token": "secret", "code": "x" * 10_000})
+    assert token_near_start_matches(first, b"secret")
+    assert not token_near_start_matches(first, b"secreX")
+    late = msgpack.packb({"code": "x" * 10_000, "token": "secret"})
+    assert not token_near_start_matches(late, b"secret")  # the walk handles it instead
+    assert peek_envelope(late).token_matches(b"secret")
+    assert not token_near_start_matches(b"\x81\xa5token\xd9", b"secret")  # cut short
