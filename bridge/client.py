@@ -205,8 +205,9 @@ class Client:
         rid = next(self._ids)
         # The token goes first: until it is checked the sidecar steps over only a few thousand
         # values (bridge/preauth.py), so it must not sit behind a large argument.
-        request = {"v": protocol.VERSION, "id": rid, "token": self.token or "", **request,
-                   "timeout": timeout}
+        request = {"v": protocol.VERSION, "id": rid, "token": self.token or "", **request}
+        request["v"], request["id"], request["token"] = protocol.VERSION, rid, self.token or ""
+        request["timeout"] = timeout
         payload = codec.packb(request)
         if self._single:
             permit = self._breaker.try_acquire()
