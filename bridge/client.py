@@ -67,6 +67,10 @@ FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
 _CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
 _LOST = zmq.EVENT_DISCONNECTED
 _REFUSED = zmq.EVENT_CONNECT_RETRIED
+# A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
+# python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
+# on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
+WATCH_SIZE = 64 << 10
 
 
 def parse_endpoints(endpoint: str | Sequence[str] | None) -> list[str]:
@@ -106,6 +110,11 @@ class _Link:
         if monitor is not None:
             self.poller.register(monitor, zmq.POLLIN)
         self.created = time.monotonic()
+
+    def watch(self) -> None:
+        """Start a socket monitor (kept for the link's life) to see the connection drop."""
+        self.monitor = self.sock.get_monitor_socket(_CONNECTED | _LOST | _REFUSED)
+        self.poller.register(self.monitor, zmq.POLLIN)
 
     def events(self) -> list[int]:
         """Monitor events that arrived since the last look (non-blocking)."""
@@ -203,9 +212,10 @@ class Client:
         """Send one envelope and return the successful reply map, or raise its error."""
         timeout = self.timeout if timeout is None else timeout
         rid = next(self._ids)
-        request["v"] = protocol.VERSION
-        request["id"] = rid
-        request["token"] = self.token or ""
+        # The token goes first: until it is checked the sidecar steps over only a few thousand
+        # values (bridge/preauth.py), so it must not sit behind a large argument.
+        request = {"v": protocol.VERSION, "id": rid, "token": self.token or "", **request}
+        request["v"], request["id"], request["token"] = protocol.VERSION, rid, self.token or ""
         request["timeout"] = timeout
         payload = codec.packb(request)
         if self._single:
@@ -216,6 +226,9 @@ class Client:
                 reply = self.send_and_wait(payload, rid, timeout + self.grace)
             except Unavailable:
                 permit.record(protocol.UNAVAILABLE)
+                raise
+            except BadRequest:  # refused for its size: the sidecar is fine
+                permit.record(None)
                 raise
             permit.record(None)
         else:
@@ -253,6 +266,9 @@ class Client:
                 permit.record(protocol.UNAVAILABLE)
                 problems.append(exc.message)
                 continue
+            except BadRequest:  # too large for this sidecar: for the others too
+                permit.record(None)
+                raise
             permit.record(None)  # it answered: alive, whatever the answer says
             kind = None if reply.get("ok") else (reply.get("error") or {}).get("kind")
             if kind in FAILOVER_KINDS and index < last:
@@ -282,6 +298,8 @@ class Client:
         """
         endpoint = endpoint or self.endpoint
         link = self._link(endpoint)
+        if len(payload) >= WATCH_SIZE and link.monitor is None:
+            link.watch()
         sock = link.sock
         if link.monitor is not None:
             link.events()  # forget disconnects from before this call: they are not ours
@@ -304,6 +322,12 @@ class Client:
             if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
                 lost = _LOST in link.events()
                 if all(source is not sock for source, _ in ready):
+                    if lost and len(payload) >= WATCH_SIZE:
+                        raise BadRequest(
+                            f"the sidecar at {endpoint} closed the connection while this "
+                            f"{len(payload)}-byte request was sent: it drops, without an "
+                            "answer, requests above twice its python3.bridge.max-message-size;"
+                            " send less data per call")
                     if lost:
                         raise Unavailable(f"the connection to the sidecar at {endpoint} was "
                                           "lost while this call was running there; its "

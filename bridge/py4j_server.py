@@ -34,10 +34,12 @@ What a JVM sends on a connection, and the answers (mirroring py4j's Python side,
   An empty object id line, or end of stream, closes the connection.
 
 Resource bounds: non-blocking sockets only; partial writes are buffered (at most one reply per
-connection is ever pending). A command larger than about twice the envelope limit (base64
-included), or anything beyond 4 KiB before authentication, closes the connection with a log
-line. A connection whose peer vanished while its request was in the pool is closed at once; the
-pool's one reply is then dropped (counted in ``dropped_replies``).
+connection is ever pending). A line larger than about twice the envelope limit (base64
+included) is dropped as it arrives and its call answered with a `bad_request` envelope (the
+connection stays); a command whose lines together exceed that, or anything beyond 4 KiB before
+authentication, closes the connection with a log line. A connection whose peer vanished while
+its request was in the pool is closed at once; the pool's one reply is then dropped (counted in
+``dropped_replies``).
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ from collections import deque
 from collections.abc import Callable
 
 from bridge import protocol
+from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
 from bridge.codec import pack_raw
 
 log = logging.getLogger("py3sidecar.py4j")
@@ -69,6 +72,8 @@ RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
 ACCEPT_PER_TURN = 64
 _LINGER_0 = struct.pack("ii", 1, 0)
+#: What an oversized (dropped) line reads as: never a valid py4j part (those start with a type).
+OVERSIZED = b"\x00"
 
 
 def escape(text: str) -> str:
@@ -135,7 +140,7 @@ _AUTH, _AUTH_TOKEN, _AUTH_END, _COMMAND, _OBJECT, _METHOD, _ARGS, _GC_END = rang
 class _Connection:
     __slots__ = ("front", "sock", "fd", "peer", "buf", "scan", "state", "command", "object_id",
                  "method", "args", "token", "cmd_bytes", "busy", "closed", "out", "feeding",
-                 "close_when_flushed", "limit")
+                 "close_when_flushed", "limit", "skipping", "oversized", "last_active")
 
     def __init__(self, front: Py4JFront, sock: socket.socket, peer: str) -> None:
         self.front = front
@@ -154,6 +159,9 @@ class _Connection:
         self.feeding = False
         self.close_when_flushed = False
         self.out: deque[memoryview] = deque()
+        self.skipping = 0  # bytes of an oversized line dropped so far (0: not inside one)
+        self.last_active = front.loop.clock()  # for the idle timeout
+        self.oversized = 0  # the size of the last oversized line, for its bad_request
 
     @property
     def authenticated(self) -> bool:
@@ -179,16 +187,51 @@ class _Connection:
                              "reply will be dropped", self.peer)
                 self.close(reset=not self.authenticated)
                 return
+            short_read = len(data) < RECV_SIZE
+            self.last_active = self.front.loop.clock()
+            if self.skipping:  # inside an oversized line: drop it up to its newline
+                nl = data.find(b"\n")
+                if nl < 0:
+                    self.skipping += len(data)
+                    if short_read:
+                        break
+                    continue
+                self.oversized, self.skipping = self.skipping + nl, 0
+                buf += OVERSIZED  # stands in for the line; the newline below ends it
+                data = data[nl:]
             buf += data
-            if len(buf) + self.cmd_bytes > self.limit:
+            if len(buf) + self.cmd_bytes > self.limit and not self.skip_line():
                 log.warning("py4j connection from %s closed: it sent a command over %d bytes%s",
                             self.peer, self.limit,
                             "" if self.authenticated else " before authenticating")
                 self.close(reset=True)
                 return
-            if len(data) < RECV_SIZE:
+            if short_read:
                 break
         self.feed()
+
+    def skip_line(self) -> bool:
+        """An authenticated peer's line too large to buffer is dropped as it arrives, and its
+        call answered ``bad_request`` (``call``): the JVM learns why at once and the connection
+        stays. False when that cannot help (not authenticated, or complete lines are too big)."""
+        if not self.authenticated:
+            return False
+        buf = self.buf
+        while len(buf) + self.cmd_bytes > self.limit:
+            at = max(0, self.limit - self.cmd_bytes)  # where the limit is crossed
+            start = buf.rfind(b"\n", 0, at) + 1
+            end = buf.find(b"\n", at)
+            length = (len(buf) if end < 0 else end) - start
+            if length < self.limit // 2:
+                return False  # many lines, not one huge one: a broken or hostile peer
+            if end < 0:  # the line goes on: drop what came, and the rest as it comes
+                self.skipping = length
+                del buf[start:]
+            else:
+                self.oversized = length
+                buf[start:end] = OVERSIZED
+            self.scan = min(self.scan, start)
+        return True
 
     def feed(self) -> None:
         """Handle every complete line buffered, until a request is in flight."""
@@ -249,8 +292,9 @@ class _Connection:
             self.write(SUCCESS_RETURN)
         elif state == _AUTH:
             if line != b"A":
+                # Never what it sent (it may be a token): its size and peer only.
                 log.warning("py4j connection from %s refused: it did not authenticate first "
-                            "(sent %r)", self.peer, line[:40])
+                            "(sent a %d-byte line)", self.peer, len(line))
                 self.close(reset=True)
             else:
                 self.state = _AUTH_TOKEN
@@ -274,6 +318,14 @@ class _Connection:
 
     # ------------------------------------------------------------ calls
     def call(self, object_id: bytes, method_line: bytes, parts: list[bytes]) -> None:
+        if OVERSIZED in parts or OVERSIZED in (object_id, method_line):
+            size, self.oversized = self.oversized, 0
+            limit = self.front.max_message_bytes
+            self.write(bytes_return(_error_envelope(
+                protocol.BAD_REQUEST,
+                f"the request is about {size * 3 // 4} bytes, far above the limit of {limit} "
+                "(python3.bridge.max-message-size); send less data per call")))
+            return
         try:
             method = method_line.decode("utf-8")
             if object_id != ENTRY_POINT_ID:
@@ -322,6 +374,7 @@ class _Connection:
                 log.error("py4j front: a second reply to one request was ignored")
                 return
             replied = True
+            self.last_active = front.loop.clock()
             if self.closed:
                 front.dropped_replies += 1
                 log.info("py4j front: reply dropped, the connection from %s is gone", self.peer)
@@ -408,7 +461,8 @@ class Py4JFront:
 
     def __init__(self, loop, handler: Handler, host: str = "127.0.0.1",
                  java_port: int = 25333, python_port: int = 25334,
-                 auth_token: str | None = None, max_message_bytes: int = 64 << 20) -> None:
+                 auth_token: str | None = None, max_message_bytes: int = 64 << 20,
+                 max_connections: int = 1024, idle_timeout: float = 3600.0) -> None:
         self.loop = loop
         self.handler = handler
         self.host = host
@@ -419,11 +473,23 @@ class Py4JFront:
         # A request envelope travels as base64 (4/3) in one command line; twice the envelope
         # limit leaves room for `dispatch` to answer a too-big request with `bad_request`.
         self.max_command_bytes = (max_message_bytes * 2) * 4 // 3 + (1 << 16)
+        self.max_message_bytes = max_message_bytes
         self.pre_auth_limit = PRE_AUTH_LIMIT + len(self.token_bytes)
         self.hash_code = id(self) & 0x7FFFFFFF
         self.listener: socket.socket | None = None
         self.connections: set[_Connection] = set()
         self.dropped_replies = 0
+        # python3.bridge.py4j.max-connections / idle-timeout (0: never): held connections
+        # cannot use up the sidecar's descriptors and starve new JVM threads.
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.refused = 0  # connections refused at the cap, since the last report
+        self.refused_logged_at: float | None = None
+        self.idle_timer = None
+        self.guard = AcceptGuard(loop, "py4j front", self._pause_accepting,
+                                 self._resume_accepting,
+                                 advice="raise LimitNOFILE in the unit or lower "
+                                        "python3.bridge.py4j.max-connections")
 
     @property
     def endpoint(self) -> str:
@@ -451,7 +517,59 @@ class Py4JFront:
             raise
         self.listener = sock
         self.loop.add_reader(sock.fileno(), self.on_accept)
+        if self.idle_timeout:
+            self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
         log.info("py4j front listening on %s:%s", self.host, self.port)
+
+    def _pause_accepting(self) -> None:
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+
+    def _resume_accepting(self) -> None:
+        if self.listener is not None:
+            self.loop.add_reader(self.listener.fileno(), self.on_accept)
+
+    def _sweep_interval(self) -> float:
+        return max(0.05, min(self.idle_timeout / 4, 30.0))
+
+    def close_idle(self) -> None:
+        """Close authenticated connections idle for ``idle_timeout`` (never one with a call in
+        flight or output pending); runs every quarter of the timeout (at most 30 s)."""
+        now = self.loop.clock()
+        idle = [c for c in self.connections if c.authenticated and not c.busy and not c.out
+                and now - c.last_active >= self.idle_timeout]
+        for conn in idle:
+            log.info("py4j front: connection from %s idle for %gs closed "
+                     "(python3.bridge.py4j.idle-timeout)", conn.peer, now - conn.last_active)
+            conn.close()
+        if self.listener is not None:
+            self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
+
+    def make_room(self) -> bool:
+        """At the cap, the oldest connection that has not authenticated gives way to a new
+        one; True when there is room."""
+        if len(self.connections) < self.max_connections:
+            return True
+        waiting = [c for c in self.connections if not c.authenticated]
+        if not waiting:
+            return False
+        min(waiting, key=lambda c: c.last_active).close(reset=True)
+        return True
+
+    def refuse(self, sock: socket.socket, peer: str) -> None:
+        self.refused += 1
+        now = self.loop.clock()
+        if self.refused_logged_at is None or now - self.refused_logged_at >= LOG_INTERVAL:
+            log.warning("py4j front: %d connection(s) refused (latest from %s): %d are open, the "
+                        "limit is python3.bridge.py4j.max-connections = %d", self.refused, peer,
+                        len(self.connections), self.max_connections)
+            self.refused_logged_at = now
+            self.refused = 0
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+        except OSError:
+            pass
+        sock.close()  # a reset: the JVM fails at once instead of waiting for an answer
 
     def on_accept(self) -> None:
         listener = self.listener
@@ -462,15 +580,21 @@ class Py4JFront:
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: log, and try again next turn
-                log.warning("py4j front: accept failed: %s", exc)
-                return
+            except OSError as exc:  # EMFILE and friends: pause the listener, never spin
+                if self.guard.failed(exc):
+                    return
+                continue
+            self.guard.accepted()
+            peer = f"{addr[0]}:{addr[1]}"
+            if not self.make_room():
+                self.refuse(sock, peer)
+                continue
             sock.setblocking(False)
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = _Connection(self, sock, f"{addr[0]}:{addr[1]}")
+            conn = _Connection(self, sock, peer)
             self.connections.add(conn)
             self.loop.add_reader(conn.fd, conn.on_readable)
             if not conn.authenticated:
@@ -487,6 +611,10 @@ class Py4JFront:
         """Stops listening and closes every JVM connection (never blocks; ``timeout`` is kept
         for the fronts' common signature). Replies still due are dropped."""
         listener, self.listener = self.listener, None
+        self.guard.cancel()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if listener is not None:
             self.loop.remove_reader(listener.fileno())
             listener.close()

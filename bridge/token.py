@@ -1,7 +1,8 @@
 """Where the sidecar's token lives, and how both ends find it (as Jupyter does with its
 connection files).
 
-Owns: the runtime folder, creating the token file (owner-only), reading it back. Must not
+Owns: the runtime folder, creating the token file (owner-only), reading it back, refusing a
+token file others can read and a short token on a sidecar reachable beyond loopback. Must not
 touch: sockets, config parsing.
 """
 
@@ -9,10 +10,42 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 ENV_TOKEN = "PY3SIDECAR_TOKEN"
 ENV_RUNTIME_DIR = "PY3SIDECAR_RUNTIME_DIR"
+#: The shortest token accepted when a front listens beyond loopback (ours have 43 characters).
+MIN_EXPOSED_TOKEN_LENGTH = 32
+
+
+class TokenError(ValueError):
+    """The token or its file is unsafe to serve with; the message says what to do."""
+
+
+def check_private(path: Path) -> None:
+    """Refuse a token file that group or others may read (or write): they could run Python as
+    this user through the sidecar."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        who = " and ".join(w for w, bits in (("its group", 0o070), ("other users", 0o007))
+                           if mode & bits)
+        raise TokenError(f"the token file {path} is open to {who} (mode {mode:04o}): whoever "
+                         f"reads it can run Python as this user. Make it private with "
+                         f"`chmod 600 {path}` (or delete it to have a new token made), then "
+                         "start again")
+
+
+def check_token_strength(token: str, source: str, exposed: Sequence[str]) -> None:
+    """A sidecar listening beyond loopback (``exposed`` endpoints) needs a long token."""
+    if exposed and len(token) < MIN_EXPOSED_TOKEN_LENGTH:
+        raise TokenError(
+            f"python3.bridge.token: the token (from {source}) has {len(token)} characters, but "
+            f"the sidecar listens beyond loopback on {', '.join(exposed)}: such a token needs "
+            f"at least {MIN_EXPOSED_TOKEN_LENGTH}. Leave python3.bridge.token empty to have one "
+            "generated, or set one made with `python3 -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`")
 
 
 def runtime_dir() -> Path:
@@ -53,6 +86,7 @@ def ensure_token(configured: str = "", token_file: str = "") -> tuple[str, Path 
     except FileNotFoundError:
         existing = ""
     if existing:
+        check_private(path)
         return existing, path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)

@@ -45,7 +45,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=config.python3.logging.level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = Service(config)
+    from bridge.token import TokenError
+
+    try:
+        service = Service(config)
+    except TokenError as exc:  # an unsafe token or token file: say what to do, no traceback
+        print(f"py3sidecar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: service.request_stop())
     # A signal that lands on another thread (py4j's, say) must still wake the loop's poll so

@@ -137,6 +137,23 @@ class Py4JConfig(Section):
     host: str
     python_port: int
     java_port: int
+    max_connections: int
+    idle_timeout: float
+    _d = _durations("idle_timeout")
+
+    @field_validator("max_connections")
+    @classmethod
+    def _cap(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("expected at least 1 connection (one per JVM thread calling in)")
+        return value
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _idle(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("expected a duration such as 1h, or 0 to never close idle ones")
+        return value
 
     @field_validator("python_port", "java_port")
     @classmethod

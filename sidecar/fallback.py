@@ -542,10 +542,12 @@ class RemoteStrategy(Strategy):
             attempt.fail(protocol.UNAVAILABLE, "the sidecar is shutting down")
             return
         remaining = attempt.deadline - self.loop.clock()
-        request = unpack_raw(attempt.payload)
+        fields = unpack_raw(attempt.payload)
         forward_id = next(self.ids)
-        request["id"] = forward_id  # callers' ids may collide; ours do not
-        request["token"] = self.token
+        fields.pop("id", None)
+        fields.pop("token", None)
+        # Ours first: ids may collide; the token goes before large members (bridge/preauth.py).
+        request = {"id": forward_id, "token": self.token, **fields}
         request["timeout"] = max(remaining, 0.001)
         try:
             self.socket.send(pack_raw(request), zmq.NOBLOCK)

@@ -23,10 +23,18 @@ from urllib.parse import urlsplit
 import zmq
 
 from bridge import protocol
+from bridge.accept_guard import raise_open_files_limit
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
+from bridge.preauth import (
+    ELEMENT_BUDGET,
+    EnvelopeHead,
+    Unreadable,
+    peek_envelope,
+    token_near_start_matches,
+)
 from bridge.py4j_server import Py4JFront
-from bridge.token import ensure_token
+from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
 from sidecar.fallback import build_chain, quarantine_config
@@ -35,6 +43,7 @@ from sidecar.loop import Loop
 from sidecar.pool import Call, Pool, PoolSettings
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
+from sidecar.redaction import redact_secrets
 from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
@@ -94,6 +103,12 @@ def supervision(loop: Loop, pool: Pool, config: Config) -> tuple[Any, Any, Any, 
     return resources, recovery, watchdog, sizer
 
 
+def token_source(configured: str, token_file: Any) -> str:
+    if token_file:
+        return f"the token file {token_file}"
+    return f"${ENV_TOKEN}" if os.environ.get(ENV_TOKEN) else "python3.bridge.token"
+
+
 def is_loopback(endpoint: str) -> bool:
     host = urlsplit(endpoint).hostname or ""
     return host in LOOPBACK_HOSTS or host.startswith("127.")
@@ -131,7 +146,12 @@ class Service:
             self.fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                          bridge.py4j.java_port, bridge.py4j.python_port,
                                          auth_token=self.token,
-                                         max_message_bytes=self.max_message))
+                                         max_message_bytes=self.max_message,
+                                         max_connections=bridge.py4j.max_connections,
+                                         idle_timeout=bridge.py4j.idle_timeout))
+        check_token_strength(self.token, token_source(bridge.token, self.token_file),
+                             [e for e in (getattr(f, "endpoint", "") for f in self.fronts)
+                              if e and not is_loopback(e)])
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
         # bridge/connection.py.
         self.connection_file = connection_file_for(self.token_file)
@@ -144,6 +164,9 @@ class Service:
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
+        before, after = raise_open_files_limit()  # systemd's soft 1024 is a thousand idle peers
+        if after != before:
+            log.info("open-files limit raised from %d to %d (the hard limit)", before, after)
         # Authentication cannot be switched off: every front checks the token on every request,
         # so listening beyond loopback is never token-less. Say so where it matters.
         for front in self.fronts:
@@ -231,6 +254,18 @@ class Service:
                    f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
                    "(python3.bridge.max-message-size); send less data per call")
             return
+        # Nothing is decoded before the token is checked: a bounded walk of the headers finds
+        # it (bridge/preauth.py), and an unauthenticated reply echoes only a short id.
+        if not token_near_start_matches(payload, self.token_bytes):
+            try:
+                head = peek_envelope(payload)
+            except Unreadable as exc:
+                refuse(None, protocol.BAD_REQUEST,
+                       f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
+                return
+            if not head.token_matches(self.token_bytes):
+                refuse(head.request_id, protocol.UNAUTHORIZED, self.unauthorized_message(head))
+                return
         try:
             request = unpack_raw(payload)
         except Exception as exc:  # msgpack raises several types for junk
@@ -244,10 +279,9 @@ class Service:
         token = request.get("token") if isinstance(request, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
                                                                  self.token_bytes):
-            where = (f"the token file {self.token_file}" if self.token_file
-                     else "python3.bridge.token or $PY3SIDECAR_TOKEN")
-            refuse(rid, protocol.UNAUTHORIZED, f"{'a wrong' if token else 'no'} token was sent; "
-                   f"the sidecar's token is in {where}")
+            # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
+            # duplicate key): the envelope is what counts.
+            refuse(rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
@@ -280,6 +314,15 @@ class Service:
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
+
+    def unauthorized_message(self, head: EnvelopeHead | None) -> str:
+        where = (f"the token file {self.token_file}" if self.token_file
+                 else "python3.bridge.token or $PY3SIDECAR_TOKEN")
+        if head is not None and head.over_budget:
+            return (f"no token among the first {ELEMENT_BUDGET} values of the request; send "
+                    "'token' before large members (docs/protocol.md)")
+        sent = "a wrong" if head is None or head.token is not None else "no"
+        return f"{sent} token was sent; the sidecar's token is in {where}"
 
     # ------------------------------------------------------------ the sidecar's own ops
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -335,9 +378,8 @@ class Service:
 
     def op_diag(self, request: dict[str, Any]) -> Any:
         command = request.get("command") or "help"
-        secret = {"python3": {"bridge": {"token"}}}
         commands = {"workers": lambda: self.pool.snapshot()["workers"],
-                    "config": lambda: self.config.model_dump(by_alias=True, exclude=secret)}
+                    "config": lambda: redact_secrets(self.config.model_dump(by_alias=True))}
         if command == "help":
             return sorted(commands)
         if command not in commands:

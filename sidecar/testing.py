@@ -62,7 +62,8 @@ class SidecarProcess:
     """
 
     def __init__(self, overrides: dict | None = None, *, workdir: str | None = None,
-                 ready_workers: int | None = None, py4j_port: int | None = None) -> None:
+                 ready_workers: int | None = None, py4j_port: int | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="py3sidecar-test-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -79,6 +80,7 @@ class SidecarProcess:
         self.runtime_dir = self.workdir / "runtime"
         self.log_path = self.workdir / "sidecar.log"
         self.ready_workers = ready_workers
+        self.preexec_fn = preexec_fn  # e.g. to start it with a lower resource limit
         self.proc: subprocess.Popen | None = None
         self.connection: dict[str, Any] = {}
         self._clients: list[Client] = []
@@ -117,7 +119,8 @@ class SidecarProcess:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sidecar", "serve", "--config", str(self.config_path)],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir))
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
+            preexec_fn=self.preexec_fn)
         wait_until(lambda: self._read_connection() or self.proc.poll() is not None,
                    timeout, message="connection file")
         if self.proc.poll() is not None:

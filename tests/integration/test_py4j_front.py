@@ -74,11 +74,11 @@ class Peer:
 class Front:
     """A Py4JFront in a Loop on its own thread, with a handler the test drives."""
 
-    def __init__(self, handler=None, max_message_bytes: int = 1 << 20) -> None:
+    def __init__(self, handler=None, max_message_bytes: int = 1 << 20, **limits) -> None:
         self.loop = Loop()
         self.held: queue.Queue = queue.Queue()
         self.front = Py4JFront(self.loop, handler or self.hold, python_port=0,
-                               auth_token=TOKEN, max_message_bytes=max_message_bytes)
+                               auth_token=TOKEN, max_message_bytes=max_message_bytes, **limits)
         self.front.start()
         self.port = self.front.port
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
@@ -222,14 +222,21 @@ def test_endless_line_before_authenticating_is_cut_off_early(echo_front, caplog)
     assert "before authenticating" in caplog.text
 
 
-def test_oversized_command_closes_the_connection_with_a_log_line(caplog):
+def test_oversized_command_is_answered_bad_request_and_the_connection_stays(caplog):
     f = Front(echo, max_message_bytes=1000)
     try:
         limit = f.front.max_command_bytes
         peer = Peer(f.port)
         assert peer.apply(b"y" * 1000) == b"y" * 1000  # the limit itself passes
+        answer = peer.send(b"c\nt\napply\nsrequest\nj" + b"QUFB" * (limit // 4 + 1024)
+                           + b"\ne\n")
+        assert answer.startswith(b"!yj"), answer[:200]
+        error = msgpack.unpackb(base64.b64decode(answer[3:]))["error"]
+        assert error["kind"] == "bad_request" and "max-message-size" in error["message"]
+        assert peer.apply(b"after") == b"after"  # the same connection serves on
+        # many lines that are each small but together too large still close the connection
         try:
-            peer.sock.sendall(b"c\nt\napply\nsrequest\nj" + b"QUFB" * (limit // 4 + 1024))
+            peer.sock.sendall(b"c\nt\napply\nsrequest\n" + b"jQUFB\n" * (limit // 6 + 1024))
         except (ConnectionResetError, BrokenPipeError):
             pass
         assert peer.closed_by_front()
@@ -410,3 +417,53 @@ def test_a_peer_that_never_authenticates_is_reset_after_the_deadline(echo_front,
     ok = Peer(echo_front.port)
     assert ok.apply(b"ok") == b"ok"
     ok.close()
+
+
+# ---------------------------------------------------------------- connection cap, idle timeout
+def test_connections_beyond_the_cap_are_reset_and_unauthenticated_ones_give_way(caplog):
+    f = Front(echo, max_connections=3)
+    peers = []
+    try:
+        peers = [Peer(f.port), Peer(f.port)]
+        waiting = Peer(f.port, token=None)  # connected, not authenticated (yet)
+        assert wait_until(lambda: f.on_loop(lambda: len(f.front.connections)) == 3, DEADLINE)
+        newcomer = Peer(f.port)  # takes the place of the one that never authenticated
+        peers.append(newcomer)
+        assert waiting.closed_by_front()
+        assert newcomer.apply(b"in") == b"in"
+        refused = socket.create_connection(("127.0.0.1", f.port), timeout=DEADLINE)
+        with pytest.raises((ConnectionResetError, EOFError)):
+            refused.sendall(b"A\n" + TOKEN.encode() + b"\ne\n")
+            if not refused.recv(16):
+                raise EOFError
+        refused.close()
+        assert "max-connections = 3" in caplog.text
+        assert all(p.apply(b"still") == b"still" for p in peers)  # the held ones serve on
+    finally:
+        for p in peers:
+            p.close()
+        f.stop()
+
+
+def test_idle_authenticated_connections_are_closed_after_the_idle_timeout(caplog):
+    caplog.set_level(logging.INFO, "py3sidecar.py4j")
+    f = Front(echo, idle_timeout=0.3)
+    try:
+        idle = Peer(f.port)
+        assert idle.apply(b"once") == b"once"
+        assert idle.closed_by_front()
+        assert "idle-timeout" in caplog.text
+        fresh = Peer(f.port)
+        assert fresh.apply(b"again") == b"again"
+        fresh.close()
+    finally:
+        f.stop()
+
+
+def test_nothing_sent_before_authenticating_is_logged_but_its_size(echo_front, caplog):
+    peer = Peer(echo_front.port, token=None)
+    peer.sock.sendall(b"maybe-the-real-token-typed-in-the-wrong-place\n")
+    assert peer.closed_by_front()
+    assert wait_until(lambda: "did not authenticate first" in caplog.text, DEADLINE)
+    assert "maybe-the-real-token" not in caplog.text
+    assert "45-byte line" in caplog.text and "127.0.0.1:" in caplog.text

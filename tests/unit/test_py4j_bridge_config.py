@@ -26,12 +26,21 @@ def test_py4j_defaults():
     ("python3:\n  bridge:\n    py4j:\n      java-port: -1\n", "0..65535"),
     ("python3:\n  bridge:\n    py4j:\n      host: ' '\n", "listen address"),
     ("python3:\n  bridge:\n    py4j:\n      port: 1\n", "unknown key 'python3.bridge.py4j.port'"),
+    ("python3:\n  bridge:\n    py4j:\n      max-connections: 0\n", "at least 1"),
+    ("python3:\n  bridge:\n    py4j:\n      idle-timeout: -1\n", "0 to never"),
 ])
 def test_py4j_bad_values_are_named(text, message):
     with pytest.raises(config.ConfigError) as err:
         config.load(text=text)
     assert message in str(err.value)
     assert "python3.bridge.py4j" in str(err.value)
+
+
+def test_py4j_connection_limits():
+    py4j = config.load().python3.bridge.py4j
+    assert (py4j.max_connections, py4j.idle_timeout) == (1024, 3600.0)
+    cfg = config.load(text="python3:\n  bridge:\n    py4j:\n      idle-timeout: 0\n")
+    assert cfg.python3.bridge.py4j.idle_timeout == 0
 
 
 def test_port_zero_is_allowed():

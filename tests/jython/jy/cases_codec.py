@@ -86,6 +86,21 @@ def test_unsupported_type_names_type_and_position():
         raise AssertionError('no EncodeError')
 
 
+def test_encode_request_puts_the_token_first():
+    # The sidecar looks for the token among the first few thousand values only
+    # (bridge/preauth.py): a large argument must never come before it.
+    from org.msgpack.core import MessagePack
+    env = {'args': range(10000), 'target': 'm:f', 'op': 'call', 'timeout': 5.0,
+           'token': 't' * 43, 'id': 7, 'v': 1, 'kwargs': {'a': 1}}
+    u = MessagePack.newDefaultUnpacker(codec.encode_request(env))
+    keys = []
+    for _ in range(u.unpackMapHeader()):
+        keys.append(u.unpackString())
+        u.skipValue()
+    assert keys[:4] == ['v', 'id', 'token', 'op'], keys
+    assert sorted(keys) == sorted(env.keys()), keys
+
+
 def test_unsupported_java_type_is_named():
     try:
         codec.encode([java.lang.Thread()])

@@ -403,6 +403,9 @@ def encode(value, root='value'):
     return e.bytes()
 
 
+_HEAD_KEYS = ('v', 'id', 'token', 'op')
+
+
 def encode_request(envelope):
     """Encodes a request envelope; errors name positions relative to the envelope's fields
     (args[0], kwargs['x'], vars['y'])."""
@@ -410,7 +413,12 @@ def encode_request(envelope):
     p = e.p
     enc = e.enc
     p.packMapHeader(len(envelope))
-    for k, v in envelope.iteritems():
+    # The token first: before it is checked the sidecar steps over only a few thousand values
+    # (bridge/preauth.py), and a Jython dict has no order of its own.
+    keys = [k for k in _HEAD_KEYS if k in envelope]
+    keys.extend(k for k in envelope if k not in _HEAD_KEYS)
+    for k in keys:
+        v = envelope[k]
         p.packString(k)
         try:
             enc(v)
