@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,8 +31,10 @@ from bridge.zmq_server import ZmqFront
 from sidecar.config import Config
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
+from sidecar.http import HttpFront
 from sidecar.loop import Loop
-from sidecar.pool import Call, Pool, PoolSettings
+from sidecar.metrics import MeteredCall, Metrics, scrape_view
+from sidecar.pool import Pool, PoolSettings
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
@@ -112,6 +115,10 @@ class Service:
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         self.chain = build_chain(self.loop, config, self.pool)  # python3.fallback
         self.executor: Any = self.chain
+        self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
+        http = config.python3.http
+        self.http = HttpFront(self, http.host, http.port) if http.enabled else None
+        self.http_error = ""
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
@@ -145,6 +152,7 @@ class Service:
         self.sizer.start()
         for front in self.fronts:
             front.start()
+        self.start_http()
         self.write_connection_file()
         self.state = "running"
         log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
@@ -186,6 +194,9 @@ class Service:
             elif isinstance(front, Py4JFront):
                 info["py4j"] = {"host": front.host, "python_port": front.port,
                                 "java_port": front.java_port}
+        if self.http is not None:
+            info["http"] = ({"url": None, "error": self.http_error} if self.http_error
+                            else {"url": self.http.url})
         try:
             write_connection_file(self.connection_file, info)
         except OSError as exc:  # clients can still be configured by hand
@@ -199,15 +210,40 @@ class Service:
         self.chain.terminate()
         for front in self.fronts:
             front.stop()
+        if self.http is not None:
+            self.http.stop()
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")
 
+    def wire_metrics(self) -> None:
+        """Observation hooks (sidecar/metrics.py): one per call, the rest read at scrape time."""
+        self.metrics = Metrics(self.loop.clock)
+        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
+        self.pool.observe_queue_wait = self.metrics.observe_queue_wait
+        self.pool.subscribe(lambda event, info: None if self.pool.closing
+                            else self.metrics.on_pool_event(event, info))
+        self.metrics.gather = lambda: scrape_view(self.op_health({}))
+        self.metrics.start_lag_probe(self.loop)
+
+    def start_http(self) -> None:
+        """Observability must not stop the sidecar serving: a port in use is logged, shown in
+        connection.json (``http.error``), and the calls are served regardless."""
+        if self.http is None:
+            return
+        try:
+            self.http.start()
+        except OSError as exc:
+            self.http_error = (f"cannot listen on {self.http.url} ({exc.strerror}); set "
+                               "python3.http.port to a free port (0: any)")
+            log.error("HTTP endpoints not served: %s", self.http_error)
+
     # ------------------------------------------------------------ admission (loop thread)
     def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
         def refuse(rid: Any, kind: str, message: str) -> None:
+            self.metrics.count_refused(kind)
             reply(pack_raw(protocol.error_reply(rid, kind, message)))
 
         if len(payload) > self.max_message:
@@ -240,9 +276,9 @@ class Service:
             return
         op = request["op"]
         if op in protocol.WORKER_OPS:
-            self.executor.submit(Call(rid, payload,
-                                      request.get("timeout") or self.default_timeout,
-                                      reply, self.loop.clock()))
+            self.executor.submit(MeteredCall(self.metrics, op, rid, payload,
+                                             request.get("timeout") or self.default_timeout,
+                                             reply, self.loop.clock()))
             return
         handler = self.local_ops.get(op)
         if handler is None:
@@ -257,6 +293,7 @@ class Service:
             log.exception("op %s failed", op)
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
+        self.metrics.count(op)
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     # ------------------------------------------------------------ the sidecar's own ops
