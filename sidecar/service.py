@@ -194,9 +194,8 @@ class Service:
             elif isinstance(front, Py4JFront):
                 info["py4j"] = {"host": front.host, "python_port": front.port,
                                 "java_port": front.java_port}
-        if self.http is not None:
-            info["http"] = ({"url": None, "error": self.http_error} if self.http_error
-                            else {"url": self.http.url})
+        info["http"] = None if self.http is None else (
+            {"url": None, "error": self.http_error} if self.http_error else {"url": self.http.url})
         try:
             write_connection_file(self.connection_file, info)
         except OSError as exc:  # clients can still be configured by hand
