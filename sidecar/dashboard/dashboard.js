@@ -74,10 +74,12 @@ function drawChart(svg, minutes, series, format) {
   add("text", { x: L, y: H - 4, "font-size": 10 }, "-60 min");
   add("text", { x: W - 5, y: H - 4, "text-anchor": "end", "font-size": 10 }, "now");
   series.forEach((s, i) => {
-    const points = minutes.filter((m) => s.value(m) !== null && m.at >= from)
-      .map((m) => `${x(m.at + 30).toFixed(1)},${y(s.value(m)).toFixed(1)}`);
-    if (points.length === 1) points.push(points[0].replace(/^[\d.]+/, (v) => (+v + 4).toFixed(1)));
-    add("polyline", { points: points.join(" "), fill: "none", stroke: s.color, "stroke-width": 2 });
+    // each minute drawn at its middle, the running minute at "now"
+    const shown = minutes.filter((m) => s.value(m) !== null && m.at >= from - 60);
+    const xy = shown.map((m) => [x(Math.min(m.at + 30, now)), y(s.value(m))]);
+    add("polyline", { points: xy.map(([a, b]) => `${a.toFixed(1)},${b.toFixed(1)}`).join(" "),
+      fill: "none", stroke: s.color, "stroke-width": 2 });
+    for (const [a, b] of xy) add("circle", { cx: a.toFixed(1), cy: b.toFixed(1), r: 3, fill: s.color });
     add("text", { x: L + 8 + i * 60, y: T + 8, fill: s.color, "font-size": 11 }, s.name);
   });
 }
