@@ -177,6 +177,7 @@ class Metrics:
         # per minute: [minute number, wall time at its start, calls, errors, duration buckets]
         self.minutes: deque[list[Any]] = deque(maxlen=MINUTES_KEPT)
         self.gather: Callable[[], dict[str, Any]] = dict  # set by the service: loop snapshot
+        self.started = clock()
         self.loop: Any = None
         self.alerts_sent = Counter(
             f"{PREFIX}alerts_sent", "Alert notifications sent, by channel and level",
@@ -261,6 +262,22 @@ class Metrics:
                  "p50": percentile(DURATION_BUCKETS, buckets, 0.5),
                  "p99": percentile(DURATION_BUCKETS, buckets, 0.99)}
                 for _, wall, calls, errors, buckets in self.minutes]
+
+
+    def recent_summary(self, window_minutes: int = 2) -> dict[str, Any]:
+        """Calls/s, error ratio, p50 and p99 over the running and the previous minute (the
+        ``health`` op's ``monitoring`` block; the gateway's health-poll tags show it)."""
+        now = self.clock()
+        first = int(now // 60) - window_minutes + 1
+        recent = [m for m in self.minutes if m[0] >= first]
+        span = max(1.0, now - max(first * 60.0, self.started))
+        calls = sum(m[2] for m in recent)
+        errors = sum(m[3] for m in recent)
+        buckets = [sum(column) for column in zip(*(m[4] for m in recent))] if recent else []
+        return {"window_seconds": span, "calls_per_second": calls / span,
+                "error_ratio": errors / calls if calls else 0.0,
+                "p50_seconds": percentile(DURATION_BUCKETS, buckets, 0.5) if calls else None,
+                "p99_seconds": percentile(DURATION_BUCKETS, buckets, 0.99) if calls else None}
 
 
 def classify_restart(reason: str) -> str:

@@ -39,6 +39,7 @@ from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
+from sidecar.views import alert_state
 from sidecar.watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("py3sidecar.service")
@@ -323,7 +324,9 @@ class Service:
         return {"status": status, "reason": reason, "checked_at": now,
                 "sidecar": self.op_ping(request), "pool": pool,
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
-                "breakers": breakers, "fallback": self.chain.snapshot()}
+                "breakers": breakers, "fallback": self.chain.snapshot(),
+                "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
+                               "alerts": alert_state(self.recent_alerts)}}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""

@@ -21,6 +21,25 @@ READY_STATES = ("idle", "busy", "checking")
 LOOP_LAG_WARN = 0.5  # seconds: the loop is late enough to delay calls noticeably
 
 
+ALERT_LEVELS = {"INFO": 1, "WARNING": 2, "CRITICAL": 3}
+
+
+def alert_state(records: Any) -> dict[str, Any]:
+    """From ``Service.recent_alerts`` (oldest first; the alert manager appends
+    ``{"at", "level", "title", "key", "resolved", ...}``): the conditions still open, by their
+    ``key`` (else title), and the worst level among them ("OK" when none)."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for record in records:
+        latest[record.get("key") or record.get("title")] = record
+    active = [r for r in latest.values() if not r.get("resolved")]
+    level = max((str(r.get("level")) for r in active), key=lambda v: ALERT_LEVELS.get(v, 0),
+                default="OK")
+    last = records[-1] if records else None
+    return {"level": level, "active": len(active),
+            "last": None if last is None else {k: last.get(k) for k in
+                                               ("at", "level", "title", "resolved")}}
+
+
 def gather_readiness(service: Any) -> tuple[bool, str]:
     """Loop thread. Ready = running with at least one ready worker in the primary pool."""
     if service.state != "running":
