@@ -101,6 +101,7 @@ class HttpFront:
 class Handler(BaseHTTPRequestHandler):
     server_version = "py3sidecar"
     protocol_version = "HTTP/1.1"
+    timeout = 10.0  # a client that opens a connection and sends nothing is dropped after this
 
     @property
     def front(self) -> HttpFront:

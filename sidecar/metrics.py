@@ -192,13 +192,15 @@ class Metrics:
         """One per answered execute/call: the hot path, kept to a handful of operations."""
         now = self.clock()
         key = (op, outcome or "ok")
-        self.calls[key] = self.calls.get(key, 0) + 1
+        calls = self.calls
+        calls[key] = calls.get(key, 0) + 1
         i = self.duration.observe(now - accepted_at)
         self.output_size.observe(size)
-        minute = self.minutes[-1] if self.minutes else None
-        if minute is None or minute[0] != int(now // 60):
-            minute = [int(now // 60), time.time(), 0, 0, [0] * (len(DURATION_BUCKETS) + 1)]
-            self.minutes.append(minute)
+        minutes = self.minutes
+        number = now // 60
+        if not minutes or minutes[-1][0] != number:
+            minutes.append([number, time.time(), 0, 0, [0] * (len(DURATION_BUCKETS) + 1)])
+        minute = minutes[-1]
         minute[2] += 1
         if outcome is not None:
             minute[3] += 1
@@ -268,7 +270,7 @@ class Metrics:
         """Calls/s, error ratio, p50 and p99 over the running and the previous minute (the
         ``health`` op's ``monitoring`` block; the gateway's health-poll tags show it)."""
         now = self.clock()
-        first = int(now // 60) - window_minutes + 1
+        first = now // 60 - window_minutes + 1
         recent = [m for m in self.minutes if m[0] >= first]
         span = max(1.0, now - max(first * 60.0, self.started))
         calls = sum(m[2] for m in recent)

@@ -222,9 +222,12 @@ class Service:
         """Observation hooks (sidecar/metrics.py): one per call, the rest read at scrape time."""
         self.metrics = Metrics(self.loop.clock)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
-        self.pool.observe_queue_wait = self.metrics.observe_queue_wait
-        self.pool.subscribe(lambda event, info: None if self.pool.closing
-                            else self.metrics.on_pool_event(event, info))
+        pools = [self.pool] + [s.pool for s in self.chain.strategies
+                               if getattr(s, "owned", False)]  # + a secondary pool
+        for pool in pools:
+            pool.observe_queue_wait = self.metrics.observe_queue_wait
+            pool.subscribe(lambda event, info, pool=pool: None if pool.closing
+                           else self.metrics.on_pool_event(event, info))
         self.metrics.gather = lambda: scrape_view(self.op_health({}))
         self.metrics.start_lag_probe(self.loop)
 

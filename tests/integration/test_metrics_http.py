@@ -227,3 +227,26 @@ def test_a_worker_killed_from_outside_shows_in_the_next_scrape(metered):
                                                          reason="crashed") or 0) + 1,
                10, 0.1, "the kill counted as a crash restart")
     metered.wait_full_strength(2)
+
+
+def test_breaker_state_and_fallback_use_by_strategy():
+    with SidecarProcess({"pool": {"initial-size": 1},
+                         "fallback": {"strategies": ["primary", "secondary"]}}) as proc:
+        client = proc.client()
+        wait_until(lambda: value(scrape(proc.http_url)[1], "py3sidecar_workers",
+                                 pool="secondary", state="idle") or 0, 10, 0.05,
+                   "the secondary pool ready")
+        client.breaker("open")
+        for _ in range(3):
+            assert client.execute("6*7").value == 42
+        _, samples = scrape(proc.http_url)
+        assert value(samples, "py3sidecar_breaker_state", breaker="primary",
+                     state="forced_open") == 1
+        assert value(samples, "py3sidecar_breaker_state", breaker="primary", state="closed") == 0
+        assert value(samples, "py3sidecar_fallback_served_total", strategy="secondary") == 3
+        assert value(samples, "py3sidecar_fallback_fell_through_total", strategy="primary") == 3
+        assert value(samples, "py3sidecar_queue_wait_seconds_count") == 3  # secondary's too
+        status, _, body = get(proc.http_url + "/health")
+        assert status == 503 and json.loads(body)["status"] == "fail"  # breaker open: UNHEALTHY
+        checks = json.loads(body)["checks"]["circuitBreaker:state"]
+        assert {c["componentId"]: c["status"] for c in checks}["primary"] == "fail"
