@@ -250,3 +250,27 @@ def test_breaker_state_and_fallback_use_by_strategy():
         assert status == 503 and json.loads(body)["status"] == "fail"  # breaker open: UNHEALTHY
         checks = json.loads(body)["checks"]["circuitBreaker:state"]
         assert {c["componentId"]: c["status"] for c in checks}["primary"] == "fail"
+
+
+def test_a_stuck_loop_makes_livez_503_and_the_scrape_says_so(tmp_path, monkeypatch):
+    """A real Service whose loop never runs (as if stuck in a handler): HTTP still answers,
+    within its deadline, and says the loop is not answering."""
+    from sidecar import config
+    from sidecar.service import Service
+    from sidecar.testing import free_port
+
+    monkeypatch.setenv("PY3SIDECAR_RUNTIME_DIR", str(tmp_path))
+    service = Service(config.load(text=(
+        "python3:\n  http: {port: 0}\n  bridge:\n"
+        f"    zmq: {{endpoint: 'tcp://127.0.0.1:{free_port()}'}}\n    py4j: {{python-port: 0}}\n")))
+    service.http.start()
+    try:
+        status, _, body = get(service.http.url + "/livez")
+        assert status == 503 and "did not answer within 2s" in body
+        assert get(service.http.url + "/readyz")[0] == 503
+        _, samples = scrape(service.http.url)
+        assert value(samples, "py3sidecar_loop_responsive") == 0
+        assert value(samples, "py3sidecar_process_open_fds") > 0
+    finally:
+        service.http.stop()
+        service.loop.close()
