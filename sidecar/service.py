@@ -28,12 +28,13 @@ from bridge.connection import connection_file_for, remove_connection_file, write
 from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
+from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
 from sidecar.http import HttpFront
 from sidecar.loop import Loop
-from sidecar.metrics import MeteredCall, Metrics, scrape_view
+from sidecar.metrics import MeteredCall, Metrics
 from sidecar.pool import Pool, PoolSettings
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
@@ -229,6 +230,7 @@ class Service:
             pool.subscribe(lambda event, info, pool=pool: None if pool.closing
                            else self.metrics.on_pool_event(event, info))
         self.metrics.gather = lambda: scrape_view(self.op_health({}))
+        self.metrics.registry.register(SidecarCollector(self.metrics))
         self.metrics.start_lag_probe(self.loop)
 
     def start_http(self) -> None:

@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecar.metrics import slot_order
+from sidecar.collector import slot_order
 
 # The pool's status (sidecar.health) -> the draft's pass/warn/fail.
 HEALTH_STATUS = {"HEALTHY": "pass", "DEGRADED": "warn"}
