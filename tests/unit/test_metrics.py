@@ -104,3 +104,14 @@ def test_alert_state_keeps_open_conditions_by_key():
     assert (state["level"], state["active"]) == ("WARNING", 1)
     assert state["last"]["resolved"] is True
     assert alert_state([]) == {"level": "OK", "active": 0, "last": None}
+
+
+def test_http_config_defaults_and_errors_name_the_key():
+    from sidecar import config
+
+    http = config.load().python3.http
+    assert (http.enabled, http.host, http.port) == (True, "127.0.0.1", 5558)
+    with pytest.raises(config.ConfigError, match=r"python3\.http\.port = 70000: .*0\.\.65535"):
+        config.load(text="python3:\n  http: {port: 70000}\n")
+    with pytest.raises(config.ConfigError, match=r"unknown key 'python3\.http\.bind'"):
+        config.load(text="python3:\n  http: {bind: x}\n")
