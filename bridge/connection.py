@@ -9,9 +9,11 @@ Shape (``version`` 1)::
 
     {"version": 1, "pid": 1234, "token_file": "/run/py3sidecar/token",
      "zmq": {"endpoint": "tcp://127.0.0.1:5557"},
-     "py4j": {"host": "127.0.0.1", "python_port": 25334, "java_port": 25333}}
+     "py4j": {"host": "127.0.0.1", "python_port": 25334, "java_port": 25333},
+     "http": {"url": "http://127.0.0.1:5558"}}
 
-``zmq``/``py4j`` are ``null`` when that front is disabled; ports are the ones actually bound
+``zmq``/``py4j``/``http`` are ``null`` when that front is disabled (``http`` is
+``{"url": null, "error": ...}`` when its port could not be bound); ports are the ones actually bound
 (a configured port 0 shows the port the system chose).
 """
 

@@ -12,6 +12,7 @@ Layout of OUT::
     jars/msgpack-core.jar         msgpack-java (the library's codec), from /usr/share/java
     jars/jeromq.jar               only with --zmq (ZeroMQ transport)
     systemd/py3sidecar.service    runs `py3sidecar serve` as the gateway's user
+    grafana/py3sidecar.json       a Grafana dashboard over the sidecar's /metrics
     config.yml                    a starting config for /etc/py3sidecar/config.yml
     gateway-events/               message handler, timer and startup bodies (8.1: paste them)
     INSTALL.txt                   the steps, complete on their own
@@ -206,6 +207,10 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
     unit = systemd / "py3sidecar.service"
     unit.write_text(SYSTEMD_UNIT.format(user=user, python=python or sys.executable))
     report.files.append(unit)
+    grafana = out / "grafana" / "py3sidecar.json"  # import into Grafana over Prometheus
+    grafana.parent.mkdir(exist_ok=True)
+    shutil.copy2(Path(__file__).with_name("grafana") / "py3sidecar.json", grafana)
+    report.files.append(grafana)
     (out / "config.yml").write_text(CONFIG_YML)
     (out / "INSTALL.txt").write_text(INSTALL_TXT.format(user=user,
                                                         python=python or sys.executable))

@@ -179,6 +179,28 @@ class BridgeConfig(Section):
     _s = _sizes("max_message_size")
 
 
+class HttpConfig(Section):
+    """``python3.http``: /metrics, /livez, /readyz, /health, /dashboard (see sidecar/http.py)."""
+
+    enabled: bool
+    host: str
+    port: int
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("expected a TCP port 0..65535 (0: any free port)")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("expected a listen address such as 127.0.0.1")
+        return value.strip()
+
+
 class ScoreSection(Section):
     timeout_penalty: int
     crash_penalty: int
@@ -440,6 +462,7 @@ class Python3Config(Section):
     circuit_breaker: CircuitBreakerConfig
     fallback: FallbackConfig
     quarantine: QuarantineSection
+    http: HttpConfig
 
 
 class Config(Section):

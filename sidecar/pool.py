@@ -300,6 +300,7 @@ class Pool:
         self.queue_wait_total = 0.0
         self.queue_wait_count = 0
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
         self._worker_settings = worker_settings_json(settings)
         self._env = worker_env(settings)
@@ -388,6 +389,7 @@ class Pool:
         if now - call.accepted_at > 0.0:
             self.queue_wait_total += now - call.accepted_at
         self.queue_wait_count += 1
+        self.observe_queue_wait(now - call.accepted_at)
         try:
             self.write(worker, call.payload)
         except OSError as exc:

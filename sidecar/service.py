@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,11 +37,14 @@ from bridge.preauth import (
 from bridge.py4j_server import Py4JFront
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
+from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
 from sidecar.fallback import build_chain, quarantine_config
 from sidecar.health import HealthSettings, pool_status
+from sidecar.http import HttpFront
 from sidecar.loop import Loop
-from sidecar.pool import Call, Pool, PoolSettings
+from sidecar.metrics import MeteredCall, Metrics
+from sidecar.pool import Pool, PoolSettings
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.redaction import redact_secrets
@@ -48,6 +52,7 @@ from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
+from sidecar.views import alert_state
 from sidecar.watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("py3sidecar.service")
@@ -138,6 +143,10 @@ class Service:
         self.reloader = CodeReloader(worker.paths, self.loop.call_soon_threadsafe,
                                      self.pool.renew_workers) if worker.reload else None
         self.executor: Any = self.chain
+        self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
+        http = config.python3.http
+        self.http = HttpFront(self, http.host, http.port) if http.enabled else None
+        self.http_error = ""
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
@@ -182,6 +191,7 @@ class Service:
         self.sizer.start()
         for front in self.fronts:
             front.start()
+        self.start_http()
         self.write_connection_file()
         self.state = "running"
         log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
@@ -223,6 +233,8 @@ class Service:
             elif isinstance(front, Py4JFront):
                 info["py4j"] = {"host": front.host, "python_port": front.port,
                                 "java_port": front.java_port}
+        info["http"] = None if self.http is None else (
+            {"url": None, "error": self.http_error} if self.http_error else {"url": self.http.url})
         try:
             write_connection_file(self.connection_file, info)
         except OSError as exc:  # clients can still be configured by hand
@@ -238,15 +250,44 @@ class Service:
         self.chain.terminate()
         for front in self.fronts:
             front.stop()
+        if self.http is not None:
+            self.http.stop()
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")
 
+    def wire_metrics(self) -> None:
+        """Observation hooks (sidecar/metrics.py): one per call, the rest read at scrape time."""
+        self.metrics = Metrics(self.loop.clock)
+        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
+        pools = [self.pool] + [s.pool for s in self.chain.strategies
+                               if getattr(s, "owned", False)]  # + a secondary pool
+        for pool in pools:
+            pool.observe_queue_wait = self.metrics.observe_queue_wait
+            pool.subscribe(lambda event, info, pool=pool: None if pool.closing
+                           else self.metrics.on_pool_event(event, info))
+        self.metrics.gather = lambda: scrape_view(self.op_health({}))
+        self.metrics.registry.register(SidecarCollector(self.metrics))
+        self.metrics.start_lag_probe(self.loop)
+
+    def start_http(self) -> None:
+        """Observability must not stop the sidecar serving: a port in use is logged, shown in
+        connection.json (``http.error``), and the calls are served regardless."""
+        if self.http is None:
+            return
+        try:
+            self.http.start()
+        except OSError as exc:
+            self.http_error = (f"cannot listen on {self.http.url} ({exc.strerror}); set "
+                               "python3.http.port to a free port (0: any)")
+            log.error("HTTP endpoints not served: %s", self.http_error)
+
     # ------------------------------------------------------------ admission (loop thread)
     def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
         def refuse(rid: Any, kind: str, message: str) -> None:
+            self.metrics.count_refused(kind)
             reply(pack_raw(protocol.error_reply(rid, kind, message)))
 
         if len(payload) > self.max_message:
@@ -293,12 +334,14 @@ class Service:
             held = self.quarantine.check(request)  # one dict lookup while nothing is held
             if held is not None:
                 message, details = refusal(held)
+                self.metrics.record_quarantined(1)
+                self.metrics.count(op, protocol.QUARANTINED)
                 reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message,
                                                     **details)))
                 return
-            self.executor.submit(Call(rid, payload,
-                                      request.get("timeout") or self.default_timeout,
-                                      reply, self.loop.clock()))
+            self.executor.submit(MeteredCall(self.metrics, op, rid, payload,
+                                             request.get("timeout") or self.default_timeout,
+                                             reply, self.loop.clock()))
             return
         handler = self.local_ops.get(op)
         if handler is None:
@@ -313,6 +356,7 @@ class Service:
             log.exception("op %s failed", op)
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
+        self.metrics.count(op)
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
@@ -354,7 +398,9 @@ class Service:
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(),
-                "reload": self.reloader.snapshot() if self.reloader else None}
+                "reload": self.reloader.snapshot() if self.reloader else None,
+                "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
+                               "alerts": alert_state(self.recent_alerts)}}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""

@@ -73,7 +73,9 @@ class SidecarProcess:
         py4j_port = free_port() if py4j_port is None else py4j_port
         base = {"bridge": {"zmq": {"endpoint": self.endpoint},
                            "py4j": {"python-port": py4j_port}},
-                "shutdown": {"drain-timeout": "2s"}, "logging": {"level": "INFO"}}
+                "shutdown": {"drain-timeout": "2s"}, "logging": {"level": "INFO"},
+                # Never the fixed default 5558 either: the URL is in the connection file.
+                "http": {"port": 0}}
         self.config = {"python3": deep_merge(base, overrides or {})}
         self.config_path = self.workdir / "config.yml"
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -107,6 +109,11 @@ class SidecarProcess:
     def py4j_port(self) -> int | None:
         """The port the Py4J front listens on (None when it is disabled)."""
         return (self.connection.get("py4j") or {}).get("python_port")
+
+    @property
+    def http_url(self) -> str | None:
+        """The HTTP endpoints' base URL (None when disabled or not bound)."""
+        return (self.connection.get("http") or {}).get("url")
 
     def _read_connection(self) -> dict[str, Any] | None:
         from bridge.connection import read_connection_file

@@ -403,9 +403,33 @@ def test_health_poll_writes_tags():
     assert tags['WorkersTotal'] >= 1 and tags['QueueLength'] == 0, tags
     assert tags['BreakerState'] == 'closed', tags
     assert isinstance(tags['LastPoll'], java.util.Date)
+    # the monitoring block: calls served just before (the other cases) show as a rate and a p99
+    assert tags['AlertLevel'] == 'OK' and tags['AlertsActive'] == 0, tags
+    assert tags['CallsPerSecond'] > 0 and tags['LatencyP99Ms'] >= tags['LatencyP50Ms'] > 0, tags
     created = len(SYSTEM.tag.configured)
     poll.run()
     assert len(SYSTEM.tag.configured) == created, 'tags created twice'
+
+
+def test_health_poll_summarizes_alerts_and_metrics():
+    """The tag values from a health report that carries open alerts (the alert manager's
+    records, as the health op reports them) and the monitoring figures."""
+    poll = harness.MODULES['py3sidecar.healthpoll']
+    report = {'status': 'DEGRADED', 'reason': '1 of 2 workers ready',
+              'pool': {'size': {'live': 1}, 'workers': [], 'queue': {'length': 3}},
+              'monitoring': {'calls_per_second': 12.5, 'p50_seconds': 0.0004,
+                             'p99_seconds': 0.0125,
+                             'alerts': {'level': 'CRITICAL', 'active': 2,
+                                        'last': {'level': 'CRITICAL',
+                                                 'title': 'worker 3 died'}}}}
+    values = poll.summarize(report)
+    assert values['AlertLevel'] == 'CRITICAL' and values['AlertsActive'] == 2, values
+    assert values['LastAlert'] == 'CRITICAL worker 3 died', values
+    assert values['CallsPerSecond'] == 12.5 and values['QueueLength'] == 3, values
+    assert abs(values['LatencyP50Ms'] - 0.4) < 1e-9 and abs(values['LatencyP99Ms'] - 12.5) < 1e-9
+    # an older sidecar without the block: zeros, never an error
+    old = poll.summarize({'status': 'HEALTHY', 'pool': {}})
+    assert old['AlertLevel'] == '' and old['CallsPerSecond'] == 0.0, old
 
 
 def test_sidecar_down_then_back_up():

@@ -18,6 +18,12 @@ Every run calls python3.health() and writes memory tags under
     ActiveSidecar     the sidecar that answered ('local', or the NAME of a FAILOVER_SIDECARS
                       entry when the local one is down); '' when none answered
     Sidecars          every sidecar's client circuit breaker, e.g. 'local=open(1500ms) backup=closed'
+    AlertLevel        the worst level among the sidecar's open alerts: OK / INFO / WARNING /
+                      CRITICAL ('' when unreachable)
+    AlertsActive      how many alert conditions are open     LastAlert   'LEVEL title' of the last
+    CallsPerSecond    calls answered per second over the last minute or two
+    LatencyP50Ms      median call duration (ms) over the same window (0 without calls)
+    LatencyP99Ms      99th percentile call duration (ms) over the same window
     LastPoll          java.util.Date of this run
 
 It never raises out of the timer: any failure is logged through system.util.getLogger and
@@ -38,6 +44,12 @@ TAGS = [
     ('LastError', 'String', ''),
     ('ActiveSidecar', 'String', ''),
     ('Sidecars', 'String', ''),
+    ('AlertLevel', 'String', ''),
+    ('AlertsActive', 'Int4', 0),
+    ('LastAlert', 'String', ''),
+    ('CallsPerSecond', 'Float8', 0.0),
+    ('LatencyP50Ms', 'Float8', 0.0),
+    ('LatencyP99Ms', 'Float8', 0.0),
     ('LastPoll', 'DateTime', None),
 ]
 
@@ -73,7 +85,17 @@ def summarize(report):
     if failures:
         f = failures[-1]
         last_error = '%s worker %s: %s' % (f.get('type'), f.get('worker'), f.get('detail'))
+    monitoring = report.get('monitoring') or {}
+    alerts = monitoring.get('alerts') or {}
+    last_alert = alerts.get('last') or {}
     return {
+        'AlertLevel': alerts.get('level') or '',
+        'AlertsActive': int(alerts.get('active') or 0),
+        'LastAlert': ('%s %s' % (last_alert.get('level') or '', last_alert.get('title') or '')
+                      ).strip(),
+        'CallsPerSecond': float(monitoring.get('calls_per_second') or 0.0),
+        'LatencyP50Ms': 1000.0 * (monitoring.get('p50_seconds') or 0.0),
+        'LatencyP99Ms': 1000.0 * (monitoring.get('p99_seconds') or 0.0),
         'Status': report.get('status') or '',
         'Reason': report.get('reason') or '',
         'Reachable': True,
@@ -114,7 +136,9 @@ def run(timeout=None):
             values = {'Status': UNREACHABLE, 'Reachable': False, 'WorkersTotal': 0,
                       'WorkersHealthy': 0, 'WorkersBusy': 0, 'QueueLength': 0,
                       'Reason': 'the Python 3 sidecar did not answer', 'LastError': unicode(e),
-                      'ActiveSidecar': ''}
+                      'ActiveSidecar': '', 'AlertLevel': '', 'AlertsActive': 0,
+                      'LastAlert': '', 'CallsPerSecond': 0.0, 'LatencyP50Ms': 0.0,
+                      'LatencyP99Ms': 0.0}
             if log is not None:
                 log.warn('py3sidecar health poll: sidecar unreachable: %s' % (e,))
         try:

@@ -1,0 +1,220 @@
+"""The sidecar's HTTP endpoints: metrics, liveness, readiness, health, dashboard, diagnostics.
+
+Owns: the HTTP server (stdlib ``ThreadingHTTPServer`` in its own threads: no HTTP parsing
+here), routing, the access rules and the static dashboard files. Must not touch: the loop's
+state directly: every request asks the loop thread for a snapshot by message, with a deadline
+(``sidecar.metrics.ask``); the loop never waits on an HTTP client.
+
+Access (``python3.http.host``)::
+
+    endpoint                      on loopback     beyond loopback
+    /livez, /readyz               open            open
+    /health, /metrics             open            token
+    /dashboard, /api/dashboard    open            token
+    /api/diagnostics/<command>    token           token     (can show configuration)
+
+The token is the sidecar's own (``Authorization: Bearer <token>``, compared in constant time).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from prometheus_client.exposition import choose_encoder
+
+from bridge import protocol
+from sidecar import views
+from sidecar.metrics import LoopUnresponsive, ask
+
+log = logging.getLogger("py3sidecar.http")
+
+STATIC = Path(__file__).with_name("dashboard")
+ASK_WAIT = 2.0         # seconds an endpoint waits for the loop thread
+DIAGNOSTICS_WAIT = 10.0  # diagnostics may run longer (e.g. a benchmark on idle workers)
+STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".css": "text/css; charset=utf-8"}
+
+
+def is_loopback_host(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+
+
+class HttpFront:
+    """``start()`` binds and serves in a daemon thread; ``url`` is what was bound."""
+
+    def __init__(self, service: Any, host: str, port: int) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.loopback = is_loopback_host(host)
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server_class = type("SidecarHTTPServer", (ThreadingHTTPServer,),
+                            {"address_family": family, "daemon_threads": True})
+        self.server = server_class((self.host, self.port), Handler)
+        self.server.front = self  # type: ignore[attr-defined]
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={
+            "poll_interval": 0.5}, name="py3sidecar-http", daemon=True)
+        self.thread.start()
+        if not self.loopback:
+            log.warning("HTTP endpoints listen beyond loopback on %s: all but /livez and "
+                        "/readyz need the token", self.url)
+        log.info("HTTP endpoints on %s (/metrics /livez /readyz /health /dashboard)", self.url)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    # ------------------------------------------------------------ access
+    def needs_token(self, path: str) -> bool:
+        if path in ("/livez", "/readyz"):
+            return False
+        if path.startswith("/api/diagnostics"):
+            return True
+        return not self.loopback
+
+    def authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.service.token_bytes)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "py3sidecar"
+    protocol_version = "HTTP/1.1"
+    timeout = 10.0  # a client that opens a connection and sends nothing is dropped after this
+
+    @property
+    def front(self) -> HttpFront:
+        return self.server.front  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        if self.front.needs_token(path) and not self.front.authorized(
+                self.headers.get("Authorization")):
+            where = self.front.service.token_file or "python3.bridge.token"
+            self.send_text(401, f"unauthorized: send 'Authorization: Bearer <token>' with the "
+                           f"sidecar's token (in {where})",
+                           extra={"WWW-Authenticate": 'Bearer realm="py3sidecar"'})
+            return
+        try:
+            self.route(path, dict(parse_qsl(parts.query)))
+        except LoopUnresponsive as exc:
+            self.send_text(503, f"unavailable: {exc}")
+        except BrokenPipeError:
+            pass
+        except Exception as exc:  # one clear 500 instead of a dropped connection
+            log.exception("HTTP %s failed", path)
+            self.send_text(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def route(self, path: str, query: dict[str, str]) -> None:
+        service = self.front.service
+        loop = service.loop
+        if path == "/livez":
+            ask(loop, lambda: None, ASK_WAIT)  # raises LoopUnresponsive -> 503
+            self.send_text(200, "ok: the event loop is answering")
+        elif path == "/readyz":
+            ready, reason = ask(loop, lambda: views.gather_readiness(service), ASK_WAIT)
+            self.send_text(200 if ready else 503, reason)
+        elif path == "/health":
+            health, lag = ask(loop, lambda: (service.op_health({}), service.metrics.loop_lag),
+                              ASK_WAIT)
+            status, doc = views.health_document(health, lag)
+            self.send_json(status, doc, "application/health+json")
+        elif path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept"))
+            self.send_body(200, encoder(service.metrics.registry), content_type)
+        elif path in ("/", "/dashboard"):
+            self.send_static("index.html")
+        elif path.startswith("/dashboard/"):
+            self.send_static(path.removeprefix("/dashboard/"))
+        elif path == "/api/dashboard":
+            gathered = ask(loop, lambda: views.gather_dashboard(service), ASK_WAIT)
+            self.send_json(200, views.dashboard_document(gathered))
+        elif path.startswith("/api/diagnostics/"):
+            self.diagnostics(path.removeprefix("/api/diagnostics/"), query)
+        else:
+            self.send_text(404, f"no endpoint {path}; there are /metrics /livez /readyz "
+                           "/health /dashboard /api/dashboard /api/diagnostics/<command>")
+
+    def diagnostics(self, command: str, query: dict[str, str]) -> None:
+        """The same function the bridge's ``diag`` op runs, so every command is here too."""
+        service = self.front.service
+        request: dict[str, Any] = {k: _plain(v) for k, v in query.items()}
+        request["command"] = command
+        try:
+            value = ask(service.loop, lambda: service.op_diag(request), DIAGNOSTICS_WAIT)
+        except protocol.SidecarError as exc:
+            self.send_json(400, {"error": {"kind": exc.kind, "message": exc.message}})
+            return
+        self.send_json(200, {"command": command, "value": value})
+
+    # ------------------------------------------------------------ answers
+    def send_static(self, name: str) -> None:
+        file = (STATIC / name).resolve()
+        if file.parent != STATIC.resolve() or not file.is_file():
+            self.send_text(404, f"no dashboard file {name}")
+            return
+        self.send_body(200, file.read_bytes(), STATIC_TYPES.get(file.suffix,
+                                                                "application/octet-stream"))
+
+    def send_json(self, status: int, value: Any, content_type: str = "application/json") -> None:
+        try:
+            body = json.dumps(value, default=str, allow_nan=False).encode()
+        except ValueError:  # NaN/inf (e.g. a mean of nothing): null, which browsers can parse
+            body = json.dumps(_finite(value), default=str).encode()
+        self.send_body(status, body, content_type)
+
+    def send_text(self, status: int, text: str, extra: dict[str, str] | None = None) -> None:
+        self.send_body(status, (text + "\n").encode(), "text/plain; charset=utf-8", extra)
+
+    def send_body(self, status: int, body: bytes, content_type: str,
+                  extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plain(value: str) -> Any:
+    """Query values as the ``diag`` op would get them over the bridge: ints and booleans."""
+    if value.lstrip("-").isdigit():
+        return int(value)
+    return {"true": True, "false": False}.get(value.lower(), value)
