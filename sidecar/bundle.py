@@ -44,9 +44,17 @@ Description=py3sidecar: CPython 3 workers for the Ignition gateway
 After=network.target
 # Start before the gateway so its first python3.* call finds the sidecar.
 Before=ignition.service
+# Restart=always below, but a sidecar that cannot start at all (a bad config) must not loop
+# for ever: past 10 starts in 60 s systemd stops trying (`systemctl reset-failed py3sidecar`).
+StartLimitIntervalSec=60
+StartLimitBurst=10
 
 [Service]
-Type=simple
+# The sidecar says READY=1 once it serves, STOPPING=1 when it stops, and WATCHDOG=1 from its
+# event loop every WatchdogSec/2: a loop frozen for WatchdogSec is killed and restarted.
+Type=notify
+NotifyAccess=main
+WatchdogSec=10
 # The gateway reads the token file: run the sidecar as the gateway's user.
 User={user}
 Group={user}
@@ -57,50 +65,21 @@ ExecStart={python} -m sidecar serve --config /etc/py3sidecar/config.yml
 # SIGTERM drains calls in flight (python3.shutdown.drain-timeout), then stops the workers.
 KillSignal=SIGTERM
 TimeoutStopSec=30
-Restart=on-failure
-RestartSec=2
+# Whatever ends it (user code's os.kill(os.getppid(), 9), the OOM killer, a frozen loop, an
+# operator's kill), it comes back; its workers die with it (PR_SET_PDEATHSIG).
+Restart=always
+RestartSec=1
+# Held client connections must not exhaust descriptors (systemd's default soft limit is 1024).
+LimitNOFILE=65536
 NoNewPrivileges=true
+# With python3.worker.user / python3.worker.group set, workers run as that account (user code
+# can then neither signal the sidecar nor read its token); the sidecar needs these to start and
+# stop them (each worker drops every capability before it runs user code):
+#AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL
 
 [Install]
 WantedBy=multi-user.target
 """
-
-CONFIG_YML = """\
-# py3sidecar configuration; `py3sidecar config --print-default` shows every key.
-python3:
-  pool:
-    initial-size: 2
-    max-size: 4
-  worker:
-    paths: []              # your own Python 3 script folders
-    preload: []            # modules imported at worker start (e.g. [pandas])
-  bridge:
-    py4j:
-      enabled: true
-      host: 127.0.0.1
-      python-port: 25334   # py3sidecar.settings.PY4J_PYTHON_PORT (None: from connection.json)
-    zmq:
-      enabled: true
-      endpoint: tcp://127.0.0.1:5557
-"""
-
-INSTALL_TXT = """\
-py3sidecar for Ignition - install (see README.md, "Install into Ignition", for details)
-
-1. Sidecar: install py3sidecar in a virtualenv on the gateway host, copy config.yml to
-   /etc/py3sidecar/config.yml and systemd/py3sidecar.service to /etc/systemd/system/, then
-   `systemctl daemon-reload && systemctl enable --now py3sidecar`.
-2. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
-3. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
-   py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
-   <ignition>/data/projects/py3sidecar/.
-4. Settings: project library py3sidecar/settings (CONNECTION_FILE is
-   /var/lib/py3sidecar/runtime/connection.json; ports and token file are read from it).
-5. Health tags: Gateway Events > Timer, every 10000 ms, body: py3sidecar.healthpoll.run()
-6. Test in the Script Console of the gateway scope (or a gateway script):
-   python3.call("statistics:mean", [[1, 2, 3]])   ->  2
-"""
-
 
 @dataclass
 class BundleReport:
@@ -117,6 +96,11 @@ def py4j_jar() -> Path:
         raise FileNotFoundError("the py4j jar (share/py4j/py4j*.jar of the installed py4j "
                                 "package) was not found; reinstall py4j")
     return Path(path)
+
+
+def systemd_unit(user: str = "ignition", python: str | None = None) -> str:
+    """The unit file's text: runs ``python -m sidecar serve`` as ``user``."""
+    return SYSTEMD_UNIT.format(user=user, python=python or sys.executable)
 
 
 def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
@@ -167,7 +151,7 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
     systemd = out / "systemd"
     systemd.mkdir(exist_ok=True)
     unit = systemd / "py3sidecar.service"
-    unit.write_text(SYSTEMD_UNIT.format(user=user, python=python or sys.executable))
+    unit.write_text(systemd_unit(user, python))
     report.files.append(unit)
     (out / "config.yml").write_text(CONFIG_YML)
     (out / "INSTALL.txt").write_text(INSTALL_TXT)

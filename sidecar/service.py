@@ -31,6 +31,7 @@ from sidecar.config import Config
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
+from sidecar.notify import SystemdNotify
 from sidecar.pool import Call, Pool, PoolSettings
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
@@ -100,6 +101,8 @@ class Service:
         self.config = config
         bridge = config.python3.bridge
         self.loop = Loop()
+        # Before any worker is spawned: takes systemd's variables out of their environment.
+        self.notify = SystemdNotify.from_environ()
         self.token, self.token_file = ensure_token(bridge.token, bridge.token_file)
         self.token_bytes = self.token.encode()
         self.max_message = bridge.max_message_size
@@ -147,6 +150,8 @@ class Service:
             front.start()
         self.write_connection_file()
         self.state = "running"
+        self.notify.ready()  # Type=notify: systemd counts the sidecar started from here
+        self.notify.start_watchdog(self.loop)
         log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
                  os.getpid(), self.pool.target_size, self.token_file or "<from config/env>")
 
@@ -166,6 +171,7 @@ class Service:
 
     def drain(self) -> None:
         self.state = "draining"
+        self.notify.stopping()
         drain = self.config.python3.shutdown.drain_timeout
         log.info("shutting down: draining calls in flight (up to %gs)", drain)
         self.watchdog.stop()
@@ -201,6 +207,7 @@ class Service:
             front.stop()
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
+        self.notify.stop_watchdog()
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")
