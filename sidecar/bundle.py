@@ -81,6 +81,43 @@ NoNewPrivileges=true
 WantedBy=multi-user.target
 """
 
+CONFIG_YML = """\
+# py3sidecar configuration; `py3sidecar config --print-default` shows every key.
+python3:
+  pool:
+    initial-size: 2
+    max-size: 4
+  worker:
+    paths: []              # your own Python 3 script folders
+    preload: []            # modules imported at worker start (e.g. [pandas])
+  bridge:
+    py4j:
+      enabled: true
+      host: 127.0.0.1
+      python-port: 25334   # py3sidecar.settings.PY4J_PYTHON_PORT (None: from connection.json)
+    zmq:
+      enabled: true
+      endpoint: tcp://127.0.0.1:5557
+"""
+
+INSTALL_TXT = """\
+py3sidecar for Ignition - install (see README.md, "Install into Ignition", for details)
+
+1. Sidecar: install py3sidecar in a virtualenv on the gateway host, copy config.yml to
+   /etc/py3sidecar/config.yml and systemd/py3sidecar.service to /etc/systemd/system/, then
+   `systemctl daemon-reload && systemctl enable --now py3sidecar`.
+2. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
+3. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
+   py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
+   <ignition>/data/projects/py3sidecar/.
+4. Settings: project library py3sidecar/settings (CONNECTION_FILE is
+   /var/lib/py3sidecar/runtime/connection.json; ports and token file are read from it).
+5. Health tags: Gateway Events > Timer, every 10000 ms, body: py3sidecar.healthpoll.run()
+6. Test in the Script Console of the gateway scope (or a gateway script):
+   python3.call("statistics:mean", [[1, 2, 3]])   ->  2
+"""
+
+
 @dataclass
 class BundleReport:
     out: Path
