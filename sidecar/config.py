@@ -102,8 +102,17 @@ class WorkerConfig(Section):
     kill_grace: float
     start_timeout: float
     max_output: int
+    user: str
+    group: str
     _d = _durations("call_timeout", "max_call_timeout", "kill_grace", "start_timeout")
     _s = _sizes("max_output")
+
+    @model_validator(mode="after")
+    def _account_exists(self) -> "WorkerConfig":
+        from sidecar.isolation import worker_credentials
+
+        worker_credentials(self.user.strip(), self.group.strip())  # names the missing account
+        return self
 
     @model_validator(mode="after")
     def _timeouts(self) -> "WorkerConfig":

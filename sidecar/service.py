@@ -10,12 +10,14 @@ exactly one ``reply`` per request.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +25,13 @@ import zmq
 
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
-from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
+from bridge.connection import (
+    FILE_NAME,
+    connection_file_for,
+    remove_connection_file,
+    remove_stale_connection_file,
+    write_connection_file,
+)
 from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
@@ -37,6 +45,7 @@ from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
+from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.watchdog import Watchdog, WatchdogSettings
 
 log = logging.getLogger("py3sidecar.service")
@@ -58,6 +67,7 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
         backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
         paths=list(worker.paths), preload=list(worker.preload),
+        user=worker.user.strip(), group=worker.group.strip(),
         max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
@@ -104,11 +114,13 @@ class Service:
         # Before any worker is spawned: takes systemd's variables out of their environment.
         self.notify = SystemdNotify.from_environ()
         self.token, self.token_file = ensure_token(bridge.token, bridge.token_file)
+        self.stack_root = self.clean_runtime_folder()
         self.token_bytes = self.token.encode()
         self.max_message = bridge.max_message_size
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
-        self.pool = Pool(self.loop, pool_settings(config))
+        self.pool = Pool(self.loop, dataclasses.replace(pool_settings(config),
+                                                        stack_root=str(self.stack_root or "")))
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
             self.loop, self.pool, config)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
@@ -182,6 +194,21 @@ class Service:
         self.loop.run(until=lambda: not (self.pool.busy() or self.chain.busy())
                       or self.loop.clock() >= deadline)
 
+    def clean_runtime_folder(self) -> Path | None:
+        """Removes what a sidecar that died without cleaning up (SIGKILL) left next to the token:
+        a connection file naming it, its stack folder. Returns this sidecar's stack folder."""
+        folder = connection_file_for(self.token_file).parent
+        stale = remove_stale_connection_file(folder / FILE_NAME)
+        if stale is not None:
+            log.info("removed the stale connection file %s (it named pid %s, which is not "
+                     "running)", folder / FILE_NAME, stale.get("pid"))
+        remove_stale_stack_folders(folder)
+        try:
+            return create_stack_root(folder)
+        except OSError as exc:  # the pools fall back to the system's temp folder
+            log.warning("cannot create a stack folder in %s: %s", folder, exc)
+            return None
+
     def write_connection_file(self) -> None:
         info: dict[str, Any] = {"version": 1, "pid": os.getpid(),
                                 "token_file": str(self.token_file) if self.token_file else None,
@@ -203,6 +230,8 @@ class Service:
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
         self.pool.terminate()
         self.chain.terminate()
+        if self.stack_root is not None:
+            remove_stack_root(self.stack_root)
         for front in self.fronts:
             front.stop()
         context = zmq.Context.instance()
