@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.notify import watchdog_interval
 from sidecar.testing import SidecarProcess, wait_until
 
 WATCHDOG_USEC = 300_000  # pings every 0.15 s
@@ -133,4 +132,6 @@ def test_without_notify_socket_nothing_is_sent(tmp_path):
     ({}, None),
 ])
 def test_watchdog_interval_follows_sd_watchdog_enabled(environ, interval):
+    from sidecar.notify import watchdog_interval
+
     assert watchdog_interval(environ, 4242) == interval
