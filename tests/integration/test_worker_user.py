@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 
+import psutil
 import pytest
 
 from bridge.client import CallTimeout, PythonError
@@ -107,3 +109,72 @@ def test_a_hung_workers_stack_is_still_captured(sidecar):
         sidecar.client().execute("import time\ntime.sleep(30)", timeout=0.5)
     assert "in run_call" in (info.value.traceback or ""), info.value.traceback
     sidecar.wait_full_strength(1)
+
+
+SERVICE_ACCOUNT = "py3sidecar-svc"
+
+
+def system_account(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                        "/usr/sbin/nologin", name], check=True, capture_output=True, timeout=60)
+        return pwd.getpwnam(name)
+
+
+class UnprivilegedSidecar(SidecarProcess):
+    """The sidecar as the shipped unit runs it with worker.user set: its own account,
+    NoNewPrivileges, and only CAP_SETUID/CAP_SETGID/CAP_KILL as ambient capabilities."""
+
+    def __init__(self, python: str, site: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.python = python
+        self.site = site
+
+    def command(self) -> list[str]:
+        caps = "+setuid,+setgid,+kill"
+        return ["setpriv", f"--reuid={SERVICE_ACCOUNT}", f"--regid={SERVICE_ACCOUNT}",
+                "--clear-groups", "--no-new-privs", f"--inh-caps={caps}",
+                f"--ambient-caps={caps}", "--", self.python, "-m", "sidecar", "serve",
+                "--config", str(self.config_path)]
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = super().env
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env["PYTHONPATH"], self.site) if p)
+        return env
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_an_unprivileged_sidecar_with_ambient_caps_hands_none_to_user_code(account):
+    service = system_account(SERVICE_ACCOUNT)
+    python, env = worker_python(service)
+    workdir = tempfile.mkdtemp(prefix="py3sidecar-unprivileged-")
+    os.chown(workdir, service.pw_uid, service.pw_gid)  # its runtime folder, token, log
+    sidecar = UnprivilegedSidecar(
+        python, env.get("PYTHONPATH", ""), workdir=workdir,
+        overrides={"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
+                   "worker": {"user": ACCOUNT, "python": python, "env": env,
+                              "kill-grace": "200ms"},
+                   "scaling": {"enabled": False}, "health": {"enabled": False},
+                   "circuit-breaker": {"enabled": False}})
+    try:
+        with sidecar:
+            assert psutil.Process(sidecar.proc.pid).uids().real == service.pw_uid
+            client = sidecar.client()
+            caps = client.execute("[l.split()[1] for l in open('/proc/self/status') "
+                                  "if l.startswith(('CapEff', 'CapPrm', 'CapAmb'))]").value
+            assert [int(c, 16) for c in caps] == [0, 0, 0], "user code kept capabilities"
+            with pytest.raises(PythonError) as info:
+                client.execute("import os\nos.kill(os.getppid(), 9)")
+            assert info.value.remote_type == "PermissionError"
+            assert sidecar.proc.poll() is None
+            # CAP_KILL lets the sidecar still stop the worker's group (a timeout kills it).
+            with pytest.raises(CallTimeout):
+                client.execute("import time\ntime.sleep(30)", timeout=0.5)
+            sidecar.wait_full_strength(1)
+            assert client.execute("1 + 1").value == 2
+        assert sidecar.proc.returncode == 0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
