@@ -111,6 +111,26 @@ def test_a_hung_workers_stack_is_still_captured(sidecar):
     sidecar.wait_full_strength(1)
 
 
+def test_direct_execution_runs_as_the_account_too(account, tmp_path_factory):
+    python, env = worker_python(account)
+    sidecar = SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1,
+                                       "spares": 0},
+                              "worker": {"user": ACCOUNT, "python": python, "env": env},
+                              "fallback": {"strategies": ["primary", "direct"]},
+                              "scaling": {"enabled": False}, "health": {"enabled": False}},
+                             workdir=str(tmp_path_factory.mktemp("direct-user")))
+    with sidecar:
+        client = sidecar.client()
+        client.breaker("open")  # every call falls through to direct execution
+        probe = "import os\n[os.getuid(), os.getppid()]"
+        assert client.execute(probe).value == [account.pw_uid, sidecar.proc.pid]
+        assert client.health()["fallback"]["served"].get("direct", 0) >= 1
+        with pytest.raises(PythonError) as info:
+            client.execute("import os\nos.kill(os.getppid(), 9)")
+        assert info.value.remote_type == "PermissionError"
+        assert sidecar.proc.poll() is None
+
+
 SERVICE_ACCOUNT = "py3sidecar-svc"
 
 
