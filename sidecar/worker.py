@@ -240,8 +240,8 @@ class Worker:
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
-    """``--in FD --out FD [--settings JSON] [--stack-file PATH]`` (no argparse: it costs
-    milliseconds of every worker's start)."""
+    """``--in FD --out FD [--settings JSON] [--stack-file PATH | --stack-fd FD]`` (no argparse:
+    it costs milliseconds of every worker's start)."""
     options = dict(zip(argv[::2], argv[1::2]))
     unknown = set(options) - {"--in", "--out", "--settings", "--stack-file", "--stack-fd"}
     if len(argv) % 2 or unknown or "--in" not in options or "--out" not in options:
