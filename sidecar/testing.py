@@ -130,8 +130,12 @@ class SidecarProcess:
         if want is None:
             want = self.config["python3"].get("pool", {}).get("initial-size", 2)
         probe = self.client(timeout=2.0)
-        wait_until(lambda: self._ready_workers(probe) >= want, timeout,
-                   message=f"{want} ready workers")
+        try:
+            wait_until(lambda: self._ready_workers(probe) >= want, timeout,
+                       message=f"{want} ready workers")
+        except BaseException:
+            self.stop()  # a sidecar that never got ready must not outlive the failed test
+            raise
         return self
 
     def _ready_workers(self, client: Client) -> int:
