@@ -2,8 +2,8 @@
 kernels do with their connection files).
 
 Owns: the file's place (next to the token file, else the runtime folder), its JSON shape, writing
-it atomically and reading it back. Must not touch: sockets, the token itself (only its path is
-written here, never the secret).
+it atomically, reading it back, and removing one left by a sidecar that is no longer running.
+Must not touch: sockets, the token itself (only its path is written here, never the secret).
 
 Shape (``version`` 1)::
 
@@ -23,6 +23,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from bridge.token import runtime_dir
 
@@ -52,6 +54,40 @@ def read_connection_file(path: str | Path | None = None) -> dict[str, Any] | Non
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def written_by_running_process(pid: Any, written_at: float) -> bool:
+    """Whether process ``pid`` runs and could have written something at ``written_at``.
+
+    A pid is reused after its process dies (a restarted container often gets the same pid):
+    a process started after the file was last written is not its writer, nor is this one.
+    """
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # it exists, but we may not look at it: assume it is alive
+    return started <= written_at + 1.0  # create_time is rounded to clock ticks
+
+
+def remove_stale_connection_file(path: Path) -> dict[str, Any] | None:
+    """Removes ``path`` if the sidecar it names is not running; returns what it said then."""
+    try:
+        written_at = path.stat().st_mtime
+    except OSError:
+        return None
+    data = read_connection_file(path)
+    pid = data.get("pid") if data is not None else None
+    if written_by_running_process(pid, written_at):
+        return None
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    return data if data is not None else {}
 
 
 def remove_connection_file(path: Path, pid: int) -> None:

@@ -46,9 +46,17 @@ Description=py3sidecar: CPython 3 workers for the Ignition gateway
 After=network.target
 # Start before the gateway so its first python3.* call finds the sidecar.
 Before=ignition.service
+# Restart=always below, but a sidecar that cannot start at all (a bad config) must not loop
+# for ever: past 10 starts in 60 s systemd stops trying (`systemctl reset-failed py3sidecar`).
+StartLimitIntervalSec=60
+StartLimitBurst=10
 
 [Service]
-Type=simple
+# The sidecar says READY=1 once it serves, STOPPING=1 when it stops, and WATCHDOG=1 from its
+# event loop every WatchdogSec/2: a loop frozen for WatchdogSec is killed and restarted.
+Type=notify
+NotifyAccess=main
+WatchdogSec=10
 # The gateway reads the token file: run the sidecar as the gateway's user.
 User={user}
 Group={user}
@@ -59,9 +67,17 @@ ExecStart={python} -m sidecar serve --config /etc/py3sidecar/config.yml
 # SIGTERM drains calls in flight (python3.shutdown.drain-timeout), then stops the workers.
 KillSignal=SIGTERM
 TimeoutStopSec=30
-Restart=on-failure
-RestartSec=2
+# Whatever ends it (user code's os.kill(os.getppid(), 9), the OOM killer, a frozen loop, an
+# operator's kill), it comes back; its workers die with it (PR_SET_PDEATHSIG).
+Restart=always
+RestartSec=1
+# Held client connections must not exhaust descriptors (systemd's default soft limit is 1024).
+LimitNOFILE=65536
 NoNewPrivileges=true
+# With python3.worker.user / python3.worker.group set, workers run as that account (user code
+# can then neither signal the sidecar nor read its token); the sidecar needs these to start and
+# stop them (each worker drops every capability before it runs user code):
+#AmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL
 
 [Install]
 WantedBy=multi-user.target
@@ -156,6 +172,11 @@ def py4j_jar() -> Path:
     return Path(path)
 
 
+def systemd_unit(user: str = "ignition", python: str | None = None) -> str:
+    """The unit file's text: runs ``python -m sidecar serve`` as ``user``."""
+    return SYSTEMD_UNIT.format(user=user, python=python or sys.executable)
+
+
 def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
                  python: str | None = None, java_dir: Path = JAVA_DIR,
                  check: bool = True) -> BundleReport:
@@ -205,7 +226,7 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
     systemd = out / "systemd"
     systemd.mkdir(exist_ok=True)
     unit = systemd / "py3sidecar.service"
-    unit.write_text(SYSTEMD_UNIT.format(user=user, python=python or sys.executable))
+    unit.write_text(systemd_unit(user, python))
     report.files.append(unit)
     grafana = out / "grafana" / "py3sidecar.json"  # import into Grafana over Prometheus
     grafana.parent.mkdir(exist_ok=True)

@@ -105,8 +105,17 @@ class WorkerConfig(Section):
     reload: bool
     fd_output: Literal["log", "discard"]
     output_log_rate: int
+    user: str
+    group: str
     _d = _durations("call_timeout", "max_call_timeout", "kill_grace", "start_timeout")
     _s = _sizes("max_output", "output_log_rate")
+
+    @model_validator(mode="after")
+    def _account_exists(self) -> "WorkerConfig":
+        from sidecar.confinement import worker_credentials
+
+        worker_credentials(self.user.strip(), self.group.strip())  # names the missing account
+        return self
 
     @model_validator(mode="after")
     def _timeouts(self) -> "WorkerConfig":

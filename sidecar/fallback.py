@@ -46,6 +46,7 @@ from bridge import protocol
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
 from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
+from sidecar.confinement import worker_credentials
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
 from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
@@ -321,7 +322,7 @@ class DirectRun:
         try:
             self.proc = subprocess.Popen(argv, pass_fds=(to_r, from_w),
                                          stdin=subprocess.DEVNULL, env=strategy.env,
-                                         start_new_session=True)
+                                         start_new_session=True, **strategy.credentials)
         except OSError:
             for fd in (to_r, to_w, from_r, from_w):
                 os.close(fd)
@@ -466,6 +467,7 @@ class DirectStrategy(Strategy):
         self.max_message = settings.max_message_bytes
         self.worker_settings = worker_settings_json(settings)
         self.env = worker_env(settings)
+        self.credentials = worker_credentials(settings.user, settings.group)  # worker.user
         self.runs: set[DirectRun] = set()
         self.closing = False
         self.started = 0

@@ -48,6 +48,7 @@ import psutil
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
+from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
@@ -103,6 +104,9 @@ class PoolSettings:
     stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
     fd_output: str = "log"             # workers' fd 1/2: "log" (rate-limited) or "discard"
     output_log_rate: int = 65536       # bytes per second of fd 1/2 output into the log (all)
+    stack_root: str = ""               # where this pool's stack folder goes ("": temp folder)
+    user: str = ""                     # account workers run as ("": the sidecar's)
+    group: str = ""                    # group workers run as ("": the user's own)
     score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
@@ -249,6 +253,8 @@ def worker_env(settings: PoolSettings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(settings.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
+    env[ENV_SIDECAR_PID] = str(os.getpid())  # the worker checks its parent (sidecar.confinement)
+    env.pop("PY3SIDECAR_TOKEN", None)  # user code has no business with the sidecar's token
     return env
 
 
@@ -301,9 +307,11 @@ class Pool:
         self.queue_wait_count = 0
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
-        self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-")
+        self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-",
+                                          dir=settings.stack_root or None)
         self._worker_settings = worker_settings_json(settings)
         self._env = worker_env(settings)
+        self._credentials = worker_credentials(settings.user, settings.group)
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
@@ -679,15 +687,21 @@ class Pool:
         from_r, from_w = os.pipe()
         out_r, out_w = self.fd_output.open_pipe()  # the worker's fd 1 and 2, never our log's
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
+        # Opened here and inherited: a worker running as another account (python3.worker.user)
+        # cannot open files in our owner-only folder.
+        stack_fd = os.open(stack_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                           0o600)
         argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                str(from_w), "--settings", self._worker_settings, "--stack-file", stack_file]
+                str(from_w), "--settings", self._worker_settings, "--stack-fd", str(stack_fd)]
         try:
-            proc = subprocess.Popen(argv, pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
-                                    stdout=out_w, stderr=out_w,
-                                    env=self._env, start_new_session=True)
+            proc = subprocess.Popen(argv, pass_fds=(to_r, from_w, stack_fd),
+                                    stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
+                                    env=self._env, start_new_session=True,
+                                    **self._credentials)
         except OSError as exc:
             for fd in (to_r, to_w, from_r, from_w, out_r, out_w):
                 os.close(fd)
+            os.close(stack_fd)
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
             return None
@@ -695,6 +709,7 @@ class Pool:
         # request we wrote was ever read. Unread means never started: dispatched again.
         os.close(from_w)
         os.close(out_w)
+        os.close(stack_fd)
         os.set_blocking(from_r, False)
         os.set_blocking(to_w, False)
         pidfd = os.pidfd_open(proc.pid)
@@ -1080,6 +1095,12 @@ class Pool:
                 except OSError:
                     pass
             self.close_fd_output(worker)
+            # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
+            # their process group: nothing the pool started may outlive the sidecar's stop.
+            try:
+                os.killpg(worker.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):

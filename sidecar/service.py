@@ -11,6 +11,7 @@ exactly one ``reply`` per request.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +28,13 @@ import zmq
 from bridge import protocol
 from bridge.accept_guard import raise_open_files_limit
 from bridge.codec import pack_raw, unpack_raw
-from bridge.connection import connection_file_for, remove_connection_file, write_connection_file
+from bridge.connection import (
+    FILE_NAME,
+    connection_file_for,
+    remove_connection_file,
+    remove_stale_connection_file,
+    write_connection_file,
+)
 from bridge.preauth import (
     ELEMENT_BUDGET,
     EnvelopeHead,
@@ -44,6 +52,7 @@ from sidecar.health import HealthSettings, pool_status
 from sidecar.http import HttpFront
 from sidecar.loop import Loop
 from sidecar.metrics import MeteredCall, Metrics
+from sidecar.notify import SystemdNotify
 from sidecar.pool import Pool, PoolSettings
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
@@ -52,6 +61,7 @@ from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
 from sidecar.scaling import AdaptiveSizer, ScalingSettings
 from sidecar.score import ScoreConfig
+from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.views import alert_state
 from sidecar.watchdog import Watchdog, WatchdogSettings
 
@@ -74,6 +84,7 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
         backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
         paths=list(worker.paths), preload=list(worker.preload),
+        user=worker.user.strip(), group=worker.group.strip(),
         max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
@@ -124,12 +135,16 @@ class Service:
         self.config = config
         bridge = config.python3.bridge
         self.loop = Loop()
+        # Before any worker is spawned: takes systemd's variables out of their environment.
+        self.notify = SystemdNotify.from_environ()
         self.token, self.token_file = ensure_token(bridge.token, bridge.token_file)
+        self.stack_root = self.clean_runtime_folder()
         self.token_bytes = self.token.encode()
         self.max_message = bridge.max_message_size
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
-        self.pool = Pool(self.loop, pool_settings(config))
+        self.pool = Pool(self.loop, dataclasses.replace(pool_settings(config),
+                                                        stack_root=str(self.stack_root or "")))
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
             self.loop, self.pool, config)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
@@ -194,6 +209,8 @@ class Service:
         self.start_http()
         self.write_connection_file()
         self.state = "running"
+        self.notify.ready()  # Type=notify: systemd counts the sidecar started from here
+        self.notify.start_watchdog(self.loop)
         log.info("py3sidecar %s serving (pid %d, %d workers starting, token file %s)", VERSION,
                  os.getpid(), self.pool.target_size, self.token_file or "<from config/env>")
 
@@ -213,6 +230,7 @@ class Service:
 
     def drain(self) -> None:
         self.state = "draining"
+        self.notify.stopping()
         drain = self.config.python3.shutdown.drain_timeout
         log.info("shutting down: draining calls in flight (up to %gs)", drain)
         self.watchdog.stop()
@@ -222,6 +240,21 @@ class Service:
         deadline = self.loop.clock() + drain
         self.loop.run(until=lambda: not (self.pool.busy() or self.chain.busy())
                       or self.loop.clock() >= deadline)
+
+    def clean_runtime_folder(self) -> Path | None:
+        """Removes what a sidecar that died without cleaning up (SIGKILL) left next to the token:
+        a connection file naming it, its stack folder. Returns this sidecar's stack folder."""
+        folder = connection_file_for(self.token_file).parent
+        stale = remove_stale_connection_file(folder / FILE_NAME)
+        if stale is not None:
+            log.info("removed the stale connection file %s (it named pid %s, which is not "
+                     "running)", folder / FILE_NAME, stale.get("pid"))
+        remove_stale_stack_folders(folder)
+        try:
+            return create_stack_root(folder)
+        except OSError as exc:  # the pools fall back to the system's temp folder
+            log.warning("cannot create a stack folder in %s: %s", folder, exc)
+            return None
 
     def write_connection_file(self) -> None:
         info: dict[str, Any] = {"version": 1, "pid": os.getpid(),
@@ -248,12 +281,15 @@ class Service:
             self.reloader.stop()
         self.pool.terminate()
         self.chain.terminate()
+        if self.stack_root is not None:
+            remove_stack_root(self.stack_root)
         for front in self.fronts:
             front.stop()
         if self.http is not None:
             self.http.stop()
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
+        self.notify.stop_watchdog()
         self.loop.close()
         self.state = "stopped"
         log.info("py3sidecar stopped")

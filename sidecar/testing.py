@@ -122,10 +122,14 @@ class SidecarProcess:
         # A file left by a killed predecessor names another pid: wait for this one's.
         return data if data and data.get("pid") == self.proc.pid else None
 
+    def command(self) -> list[str]:
+        """How the sidecar is started (a test may run it through setpriv, say)."""
+        return [sys.executable, "-m", "sidecar", "serve", "--config", str(self.config_path)]
+
     def start(self, timeout: float = 20.0) -> "SidecarProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar", "serve", "--config", str(self.config_path)],
+            self.command(),
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir),
             preexec_fn=self.preexec_fn)
         wait_until(lambda: self._read_connection() or self.proc.poll() is not None,
@@ -137,8 +141,12 @@ class SidecarProcess:
         if want is None:
             want = self.config["python3"].get("pool", {}).get("initial-size", 2)
         probe = self.probe()
-        wait_until(lambda: self._ready_workers(probe) >= want, timeout,
-                   message=f"{want} ready workers")
+        try:
+            wait_until(lambda: self._ready_workers(probe) >= want, timeout,
+                       message=f"{want} ready workers")
+        except BaseException:
+            self.stop()  # a sidecar that never got ready must not outlive the failed test
+            raise
         return self
 
     def probe(self) -> Client:

@@ -33,6 +33,7 @@ from bridge import codec
 from bridge.protocol import USER, error
 from sidecar import isolation, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
+from sidecar.confinement import die_with_sidecar, drop_capabilities
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
 RESULT_TOO_LARGE = "py3sidecar.ResultTooLarge"
@@ -265,17 +266,20 @@ class Worker:
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
-    """``--in FD --out FD [--settings JSON] [--stack-file PATH]`` (no argparse: it costs
-    milliseconds of every worker's start)."""
+    """``--in FD --out FD [--settings JSON] [--stack-file PATH | --stack-fd FD]`` (no argparse:
+    it costs milliseconds of every worker's start)."""
     options = dict(zip(argv[::2], argv[1::2]))
-    unknown = set(options) - {"--in", "--out", "--settings", "--stack-file"}
+    unknown = set(options) - {"--in", "--out", "--settings", "--stack-file", "--stack-fd"}
     if len(argv) % 2 or unknown or "--in" not in options or "--out" not in options:
         raise SystemExit("usage: python -m sidecar.worker --in FD --out FD "
-                         "[--settings JSON] [--stack-file PATH]")
+                         "[--settings JSON] [--stack-file PATH | --stack-fd FD]")
     return options
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Before anything else: never outlive the sidecar, never hold what it holds.
+    die_with_sidecar()
+    drop_capabilities()
     options = parse_args(sys.argv[1:] if argv is None else argv)
     in_arg, out_arg = int(options["--in"]), int(options["--out"])
     # Move the channel far from the low descriptors user code is likely to close or reuse,
@@ -293,7 +297,10 @@ def main(argv: list[str] | None = None) -> None:
     # A hung worker's stack can be asked for with SIGUSR1: the watchdog does so before a kill
     # and reads the dump from this file (written by a C signal handler: no GIL needed).
     stack_file = options.get("--stack-file")
-    stack_out = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
+    stack_out: Any = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
+    if options.get("--stack-fd"):  # opened by the pool (we may not be allowed to open it)
+        stack_out = fcntl.fcntl(int(options["--stack-fd"]), fcntl.F_DUPFD_CLOEXEC, 200)
+        os.close(int(options["--stack-fd"]))
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
     Worker(in_fd, out_fd, settings).serve()
     isolation.kill_children()
