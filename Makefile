@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint system-deps venv clean
+.PHONY: run test bench lint system-deps venv clean screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ bench: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build dist
+
+# Refreshes docs/dashboard.png from the browser test (real headless Chromium).
+screenshot: $(STAMP) system-deps
+	PY3SIDECAR_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/integration/test_dashboard_browser.py
