@@ -225,6 +225,9 @@ def run(seconds: float, workdir: str | None = None) -> dict[str, Any]:
                                                          ctx, 1000 + n, late), daemon=True)
                    for n in range(CALLERS)]
         t0 = time.monotonic()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):  # stop early, still count and report
+                signal.signal(sig, lambda *_: stop.set())
         for t in helpers + callers:
             t.start()
         stop.wait(seconds)
