@@ -75,6 +75,8 @@ def faults_run(tmp_path_factory):
             runs = ledger.check_never_twice()
             if fault == "reset-request" and request["kind"] != "ok":
                 assert runs.get(tag, 0) == 0, f"{tag}: half a request ran"
+            if fault == "reset-reply" and request["kind"] != "ok":
+                assert runs.get(tag, 0) == 1, f"{tag}: its reply was cut, so it ran, once"
             if fault == "half-open":
                 assert runs.get(tag, 0) == 0, f"{tag}: a swallowed request ran"
             return runs.get(tag, 0)
