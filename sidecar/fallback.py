@@ -513,6 +513,9 @@ class DirectStrategy(Strategy):
 
 # ---------------------------------------------------------------- remote sidecar
 
+REMOTE_HEARTBEAT_MS = 1000  # remote sidecar's connection: ping interval; 3 missed: reconnect
+
+
 class RemoteStrategy(Strategy):
     """Forward the envelope to another sidecar's ROUTER with its token (non-blocking DEALER)."""
 
@@ -535,6 +538,10 @@ class RemoteStrategy(Strategy):
         sock = self.context.socket(zmq.DEALER)
         sock.linger = 0
         sock.immediate = True  # nothing queued for a peer that is not there: fail at once
+        # A connection whose peer vanished without FIN (host gone, NAT state dropped) would
+        # hold this one socket dead forever: ZMTP heartbeats drop it, and libzmq reconnects.
+        sock.heartbeat_ivl = REMOTE_HEARTBEAT_MS
+        sock.heartbeat_timeout = REMOTE_HEARTBEAT_MS * 3
         sock.connect(self.endpoint)
         self.socket = sock
         self.loop.add_reader(sock, self.on_readable)

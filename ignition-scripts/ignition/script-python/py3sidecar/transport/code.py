@@ -12,6 +12,11 @@ Py4J (default): needs the py4j jar from the py4j wheel (share/py4j/py4j<version>
 gateway's class path. The sidecar listens on python_port; the gateway only connects out
 (autoStartJavaServer False: no port is bound in the gateway). Each JVM thread gets its own
 socket (py4j's pinned-thread model); the per-call deadline is that socket's SO_TIMEOUT.
+A thread's socket may be stale (the sidecar restarted on the same port, or the network dropped
+it): writing to it succeeds and the read then fails, which cannot tell "never delivered" from
+"ran, then the link broke". So a socket idle for stale_after_ms (or older than a breakage another
+thread saw) is first checked with a ping; if the ping fails, only that socket is dropped and the
+request goes out on a fresh one. The request itself is never sent twice.
 
 ZeroMQ: JeroMQ 0.3.6 (Debian libjeromq-java, jeromq.jar), DEALER sockets pooled, one per call in
 flight; a socket whose call timed out is closed, never reused, so a late reply can't be misread.
@@ -82,7 +87,8 @@ def _has_cause(exc, java_class):
 class Py4JTransport(object):
     name = 'py4j'
 
-    def __init__(self, host, port, token, connect_timeout_ms, backstop_timeout_ms, warm_payload=None):
+    def __init__(self, host, port, token, connect_timeout_ms, backstop_timeout_ms, warm_payload=None,
+                 stale_after_ms=200):
         try:
             from py4j import ClientServer  # the py4j jar must be on the gateway class path
         except ImportError:
@@ -97,6 +103,11 @@ class Py4JTransport(object):
         self.connect_timeout_ms = int(connect_timeout_ms)
         self.backstop_timeout_ms = int(backstop_timeout_ms)
         self.warm_payload = warm_payload
+        # A restart takes longer than this (a new CPython process must start and bind), so a
+        # socket used successfully less than stale_after_ms ago still talks to a live sidecar.
+        self.stale_after_ms = stale_after_ms
+        self._local = threading.local()  # per thread: conn, last_ok_ms, epoch
+        self._epoch = 0  # bumped when any thread finds a dead socket: the others check theirs
         self._lock = threading.Lock()
         self._closed = False
         self._generation = 0
@@ -137,7 +148,15 @@ class Py4JTransport(object):
         generation = self._generation
         client, proxy = self._client, self._proxy
         timeout_ms = max(1, int(timeout_ms))
+        started = _now_ms()
+        local = self._local
         conn = client.getPerThreadConnection()
+        if conn is not None and conn.getSocket() is not None and self.warm_payload is not None \
+                and (getattr(local, 'conn', None) is not conn or local.epoch != self._epoch
+                     or started - local.last_ok_ms >= self.stale_after_ms):
+            if not self._check(client, conn, proxy, min(timeout_ms, self.connect_timeout_ms)):
+                conn = None  # dropped: the request goes out on a fresh socket below
+            timeout_ms = max(1, timeout_ms - int(_now_ms() - started))
         if (conn is None or conn.getSocket() is None) and timeout_ms > self.backstop_timeout_ms \
                 and self.warm_payload is not None:
             # First call on this thread: open its socket with a ping so the per-call deadline
@@ -151,7 +170,30 @@ class Py4JTransport(object):
                     sock.setSoTimeout(timeout_ms)
                 except java.net.SocketException:
                     pass
-        return self._apply(proxy, payload, generation)
+        reply = self._apply(proxy, payload, generation)
+        local.conn, local.last_ok_ms, local.epoch = \
+            client.getPerThreadConnection(), _now_ms(), self._epoch
+        return reply
+
+    def _check(self, client, conn, proxy, timeout_ms):
+        """Pings on this thread's socket before a request is sent on it: True if the sidecar
+        answered; else the socket is shut and forgotten (False), and other threads check theirs
+        before their next call. Nothing but the ping was sent, so the request is not at risk."""
+        try:
+            conn.getSocket().setSoTimeout(max(1, timeout_ms))
+            proxy.apply('request', self.warm_payload)
+            return True
+        except java.lang.Exception:
+            pass
+        with self._lock:
+            self._epoch += 1
+        try:
+            conn.shutdown(True)
+        except java.lang.Exception:
+            pass
+        if client.getPerThreadConnection() is conn:
+            client.setPerThreadConnection(None)
+        return False
 
     def _apply(self, proxy, payload, generation):
         try:
