@@ -384,6 +384,39 @@ class FallbackConfig(Section):
         return self
 
 
+class AlertChannelConfig(Section):
+    url: str
+    levels: list[Literal["INFO", "WARNING", "CRITICAL"]] = ["WARNING", "CRITICAL"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected an apprise URL such as mailto://, json://, mmost://")
+        return value
+
+
+class AlertThrottleConfig(Section):
+    max_per_hour: int
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    _d = _durations("group_wait", "group_interval", "repeat_interval")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AlertThrottleConfig":
+        if self.max_per_hour < 2:
+            raise ValueError("max-per-hour must be at least 2 (one slot is kept for the summary "
+                             "of suppressed alerts)")
+        return self
+
+
+class AlertsConfig(Section):
+    enabled: bool
+    channels: list[AlertChannelConfig]
+    throttle: AlertThrottleConfig
+
+
 class Python3Config(Section):
     pool: PoolConfig
     health: HealthConfig
@@ -396,6 +429,7 @@ class Python3Config(Section):
     logging: LoggingConfig
     circuit_breaker: CircuitBreakerConfig
     fallback: FallbackConfig
+    alerts: AlertsConfig
 
 
 class Config(Section):

@@ -27,6 +27,7 @@ from bridge.connection import connection_file_for, remove_connection_file, write
 from bridge.py4j_server import Py4JFront
 from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
+from sidecar.alerting import build_alerts
 from sidecar.config import Config
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
@@ -112,6 +113,10 @@ class Service:
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         self.chain = build_chain(self.loop, config, self.pool)  # python3.fallback
         self.executor: Any = self.chain
+        # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
+        self.alerts = build_alerts(self.loop, config)
+        self.alerts.watch_pool(self.pool, self.recovery)
+        self.alerts.watch_breakers(self.chain.breakers())
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:
             self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
@@ -139,6 +144,7 @@ class Service:
             if endpoint and not is_loopback(endpoint):
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
+        self.alerts.start()
         self.pool.start()
         self.chain.start()
         self.watchdog.start()
@@ -197,6 +203,7 @@ class Service:
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
         self.pool.terminate()
         self.chain.terminate()
+        self.alerts.close()
         for front in self.fronts:
             front.stop()
         context = zmq.Context.instance()
@@ -287,7 +294,8 @@ class Service:
         return {"status": status, "reason": reason, "checked_at": now,
                 "sidecar": self.op_ping(request), "pool": pool,
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
-                "breakers": breakers, "fallback": self.chain.snapshot()}
+                "breakers": breakers, "fallback": self.chain.snapshot(),
+                "alerts": self.alerts.snapshot()}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""
