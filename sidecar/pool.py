@@ -581,7 +581,8 @@ class Pool:
             done(None)
 
     # ------------------------------------------------------------ stack capture
-    def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None]) -> None:
+    def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None],
+                      log_stack: bool = True) -> None:
         """Ask the worker for every thread's stack (faulthandler on SIGUSR1), then ``then(text)``.
 
         The dump is written by a C signal handler, so it arrives even from a worker stuck in C;
@@ -611,7 +612,7 @@ class Pool:
                         text = handle.read()
                 except OSError:
                     text = ""
-                if text:
+                if text and log_stack:  # False: asked for by diagnostics, nobody stops
                     log.warning("stack of %s before it is stopped:\n%s", worker.describe(),
                                 text.rstrip())
                 then(text)

@@ -29,6 +29,7 @@ from bridge.token import ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar.alerting import build_alerts
 from sidecar.config import Config
+from sidecar.diagnostics import Diagnostics, Pending
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
@@ -131,6 +132,7 @@ class Service:
         self.connection_file = connection_file_for(self.token_file)
         self.started_at = time.time()
         self.state = "created"
+        self.diagnostics = Diagnostics(self)  # the diag op's commands and the call history
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
             "breaker": self.op_breaker}
@@ -249,7 +251,8 @@ class Service:
         if op in protocol.WORKER_OPS:
             self.executor.submit(Call(rid, payload,
                                       request.get("timeout") or self.default_timeout,
-                                      reply, self.loop.clock()))
+                                      self.diagnostics.history.track(request, reply),
+                                      self.loop.clock()))
             return
         handler = self.local_ops.get(op)
         if handler is None:
@@ -263,6 +266,9 @@ class Service:
         except Exception as exc:
             log.exception("op %s failed", op)
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        if isinstance(value, Pending):  # diag commands that wait on workers (bounded)
+            value.then(lambda done: reply(pack_raw({"id": rid, "ok": True, "value": done})))
             return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
@@ -318,13 +324,10 @@ class Service:
                 "events": self.chain.events[-10:]}
 
     def op_diag(self, request: dict[str, Any]) -> Any:
-        command = request.get("command") or "help"
+        """``diag`` op: ``command`` (and ``args``); the table is in sidecar/diagnostics.py. The
+        value may be a ``Pending`` (performance, threads, memory --top): ``.then(callback)``."""
+        return self.diagnostics.run(request)
+
+    def diag_config(self) -> dict[str, Any]:
         secret = {"python3": {"bridge": {"token"}}}
-        commands = {"workers": lambda: self.pool.snapshot()["workers"],
-                    "config": lambda: self.config.model_dump(by_alias=True, exclude=secret)}
-        if command == "help":
-            return sorted(commands)
-        if command not in commands:
-            raise protocol.BadRequest(f"unknown diagnostics command {command!r}; available: "
-                                      f"{', '.join(sorted(commands))}")
-        return commands[command]()
+        return self.config.model_dump(by_alias=True, exclude=secret)
