@@ -403,18 +403,45 @@ class AlertThrottleConfig(Section):
     repeat_interval: float
     _d = _durations("group_wait", "group_interval", "repeat_interval")
 
-    @model_validator(mode="after")
-    def _bounds(self) -> "AlertThrottleConfig":
-        if self.max_per_hour < 2:
-            raise ValueError("max-per-hour must be at least 2 (one slot is kept for the summary "
-                             "of suppressed alerts)")
-        return self
+    @field_validator("max_per_hour")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("must be at least 2 (one slot is kept for the summary of "
+                             "suppressed alerts)")
+        return value
 
 
 class AlertsConfig(Section):
     enabled: bool
     channels: list[AlertChannelConfig]
     throttle: AlertThrottleConfig
+
+
+class CloudWatchConfig(Section):
+    enabled: bool
+    endpoint: str
+    namespace: str
+    interval: float
+    _d = _durations("interval")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("tcp://", "udp://", "file://")):
+            raise ValueError("expected tcp://HOST:PORT (the CloudWatch agent's EMF listener), "
+                             "udp://HOST:PORT or file:///path/to/metrics.jsonl")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        _positive("interval", value)
+        return value
+
+
+class MonitoringConfig(Section):
+    cloudwatch: CloudWatchConfig
 
 
 class Python3Config(Section):
@@ -430,6 +457,7 @@ class Python3Config(Section):
     circuit_breaker: CircuitBreakerConfig
     fallback: FallbackConfig
     alerts: AlertsConfig
+    monitoring: MonitoringConfig
 
 
 class Config(Section):

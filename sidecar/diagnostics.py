@@ -24,6 +24,7 @@ from typing import Any
 import msgpack
 
 from bridge import protocol
+from sidecar.emf import own_rss
 from sidecar.pool import BUSY, CHECKING, IDLE
 
 COMMANDS = ("health", "performance", "memory", "threads", "history", "workers", "config")
@@ -235,7 +236,7 @@ class Diagnostics:
             base = w.rss_baseline or None
             rows.append({"worker": w.id, "pid": w.pid, "state": w.state, "rss": rss,
                          "rss_baseline": base, "growth": rss - base if base else None})
-        sidecar_rss = _own_rss()
+        sidecar_rss = own_rss()
 
         def report(tops: dict[Any, Any]) -> dict[str, Any]:
             lines = [f"=== Memory === sidecar RSS {sidecar_rss >> 20} MiB"]
@@ -305,12 +306,3 @@ class Diagnostics:
             lines.append(f"{_iso(c['time'])} {c['op']:7} {c['duration_ms']:9.2f} ms "
                          f"{c['outcome']:12} worker {c['worker']!s:>4}  {c['what']}")
         return {"report": "\n".join(lines), "calls": calls}
-
-
-def _own_rss() -> int:
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except Exception:
-        return 0

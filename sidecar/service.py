@@ -30,6 +30,7 @@ from bridge.zmq_server import ZmqFront
 from sidecar.alerting import build_alerts
 from sidecar.config import Config
 from sidecar.diagnostics import Diagnostics, Pending
+from sidecar.emf import build_emf, own_rss
 from sidecar.fallback import build_chain
 from sidecar.health import HealthSettings, pool_status
 from sidecar.loop import Loop
@@ -133,6 +134,9 @@ class Service:
         self.started_at = time.time()
         self.state = "created"
         self.diagnostics = Diagnostics(self)  # the diag op's commands and the call history
+        # python3.monitoring.cloudwatch: EMF records from the same snapshot as `health`
+        self.emf = build_emf(self.loop, config,
+                             lambda: {**self.op_health({}), "sidecar_rss": own_rss()})
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
             "breaker": self.op_breaker}
@@ -147,6 +151,7 @@ class Service:
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
         self.alerts.start()
+        self.emf.start()
         self.pool.start()
         self.chain.start()
         self.watchdog.start()
@@ -206,6 +211,7 @@ class Service:
         self.pool.terminate()
         self.chain.terminate()
         self.alerts.close()
+        self.emf.stop()
         for front in self.fronts:
             front.stop()
         context = zmq.Context.instance()
@@ -301,7 +307,7 @@ class Service:
                 "sidecar": self.op_ping(request), "pool": pool,
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
-                "alerts": self.alerts.snapshot()}
+                "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view()}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""

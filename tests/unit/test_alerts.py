@@ -177,3 +177,40 @@ def test_bad_settings_and_levels_say_what_is_wrong() -> None:
         ThrottleSettings(group_wait=-1)
     with pytest.raises(ValueError, match="'LOUD' is not one of"):
         Level.parse("LOUD")
+
+
+def test_config_alerts_and_cloudwatch_blocks_in_the_spec_shape() -> None:
+    from sidecar.config import ConfigError, load
+
+    config = load(text="""
+python3:
+  alerts:
+    enabled: true
+    channels:
+      - url: "json://127.0.0.1:8080/alerts"
+        levels: [WARNING, CRITICAL]
+    throttle:
+      max-per-hour: 10
+      group-wait: 30s
+      group-interval: 5m
+      repeat-interval: 4h
+""")
+    alerts = config.python3.alerts
+    assert alerts.channels[0].levels == ["WARNING", "CRITICAL"]
+    assert (alerts.throttle.group_wait, alerts.throttle.group_interval,
+            alerts.throttle.repeat_interval) == (30, 300, 14400)
+    assert load().python3.alerts.channels == []          # by default: the log only
+    assert load().python3.monitoring.cloudwatch.enabled is False
+    with pytest.raises(ConfigError, match=r"alerts.channels.0.levels.0 = 'LOUD'"):
+        load(text="python3: {alerts: {channels: [{url: 'json://x', levels: [LOUD]}]}}")
+    with pytest.raises(ConfigError, match=r"alerts.throttle.max-per-hour = 1"):
+        load(text="python3: {alerts: {throttle: {max-per-hour: 1}}}")
+    with pytest.raises(ConfigError, match=r"monitoring.cloudwatch.endpoint = 'http://x'"):
+        load(text="python3: {monitoring: {cloudwatch: {endpoint: 'http://x'}}}")
+
+
+def test_a_channel_url_apprise_cannot_use_is_refused_naming_it() -> None:
+    from sidecar.alert_channels import Channel
+
+    with pytest.raises(ValueError, match="'nosuchservice://host' is not a URL apprise can"):
+        Channel.build("nosuchservice://user:secret@host/x", ["CRITICAL"])
