@@ -36,7 +36,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"
 	$(BIN)/python benchmarks/jython_bench.py 20000
-	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
+	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

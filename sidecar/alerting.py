@@ -68,7 +68,8 @@ class AlertManager:
         group = f"pool {name}"
 
         def on_pool_event(event: str, info: dict[str, Any]) -> None:
-            if event == "worker_exited" and not info["expected"]:
+            # A worker that dies before it is ready is a failed start: spawn_failed says so.
+            if event == "worker_exited" and not info["expected"] and not info.get("starting"):
                 self.raise_condition(
                     f"worker_crashed/{name}", Level.CRITICAL,
                     f"worker {info['worker']} (pid {info['pid']}) died unexpectedly: "

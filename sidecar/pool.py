@@ -863,7 +863,8 @@ class Pool:
                 worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
         self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
                      returncode=returncode, text=text, reason=worker.stop_reason or text,
-                     during_call=call is not None, rss=worker.rss, **details)
+                     during_call=call is not None, rss=worker.rss, starting=was_starting,
+                     **details)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
             worker.replaces = None
