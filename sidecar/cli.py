@@ -147,6 +147,8 @@ def format_health(report: dict[str, Any]) -> str:
     recovery = report.get("recovery") or {}
     if recovery.get("escalated"):
         lines.append("recovery: ESCALATED")
+    for alert in (report.get("alerts") or {}).get("firing") or []:
+        lines.append(f"alert {alert['level']} {alert['key']}: {alert['summary']}")
     for name, breaker in (report.get("breakers") or {}).items():
         lines.append(f"breaker {name}: {breaker.get('state')}")
     lines.append("")

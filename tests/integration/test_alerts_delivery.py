@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,6 +136,11 @@ def test_a_dead_worker_reaches_email_json_and_slack_format_hooks_then_resolves(
                    message="the breaker WARNING")
         warning = [h for h in web.on("/alerts") if "breaker" in h["title"]][0]
         assert warning["type"] == "warning" and warning["title"].startswith("[WARNING]")
+        shown = subprocess.run([sys.executable, "-m", "sidecar", "health", "--endpoint",
+                                proc.endpoint], capture_output=True, text=True, env=proc.env,
+                               timeout=30)
+        assert "alert WARNING breaker_open/primary: the primary circuit breaker is forced_open" \
+            in shown.stdout, shown.stdout
         client.breaker("close")
         report = client.health()["alerts"]
         assert not any("breaker" in m["Subject"] for m in smtp.messages)
