@@ -42,7 +42,7 @@ EXPECTED = {"kill": {"worker_crashed/primary"}, "hang": {"worker_hung/primary"},
 
 def members(client) -> list[dict]:
     return [w for w in client.health()["pool"]["workers"]
-            if w["role"] == "member" and w["state"] in ("idle", "busy")]
+            if w["role"] == "member" and w["state"] in ("idle", "busy", "checking")]
 
 
 def at_full_strength(client) -> bool:

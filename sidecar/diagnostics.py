@@ -79,53 +79,62 @@ def gather(loop: Any, keys: list[Any], start: Callable[[Any, Callable[[Any], Non
 
 
 def first_line(code: str, limit: int = 80) -> str:
-    line = next((s.strip() for s in code.splitlines() if s.strip()), "")
+    head = code.lstrip()[:limit * 4]   # never split a megabyte of code for one line
+    line = head.split("\n", 1)[0].strip()
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
-def reply_outcome(data: bytes) -> tuple[str, Any]:
-    """(outcome, worker) from an encoded reply, skipping the value without decoding it."""
-    outcome, worker = "ok", None
+_WORKER_KEY = b"\xa6worker"   # msgpack "worker"
+_UINTS = {0xCC: 1, 0xCD: 2, 0xCE: 4}
+
+
+def reply_worker(data: bytes, outcome: str | None) -> Any:
+    """The ``worker`` member of an encoded reply, cheaply. A success carries it among its
+    first bytes (the pool splices ``id`` and ``worker`` in front of the worker's frame), so
+    only the head is looked at, never the value; an error reply is small and decoded whole."""
     try:
-        unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-        unpacker.feed(data)
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key == "error":
-                error = unpacker.unpack()
-                outcome = error.get("kind", "error") if isinstance(error, dict) else "error"
-            elif key == "worker":
-                worker = unpacker.unpack()
-            else:
-                unpacker.skip()
-    except Exception:  # an unreadable reply is the client's problem to report, not ours
-        return "unknown", None
-    return outcome, worker
+        if outcome is not None:
+            reply = msgpack.unpackb(data, raw=False, strict_map_key=False)
+            return reply.get("worker") if isinstance(reply, dict) else None
+        at = data.find(_WORKER_KEY, 0, 80) + len(_WORKER_KEY)
+        if at < len(_WORKER_KEY):
+            return None   # e.g. a remote sidecar's reply
+        head = data[at]
+        if head < 0x80:
+            return head
+        width = _UINTS.get(head)
+        return int.from_bytes(data[at + 1:at + 1 + width], "big") if width else None
+    except Exception:  # unreadable: the client reports it; the history says unknown
+        return None
 
 
 class CallHistory:
-    """The last ``size`` calls; ``track`` wraps a call's reply callback."""
+    """The last ``size`` calls; ``track`` wraps a call's reply. Kept as tuples and turned into
+    reports only when asked, so a call pays a few microseconds for it."""
 
     def __init__(self, clock: Callable[[], float], size: int = 200) -> None:
         self.clock = clock
-        self.calls: deque[dict[str, Any]] = deque(maxlen=size)
+        self.calls: deque[tuple[Any, ...]] = deque(maxlen=size)
 
-    def track(self, request: dict[str, Any],
-              reply: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    def track(self, request: dict[str, Any], call: Any) -> None:
+        """Record ``call`` (a ``sidecar.pool.Call``) when it is answered."""
         op = request.get("op")
-        what = request.get("target") if op == "call" else first_line(request.get("code") or "")
-        started, wall = self.clock(), time.time()
+        # The target, or the head of the code (its first line is taken when asked for).
+        what = request.get("target") if op == "call" else (request.get("code") or "")[:400]
+        started, wall, reply, append = self.clock(), time.time(), call.reply, self.calls.append
 
         def recorded(data: bytes) -> None:
-            outcome, worker = reply_outcome(data)
-            self.calls.append({"time": wall, "op": op, "what": what,
-                               "duration_ms": round((self.clock() - started) * 1000, 3),
-                               "outcome": outcome, "worker": worker})
+            append((wall, op, what, started, self.clock(), call.outcome,
+                    reply_worker(data, call.outcome)))
             reply(data)
-        return recorded
+        call.reply = recorded
 
     def last(self, n: int) -> list[dict[str, Any]]:
-        return list(self.calls)[-n:] if n else []
+        rows = list(self.calls)[-n:] if n else []
+        return [{"time": wall, "op": op, "what": what if op == "call" else first_line(what),
+                 "duration_ms": round((ended - started) * 1000, 3), "outcome": outcome or "ok",
+                 "worker": worker}
+                for wall, op, what, started, ended, outcome, worker in rows]
 
 
 def _ms(seconds: float | None) -> str:

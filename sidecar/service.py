@@ -255,10 +255,10 @@ class Service:
             return
         op = request["op"]
         if op in protocol.WORKER_OPS:
-            self.executor.submit(Call(rid, payload,
-                                      request.get("timeout") or self.default_timeout,
-                                      self.diagnostics.history.track(request, reply),
-                                      self.loop.clock()))
+            call = Call(rid, payload, request.get("timeout") or self.default_timeout, reply,
+                        self.loop.clock())
+            self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
+            self.executor.submit(call)
             return
         handler = self.local_ops.get(op)
         if handler is None:
