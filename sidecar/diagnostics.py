@@ -53,12 +53,16 @@ class Pending:
 
 
 def gather(loop: Any, keys: list[Any], start: Callable[[Any, Callable[[Any], None]], None],
-           finish: Callable[[dict[Any, Any]], Any], deadline: float) -> Pending:
+           finish: Callable[[dict[Any, Any]], Any], deadline: float,
+           unsettled: set[Callable[[], None]] | None = None) -> Pending:
     """Start one part per key; ``finish(results)`` when all answered or at ``deadline``
-    (missing parts are absent from ``results``)."""
+    (missing parts are absent from ``results``). ``unsettled`` holds ``settle`` meanwhile,
+    so a shutdown can answer with what has arrived."""
     pending, results = Pending(), {}
+    unsettled = set() if unsettled is None else unsettled
 
     def settle() -> None:
+        unsettled.discard(settle)
         if not pending.done:
             timer.cancel()
             pending.complete(finish(results))
@@ -71,6 +75,7 @@ def gather(loop: Any, keys: list[Any], start: Callable[[Any, Callable[[Any], Non
         return done
 
     timer = loop.call_later(deadline, settle)
+    unsettled.add(settle)
     for key in keys:
         start(key, part_done(key))
     if not keys:
@@ -153,6 +158,7 @@ class Diagnostics:
         self.pool = service.pool
         self.loop = service.loop
         self.history = CallHistory(self.loop.clock)
+        self.unsettled: set[Callable[[], None]] = set()   # commands still waiting on workers
         self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {
             "health": self.health, "performance": self.performance, "memory": self.memory,
             "threads": self.threads, "history": self.call_history,
@@ -172,6 +178,11 @@ class Diagnostics:
             raise protocol.BadRequest(f"unknown diagnostics command {command!r}; available: "
                                       f"{', '.join(sorted(self.commands))}")
         return self.commands[command](args)
+
+    def close(self) -> None:
+        """At shutdown: answer every command still waiting, with what has arrived."""
+        for settle in list(self.unsettled):
+            settle()
 
     @staticmethod
     def count_arg(args: dict[str, Any], name: str, default: int, most: int) -> int:
@@ -232,7 +243,7 @@ class Diagnostics:
                 lines.append(f"worker {worker.id}: skipped ({worker.state}: never disturbed)")
             return {"report": "\n".join(lines), "workers": rows}
 
-        return gather(self.loop, idle, start, finish, 3.0)
+        return gather(self.loop, idle, start, finish, 3.0, self.unsettled)
 
     # ------------------------------------------------------------ memory
     def memory(self, args: dict[str, Any]) -> Any:
@@ -277,7 +288,8 @@ class Diagnostics:
                 done(None)
 
         return gather(self.loop, [w.id for w in idle],
-                      lambda wid, done: start(self.pool.workers[wid], done), report, 3.0)
+                      lambda wid, done: start(self.pool.workers[wid], done), report, 3.0,
+                      self.unsettled)
 
     # ------------------------------------------------------------ threads
     def threads(self, args: dict[str, Any]) -> Pending:
@@ -304,7 +316,7 @@ class Diagnostics:
                           (stack or "(no dump within the deadline)").rstrip()]
             return {"report": "\n".join(lines), "sidecar": own, "workers": rows}
 
-        return gather(self.loop, workers, start, finish, 2.0)
+        return gather(self.loop, workers, start, finish, 2.0, self.unsettled)
 
     # ------------------------------------------------------------ history
     def call_history(self, args: dict[str, Any]) -> dict[str, Any]:

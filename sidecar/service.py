@@ -208,6 +208,7 @@ class Service:
         remove_connection_file(self.connection_file, os.getpid())
         # Answer what is left first, while the fronts can still deliver the answers; then stop
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
+        self.diagnostics.close()  # diag commands waiting on workers answer with what they have
         self.pool.terminate()
         self.chain.terminate()
         self.alerts.close()
