@@ -118,6 +118,9 @@ class Service:
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
         self.alerts = build_alerts(self.loop, config)
         self.alerts.watch_pool(self.pool, self.recovery)
+        for strategy in self.chain.strategies:  # a secondary pool: its crashes and starts
+            if getattr(strategy, "owned", False):
+                self.alerts.watch_pool(strategy.pool)
         self.alerts.watch_breakers(self.chain.breakers())
         self.fronts: list[Any] = []
         if bridge.zmq.enabled:

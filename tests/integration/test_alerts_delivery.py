@@ -178,3 +178,23 @@ def test_a_real_kill_storm_is_capped_and_the_last_notification_counts_the_rest(
         assert f"{suppressed} notification(s)" in summary["message"]
         assert "worker_crashed/primary" in summary["message"]
         assert client.execute("1+1").value == 2
+
+
+def test_a_secondary_pool_worker_death_is_its_own_condition(tmp_path) -> None:
+    config = {"pool": {"initial-size": 1, "spares": 0},
+              "fallback": {"strategies": ["primary", "secondary"],
+                           "secondary": {"initial-size": 1, "min-size": 1}},
+              "alerts": {"throttle": {"group-wait": "0s", "group-interval": "0s"}}}
+    with SidecarProcess(config, workdir=str(tmp_path)) as proc:
+        client = proc.client()
+        wait_until(lambda: client.health()["fallback"]["details"]["secondary"]["pool"]["size"]
+                   ["ready"] >= 1, 15, message="the secondary pool ready")
+        secondary = client.health()["fallback"]["details"]["secondary"]["pool"]
+        pid = next(w["pid"] for w in secondary["workers"] if w["state"] == "idle")
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: any("worker_crashed/secondary" in r["keys"]
+                               for r in client.health()["alerts"]["recent"]), 15,
+                   message="the secondary pool's crash alert")
+        recent = client.health()["alerts"]["recent"]
+        assert not any("worker_crashed/primary" in r["keys"] for r in recent)
+        assert any(r["group"] == "pool secondary" and r["level"] == "CRITICAL" for r in recent)
