@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import apprise
-
 from sidecar.alerts import Level, Notification
 
 log = logging.getLogger("py3sidecar.alerts")
 
-_NOTIFY_TYPES = {Level.INFO: apprise.NotifyType.INFO, Level.WARNING: apprise.NotifyType.WARNING,
-                 Level.CRITICAL: apprise.NotifyType.FAILURE}
+# apprise's names for our levels (apprise is imported only when a channel is configured: it
+# takes a few hundred milliseconds, which every sidecar start would pay otherwise)
+_NOTIFY_TYPES = {Level.INFO: "info", Level.WARNING: "warning", Level.CRITICAL: "failure"}
 _LOG_LEVELS = {Level.INFO: logging.INFO, Level.WARNING: logging.WARNING,
                Level.CRITICAL: logging.CRITICAL}
 
@@ -53,6 +52,8 @@ class Channel:
 
     @classmethod
     def build(cls, url: str, levels: list[str] | None) -> Channel:
+        import apprise
+
         target = apprise.Apprise()
         if not target.add(url):
             raise ValueError(f"python3.alerts.channels: {describe_url(url)!r} is not a URL "
@@ -113,7 +114,7 @@ class AlertChannels:
 
     def send(self, channel: Channel, notification: Notification) -> None:
         started = time.monotonic()
-        kind = (apprise.NotifyType.SUCCESS if notification.kind == "resolved"
+        kind = ("success" if notification.kind == "resolved"
                 else _NOTIFY_TYPES[notification.level])
         try:
             ok = bool(channel.target.notify(body=notification.body or notification.title,
