@@ -41,7 +41,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"
 	$(BIN)/python benchmarks/jython_bench.py 20000
-	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
+	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 # 10 minutes (PY3SIDECAR_SOAK_SECONDS to shorten): 8 callers, a worker SIGKILLed every 0.5 s,
 # hostile calls mixed in; fails on a lost/duplicated reply, `internal`, or RSS/fd/thread growth.

@@ -190,8 +190,13 @@ class Client:
     def health(self, timeout: float | None = None) -> dict[str, Any]:
         return self.request({"op": "health"}, timeout or min(self.timeout, 5.0)).get("value")
 
-    def diagnostics(self, command: str = "help", timeout: float | None = None) -> Any:
-        return self.request({"op": "diag", "command": command}, timeout).get("value")
+    def diagnostics(self, command: str = "help", timeout: float | None = None,
+                    **args: Any) -> Any:
+        """``diag`` op; ``args`` are the command's options (e.g. ``top=10``, ``limit=50``)."""
+        request: dict[str, Any] = {"op": "diag", "command": command}
+        if args:
+            request["args"] = args
+        return self.request(request, timeout).get("value")
 
     def breaker(self, command: str = "status", name: str = "primary",
                 timeout: float | None = None) -> dict[str, Any]:

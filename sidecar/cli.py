@@ -145,6 +145,8 @@ def format_health(report: dict[str, Any]) -> str:
     recovery = report.get("recovery") or {}
     if recovery.get("escalated"):
         lines.append("recovery: ESCALATED")
+    for alert in (report.get("alerts") or {}).get("firing") or []:
+        lines.append(f"alert {alert['level']} {alert['key']}: {alert['summary']}")
     for name, breaker in (report.get("breakers") or {}).items():
         lines.append(f"breaker {name}: {breaker.get('state')}")
     lines.extend(format_quarantine_entries(report.get("quarantine") or {}))
@@ -222,6 +224,25 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         raise SystemExit("py3sidecar: quarantine list takes no FINGERPRINT (clear does)")
     return _run_client(args, lambda c: c.quarantine(args.action, args.fingerprint),
                        format_quarantine)
+
+
+def format_diag(value: Any) -> str:
+    """A command's ``report`` text when it has one, else its value as JSON."""
+    if isinstance(value, dict) and isinstance(value.get("report"), str):
+        return value["report"]
+    return json.dumps(value, default=_json_default, indent=2)
+
+
+def cmd_diag(args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {}
+    if args.top is not None:
+        options["top"] = args.top
+    if args.limit is not None:
+        options["limit"] = args.limit
+    if args.rounds is not None:
+        options["rounds"] = args.rounds
+    return _run_client(args, lambda c: c.diagnostics(args.diag_command, args.timeout,
+                                                     **options), format_diag)
 
 
 def cmd_ignition_bundle(args: argparse.Namespace) -> int:
@@ -323,6 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     qua.add_argument("--json", action="store_true")
     client_options(qua, 5.0)
     qua.set_defaults(func=cmd_quarantine)
+
+
+    diag = sub.add_parser("diag", help="diagnostics: health, performance, memory, threads, "
+                          "history, workers, config (needs the token)")
+    diag.add_argument("diag_command", metavar="COMMAND",
+                      help="health | performance | memory | threads | history | workers | "
+                      "config | help")
+    diag.add_argument("--top", type=int, help="memory: the N biggest allocation sites per idle "
+                      "worker (tracemalloc; the first request starts tracing)")
+    diag.add_argument("--limit", type=int, help="history: how many recent calls (default 20)")
+    diag.add_argument("--rounds", type=int, help="performance: benchmark rounds (default 3)")
+    diag.add_argument("--json", action="store_true", help="the full value as JSON")
+    client_options(diag, 10.0)
+    diag.set_defaults(func=cmd_diag)
 
     cfg = sub.add_parser("config", help="show or check configuration")
     cfg.add_argument("--print-default", action="store_true")

@@ -458,6 +458,66 @@ class FallbackConfig(Section):
         return self
 
 
+class AlertChannelConfig(Section):
+    url: str
+    levels: list[Literal["INFO", "WARNING", "CRITICAL"]] = ["WARNING", "CRITICAL"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected an apprise URL such as mailto://, json://, mmost://")
+        return value
+
+
+class AlertThrottleConfig(Section):
+    max_per_hour: int
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    _d = _durations("group_wait", "group_interval", "repeat_interval")
+
+    @field_validator("max_per_hour")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("must be at least 2 (one slot is kept for the summary of "
+                             "suppressed alerts)")
+        return value
+
+
+class AlertsConfig(Section):
+    enabled: bool
+    channels: list[AlertChannelConfig]
+    throttle: AlertThrottleConfig
+
+
+class CloudWatchConfig(Section):
+    enabled: bool
+    endpoint: str
+    namespace: str
+    interval: float
+    _d = _durations("interval")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("tcp://", "udp://", "file://")):
+            raise ValueError("expected tcp://HOST:PORT (the CloudWatch agent's EMF listener), "
+                             "udp://HOST:PORT or file:///path/to/metrics.jsonl")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        _positive("interval", value)
+        return value
+
+
+class MonitoringConfig(Section):
+    cloudwatch: CloudWatchConfig
+
+
 class Python3Config(Section):
     pool: PoolConfig
     health: HealthConfig
@@ -472,6 +532,8 @@ class Python3Config(Section):
     fallback: FallbackConfig
     quarantine: QuarantineSection
     http: HttpConfig
+    alerts: AlertsConfig
+    monitoring: MonitoringConfig
 
 
 class Config(Section):

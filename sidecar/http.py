@@ -18,6 +18,7 @@ The token is the sidecar's own (``Authorization: Bearer <token>``, compared in c
 
 from __future__ import annotations
 
+import concurrent.futures
 import hmac
 import json
 import logging
@@ -32,6 +33,7 @@ from prometheus_client.exposition import choose_encoder
 
 from bridge import protocol
 from sidecar import views
+from sidecar.diagnostics import Pending
 from sidecar.metrics import LoopUnresponsive, ask
 
 log = logging.getLogger("py3sidecar.http")
@@ -165,10 +167,23 @@ class Handler(BaseHTTPRequestHandler):
         service = self.front.service
         request: dict[str, Any] = {k: _plain(v) for k, v in query.items()}
         request["command"] = command
+        answer: concurrent.futures.Future = concurrent.futures.Future()
+
+        def start() -> None:  # loop thread; a Pending (workers asked) completes there later
+            value = service.op_diag(request)
+            if isinstance(value, Pending):
+                value.then(answer.set_result)
+            else:
+                answer.set_result(value)
         try:
-            value = ask(service.loop, lambda: service.op_diag(request), DIAGNOSTICS_WAIT)
+            ask(service.loop, start, DIAGNOSTICS_WAIT)
+            value = answer.result(DIAGNOSTICS_WAIT)
         except protocol.SidecarError as exc:
             self.send_json(400, {"error": {"kind": exc.kind, "message": exc.message}})
+            return
+        except concurrent.futures.TimeoutError:
+            self.send_text(503, f"diagnostics {command!r} did not finish within "
+                           f"{DIAGNOSTICS_WAIT:g}s")
             return
         self.send_json(200, {"command": command, "value": value})
 

@@ -638,7 +638,8 @@ class Pool:
             done(None)
 
     # ------------------------------------------------------------ stack capture
-    def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None]) -> None:
+    def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None],
+                      log_stack: bool = True) -> None:
         """Ask the worker for every thread's stack (faulthandler on SIGUSR1), then ``then(text)``.
 
         The dump is written by a C signal handler, so it arrives even from a worker stuck in C;
@@ -668,7 +669,7 @@ class Pool:
                         text = handle.read()
                 except OSError:
                     text = ""
-                if text:
+                if text and log_stack:  # False: asked for by diagnostics, nobody stops
                     log.warning("stack of %s before it is stopped:\n%s", worker.describe(),
                                 text.rstrip())
                 then(text)
@@ -966,7 +967,8 @@ class Pool:
                 worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
         self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
                      returncode=returncode, text=text, reason=worker.stop_reason or text,
-                     during_call=call is not None, rss=worker.rss, **details)
+                     during_call=call is not None, rss=worker.rss, starting=was_starting,
+                     **details)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
             if worker.replaces.tainted:  # it waits for no replacement: out, refilled below

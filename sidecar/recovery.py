@@ -90,6 +90,7 @@ class RecoveryOrchestrator:
         self.escalated = False
         self.below_strength_since: float | None = None
         self.listeners: list[Callable[[RecoveryEvent], None]] = []
+        self.failure_listeners: list[Callable[[FailureRecord], None]] = []  # alerts
         self.counts: dict[str, int] = {t.value: 0 for t in FailureType}
         pool.subscribe(self.on_pool_event)
 
@@ -196,6 +197,11 @@ class RecoveryOrchestrator:
             worker.last_failure = asdict(rec)
         log.warning("failure %s on worker %s: %s -> %s", kind.value, rec.worker, detail,
                     action or "recorded")
+        for listener in self.failure_listeners:
+            try:
+                listener(rec)
+            except Exception:
+                log.exception("failure record listener failed")
         return rec
 
     def publish(self, level: str, message: str, **details: Any) -> None:

@@ -45,8 +45,11 @@ from bridge.preauth import (
 from bridge.py4j_server import Py4JFront
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
+from sidecar.alerting import build_alerts
 from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
+from sidecar.diagnostics import Diagnostics, Pending
+from sidecar.emf import build_emf, own_rss
 from sidecar.fallback import build_chain, quarantine_config
 from sidecar.health import HealthSettings, pool_status
 from sidecar.http import HttpFront
@@ -158,7 +161,19 @@ class Service:
         self.reloader = CodeReloader(worker.paths, self.loop.call_soon_threadsafe,
                                      self.pool.renew_workers) if worker.reload else None
         self.executor: Any = self.chain
+        # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
+        self.alerts = build_alerts(self.loop, config)
+        self.alerts.watch_pool(self.pool, self.recovery)
+        for strategy in self.chain.strategies:  # a secondary pool: its crashes and starts
+            if getattr(strategy, "owned", False):
+                self.alerts.watch_pool(strategy.pool)
+        self.alerts.watch_breakers(self.chain.breakers())
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
+        self.alerts.watch_quarantine(self.quarantine)
+        self.alerts.listeners.append(self.note_alert)
+        self.alerts.channels.sent_listeners.append(
+            lambda channel, level, outcome: outcome == "sent"
+            and self.metrics.record_alert(channel, level))
         http = config.python3.http
         self.http = HttpFront(self, http.host, http.port) if http.enabled else None
         self.http_error = ""
@@ -181,6 +196,10 @@ class Service:
         self.connection_file = connection_file_for(self.token_file)
         self.started_at = time.time()
         self.state = "created"
+        self.diagnostics = Diagnostics(self)  # the diag op's commands and the call history
+        # python3.monitoring.cloudwatch: EMF records from the same snapshot as `health`
+        self.emf = build_emf(self.loop, config,
+                             lambda: {**self.op_health({}), "sidecar_rss": own_rss()})
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
             "breaker": self.op_breaker,
@@ -198,6 +217,8 @@ class Service:
             if endpoint and not is_loopback(endpoint):
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
+        self.alerts.start()
+        self.emf.start()
         self.pool.start()
         if self.reloader is not None:
             self.reloader.start()
@@ -279,8 +300,11 @@ class Service:
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
         if self.reloader is not None:
             self.reloader.stop()
+        self.diagnostics.close()  # diag commands waiting on workers answer with what they have
         self.pool.terminate()
         self.chain.terminate()
+        self.alerts.close()
+        self.emf.stop()
         if self.stack_root is not None:
             remove_stack_root(self.stack_root)
         for front in self.fronts:
@@ -307,6 +331,12 @@ class Service:
         self.metrics.gather = lambda: scrape_view(self.op_health({}))
         self.metrics.registry.register(SidecarCollector(self.metrics))
         self.metrics.start_lag_probe(self.loop)
+
+    def note_alert(self, notification: Any) -> None:
+        """An alert notification went out: kept for the dashboard and the health-poll tags."""
+        self.recent_alerts.append({"at": time.time(), "level": notification.level.name,
+                                   "title": notification.title, "key": notification.group,
+                                   "resolved": notification.kind == "resolved"})
 
     def start_http(self) -> None:
         """Observability must not stop the sidecar serving: a port in use is logged, shown in
@@ -375,9 +405,11 @@ class Service:
                 reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message,
                                                     **details)))
                 return
-            self.executor.submit(MeteredCall(self.metrics, op, rid, payload,
-                                             request.get("timeout") or self.default_timeout,
-                                             reply, self.loop.clock()))
+            call = MeteredCall(self.metrics, op, rid, payload,
+                               request.get("timeout") or self.default_timeout, reply,
+                               self.loop.clock())
+            self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
+            self.executor.submit(call)
             return
         handler = self.local_ops.get(op)
         if handler is None:
@@ -393,6 +425,9 @@ class Service:
             refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         self.metrics.count(op)
+        if isinstance(value, Pending):  # diag commands that wait on workers (bounded)
+            value.then(lambda done: reply(pack_raw({"id": rid, "ok": True, "value": done})))
+            return
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
@@ -435,6 +470,7 @@ class Service:
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(),
                 "reload": self.reloader.snapshot() if self.reloader else None,
+                "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view(),
                 "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
                                "alerts": alert_state(self.recent_alerts)}}
 
@@ -459,12 +495,9 @@ class Service:
                 "events": self.chain.events[-10:]}
 
     def op_diag(self, request: dict[str, Any]) -> Any:
-        command = request.get("command") or "help"
-        commands = {"workers": lambda: self.pool.snapshot()["workers"],
-                    "config": lambda: redact_secrets(self.config.model_dump(by_alias=True))}
-        if command == "help":
-            return sorted(commands)
-        if command not in commands:
-            raise protocol.BadRequest(f"unknown diagnostics command {command!r}; available: "
-                                      f"{', '.join(sorted(commands))}")
-        return commands[command]()
+        """``diag`` op: ``command`` (and ``args``); the table is in sidecar/diagnostics.py. The
+        value may be a ``Pending`` (performance, threads, memory --top): ``.then(callback)``."""
+        return self.diagnostics.run(request)
+
+    def diag_config(self) -> dict[str, Any]:
+        return redact_secrets(self.config.model_dump(by_alias=True))  # sidecar/redaction.py

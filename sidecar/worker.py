@@ -131,6 +131,9 @@ class Worker:
             if op == "bench":
                 self.send(self.bench(int(request.get("rounds") or 3)))
                 continue
+            if op == "tracemalloc":  # diagnostics: memory --top N
+                self.send(self.top_allocations(int(request.get("top") or 10)))
+                continue
             reply = self.run_call(request)
             if os.getpid() != self.pid:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
@@ -210,6 +213,20 @@ class Worker:
             sum([i * i for i in range(2000)])
             best = min(best, time.perf_counter() - started)
         return {"ok": True, "seconds": best}
+
+    @staticmethod
+    def top_allocations(top: int) -> dict[str, Any]:
+        """The biggest allocation sites since tracing began; the first request starts it
+        (tracing slows allocation, so it is only on when an operator asked)."""
+        import tracemalloc
+
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(1)
+            return {"ok": True, "tracing": True, "started": True, "top": []}
+        stats = tracemalloc.take_snapshot().statistics("lineno")[:top]
+        return {"ok": True, "tracing": True, "started": False,
+                "top": [{"where": str(s.traceback[0]), "size": s.size, "count": s.count}
+                        for s in stats]}
 
     def execute(self, code: str, variables: dict[str, Any]) -> Any:
         body, tail, filename = self.compile(code)

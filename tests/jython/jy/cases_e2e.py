@@ -161,6 +161,25 @@ def test_execute_full_ping_health_diagnostics():
     each_transport(case)
 
 
+def test_diagnostics_commands():
+    def case(tr):
+        p3().execute('1 + 1')
+        h = p3().diagnostics('health')
+        assert h['report'].startswith('=== Python3 Process Pool Health Report ==='), h['report']
+        assert 'Health Score:' in h['report'] and h['pool_size'] == 2, h
+        calls = p3().diagnostics('history', limit=5)['calls']
+        assert calls and calls[-1]['what'] == '1 + 1' and calls[-1]['outcome'] == 'ok', calls
+        threads = p3().diagnostics('threads')
+        assert threads['workers'] and 'read_frame' in threads['workers'][0]['stack'], threads
+        assert 'MiB' in p3().diagnostics('memory')['report']
+        assert 'performance' in p3().diagnostics('help')
+        e = raises(p3().BadRequest, p3().diagnostics, 'nonsense')
+        assert 'nonsense' in str(e), str(e)
+        e = raises(p3().BadRequest, p3().diagnostics, 'history', limit=-1)
+        assert "'limit'" in str(e), str(e)
+    each_transport(case)
+
+
 # --------------------------------------------------------------------------- errors
 
 

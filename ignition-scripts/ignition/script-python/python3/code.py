@@ -754,9 +754,15 @@ def clientStatus():
     return _connection().status()
 
 
-def diagnostics(command='summary', timeout=None):
-    """Runs a diagnostics command of the sidecar and returns its value (pass-through)."""
-    return _request('diag', {'command': command}, timeout, control=True).get('value')
+def diagnostics(command='health', timeout=None, **options):
+    """Runs a diagnostics command of the sidecar and returns its value (a dict; its 'report'
+    is the text an operator reads). Commands: 'health', 'performance', 'memory' (top=N: the
+    biggest allocation sites, tracemalloc), 'threads', 'history' (limit=N), 'workers',
+    'config', 'help'. An unknown command or option raises BadRequest."""
+    fields = {'command': command}
+    if options:
+        fields['args'] = options
+    return _request('diag', fields, timeout, control=True).get('value')
 
 
 # Ignition re-runs this library on every project save: close the previous run's connection
