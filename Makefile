@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint system-deps venv clean
+.PHONY: run test bench fuzz lint system-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check bridge sidecar tests benchmarks
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=20 --benchmark-max-time=0.2 --benchmark-warmup=on
+
+fuzz: $(STAMP) system-deps
+	@echo "a million fuzzed frames through both fronts (tests/fuzz/run_fuzz.py); figures at the end"
+	$(BIN)/python tests/fuzz/run_fuzz.py 1000000
 
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"

@@ -76,3 +76,33 @@ def test_extend_map_refuses_what_is_not_a_map():
     from bridge.codec import extend_map, pack_raw
     with pytest.raises(ValueError, match="not an encoded msgpack map"):
         extend_map(pack_raw([1, 2]), {"via": "x"})
+
+
+@pytest.mark.parametrize("value, payload", [
+    (2 ** 64, "010000000000000000"), (-(2 ** 64), "ff0000000000000000"),
+    (-(2 ** 63) - 1, "ff7fffffffffffffff"), (2 ** 71 - 1, "7fffffffffffffffff"),
+    (2 ** 71, "00800000000000000000"), (-(2 ** 71), "800000000000000000"),
+])
+def test_bigint_payload_is_javas_two_complement(value, payload):
+    """The bytes Java's BigInteger.toByteArray() gives (and new BigInteger(byte[]) reads)."""
+    assert codec.packb(value) == msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT,
+                                                               bytes.fromhex(payload)))
+    assert codec.unpackb(codec.packb(value)) == value
+
+
+def test_integers_past_the_str_limit_round_trip():
+    n = 3 ** 300_000  # 143,137 digits: str(n) would raise ValueError (4,300-digit limit)
+    assert codec.unpackb(codec.packb([n, -n])) == [n, -n]
+
+
+@pytest.mark.parametrize("data, where, why", [
+    (b"\x81\xa1v\xa5abc", "v", "ends early"),
+    (b"\x81\xa1v\x92\x01\xc1", "v[1]", "0xc1"),
+    (b"\x81\xa1v\xa2\xff\xfe", "v", "UTF-8"),
+    (b"\x81\xa1v\x81\x91\x01\x02", "v{key 0}", "map key"),
+    (b"\x81\xa1v\xc7\x05\xff" + b"\x00" * 5, "v", "timestamp extension (code -1) has 5 bytes"),
+])
+def test_pass_through_decoder_names_what_it_cannot_read(data, where, why):
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert info.value.path == where and why in info.value.reason, str(info.value)
