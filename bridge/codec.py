@@ -228,6 +228,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 _NESTED = {EXT_DATASET: ("columns", "types", "rows")}
+RAW_EXPLAIN_BUDGET = 20_000  # values the sidecar's decoder looks at to name a bad one
 
 
 def unpackb(data: bytes, root: str = "") -> Any:
@@ -254,7 +255,9 @@ def unpack_raw(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # noqa: BLE001 - msgpack raises several types for junk
-        raise explain(data, exc) from None
+        # The loop thread explains this (maybe before authentication): a small budget keeps
+        # a frame of millions of tiny values from stalling it (about 20 ms at most).
+        raise explain(data, exc, budget=RAW_EXPLAIN_BUDGET) from None
 
 
 def extend_map(data: bytes, members: dict[str, Any]) -> bytes:

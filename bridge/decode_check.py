@@ -8,8 +8,9 @@ position, e.g. ``vars['v']`` or ``args[0][2]``. Must not touch: the extension ty
 
 The fast path stays msgpack's C decoder (``codec.unpackb``/``unpack_raw``); only when it raises
 does this module walk the same bytes again, in Python, to explain the failure. The walk is
-linear in the size of the data and recursion is capped, so a hostile frame cannot make it
-slower than the decode it explains by more than a constant factor.
+linear in the size of the data, recursion is capped and the number of values it looks at is
+capped (``budget``: the sidecar's loop thread explains with a small one), so a hostile frame
+cannot stall the loop.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class DecodeError(ValueError):
         super().__init__(f"{path or 'the value'} cannot be decoded: {reason}")
         self.path = path
         self.reason = reason
+
+
+class _OutOfBudget(Exception):
+    """The walk looked at as many values as it may: the position stays unnamed."""
 
 
 class _Found(Exception):
@@ -77,10 +82,11 @@ _FIXEXT = {0xD4: 1, 0xD5: 2, 0xD6: 4, 0xD7: 8, 0xD8: 16}
 
 class _Walker:
     def __init__(self, data: bytes, convert: Convert | None,
-                 nested: dict[int, tuple[str, ...]]) -> None:
+                 nested: dict[int, tuple[str, ...]], budget: list[int]) -> None:
         self.data = memoryview(data)
         self.convert = convert
         self.nested = nested
+        self.budget = budget  # values left to look at, shared with nested payloads' walkers
         self.steps: list[Any] = []
 
     def fail(self, reason: str) -> None:
@@ -98,6 +104,9 @@ class _Walker:
     def value(self, pos: int, depth: int) -> int:
         """Check the value starting at ``pos``; return where the next one starts."""
         self.need(pos, 1)
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise _OutOfBudget
         b = self.data[pos]
         if b <= 0x7F or b >= 0xE0:
             return pos + 1
@@ -199,7 +208,7 @@ class _Walker:
         return start + size
 
     def walk_payload(self, payload: bytes, parts: tuple[str, ...], depth: int) -> None:
-        inner = _Walker(payload, self.convert, self.nested)
+        inner = _Walker(payload, self.convert, self.nested, self.budget)
         try:
             end = inner.value(0, depth)
         except _Found as found:  # positions inside the payload continue this path
@@ -226,18 +235,29 @@ class _Walker:
 
 
 def explain(data: bytes, error: Exception, *, root: str = "", convert: Convert | None = None,
-            nested: dict[int, tuple[str, ...]] | None = None) -> DecodeError:
+            nested: dict[int, tuple[str, ...]] | None = None,
+            budget: int = 1_000_000) -> DecodeError:
     """The ``DecodeError`` for ``data``, whose decoding raised ``error``.
 
     ``convert(code, payload)`` is the extension converter (None: extensions stay opaque, only
     timestamps are checked for shape); ``nested`` maps extension codes whose payload is itself
     msgpack to the names of its members, so a position inside one reads ``.rows[1][2]``.
+    At most ``budget`` values are looked at, so explaining costs a bounded time.
     """
-    walker = _Walker(data, convert, nested or {})
+    walker = _Walker(data, convert, nested or {}, [budget])
     try:
         end = walker.value(0, 0)
     except _Found as found:
         return DecodeError(format_path(root, found.steps), found.reason)
+    except _OutOfBudget:  # past the first ``budget`` values: msgpack's own words, no position
+        return DecodeError(root, f"{_words(error)} (the position is not looked for past the "
+                                 f"first {budget:,} values)")
     if end != len(data):
         return DecodeError(root, f"{len(data) - end} extra bytes follow the value")
-    return DecodeError(root, f"{type(error).__name__}: {error}")
+    return DecodeError(root, _words(error))
+
+
+def _words(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else (
+        f"{type(error).__name__} (the bytes are not valid msgpack)")
