@@ -106,3 +106,14 @@ def test_pass_through_decoder_names_what_it_cannot_read(data, where, why):
     with pytest.raises(codec.DecodeError) as info:
         codec.unpack_raw(data)
     assert info.value.path == where and why in info.value.reason, str(info.value)
+
+
+def test_explaining_a_huge_bad_frame_in_the_sidecar_looks_at_a_bounded_number_of_values():
+    """The sidecar's loop explains a bad frame (maybe unauthenticated) within a value budget."""
+    data = msgpack.packb({"v": [None] * 200_000})[:-1] + b"\xc1"
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert f"past the first {codec.RAW_EXPLAIN_BUDGET:,} values" in str(info.value)
+    with pytest.raises(codec.DecodeError) as info:  # the worker's budget is larger: named
+        codec.unpackb(data)
+    assert info.value.path == "v[199999]", str(info.value)
