@@ -36,6 +36,10 @@ test: $(STAMP) system-deps
 fuzz: $(STAMP) system-deps
 	@echo "a million fuzzed frames through both fronts (tests/fuzz/run_fuzz.py); figures at the end"
 	$(BIN)/python tests/fuzz/run_fuzz.py 1000000
+	@if $(BIN)/python -c "import atheris" 2>/dev/null; then \
+	  echo "coverage-guided pass on the decode paths (atheris)"; \
+	  $(BIN)/python tests/fuzz/atheris_decode.py -runs=300000 -max_len=2048 -print_final_stats=1; \
+	else echo "atheris is not installed here: the coverage-guided pass is skipped"; fi
 
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"
