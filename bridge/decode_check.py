@@ -23,6 +23,8 @@ import msgpack
 
 MAX_DEPTH = 400  # below Python's recursion limit; msgpack's own C stack allows 1024 levels
 TIMESTAMP = -1
+MAX_KEY_SHOWN = 40  # characters of one key in a path
+MAX_PATH_SHOWN = 200
 
 Convert = Callable[[int, bytes], Any]
 
@@ -55,10 +57,15 @@ def format_path(root: str, steps: list[Any]) -> str:
         if isinstance(step, _Raw):
             out += step.text
         elif i == 0 and not root and isinstance(step, str) and step.isidentifier():
-            out = step
+            out = _short(step, MAX_KEY_SHOWN)
         else:
-            out += f"[{step!r}]"
-    return out
+            out += f"[{_short(repr(step), MAX_KEY_SHOWN)}]"
+    # A path is echoed to the peer (maybe before authentication): never the peer's megabytes.
+    return out if len(out) <= MAX_PATH_SHOWN else "..." + out[-(MAX_PATH_SHOWN - 3):]
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Raw:

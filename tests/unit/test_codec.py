@@ -117,3 +117,10 @@ def test_explaining_a_huge_bad_frame_in_the_sidecar_looks_at_a_bounded_number_of
     with pytest.raises(codec.DecodeError) as info:  # the worker's budget is larger: named
         codec.unpackb(data)
     assert info.value.path == "v[199999]", str(info.value)
+
+
+def test_a_position_never_echoes_a_huge_key():
+    data = msgpack.packb({"k" * 100_000: [{"x" * 5000: None}] * 3})[:-1] + b"\xc1"
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert len(str(info.value)) < 400 and info.value.path.endswith("...]"), str(info.value)
