@@ -220,7 +220,9 @@ class _Walker:
             end = inner.value(0, depth)
         except _Found as found:  # positions inside the payload continue this path
             steps = found.steps
-            if steps and isinstance(steps[0], int) and steps[0] < len(parts):
+            top_is_array = 0x90 <= payload[0] <= 0x9F or payload[0] in (0xDC, 0xDD)
+            if (top_is_array and steps and type(steps[0]) is int
+                    and 0 <= steps[0] < len(parts)):
                 steps[0] = _Raw(f".{parts[steps[0]]}")
             self.steps.extend(steps)
             self.fail(found.reason)

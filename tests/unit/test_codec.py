@@ -124,3 +124,14 @@ def test_a_position_never_echoes_a_huge_key():
     with pytest.raises(codec.DecodeError) as info:
         codec.unpack_raw(data)
     assert len(str(info.value)) < 400 and info.value.path.endswith("...]"), str(info.value)
+
+
+@pytest.mark.parametrize("data", [
+    bytes.fromhex("d5018ff46f07d061"),  # found by atheris: a Dataset payload that is a map
+])
+def test_inputs_the_coverage_guided_fuzzer_found(data):
+    for decode in (codec.unpack_raw, codec.unpackb):
+        try:
+            decode(data)
+        except codec.DecodeError as exc:
+            assert str(exc)
