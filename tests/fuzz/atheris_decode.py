@@ -4,7 +4,8 @@
 
 Both decoders (the sidecar's pass-through ``codec.unpack_raw`` and the worker's full
 ``codec.unpackb``), and with them ``bridge.decode_check``'s explanation of a failure, get any
-bytes libFuzzer makes up. The contract checked: a value decodes, or ``DecodeError`` names why;
+bytes libFuzzer makes up (a failing input is written to the temporary corpus folder; its path
+and base64 are printed). The contract checked: a value decodes, or ``DecodeError`` names why;
 any other exception (a bug of ours, which the sidecar would answer as `internal` or the worker
 would die of) stops the run with the input that caused it. What the sidecar's decoder accepts,
 re-encoded, decodes to the same bytes again (the pass-through must be stable).
@@ -47,6 +48,8 @@ def main() -> None:
     corpus = Path(tempfile.mkdtemp(prefix="py3sidecar-atheris-"))
     for i, seed in enumerate(SEEDS):
         (corpus / f"seed-{i}").write_bytes(seed)
+    if not any(a.startswith("-artifact_prefix=") for a in argv):  # not into the work tree
+        argv.insert(1, f"-artifact_prefix={corpus}/")
     atheris.Setup([*argv, str(corpus)], one_input)
     atheris.Fuzz()
 
