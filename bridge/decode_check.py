@@ -220,7 +220,8 @@ class _Walker:
             end = inner.value(0, depth)
         except _Found as found:  # positions inside the payload continue this path
             steps = found.steps
-            top_is_array = 0x90 <= payload[0] <= 0x9F or payload[0] in (0xDC, 0xDD)
+            top_is_array = bool(payload) and (0x90 <= payload[0] <= 0x9F
+                                              or payload[0] in (0xDC, 0xDD))
             if (top_is_array and steps and type(steps[0]) is int
                     and 0 <= steps[0] < len(parts)):
                 steps[0] = _Raw(f".{parts[steps[0]]}")

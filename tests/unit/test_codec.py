@@ -128,6 +128,7 @@ def test_a_position_never_echoes_a_huge_key():
 
 @pytest.mark.parametrize("data", [
     bytes.fromhex("d5018ff46f07d061"),  # found by atheris: a Dataset payload that is a map
+    bytes.fromhex("82c70001400040"),  # found by atheris: an empty Dataset payload
 ])
 def test_inputs_the_coverage_guided_fuzzer_found(data):
     for decode in (codec.unpack_raw, codec.unpackb):
