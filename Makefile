@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint system-deps venv clean screenshot soak
+.PHONY: run test bench fuzz lint system-deps venv clean screenshot soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check bridge sidecar tests benchmarks
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=20 --benchmark-max-time=0.2 --benchmark-warmup=on
+
+fuzz: $(STAMP) system-deps
+	@echo "a million fuzzed frames through both fronts (tests/fuzz/run_fuzz.py); figures at the end"
+	$(BIN)/python tests/fuzz/run_fuzz.py 1000000
+	@if $(BIN)/python -c "import atheris" 2>/dev/null; then \
+	  echo "coverage-guided pass on the decode paths (atheris)"; \
+	  $(BIN)/python tests/fuzz/atheris_decode.py -runs=300000 -max_len=2048 -print_final_stats=1; \
+	else echo "atheris is not installed here: the coverage-guided pass is skipped"; fi
 
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of the run"

@@ -20,6 +20,8 @@ from typing import Any
 
 import msgpack
 
+from bridge.decode_check import DecodeError, explain
+
 EXT_DATASET = 1
 EXT_DECIMAL = 2
 EXT_BIGINT = 3
@@ -34,6 +36,10 @@ COLUMN_TYPES = ("bool", "int", "long", "float", "double", "str", "datetime", "de
 
 class EncodeError(TypeError):
     """A value that cannot cross the boundary; the message names its type and position."""
+
+
+__all__ = ["DecodeError", "EncodeError", "Dataset", "packb", "unpackb", "pack_raw", "unpack_raw",
+           "int_to_bytes", "int_from_bytes"]
 
 
 class Dataset:
@@ -139,7 +145,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, _dt.datetime):  # naive (aware ones are packed natively): taken as UTC
         return msgpack.Timestamp.from_datetime(obj.replace(tzinfo=_UTC))
     if isinstance(obj, int):  # only reached outside the 64-bit range
-        return msgpack.ExtType(EXT_BIGINT, str(obj).encode())
+        return msgpack.ExtType(EXT_BIGINT, int_to_bytes(obj))
     if isinstance(obj, decimal.Decimal):
         return msgpack.ExtType(EXT_DECIMAL, str(obj).encode())
     if isinstance(obj, Dataset):
@@ -166,21 +172,76 @@ def packb(obj: Any) -> bytes:
         raise _explain(obj, exc) from None
 
 
+def int_to_bytes(value: int) -> bytes:
+    """The bigint extension's payload: big-endian two's complement, as few bytes as hold the
+    sign (Java's ``BigInteger.toByteArray()``). Linear in the number's size, unlike ``str``."""
+    length = (value if value >= 0 else ~value).bit_length() // 8 + 1
+    return value.to_bytes(length, "big", signed=True)
+
+
+def int_from_bytes(data: bytes) -> int:
+    """The inverse of ``int_to_bytes`` (Java's ``new BigInteger(byte[])``)."""
+    if not data:
+        raise DecodeError("", "the bigint extension (code 3) is empty; it carries the integer "
+                              "as big-endian two's-complement bytes")
+    return int.from_bytes(data, "big", signed=True)
+
+
+def _decimal_from(data: bytes) -> decimal.Decimal:
+    try:
+        return decimal.Decimal(data.decode("utf-8"))
+    except (UnicodeDecodeError, decimal.InvalidOperation):
+        shown = data[:40].decode("utf-8", "replace") + ("..." if len(data) > 40 else "")
+        raise DecodeError("", f"the decimal extension (code 2) holds {shown!r}, which is not "
+                              "a decimal number in UTF-8 text (e.g. '12.50')") from None
+
+
+def _dataset_from(data: bytes) -> Dataset:
+    """A Dataset from its payload, each shape fault named (``.rows[3]``: see decode_check)."""
+    parts = unpackb(data)
+    if not (isinstance(parts, list) and len(parts) == 3):
+        raise DecodeError("", "the Dataset extension (code 1) must hold [columns, types, rows]")
+    columns, types, rows = parts
+    for name, member in (("columns", columns), ("types", types)):
+        if not (isinstance(member, list) and all(isinstance(c, str) for c in member)):
+            raise DecodeError(f".{name}", "it must be a list of strings")
+    if len(types) != len(columns):
+        raise DecodeError(".types", f"{len(types)} types for {len(columns)} columns")
+    if not isinstance(rows, list):
+        raise DecodeError(".rows", "it must be a list of rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(columns):
+            size = (f"{len(row)} value(s)" if isinstance(row, list)
+                    else f"a {type(row).__name__}, not a list,")
+            raise DecodeError(f".rows[{i}]", f"the row has {size} for {len(columns)} columns")
+    return Dataset(columns, rows, types)
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_DATASET:
-        columns, types, rows = unpackb(data)
-        return Dataset(columns, rows, types)
+        return _dataset_from(data)
     if code == EXT_DECIMAL:
-        return decimal.Decimal(data.decode())
+        return _decimal_from(data)
     if code == EXT_BIGINT:
-        return int(data.decode())
+        return int_from_bytes(data)
     return msgpack.ExtType(code, data)
 
 
-def unpackb(data: bytes) -> Any:
-    """Decode with every extension (datetimes come back aware, in UTC)."""
-    return msgpack.unpackb(data, ext_hook=_ext_hook, timestamp=3, raw=False,
-                           strict_map_key=False)
+_NESTED = {EXT_DATASET: ("columns", "types", "rows")}
+RAW_EXPLAIN_BUDGET = 20_000  # values the sidecar's decoder looks at to name a bad one
+
+
+def unpackb(data: bytes, root: str = "") -> Any:
+    """Decode with every extension (datetimes come back aware, in UTC).
+
+    Raises ``DecodeError`` (a ``ValueError``) naming where the first bad value sat, relative to
+    ``root`` (an envelope's members read ``vars['v']``, ``args[0][2]``).
+    """
+    try:
+        return msgpack.unpackb(data, ext_hook=_ext_hook, timestamp=3, raw=False,
+                               strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - msgpack and the converters raise many types
+        raise explain(data, exc, root=root, convert=_ext_hook, nested=_NESTED) from None
 
 
 def pack_raw(obj: Any) -> bytes:
@@ -189,8 +250,14 @@ def pack_raw(obj: Any) -> bytes:
 
 
 def unpack_raw(data: bytes) -> Any:
-    """The sidecar's decoder: extension values stay opaque (see module docstring)."""
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    """The sidecar's decoder: extension values stay opaque (see module docstring); raises
+    ``DecodeError`` naming where the first undecodable value sat."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # noqa: BLE001 - msgpack raises several types for junk
+        # The loop thread explains this (maybe before authentication): a small budget keeps
+        # a frame of millions of tiny values from stalling it (about 20 ms at most).
+        raise explain(data, exc, budget=RAW_EXPLAIN_BUDGET) from None
 
 
 def extend_map(data: bytes, members: dict[str, Any]) -> bytes:

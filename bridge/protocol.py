@@ -132,6 +132,22 @@ def _require(cond: bool, message: str) -> None:
         raise BadRequest(message)
 
 
+def optional_string(req: dict[str, Any], key: str, default: str) -> str:
+    """``req[key]`` when it is a string, ``default`` when absent or null; else ``BadRequest``
+    (an op's own members: a list or a map there once answered ``internal``)."""
+    value = req.get(key)
+    if value is None:
+        return default
+    _require(isinstance(value, str), f"'{key}' must be a string, got {type(value).__name__} "
+                                     f"{_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     """Check a decoded request's shape; raise ``BadRequest`` naming the bad member.
 
@@ -142,14 +158,16 @@ def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     _require(rid is None or isinstance(rid, (int, str)),
              f"'id' must be an integer or a string, got {type(rid).__name__}")
     _require(req.get("v", VERSION) == VERSION,
-             f"unsupported protocol version 'v'={req.get('v')!r}; this sidecar speaks {VERSION}")
+             f"unsupported protocol version 'v'={_shown(req.get('v'))}; "
+             f"this sidecar speaks {VERSION}")
     op = req.get("op")
-    _require(op in OPS, f"unknown 'op' {op!r}; expected one of {', '.join(OPS)}")
+    _require(op in OPS, f"unknown 'op' {_shown(op)}; expected one of {', '.join(OPS)}")
     timeout = req.get("timeout")
     if timeout is not None:
         _require(isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
                  and 0 < timeout <= max_timeout,
-                 f"'timeout' must be a number of seconds in (0, {max_timeout:g}], got {timeout!r}")
+                 f"'timeout' must be a number of seconds in (0, {max_timeout:g}], "
+                 f"got {_shown(timeout)}")
     if op == "execute":
         _require(isinstance(req.get("code"), str),
                  f"'code' must be a string, got {type(req.get('code')).__name__}")
@@ -160,7 +178,7 @@ def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     elif op == "call":
         target = req.get("target")
         _require(isinstance(target, str) and ":" in target,
-                 f"'target' must look like 'package.module:function', got {target!r}")
+                 f"'target' must look like 'package.module:function', got {_shown(target)}")
         args = req.get("args")
         _require(args is None or isinstance(args, (list, tuple)), "'args' must be a list")
         kwargs = req.get("kwargs")

@@ -167,7 +167,7 @@ class Diagnostics:
 
     def run(self, request: dict[str, Any]) -> Any:
         """The command's value, or a ``Pending`` for those that wait on workers."""
-        command = request.get("command") or "help"
+        command = protocol.optional_string(request, "command", "") or "help"
         args = request.get("args") or {}
         if not isinstance(args, dict):
             raise protocol.BadRequest(f"'args' must be a map of options, got "

@@ -476,11 +476,9 @@ class Service:
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
         """``breaker`` op: ``command`` open|close|disable|status, optional ``name``."""
-        command = request.get("command") or "status"
+        command = protocol.optional_string(request, "command", "") or "status"
         breakers = self.chain.breakers()
-        name = request.get("name") or "primary"
-        if not isinstance(command, str) or not isinstance(name, str):
-            raise protocol.BadRequest("'command' and 'name' must be strings")
+        name = protocol.optional_string(request, "name", "") or "primary"
         if name not in breakers:
             raise protocol.BadRequest(f"no circuit breaker named {name!r}; there are: "
                                       f"{', '.join(breakers) or 'none'}")

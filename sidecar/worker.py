@@ -30,7 +30,7 @@ import traceback
 from typing import Any
 
 from bridge import codec
-from bridge.protocol import USER, error
+from bridge.protocol import BAD_REQUEST, USER, error
 from sidecar import isolation, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 from sidecar.confinement import die_with_sidecar, drop_capabilities
@@ -120,7 +120,13 @@ class Worker:
             if frame is None:  # the supervisor is gone or asked us to go
                 return
             testhooks.at("decode")  # test hook: inert unless a crash-matrix test arms it
-            request = codec.unpackb(frame)
+            try:
+                request = codec.unpackb(frame)
+            except codec.DecodeError as exc:
+                # Only calls can carry undecodable values (the supervisor's own frames are
+                # ours): the call is refused, the worker lives on.
+                self.send_reply(self.refusal(f"{exc}; see docs/protocol.md (extension types)"))
+                continue
             op = request.get("op")
             if op == "stop":
                 return
@@ -161,6 +167,13 @@ class Worker:
                 f"the result encodes to {len(payload)} bytes, above the limit of "
                 f"{self.max_message} (python3.bridge.max-message-size); return less data"))
         write_frame(self.out_fd, payload)
+
+    @staticmethod
+    def refusal(message: str) -> dict[str, Any]:
+        """The reply to a call whose request could not be decoded (the caller's bad input)."""
+        return {"ok": False, "ms": 0.0, "cpu": 0.0,
+                "error": error(BAD_REQUEST, message, type="py3sidecar.DecodeError"),
+                "stdout": "", "stderr": ""}
 
     @staticmethod
     def failure(reply: dict[str, Any], type_name: str, message: str) -> dict[str, Any]:

@@ -11,10 +11,14 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from bridge import codec
+
 from . import jvm
 
 CASES = jvm.JY / "cases_codec.py"
 UTC = dt.UTC
+HUGE = 7 * 10 ** 99_999 + 12345  # the Jython case builds the same number
+HUGE_NEGATIVE_EDGE = -(2 ** 332_191)  # a power of two: its two's complement is one 1-bit
 
 
 def _ext(code, obj):
@@ -33,7 +37,9 @@ def _write_cpython_side(folder: Path) -> None:
     w("bools", [True, False])
     w("ints", [0, 1, -1, 127, 128, -33, 2 ** 31, -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63])
     w("uint64", 2 ** 64 - 1)
-    w("bigint", [_ext(3, str(2 ** 70).encode()), _ext(3, str(-2 ** 70).encode())])
+    w("bigint", [_ext(3, codec.int_to_bytes(2 ** 70)), _ext(3, codec.int_to_bytes(-2 ** 70))])
+    # 100,000 digits (past CPython's 4,300-digit int/str limit), both signs, by the real codec
+    (out / "hugeint.bin").write_bytes(codec.packb([HUGE, -HUGE, HUGE_NEGATIVE_EDGE]))
     w("floats", [1.5, -2.25, 1e300])
     w("strings", ["h\u00e9llo \u20ac", ""])
     w("bytes", b"\x00\x01\x7f\x80\xff")
@@ -76,7 +82,8 @@ def test_jython_encoding_decodes_in_cpython(jython_run):
     assert f("bools") == [True, False]
     assert f("ints") == [0, 1, -1, 127, 128, -33, 2 ** 31, -2 ** 31 - 1, 2 ** 63 - 1, -2 ** 63]
     assert f("uint64") == 2 ** 64 - 1
-    assert f("bigint") == [_ext(3, str(2 ** 70).encode()), _ext(3, str(-2 ** 70).encode())]
+    assert f("bigint") == [_ext(3, codec.int_to_bytes(2 ** 70)),
+                           _ext(3, codec.int_to_bytes(-2 ** 70))]
     assert f("floats") == [1.5, -2.25, 1e300]
     assert f("strings") == ["h\u00e9llo \u20ac", "", "plain"]
     assert f("bytes") == b"\x00\x01\x7f\x80\xff"
@@ -88,7 +95,7 @@ def test_jython_encoding_decodes_in_cpython(jython_run):
     assert f("decimal") == [_ext(2, b"12.50"), _ext(2, b"-0.001")]
     assert [decimal.Decimal(e.data.decode()) for e in f("decimal")] == [
         decimal.Decimal("12.50"), decimal.Decimal("-0.001")]
-    assert f("biginteger") == [5, _ext(3, b"1" + b"0" * 30)]
+    assert f("biginteger") == [5, _ext(3, codec.int_to_bytes(10 ** 30))]
     ds = f("dataset")
     assert ds.code == 1
     cols, types, rows = msgpack.unpackb(ds.data, raw=False, timestamp=3)
@@ -96,3 +103,35 @@ def test_jython_encoding_decodes_in_cpython(jython_run):
     assert types == ["int", "str", "double", "datetime"]
     assert rows == [[1, "pump", 20.5, dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)],
                     [2, None, -1.0, None]]
+
+
+def test_huge_integers_from_jython_decode_in_cpython(jython_run):
+    folder, results = jython_run
+    assert results.get("cases_codec::test_encode_huge_integers", ("MISSING",))[0] == "PASS"
+    raw = (folder / "from_jython" / "hugeint.bin").read_bytes()
+    assert codec.unpackb(raw) == [HUGE, -HUGE, HUGE_NEGATIVE_EDGE]
+
+
+def test_big_integer_codec_scales_linearly_in_both_codecs(jython_run):
+    """Prints time-per-digit ratios (1M vs 10k digits; ~1 = linear, ~100 = quadratic) for the
+    Jython codec (measured in the JVM) and the CPython codec (here). Asserts correctness only:
+    speed figures are printed, never asserted (docs: benchmarks are same-run ratios)."""
+    import json
+    import time
+
+    folder, results = jython_run
+    assert results.get("cases_codec::test_big_integer_scaling", ("MISSING",))[0] == "PASS"
+    jython = json.loads((folder / "from_jython" / "scaling.json").read_text())
+    cpython = {}
+    for digits in (10_000, 100_000, 1_000_000):
+        n = int.from_bytes(b"\x5a" * int(digits / 2.40824), "big")
+        rounds = max(1, 2_000_000 // digits)
+        started = time.perf_counter()
+        for _ in range(rounds):
+            assert codec.unpackb(codec.packb(n)) == n
+        cpython[str(digits)] = (time.perf_counter() - started) / rounds
+    for name, figures in (("Jython", jython), ("CPython", cpython)):
+        per_digit = {d: figures[d] / int(d) for d in figures}
+        print(f"\n{name} bigint encode+decode, time per digit relative to 10k digits: "
+              + ", ".join(f"{int(d):,} digits x{per_digit[d] / per_digit['10000']:.2f}"
+                          for d in sorted(per_digit, key=int)))

@@ -76,3 +76,63 @@ def test_extend_map_refuses_what_is_not_a_map():
     from bridge.codec import extend_map, pack_raw
     with pytest.raises(ValueError, match="not an encoded msgpack map"):
         extend_map(pack_raw([1, 2]), {"via": "x"})
+
+
+@pytest.mark.parametrize("value, payload", [
+    (2 ** 64, "010000000000000000"), (-(2 ** 64), "ff0000000000000000"),
+    (-(2 ** 63) - 1, "ff7fffffffffffffff"), (2 ** 71 - 1, "7fffffffffffffffff"),
+    (2 ** 71, "00800000000000000000"), (-(2 ** 71), "800000000000000000"),
+])
+def test_bigint_payload_is_javas_two_complement(value, payload):
+    """The bytes Java's BigInteger.toByteArray() gives (and new BigInteger(byte[]) reads)."""
+    assert codec.packb(value) == msgpack.packb(msgpack.ExtType(codec.EXT_BIGINT,
+                                                               bytes.fromhex(payload)))
+    assert codec.unpackb(codec.packb(value)) == value
+
+
+def test_integers_past_the_str_limit_round_trip():
+    n = 3 ** 300_000  # 143,137 digits: str(n) would raise ValueError (4,300-digit limit)
+    assert codec.unpackb(codec.packb([n, -n])) == [n, -n]
+
+
+@pytest.mark.parametrize("data, where, why", [
+    (b"\x81\xa1v\xa5abc", "v", "ends early"),
+    (b"\x81\xa1v\x92\x01\xc1", "v[1]", "0xc1"),
+    (b"\x81\xa1v\xa2\xff\xfe", "v", "UTF-8"),
+    (b"\x81\xa1v\x81\x91\x01\x02", "v{key 0}", "map key"),
+    (b"\x81\xa1v\xc7\x05\xff" + b"\x00" * 5, "v", "timestamp extension (code -1) has 5 bytes"),
+])
+def test_pass_through_decoder_names_what_it_cannot_read(data, where, why):
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert info.value.path == where and why in info.value.reason, str(info.value)
+
+
+def test_explaining_a_huge_bad_frame_in_the_sidecar_looks_at_a_bounded_number_of_values():
+    """The sidecar's loop explains a bad frame (maybe unauthenticated) within a value budget."""
+    data = msgpack.packb({"v": [None] * 200_000})[:-1] + b"\xc1"
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert f"past the first {codec.RAW_EXPLAIN_BUDGET:,} values" in str(info.value)
+    with pytest.raises(codec.DecodeError) as info:  # the worker's budget is larger: named
+        codec.unpackb(data)
+    assert info.value.path == "v[199999]", str(info.value)
+
+
+def test_a_position_never_echoes_a_huge_key():
+    data = msgpack.packb({"k" * 100_000: [{"x" * 5000: None}] * 3})[:-1] + b"\xc1"
+    with pytest.raises(codec.DecodeError) as info:
+        codec.unpack_raw(data)
+    assert len(str(info.value)) < 400 and info.value.path.endswith("...]"), str(info.value)
+
+
+@pytest.mark.parametrize("data", [
+    bytes.fromhex("d5018ff46f07d061"),  # found by atheris: a Dataset payload that is a map
+    bytes.fromhex("82c70001400040"),  # found by atheris: an empty Dataset payload
+])
+def test_inputs_the_coverage_guided_fuzzer_found(data):
+    for decode in (codec.unpack_raw, codec.unpackb):
+        try:
+            decode(data)
+        except codec.DecodeError as exc:
+            assert str(exc)

@@ -74,6 +74,42 @@ def test_encode_every_type():
     _write('dataset', sample_dataset())
 
 
+HUGE = 7 * 10 ** 99999 + 12345  # the same number the CPython side writes
+HUGE_NEGATIVE_EDGE = -(2 ** 332191)
+
+
+def test_encode_huge_integers():
+    _write('hugeint', [HUGE, -HUGE, HUGE_NEGATIVE_EDGE])
+
+
+def test_decode_huge_integers_from_cpython():
+    got = codec.decode(_read('hugeint'))
+    assert got == [HUGE, -HUGE, HUGE_NEGATIVE_EDGE], [g.bit_length() for g in got]
+    assert codec.decode(codec.encode(java.math.BigInteger('-1' + '0' * 50))) == -10 ** 50
+
+
+def test_big_integer_scaling():
+    """Times encode+decode at 10k, 100k and 1M digits; the CPython test prints the ratios."""
+    import json
+    import time
+    figures = {}
+    for digits in (10000, 10000, 100000, 1000000):  # the first 10k warms the JIT up
+        n = long(java.math.BigInteger(jarray.array([0x5a] * int(digits / 2.40824), 'b')))
+        rounds = max(1, 2000000 // digits)
+        started = time.time()
+        for _ in xrange(rounds):
+            assert codec.decode(codec.encode(n)) == n
+        figures[str(digits)] = (time.time() - started) / rounds
+    d = os.path.join(CASE_DIR, 'from_jython')
+    if not os.path.isdir(d):
+        os.makedirs(d)
+    f = open(os.path.join(d, 'scaling.json'), 'w')
+    try:
+        f.write(json.dumps(figures))
+    finally:
+        f.close()
+
+
 def test_unsupported_type_names_type_and_position():
     try:
         codec.encode_request({'args': [1, {'a': [0, 1, object()]}]})

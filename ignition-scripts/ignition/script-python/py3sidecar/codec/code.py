@@ -7,7 +7,7 @@ Jython -> wire:
     byte[] (jarray 'b', signed) / bytearray -> bin, list/tuple/java.util.List/other Java arrays -> array,
     dict/java.util.Map -> map, java.util.Date (and java.sql.Timestamp) / datetime.datetime
     (naive = UTC) -> timestamp (ext -1), java.math.BigDecimal / decimal.Decimal -> ext 2,
-    java.math.BigInteger -> int or ext 3, Ignition Datasets (anything with getColumnNames,
+    java.math.BigInteger -> int or ext 3 (two's-complement bytes), Ignition Datasets (anything with getColumnNames,
     getColumnTypes, getRowCount, getValueAt; PyDataSet through its underlying dataset) -> ext 1.
 wire -> Jython:
     nil/bool/int/float/str as Python values, bin -> jarray byte array ('b', signed),
@@ -205,9 +205,13 @@ class _Encoder(object):
         if _INT64_MIN <= v <= _INT64_MAX:
             self.p.packLong(v)
         elif 0 <= v <= _UINT64_MAX:
-            self.p.packBigInteger(java.math.BigInteger(str(v)))
+            self.p.packBigInteger(java.math.BigInteger(str(v)))  # 20 digits at most
         else:
-            self._ext_text(EXT_BIGINT, str(v))
+            # Big-endian two's complement (docs/protocol.md): linear in the size, where the
+            # decimal text would cost quadratic time at both ends for a long of 100,000 digits.
+            data = java.math.BigInteger.toByteArray(v)
+            self.p.packExtensionTypeHeader(EXT_BIGINT, len(data))
+            self.p.writePayload(data)
 
     def _ext_text(self, code, text):
         data = java.lang.String(text).getBytes('UTF-8')
@@ -257,7 +261,7 @@ class _Encoder(object):
         elif isinstance(v, decimal.Decimal):
             self._ext_text(EXT_DECIMAL, str(v))
         elif isinstance(v, java.math.BigInteger):
-            self._long(long(v.toString()))
+            self._long(long(v))  # Jython wraps the BigInteger: no conversion
         elif isinstance(v, java.lang.Number):
             # Boxed Java numbers that Jython did not convert (e.g. AtomicLong).
             if isinstance(v, (java.lang.Float, java.lang.Double)):
@@ -521,7 +525,9 @@ class _Decoder(object):
             except java.lang.NumberFormatException:
                 return float(text)  # NaN / Infinity have no BigDecimal
         if code == EXT_BIGINT:
-            return long(unicode(java.lang.String(data, 'UTF-8')))
+            if len(data) == 0:
+                raise DecodeError('the bigint extension (code 3) is empty')
+            return long(java.math.BigInteger(data))  # two's complement, big-endian
         if code == EXT_DATASET:
             inner = _Decoder(data, self.dataset_factory)
             cols, types, rows = inner.dec()
