@@ -166,8 +166,12 @@ def test_health_check_false_positives_under_heavy_load(tmp_path):
 def test_throughput_with_monitoring_on_vs_off(tmp_path):
     base = {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2, "spares": 1},
             "scaling": {"enabled": False}}
+    # "off": no health checks, no HTTP, no alerts (the per-call metrics observation cannot be
+    # switched off: benchmarks/test_metrics_overhead.py prices it alone). "on": everything, and
+    # /metrics scraped every second while the load runs (Prometheus is usually 15 s).
     configs = {
-        "off": {"health": {"enabled": False}},
+        "off": {"health": {"enabled": False}, "http": {"enabled": False},
+                "alerts": {"enabled": False}},
         "on (defaults: 5 s / 30 s / 60 s)": {},
         "on (aggressive: 100 ms / 300 ms / 300 ms)": {
             "health": {"quick-check-interval": "100ms", "check-interval": "300ms",
@@ -175,6 +179,17 @@ def test_throughput_with_monitoring_on_vs_off(tmp_path):
     }
     procs = {name: SidecarProcess({**base, **extra}, workdir=str(tmp_path / str(i))).start()
              for i, (name, extra) in enumerate(configs.items())}
+    stop_scraping = threading.Event()
+
+    def scrape() -> None:
+        import urllib.request
+        urls = [p.http_url + "/metrics" for p in procs.values() if p.http_url]
+        while not stop_scraping.wait(1.0):
+            for url in urls:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    answer.read()
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
     try:
         rates: dict[str, list[float]] = {name: [] for name in procs}
         names = list(procs)
@@ -197,10 +212,14 @@ def test_throughput_with_monitoring_on_vs_off(tmp_path):
                 rates[name].append(total / (time.monotonic() - started))
         medians = {name: statistics.median(r) for name, r in rates.items()}
         off = medians.pop("off")
-        LINES.append(f"throughput, 2 workers, 8 threads: monitoring off {off:.0f} calls/s; "
+        LINES.append(f"throughput, 2 workers, 8 threads: monitoring (health checks, HTTP with a "
+                     f"1 s scrape, alerts) off {off:.0f} calls/s; "
                      + "; ".join(f"{name} {rate:.0f} calls/s, overhead {1 - rate / off:.1%}"
                                  for name, rate in medians.items()))
         assert off > 0 and all(rate > 0 for rate in medians.values())
+        assert scraper.is_alive()  # every scrape answered (a failed one ends the thread)
     finally:
+        stop_scraping.set()
+        scraper.join(10)
         for proc in procs.values():
             proc.stop()
