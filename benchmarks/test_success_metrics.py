@@ -17,6 +17,7 @@ are printed at the end; assertions check correctness only, never an absolute tim
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import statistics
@@ -58,13 +59,20 @@ def raised_keys(client, since: float) -> tuple[set[str], float | None]:
     return keys, min((r["at"] for r in recent), default=None)
 
 
+HANGS = itertools.count(1)
+
+
 def inject(kind: str, proc: SidecarProcess, client, flag: str) -> threading.Thread | None:
     if kind == "kill":
         os.kill(members(client)[0]["pid"], signal.SIGKILL)
     elif kind == "hang":
+        # Each hang is another request (as another caller's would be): the same request hung
+        # and killed twice is quarantined, and its alert is a condition of its own.
+        code = f"import time; time.sleep(20)  # hang {next(HANGS)}"
+
         def hang() -> None:
             try:
-                proc.client(timeout=30).execute("import time; time.sleep(20)", timeout=25)
+                proc.client(timeout=30).execute(code, timeout=25)
             except WorkerCrashed:
                 pass   # the watchdog stopped it: what this episode expects
         thread = threading.Thread(target=hang)
