@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_YAML = (Path(__file__).with_name("default.yml")).read_text()
 
@@ -22,6 +29,22 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
                "GB": 1000**3, "GiB": 1024**3}
+
+
+def _check_port(value: int) -> int:
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a TCP port 0..65535 (0: any free port)")
+    return value
+
+
+def _check_host(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a listen address such as 127.0.0.1")
+    return value.strip()
+
+
+Port = Annotated[int, AfterValidator(_check_port)]
+ListenHost = Annotated[str, AfterValidator(_check_host)]
 
 
 class ConfigError(ValueError):
@@ -143,9 +166,9 @@ class ZmqConfig(Section):
 
 class Py4JConfig(Section):
     enabled: bool
-    host: str
-    python_port: int
-    java_port: int
+    host: ListenHost
+    python_port: Port
+    java_port: Port
     max_connections: int
     idle_timeout: float
     _d = _durations("idle_timeout")
@@ -164,19 +187,6 @@ class Py4JConfig(Section):
             raise ValueError("expected a duration such as 1h, or 0 to never close idle ones")
         return value
 
-    @field_validator("python_port", "java_port")
-    @classmethod
-    def _port(cls, value: int) -> int:
-        if not 0 <= value <= 65535:
-            raise ValueError("expected a TCP port 0..65535 (0: any free port)")
-        return value
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("expected a listen address such as 127.0.0.1")
-        return value.strip()
 
 
 class BridgeConfig(Section):
@@ -192,22 +202,8 @@ class HttpConfig(Section):
     """``python3.http``: /metrics, /livez, /readyz, /health, /dashboard (see sidecar/http.py)."""
 
     enabled: bool
-    host: str
-    port: int
-
-    @field_validator("port")
-    @classmethod
-    def _port(cls, value: int) -> int:
-        if not 0 <= value <= 65535:
-            raise ValueError("expected a TCP port 0..65535 (0: any free port)")
-        return value
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("expected a listen address such as 127.0.0.1")
-        return value.strip()
+    host: ListenHost
+    port: Port
 
 
 class ScoreSection(Section):

@@ -16,6 +16,15 @@ def write_module(path, version, body=None):
     tmp.replace(path)
 
 
+def scripts_with_module(tmp_path):
+    """A worker.paths folder holding editmod.py at version 1."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    module = folder / "editmod.py"
+    write_module(module, 1)
+    return folder, module
+
+
 class Caller(threading.Thread):
     """Calls usermod:version in a loop and keeps every outcome with its time."""
 
@@ -36,10 +45,7 @@ class Caller(threading.Thread):
 
 
 def test_edit_renews_workers_without_a_failed_call(tmp_path):
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    module = folder / "editmod.py"
-    write_module(module, 1)
+    folder, module = scripts_with_module(tmp_path)
     with SidecarProcess({"pool": {"initial-size": 2, "spares": 1},
                          "worker": {"paths": [str(folder)]}, "scaling": {"enabled": False}},
                         workdir=str(tmp_path / "sidecar")) as proc:
@@ -77,10 +83,7 @@ def test_edit_renews_workers_without_a_failed_call(tmp_path):
 
 
 def test_syntax_error_keeps_the_old_workers_until_fixed(tmp_path):
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    module = folder / "editmod.py"
-    write_module(module, 1)
+    folder, module = scripts_with_module(tmp_path)
     with SidecarProcess({"pool": {"initial-size": 1, "spares": 0},
                          "worker": {"paths": [str(folder)]}, "scaling": {"enabled": False}},
                         workdir=str(tmp_path / "sidecar")) as proc:
@@ -99,10 +102,7 @@ def test_syntax_error_keeps_the_old_workers_until_fixed(tmp_path):
 
 
 def test_reload_can_be_switched_off(tmp_path):
-    folder = tmp_path / "scripts"
-    folder.mkdir()
-    module = folder / "editmod.py"
-    write_module(module, 1)
+    folder, module = scripts_with_module(tmp_path)
     with SidecarProcess({"pool": {"initial-size": 1, "spares": 0},
                          "worker": {"paths": [str(folder)], "reload": False}},
                         workdir=str(tmp_path / "sidecar")) as proc:
