@@ -110,7 +110,10 @@ function draw(d) {
   drawList($("alerts"), d.alerts, (li, a) => {
     li.className = a.level || "";
     const at = a.at ? new Date(a.at * 1000).toLocaleTimeString() + ": " : "";
-    li.textContent = `${at}${a.level || ""} ${a.title || a.message || JSON.stringify(a)}`;
+    const title = a.title || a.message || JSON.stringify(a);
+    // titles carry their level already ("[CRITICAL] Python3 Module: ...")
+    const level = a.level && !title.includes(`[${a.level}]`) ? `${a.level} ` : "";
+    li.textContent = `${at}${a.resolved ? "resolved: " : ""}${level}${title}`;
   });
 }
 

@@ -57,6 +57,7 @@ def text_of(driver, element_id):
 
 def test_the_dashboard_lists_the_workers_and_shows_a_kill(browser, tmp_path):
     with SidecarProcess({"pool": {"initial-size": 2, "spares": 1},
+                         "alerts": {"throttle": {"group-wait": "0s", "group-interval": "1s"}},
                          "circuit-breaker": {"enabled": False}}) as proc:
         client = proc.client()
         for i in range(20):
@@ -77,6 +78,9 @@ def test_the_dashboard_lists_the_workers_and_shows_a_kill(browser, tmp_path):
         wait_until(lambda: "PROCESS_CRASH" in text_of(browser, "failures")
                    and str(victim) in text_of(browser, "failures"),
                    10, 0.1, "the kill listed among the failures")
+        wait_until(lambda: "worker" in text_of(browser, "alerts").lower()
+                   and "died" in text_of(browser, "alerts").lower(), 10, 0.1,
+                   "the CRITICAL alert of the kill listed among the alerts")
         proc.wait_full_strength(2)
         wait_until(lambda: len(worker_rows(browser)) == 3
                    and text_of(browser, "status") == "HEALTHY",
