@@ -30,6 +30,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check bridge sidecar tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=20 --benchmark-max-time=0.2 --benchmark-warmup=on
 
@@ -39,4 +40,4 @@ bench: $(STAMP) system-deps
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks build dist
+	rm -rf $(VENV) .pytest_cache .benchmarks build dist .import_linter_cache
