@@ -78,5 +78,6 @@ def test_new_modules_ship_with_their_scope() -> None:
         return json.loads((LIBRARY / module / "resource.json").read_text())["scope"]
 
     assert scope("py3sidecar/client") == "G"       # drives the gateway-only transport
+    assert scope("py3sidecar/endpoints") == "G"    # reads the sidecar's files on the gateway
     assert scope("py3sidecar/background") == "A"   # executeAsync in the Designer too
     assert scope("python3") == "A"

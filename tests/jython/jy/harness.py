@@ -35,7 +35,7 @@ def save_project(**overrides):
     the settings get `overrides` (as an integrator's edit would have set them)."""
     for name in ('py3sidecar.settings', 'py3sidecar.codec', 'py3sidecar.transport',
                  'py3sidecar.healthpoll', 'py3sidecar.gatewayroute', 'py3sidecar.background',
-                 'py3sidecar.client', 'python3'):
+                 'py3sidecar.endpoints', 'py3sidecar.client', 'python3'):
         loader.exec_module(MODULES[name], _path(name))
     settings = MODULES['py3sidecar.settings']
     for key, value in dict(BASE_SETTINGS, **overrides).items():

@@ -20,8 +20,9 @@ re-runs script libraries on every project save: each run closes the previous con
 sockets and async threads), so saves never leak.
 
 This module is the public API only: the exception classes, then the functions. The connection,
-failover, client breakers and settings resolution live in py3sidecar.client (gateway scope);
-calls from the Designer, Script Console and Vision clients go through py3sidecar.gatewayroute.
+failover and client breakers live in py3sidecar.client, settings resolution in
+py3sidecar.endpoints (both gateway scope), async tasks in py3sidecar.background; calls from the
+Designer, Script Console and Vision clients go through py3sidecar.gatewayroute.
 """
 # ---------------------------------------------------------------------------
 # Errors
