@@ -173,6 +173,32 @@ def _log_transition(breaker, old, new, reason):
 
 
 _FAILOVER_KINDS = ('unavailable', 'circuit_open')
+_RETRY = object()  # _Connection._attempt: try the same sidecar again (its transport was rebuilt)
+_NEXT = object()   # _Connection._attempt: not served there; the error is in _Tries.error
+
+
+class _Tries(object):
+    """What one call's attempts learned so far, across the failover list."""
+
+    def __init__(self, timeout_ms, client_timeout_ms):
+        self.timeout_ms = timeout_ms
+        self.client_timeout_ms = client_timeout_ms
+        self.started = System.nanoTime()
+        self.problems = []
+        self.error = None     # the error of the last attempt (raised as is with one sidecar)
+        self.spent = False    # the caller's time ran out
+        self.retried = False
+
+    def left(self, env):
+        """Milliseconds left of the caller's time for a later attempt (env's timeout set to
+        match), or None when too little is left to try."""
+        wait_ms = self.client_timeout_ms - (System.nanoTime() - self.started) / 1000000.0
+        grace = self.client_timeout_ms - (self.timeout_ms or self.client_timeout_ms)
+        if wait_ms < 1 or self.timeout_ms is not None and wait_ms - grace < 1:
+            return None
+        if self.timeout_ms is not None:
+            env['timeout'] = (wait_ms - grace) / 1000.0
+        return wait_ms
 
 
 class _Connection(object):
@@ -202,127 +228,140 @@ class _Connection(object):
     def request(self, op, fields, timeout_ms, client_timeout_ms):
         """One call, tried on each sidecar in order until one serves it (see the settings'
         FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered)."""
-        codec, transport = self.codec, self.transport_mod
-        p3 = python3  # noqa: F821 (project library global: the exception classes)
         env = {'v': _PROTOCOL_VERSION, 'id': self.ids.incrementAndGet(), 'op': op}
         if timeout_ms is not None:
             env['timeout'] = timeout_ms / 1000.0
         env.update(fields)
-        sidecars = self.sidecars
-        last = len(sidecars) - 1
-        started = System.nanoTime()
-        problems = []
-        error = None      # the error of the last attempt (raised as is with one sidecar)
-        spent = False     # the caller's time ran out
-        retried = False
+        t = _Tries(timeout_ms, client_timeout_ms)
+        last = len(self.sidecars) - 1
         i = 0
         while i <= last:
-            sc = sidecars[i]
+            sc = self.sidecars[i]
             gen = sc.breaker.acquire()
             if gen is None:
                 gen = sc.restarted()
                 if gen is None:
-                    error = self._skipped(sc)
-                    problems.append(error.message)
+                    t.error = self._skipped(sc)
+                    t.problems.append(t.error.message)
                     i += 1
                     continue
             wait_ms = client_timeout_ms
-            if i or retried:  # a later attempt: only what is left of the caller's time
-                wait_ms = client_timeout_ms - (System.nanoTime() - started) / 1000000.0
-                grace = client_timeout_ms - (timeout_ms or client_timeout_ms)
-                if wait_ms < 1 or timeout_ms is not None and wait_ms - grace < 1:
+            if i or t.retried:  # a later attempt: only what is left of the caller's time
+                wait_ms = t.left(env)
+                if wait_ms is None:
                     sc.breaker.release(gen)
-                    spent = True
-                    problems.append('%s: not tried, the call\'s time was spent' % sc.name)
+                    t.spent = True
+                    t.problems.append('%s: not tried, the call\'s time was spent' % sc.name)
                     break
-                if timeout_ms is not None:
-                    env['timeout'] = (wait_ms - grace) / 1000.0
-            if sc.token:
-                env['token'] = sc.token
-            else:
-                env.pop('token', None)
-            try:
-                payload = codec.encode_request(env)
-            except codec.EncodeError, e:
+            raw = self._attempt(sc, gen, env, wait_ms, t)
+            if raw is _RETRY:
+                continue
+            if raw is not _NEXT:
+                reply = self._answer(sc, raw, env, i < last, t)
+                if reply is not None:
+                    return reply
+            i += 1
+        raise self._exhausted(t)
+
+    def _attempt(self, sc, gen, env, wait_ms, t):
+        """Sends env to sc: the raw reply, or _RETRY (same sidecar, rebuilt transport) or
+        _NEXT (not served: the error is in t); raises what no failover can help."""
+        codec, transport = self.codec, self.transport_mod
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        if sc.token:
+            env['token'] = sc.token
+        else:
+            env.pop('token', None)
+        try:
+            payload = codec.encode_request(env)
+        except codec.EncodeError, e:
+            sc.breaker.release(gen)
+            raise p3.TypeConversionError(str(e), details={'path': e.path,
+                                                          'type': e.type_name})
+        tr = sc.transport
+        try:
+            raw = sc.send(payload, wait_ms)
+        except transport.DeadlineHit, e:
+            sc.breaker.record(gen, False, 'no reply before the client-side deadline')
+            t.error = p3.Timeout('Python 3 call timed out: no reply within %d ms (client-side '
+                                 'deadline; %s)' % (wait_ms, e), details={'client_side': True})
+            t.problems.append('%s: %s' % (sc.name, t.error.message))
+            t.spent = True
+            return _NEXT
+        except transport.AuthFailed, e:
+            sc.breaker.release(gen)
+            if not t.retried and sc.refresh(tr):
+                t.retried = True
+                return _RETRY
+            raise p3.Unauthorized('the Python 3 sidecar%s rejected the token (check '
+                                  'py3sidecar.settings TOKEN/TOKEN_FILE): %s'
+                                  % (self._called(sc), e), details={'sent': False,
+                                                                   'sidecar': sc.name})
+        except transport.NotConnected, e:
+            if not t.retried and sc.refresh(tr):
                 sc.breaker.release(gen)
-                raise p3.TypeConversionError(str(e), details={'path': e.path,
-                                                              'type': e.type_name})
-            tr = sc.transport
-            try:
-                raw = sc.send(payload, wait_ms)
-            except transport.DeadlineHit, e:
-                sc.breaker.record(gen, False, 'no reply before the client-side deadline')
-                error = p3.Timeout('Python 3 call timed out: no reply within %d ms (client-side '
-                                   'deadline; %s)' % (wait_ms, e), details={'client_side': True})
-                problems.append('%s: %s' % (sc.name, error.message))
-                spent = True
-                i += 1
-                continue
-            except transport.AuthFailed, e:
-                sc.breaker.release(gen)
-                if not retried and sc.refresh(tr):
-                    retried = True
-                    continue
-                raise p3.Unauthorized('the Python 3 sidecar%s rejected the token (check '
-                                      'py3sidecar.settings TOKEN/TOKEN_FILE): %s'
-                                      % (self._called(sc), e), details={'sent': False,
-                                                                       'sidecar': sc.name})
-            except transport.NotConnected, e:
-                if not retried and sc.refresh(tr):
-                    sc.breaker.release(gen)
-                    retried = True
-                    continue
-                sc.breaker.record(gen, False, str(e))
-                error = p3.Unavailable('the Python 3 sidecar is unavailable: %s' % e,
-                                       details={'sent': False, 'sidecar': sc.name})
-                problems.append('%s: %s' % (sc.name, e))
-                i += 1
-                continue
-            except transport.LinkLost, e:
-                sc.breaker.record(gen, False, str(e))
-                error = p3.Unavailable('the Python 3 sidecar is unavailable: the connection '
-                                       'broke, the call may or may not have run: %s' % e,
-                                       details={'sent': True, 'sidecar': sc.name})
-                problems.append('%s: %s' % (sc.name, e))
-                i += 1
-                continue
-            sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
-            try:
-                reply = codec.decode(raw)
-            except codec.CodecError, e:
-                raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
-            if not isinstance(reply, dict):
-                raise p3.InternalError('the Python 3 sidecar sent a reply that is not a map')
-            if reply.get('id') not in (env['id'], None):
-                raise p3.InternalError('reply id %r does not match request id %r'
-                                       % (reply.get('id'), env['id']))
-            self.active = sc
-            if reply.get('ok'):
-                reply['sidecar'] = sc.name
-                return reply
-            err = reply.get('error') or {}
-            if i < last and err.get('kind') in _FAILOVER_KINDS:
-                problems.append('%s answered %s: %s' % (sc.name, err.get('kind'),
-                                                         err.get('message')))
-                error = None
-                i += 1
-                continue
-            exc = _error_from_reply(err)
-            exc.details['sidecar'] = sc.name
-            if problems:
-                exc.details['failover'] = problems
-            raise exc
-        if self.single and error is not None:
-            raise error
+                t.retried = True
+                return _RETRY
+            sc.breaker.record(gen, False, str(e))
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: %s' % e,
+                                     details={'sent': False, 'sidecar': sc.name})
+            t.problems.append('%s: %s' % (sc.name, e))
+            return _NEXT
+        except transport.LinkLost, e:
+            sc.breaker.record(gen, False, str(e))
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: the connection '
+                                     'broke, the call may or may not have run: %s' % e,
+                                     details={'sent': True, 'sidecar': sc.name})
+            t.problems.append('%s: %s' % (sc.name, e))
+            return _NEXT
+        sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
+        return raw
+
+    def _answer(self, sc, raw, env, more, t):
+        """The reply of sc: returned when it is a value, None when it says to try the next
+        sidecar (more of them left, and it answered unavailable/circuit_open), else raised."""
+        codec = self.codec
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        try:
+            reply = codec.decode(raw)
+        except codec.CodecError, e:
+            raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
+        if not isinstance(reply, dict):
+            raise p3.InternalError('the Python 3 sidecar sent a reply that is not a map')
+        if reply.get('id') not in (env['id'], None):
+            raise p3.InternalError('reply id %r does not match request id %r'
+                                   % (reply.get('id'), env['id']))
+        self.active = sc
+        if reply.get('ok'):
+            reply['sidecar'] = sc.name
+            return reply
+        err = reply.get('error') or {}
+        if more and err.get('kind') in _FAILOVER_KINDS:
+            t.problems.append('%s answered %s: %s' % (sc.name, err.get('kind'),
+                                                       err.get('message')))
+            t.error = None
+            return None
+        exc = _error_from_reply(err)
+        exc.details['sidecar'] = sc.name
+        if t.problems:
+            exc.details['failover'] = t.problems
+        raise exc
+
+    def _exhausted(self, t):
+        """The error when no sidecar served the call."""
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        if self.single and t.error is not None:
+            return t.error
+        sidecars = self.sidecars
         retry = [s.breaker.retry_after_ms() for s in sidecars if s.breaker.state == 'open']
-        details = {'sent': False, 'sidecars': [s.name for s in sidecars], 'failover': problems,
-                   'retry_after_ms': int(min(retry)) if retry else None}
-        if spent:
+        details = {'sent': False, 'sidecars': [s.name for s in sidecars],
+                   'failover': t.problems, 'retry_after_ms': int(min(retry)) if retry else None}
+        if t.spent:
             details['client_side'] = True
-            raise p3.Timeout('Python 3 call timed out: no sidecar answered in time: %s'
-                             % '; '.join(problems), details=details)
-        raise p3.Unavailable('the Python 3 sidecar is unavailable: no sidecar could serve this '
-                             'call: %s' % '; '.join(problems), details=details)
+            return p3.Timeout('Python 3 call timed out: no sidecar answered in time: %s'
+                              % '; '.join(t.problems), details=details)
+        return p3.Unavailable('the Python 3 sidecar is unavailable: no sidecar could serve this '
+                              'call: %s' % '; '.join(t.problems), details=details)
 
     def _called(self, sc):
         return '' if self.single else ' %r' % sc.name
