@@ -19,10 +19,11 @@ One connection per sidecar is shared by every gateway thread and kept in system.
 re-runs script libraries on every project save: each run closes the previous connection (its
 sockets and async threads), so saves never leak.
 
-This module is the public API only: the exception classes, then the functions. The connection,
-failover and client breakers live in py3sidecar.client, settings resolution in
-py3sidecar.endpoints (both gateway scope), async tasks in py3sidecar.background; calls from the
-Designer, Script Console and Vision clients go through py3sidecar.gatewayroute.
+This module is the public API only: the exception classes, then the functions. The shared
+connection and failover live in py3sidecar.client, each sidecar's settings, transport and
+client breaker in py3sidecar.endpoints (both gateway scope), async tasks in
+py3sidecar.background; Designer, Script Console and Vision calls go through
+py3sidecar.gatewayroute.
 """
 # ---------------------------------------------------------------------------
 # Errors

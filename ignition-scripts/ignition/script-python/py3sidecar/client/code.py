@@ -1,13 +1,12 @@
-"""py3sidecar.client - the gateway's side of python3.*: one shared connection, failover and the
-client-side breakers.
+"""py3sidecar.client - the gateway's side of python3.*: one shared connection and failover.
 
-Owns: one _Sidecar per entry of the failover list (py3sidecar.endpoints says which sidecars and
-how each is reached): its transport, shared by every gateway thread, and its client circuit
-breaker; the _Connection kept in system.util.getGlobals() (request ids, the failover loop, the
-direct route's async executor); turning error replies into python3's exception classes. Must
-not touch: the public API and the exception classes (python3), the wire and the sockets
-(py3sidecar.transport), value encoding (py3sidecar.codec), reading settings files
-(py3sidecar.endpoints), the Designer/Vision route (py3sidecar.gatewayroute).
+Owns: the _Connection kept in system.util.getGlobals() (one py3sidecar.endpoints.Sidecar per
+entry of the failover list, request ids, the failover loop across them with the caller's time
+budget, the direct route's async executor), re-creating it when the settings module was
+re-executed, and turning error replies into python3's exception classes. Must not touch: the
+public API and the exception classes (python3), each sidecar's settings, transport and breaker
+(py3sidecar.endpoints), the wire and the sockets (py3sidecar.transport), value encoding
+(py3sidecar.codec), the Designer/Vision route (py3sidecar.gatewayroute).
 
 Gateway scope only (resource scope "G", like the transport it drives): the python3 facade calls
 direct_request() when py3sidecar.gatewayroute.route() says 'direct'. Exceptions are looked up as
@@ -15,7 +14,6 @@ python3.<Class> at call time, so a project save (which re-executes every module)
 """
 import threading
 
-import java.io
 import java.lang
 from java.lang import System
 from java.util.concurrent import ThreadPoolExecutor, TimeUnit, ArrayBlockingQueue
@@ -53,123 +51,6 @@ def _error_from_reply(error):
 # ---------------------------------------------------------------------------
 # The shared connection
 # ---------------------------------------------------------------------------
-
-
-_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token')
-
-
-class _Sidecar(object):
-    """One sidecar of the failover list: its resolved settings, its transport (shared by every
-    gateway thread) and its client-side circuit breaker."""
-
-    def __init__(self, settings):
-        transport = py3sidecar.transport  # noqa: F821 (project library global)
-        self.transport_mod = transport
-        self.settings = settings
-        self.name = settings['name']
-        self.breaker = transport.CircuitBreaker(settings['breaker_failure_threshold'],
-                                                settings['breaker_open_ms'], name=self.name)
-        self.breaker.listener = _log_transition
-        self._file = java.io.File(settings['connection_file']) \
-            if settings['connection_file'] else None
-        self._lock = threading.Lock()
-        self.transport = None
-        self.error = None
-        self.closed = False
-        self._install(py3sidecar.endpoints.resolve(settings))
-
-    def _install(self, r):
-        """Builds the transport for the resolved settings r (a failure is kept in self.error
-        and raised as NotConnected by the calls). Returns the previous transport."""
-        transport = self.transport_mod
-        old = self.transport
-        self.cfg = r
-        self.token = r['token']
-        self.stamp = r['connection_stamp']
-        self.address = '%s:%s' % (r['py4j_host'], r['py4j_python_port']) \
-            if r['transport'] == 'py4j' else r['zmq_endpoint']
-        self.transport, self.error = None, None
-        try:
-            if r['transport'] == 'zmq':
-                self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
-                                                        watch=bool(r.get('failover_sidecars')))
-            elif r['transport'] == 'py4j':
-                warm = {'v': _PROTOCOL_VERSION, 'id': 0, 'op': 'ping'}
-                if self.token:
-                    warm['token'] = self.token
-                self.transport = transport.Py4JTransport(
-                    r['py4j_host'], r['py4j_python_port'], self.token, r['connect_timeout_ms'],
-                    r['default_timeout_ms'] + r['client_grace_ms'],
-                    py3sidecar.codec.encode_request(warm))  # noqa: F821
-            else:
-                raise python3.BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j' or "
-                                         "'zmq', not %r" % (r['transport'],))
-        except transport.TransportError, e:
-            self.error = str(e)
-        return old
-
-    def refresh(self, used):
-        """After a call could not be delivered: True when trying this sidecar again makes sense
-        (another thread already replaced `used`, or the connection or token file now say
-        something else: the transport was rebuilt)."""
-        if self.transport is not used:
-            return True
-        try:
-            r = py3sidecar.endpoints.resolve(self.settings)
-        except Exception:
-            return False
-        with self._lock:
-            if self.transport is not used or self.closed:
-                return not self.closed
-            self.stamp = r['connection_stamp']
-            if [r[k] for k in _WHERE_KEYS] == [self.cfg[k] for k in _WHERE_KEYS]:
-                return False
-            old = self._install(r)
-        if old is not None:
-            old.close()
-        return True
-
-    def restarted(self):
-        """While the breaker is open: the sidecar's connection file changed (it restarted,
-        maybe on other ports): re-read it and let one probe call through now."""
-        f = self._file
-        if f is None or f.lastModified() == self.stamp:
-            return None
-        self.refresh(self.transport)
-        return self.breaker.probe_now('the connection file changed (the sidecar restarted)')
-
-    def send(self, payload, wait_ms):
-        tr = self.transport
-        if tr is None:
-            raise self.transport_mod.NotConnected(self.error or 'no transport')
-        return tr.request(payload, wait_ms)
-
-    def status(self, active):
-        snap = self.breaker.snapshot()
-        snap.update({'name': self.name, 'transport': self.cfg['transport'],
-                     'address': self.address, 'active': active is self})
-        return snap
-
-    def close(self):
-        with self._lock:
-            self.closed = True
-            tr, self.transport = self.transport, None
-            self.error = 'the python3 connection was closed (library reloaded?)'
-        if tr is not None:
-            tr.close()
-
-
-def _log_transition(breaker, old, new, reason):
-    try:
-        log = _logger()
-        text = 'python3: client circuit breaker of sidecar %r: %s -> %s (%s)' % (
-            breaker.name, old, new, reason)
-        if new == 'open':
-            log.warn(text)
-        else:
-            log.info(text)
-    except Exception:
-        pass
 
 
 _FAILOVER_KINDS = ('unavailable', 'circuit_open')
@@ -212,7 +93,7 @@ class _Connection(object):
         self.sidecars = []
         try:
             for sc in py3sidecar.endpoints.sidecars(cfg):
-                self.sidecars.append(_Sidecar(sc))
+                self.sidecars.append(py3sidecar.endpoints.Sidecar(sc, _PROTOCOL_VERSION))
         except Exception:
             for sc in self.sidecars:
                 sc.close()
@@ -454,7 +335,3 @@ def close():
         conn = g.pop(_GLOBALS_KEY, None)
     if conn is not None:
         conn.close()
-
-
-def _logger():
-    return system.util.getLogger(py3sidecar.settings.LOGGER_NAME)  # noqa: F821
