@@ -35,6 +35,7 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/ruff check bridge sidecar tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
 	$(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-min-rounds=20 --benchmark-max-time=0.2 --benchmark-warmup=on
 
@@ -57,7 +58,7 @@ soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks build dist
+	rm -rf $(VENV) .pytest_cache .benchmarks build dist .import_linter_cache
 
 # Refreshes docs/dashboard.png from the browser test (real headless Chromium).
 screenshot: $(STAMP) system-deps

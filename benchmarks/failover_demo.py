@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bridge.breaker import BreakerConfig
 from bridge.client import Client
-from sidecar.breaker import BreakerConfig
 from sidecar.testing import SidecarProcess
 
 TOKEN = "failover-demo-token"

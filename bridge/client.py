@@ -34,6 +34,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from bridge import codec, protocol
+from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.protocol import (
     BadRequest,
     CallTimeout,
@@ -48,7 +49,6 @@ from bridge.protocol import (
     WorkerCrashed,
 )
 from bridge.token import read_token
-from sidecar.breaker import BreakerConfig, CircuitBreaker
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",

@@ -27,9 +27,9 @@ import logging
 import threading
 from typing import Any
 
+from bridge.breaker import BreakerEvent, BreakerState
 from sidecar.alert_channels import AlertChannels, Channel
 from sidecar.alerts import AlertPolicy, Level, ThrottleSettings
-from sidecar.breaker import BreakerEvent, BreakerState
 
 log = logging.getLogger("py3sidecar.alerts")
 

@@ -123,7 +123,7 @@ class SidecarCollector:
                      1 if s["escalated"] else 0)
 
     def chain_families(self, s: dict[str, Any]) -> Iterator[Metric]:
-        from sidecar.breaker import BreakerState
+        from bridge.breaker import BreakerState
 
         breaker = GaugeMetricFamily(f"{PREFIX}breaker_state", "1 for each breaker's current "
                                     "state, 0 for the others", labels=["breaker", "state"])

@@ -43,8 +43,8 @@ from typing import Any
 import zmq
 
 from bridge import protocol
+from bridge.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
-from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.confinement import worker_credentials
 from sidecar.loop import Loop, Timer

@@ -6,7 +6,7 @@ TTL and an entry bound), whether a crash counts toward the circuit breaker, oper
 and the events it publishes. Must not touch: processes, sockets, timers, the breaker itself
 (``FallbackChain`` asks ``record_crash`` and records the answer), or logging of its events
 (subscribers decide). Time comes from an injected monotonic clock, so it is tested without
-sleeping, like ``sidecar/breaker.py``.
+sleeping, like ``bridge/breaker.py``.
 
 ::
 

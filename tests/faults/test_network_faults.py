@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.breaker import BreakerConfig
 from bridge.client import Client
-from sidecar.breaker import BreakerConfig
 from sidecar.testing import SidecarProcess, wait_until
 
 from .ledger import MARK_CODE, Ledger

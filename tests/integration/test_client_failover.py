@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from bridge.breaker import BreakerConfig
 from bridge.client import Client, Unavailable
-from sidecar.breaker import BreakerConfig
 from sidecar.testing import SidecarProcess, free_port, wait_until
 
 TOKEN = "failover-test-token"

@@ -36,7 +36,8 @@ def test_bundle_files(bundle):
     assert "User=ignition" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/transport",
-                   "py3sidecar/healthpoll", "py3sidecar/gatewayroute"):
+                   "py3sidecar/healthpoll", "py3sidecar/gatewayroute", "py3sidecar/client",
+                   "py3sidecar/background", "py3sidecar/endpoints"):
         for leaf in ("code.py", "resource.json"):
             assert f"ignition/script-python/{module}/{leaf}" in names, names
     for leaf in ("handleTimerEvent.py", "resource.json"):  # the 8.3 gateway timer resource

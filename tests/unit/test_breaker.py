@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from bridge.protocol import CircuitOpen
-from sidecar.breaker import (
+from bridge.breaker import (
     BreakerConfig,
     BreakerEvent,
     BreakerState,
@@ -18,6 +17,7 @@ from sidecar.breaker import (
     Permit,
     classify_outcome,
 )
+from bridge.protocol import CircuitOpen
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED

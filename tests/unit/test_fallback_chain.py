@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from bridge import protocol
+from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, unpack_raw
-from sidecar.breaker import BreakerConfig, CircuitBreaker
 from sidecar.fallback import Attempt, FallbackChain, Strategy
 from sidecar.loop import Loop
 from sidecar.pool import Call

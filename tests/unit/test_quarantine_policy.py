@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bridge import protocol
+from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
-from sidecar.breaker import BreakerConfig, CircuitBreaker
 from sidecar.config import ConfigError, load
 from sidecar.fallback import FallbackChain, Strategy, quarantine_config
 from sidecar.loop import Loop

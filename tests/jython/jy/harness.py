@@ -34,7 +34,8 @@ def save_project(**overrides):
     """Simulates an Ignition project save: every library module is re-executed in place, then
     the settings get `overrides` (as an integrator's edit would have set them)."""
     for name in ('py3sidecar.settings', 'py3sidecar.codec', 'py3sidecar.transport',
-                 'py3sidecar.healthpoll', 'py3sidecar.gatewayroute', 'python3'):
+                 'py3sidecar.healthpoll', 'py3sidecar.gatewayroute', 'py3sidecar.background',
+                 'py3sidecar.endpoints', 'py3sidecar.client', 'python3'):
         loader.exec_module(MODULES[name], _path(name))
     settings = MODULES['py3sidecar.settings']
     for key, value in dict(BASE_SETTINGS, **overrides).items():

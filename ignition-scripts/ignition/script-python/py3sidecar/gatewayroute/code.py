@@ -88,8 +88,8 @@ def handle(payload):
         if op not in ('execute', 'call', 'ping', 'health', 'diag'):
             raise p3.BadRequest('unknown python3 op %r through the gateway route' % (op,))
         fields = dict(payload.get('fields') or {})
-        reply = p3._direct_request(op, fields, payload.get('timeoutMs'),
-                                   control=bool(payload.get('control')))
+        reply = py3sidecar.client.direct_request(  # noqa: F821
+            op, fields, payload.get('timeoutMs'), control=bool(payload.get('control')))
         keep = ('value', 'stdout', 'stderr', 'worker', 'ms', 'sidecar')
         return {'ok': True, 'reply': dict((k, reply.get(k)) for k in keep if k in reply)}
     except p3.Python3Error, e:
@@ -107,14 +107,16 @@ _EXECUTOR_KEY = 'py3sidecar.route.executor'
 
 def executor():
     """The async executor of the gateway route (executeAsync/callAsync in the Designer or a
-    Vision client): kept in the globals, one per JVM, threads from python3's daemon factory."""
+    Vision client): kept in the globals, one per JVM, threads from py3sidecar.background's
+    daemon factory."""
     g = system.util.getGlobals()  # noqa: F821
     ex = g.get(_EXECUTOR_KEY)
     if ex is None or ex.isShutdown():
         s = _settings()
+        threads = py3sidecar.background.DaemonThreads('python3-route-async')  # noqa: F821
         ex = ThreadPoolExecutor(max(1, s.ASYNC_THREADS), max(1, s.ASYNC_THREADS), 30,
                                 TimeUnit.SECONDS, ArrayBlockingQueue(max(1, s.ASYNC_QUEUE)),
-                                python3._DaemonThreads('python3-route-async'))  # noqa: F821
+                                threads)
         ex.allowCoreThreadTimeOut(True)
         g[_EXECUTOR_KEY] = ex
     return ex

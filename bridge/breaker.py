@@ -6,6 +6,10 @@ budget, and transition events. Must not touch: processes, sockets, threads of it
 logging of transitions (subscribers decide), or the call itself. Time comes from an injected
 monotonic clock so the state machine is tested without sleeping.
 
+Why in ``bridge``: both sides run it (the Python client in front of a sidecar, the fallback chain
+in front of each pool), and ``bridge`` must never import ``sidecar`` (the import-linter contract
+in pyproject.toml). It imports only ``bridge.protocol``: no I/O, no process code.
+
 No lock is ever held across a call::
 
     permit = breaker.acquire()        # tiny critical section; raises CircuitOpen when rejected

@@ -1,0 +1,337 @@
+"""py3sidecar.client - the gateway's side of python3.*: one shared connection and failover.
+
+Owns: the _Connection kept in system.util.getGlobals() (one py3sidecar.endpoints.Sidecar per
+entry of the failover list, request ids, the failover loop across them with the caller's time
+budget, the direct route's async executor), re-creating it when the settings module was
+re-executed, and turning error replies into python3's exception classes. Must not touch: the
+public API and the exception classes (python3), each sidecar's settings, transport and breaker
+(py3sidecar.endpoints), the wire and the sockets (py3sidecar.transport), value encoding
+(py3sidecar.codec), the Designer/Vision route (py3sidecar.gatewayroute).
+
+Gateway scope only (resource scope "G", like the transport it drives): the python3 facade calls
+direct_request() when py3sidecar.gatewayroute.route() says 'direct'. Exceptions are looked up as
+python3.<Class> at call time, so a project save (which re-executes every module) is followed.
+"""
+import threading
+
+import java.lang
+from java.lang import System
+from java.util.concurrent import ThreadPoolExecutor, TimeUnit, ArrayBlockingQueue
+from java.util.concurrent.atomic import AtomicLong
+
+_GLOBALS_KEY = 'py3sidecar.connection'
+_PROTOCOL_VERSION = 1
+
+
+_KIND_TEXT = {
+    'timeout': 'Python 3 call timed out',
+    'crashed': 'the Python 3 worker crashed',
+    'overloaded': 'the Python 3 sidecar is overloaded',
+    'circuit_open': 'the Python 3 sidecar is refusing calls (circuit open)',
+    'unavailable': 'the Python 3 sidecar is unavailable',
+    'bad_request': 'bad request to the Python 3 sidecar',
+    'unauthorized': 'the Python 3 sidecar rejected the token (check py3sidecar.settings TOKEN/TOKEN_FILE)',
+    'internal': 'internal error in the Python 3 sidecar',
+    'quarantined': 'the Python 3 sidecar refuses this request (quarantined: it kept crashing workers)',
+}
+
+
+def _error_from_reply(error):
+    p3 = python3  # noqa: F821 (project library global: the exception classes)
+    kind = error.get('kind') or 'internal'
+    cls = p3._KIND_CLASSES.get(kind, p3.InternalError)
+    message = error.get('message') or ''
+    if cls is not p3.PythonError:
+        prefix = _KIND_TEXT.get(kind, kind)
+        message = '%s: %s' % (prefix, message) if message else prefix
+    details = dict((k, v) for k, v in error.items()
+                   if k not in ('kind', 'type', 'message', 'traceback'))
+    return cls(message, error.get('type'), error.get('traceback'), details)
+
+# ---------------------------------------------------------------------------
+# The shared connection
+# ---------------------------------------------------------------------------
+
+
+_FAILOVER_KINDS = ('unavailable', 'circuit_open')
+_RETRY = object()  # _Connection._attempt: try the same sidecar again (its transport was rebuilt)
+_NEXT = object()   # _Connection._attempt: not served there; the error is in _Tries.error
+
+
+class _Tries(object):
+    """What one call's attempts learned so far, across the failover list."""
+
+    def __init__(self, timeout_ms, client_timeout_ms):
+        self.timeout_ms = timeout_ms
+        self.client_timeout_ms = client_timeout_ms
+        self.started = System.nanoTime()
+        self.problems = []
+        self.error = None     # the error of the last attempt (raised as is with one sidecar)
+        self.spent = False    # the caller's time ran out
+        self.retried = False
+
+    def left(self, env):
+        """Milliseconds left of the caller's time for a later attempt (env's timeout set to
+        match), or None when too little is left to try."""
+        wait_ms = self.client_timeout_ms - (System.nanoTime() - self.started) / 1000000.0
+        grace = self.client_timeout_ms - (self.timeout_ms or self.client_timeout_ms)
+        if wait_ms < 1 or self.timeout_ms is not None and wait_ms - grace < 1:
+            return None
+        if self.timeout_ms is not None:
+            env['timeout'] = (wait_ms - grace) / 1000.0
+        return wait_ms
+
+
+class _Connection(object):
+    def __init__(self, settings_get):
+        self.settings_get = settings_get  # identity tells a re-executed settings module apart
+        self.cfg = cfg = settings_get()
+        self.ids = AtomicLong()
+        self.closed = False
+        self.codec = py3sidecar.codec  # noqa: F821 (project library global)
+        self.transport_mod = py3sidecar.transport  # noqa: F821
+        self.sidecars = []
+        try:
+            for sc in py3sidecar.endpoints.sidecars(cfg):
+                self.sidecars.append(py3sidecar.endpoints.Sidecar(sc, _PROTOCOL_VERSION))
+        except Exception:
+            for sc in self.sidecars:
+                sc.close()
+            raise
+        self.single = len(self.sidecars) == 1
+        self.active = None
+        self.executor = ThreadPoolExecutor(
+            max(1, cfg['async_threads']), max(1, cfg['async_threads']), 30, TimeUnit.SECONDS,
+            ArrayBlockingQueue(max(1, cfg['async_queue'])),
+            py3sidecar.background.DaemonThreads('python3-async'))  # noqa: F821
+        self.executor.allowCoreThreadTimeOut(True)
+
+    def request(self, op, fields, timeout_ms, client_timeout_ms):
+        """One call, tried on each sidecar in order until one serves it (see the settings'
+        FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered)."""
+        env = {'v': _PROTOCOL_VERSION, 'id': self.ids.incrementAndGet(), 'op': op}
+        if timeout_ms is not None:
+            env['timeout'] = timeout_ms / 1000.0
+        env.update(fields)
+        t = _Tries(timeout_ms, client_timeout_ms)
+        last = len(self.sidecars) - 1
+        i = 0
+        while i <= last:
+            sc = self.sidecars[i]
+            gen = sc.breaker.acquire()
+            if gen is None:
+                gen = sc.restarted()
+                if gen is None:
+                    t.error = self._skipped(sc)
+                    t.problems.append(t.error.message)
+                    i += 1
+                    continue
+            wait_ms = client_timeout_ms
+            if i or t.retried:  # a later attempt: only what is left of the caller's time
+                wait_ms = t.left(env)
+                if wait_ms is None:
+                    sc.breaker.release(gen)
+                    t.spent = True
+                    t.problems.append('%s: not tried, the call\'s time was spent' % sc.name)
+                    break
+            raw = self._attempt(sc, gen, env, wait_ms, t)
+            if raw is _RETRY:
+                continue
+            if raw is not _NEXT:
+                reply = self._answer(sc, raw, env, i < last, t)
+                if reply is not None:
+                    return reply
+            i += 1
+        raise self._exhausted(t)
+
+    def _attempt(self, sc, gen, env, wait_ms, t):
+        """Sends env to sc: the raw reply, or _RETRY (same sidecar, rebuilt transport) or
+        _NEXT (not served: the error is in t); raises what no failover can help."""
+        codec, transport = self.codec, self.transport_mod
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        if sc.token:
+            env['token'] = sc.token
+        else:
+            env.pop('token', None)
+        try:
+            payload = codec.encode_request(env)
+        except codec.EncodeError, e:
+            sc.breaker.release(gen)
+            raise p3.TypeConversionError(str(e), details={'path': e.path,
+                                                          'type': e.type_name})
+        tr = sc.transport
+        try:
+            raw = sc.send(payload, wait_ms)
+        except transport.DeadlineHit, e:
+            sc.breaker.record(gen, False, 'no reply before the client-side deadline')
+            t.error = p3.Timeout('Python 3 call timed out: no reply within %d ms (client-side '
+                                 'deadline; %s)' % (wait_ms, e), details={'client_side': True})
+            t.problems.append('%s: %s' % (sc.name, t.error.message))
+            t.spent = True
+            return _NEXT
+        except transport.AuthFailed, e:
+            sc.breaker.release(gen)
+            if not t.retried and sc.refresh(tr):
+                t.retried = True
+                return _RETRY
+            raise p3.Unauthorized('the Python 3 sidecar%s rejected the token (check '
+                                  'py3sidecar.settings TOKEN/TOKEN_FILE): %s'
+                                  % (self._called(sc), e), details={'sent': False,
+                                                                   'sidecar': sc.name})
+        except transport.NotConnected, e:
+            if not t.retried and sc.refresh(tr):
+                sc.breaker.release(gen)
+                t.retried = True
+                return _RETRY
+            sc.breaker.record(gen, False, str(e))
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: %s' % e,
+                                     details={'sent': False, 'sidecar': sc.name})
+            t.problems.append('%s: %s' % (sc.name, e))
+            return _NEXT
+        except transport.LinkLost, e:
+            sc.breaker.record(gen, False, str(e))
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: the connection '
+                                     'broke, the call may or may not have run: %s' % e,
+                                     details={'sent': True, 'sidecar': sc.name})
+            t.problems.append('%s: %s' % (sc.name, e))
+            return _NEXT
+        sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
+        return raw
+
+    def _answer(self, sc, raw, env, more, t):
+        """The reply of sc: returned when it is a value, None when it says to try the next
+        sidecar (more of them left, and it answered unavailable/circuit_open), else raised."""
+        codec = self.codec
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        try:
+            reply = codec.decode(raw)
+        except codec.CodecError, e:
+            raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
+        if not isinstance(reply, dict):
+            raise p3.InternalError('the Python 3 sidecar sent a reply that is not a map')
+        if reply.get('id') not in (env['id'], None):
+            raise p3.InternalError('reply id %r does not match request id %r'
+                                   % (reply.get('id'), env['id']))
+        self.active = sc
+        if reply.get('ok'):
+            reply['sidecar'] = sc.name
+            return reply
+        err = reply.get('error') or {}
+        if more and err.get('kind') in _FAILOVER_KINDS:
+            t.problems.append('%s answered %s: %s' % (sc.name, err.get('kind'),
+                                                       err.get('message')))
+            t.error = None
+            return None
+        exc = _error_from_reply(err)
+        exc.details['sidecar'] = sc.name
+        if t.problems:
+            exc.details['failover'] = t.problems
+        raise exc
+
+    def _exhausted(self, t):
+        """The error when no sidecar served the call."""
+        p3 = python3  # noqa: F821 (project library global: the exception classes)
+        if self.single and t.error is not None:
+            return t.error
+        sidecars = self.sidecars
+        retry = [s.breaker.retry_after_ms() for s in sidecars if s.breaker.state == 'open']
+        details = {'sent': False, 'sidecars': [s.name for s in sidecars],
+                   'failover': t.problems, 'retry_after_ms': int(min(retry)) if retry else None}
+        if t.spent:
+            details['client_side'] = True
+            return p3.Timeout('Python 3 call timed out: no sidecar answered in time: %s'
+                              % '; '.join(t.problems), details=details)
+        return p3.Unavailable('the Python 3 sidecar is unavailable: no sidecar could serve this '
+                              'call: %s' % '; '.join(t.problems), details=details)
+
+    def _called(self, sc):
+        return '' if self.single else ' %r' % sc.name
+
+    def _skipped(self, sc):
+        """The error for a sidecar whose client breaker is open (no network touched)."""
+        b = sc.breaker
+        return python3.Unavailable('the Python 3 sidecar is unavailable: the sidecar%s failed '
+                                   'moments ago (%s); this gateway tries it again in %d ms '
+                                   '(client circuit breaker)' % (' %r' % sc.name, b.last_error,
+                                                                 b.retry_after_ms()),
+                                   details={'sent': False, 'sidecar': sc.name,
+                                            'retry_after_ms': int(b.retry_after_ms())})
+
+    def status(self):
+        active = self.active
+        return [sc.status(active) for sc in self.sidecars]
+
+    def close(self):
+        self.closed = True
+        try:
+            self.executor.shutdownNow()
+        except java.lang.Exception:
+            pass
+        for sc in self.sidecars:
+            sc.close()
+
+
+_lock = threading.Lock()
+
+
+def _globals():
+    return system.util.getGlobals()  # noqa: F821 (Ignition global)
+
+
+def _connection():
+    g = _globals()
+    conn = g.get(_GLOBALS_KEY)
+    settings_get = py3sidecar.settings.get  # noqa: F821
+    if conn is not None and not conn.closed and conn.settings_get is settings_get:
+        return conn
+    with _lock:
+        conn = g.get(_GLOBALS_KEY)
+        if conn is not None and not conn.closed and conn.settings_get is settings_get:
+            return conn
+        if conn is not None:
+            conn.close()
+        conn = _Connection(settings_get)
+        g[_GLOBALS_KEY] = conn
+        return conn
+
+
+def direct_request(op, fields, timeout_ms=None, control=False):
+    """One request from this JVM to the sidecars (gateway scope, and the gateway's message
+    handler): the reply map (with 'sidecar': who answered), or python3's typed error."""
+    conn = _connection()
+    cfg = conn.cfg
+    if timeout_ms is None:
+        timeout_ms = cfg['control_timeout_ms'] if control else cfg['default_timeout_ms']
+    timeout_ms = int(timeout_ms)
+    if timeout_ms <= 0:
+        raise python3.BadRequest('timeout must be a positive number of milliseconds, not %r'
+                                 % timeout_ms)
+    client_ms = timeout_ms + cfg['client_grace_ms']
+    send_timeout = None if control else timeout_ms
+    try:
+        return conn.request(op, fields, send_timeout, client_ms)
+    except python3.Unavailable, e:
+        # Closed by a library reload while this call was on its way: it was certainly not
+        # run; once more on the fresh connection.
+        if not conn.closed or e.details.get('sent') is not False:
+            raise
+        return _connection().request(op, fields, send_timeout, client_ms)
+
+
+def status():
+    """python3.clientStatus(): each sidecar's client breaker, in failover order."""
+    return _connection().status()
+
+
+def executor():
+    """The async executor of the direct route (executeAsync/callAsync on the gateway)."""
+    return _connection().executor
+
+
+def close():
+    """Closes the shared connection (the next call opens a new one)."""
+    g = _globals()
+    with _lock:
+        conn = g.pop(_GLOBALS_KEY, None)
+    if conn is not None:
+        conn.close()

@@ -1,0 +1,58 @@
+"""The import-linter layer contract (pyproject.toml [tool.importlinter]) holds and can break.
+
+The second test copies the packages, adds one forbidden import per contract and checks that
+``lint-imports`` names it: a contract that cannot fail (a typo, a dropped config section after a
+merge) would otherwise pass silently.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINT = Path(sys.executable).with_name("lint-imports")
+
+# (file, import added after `from __future__ import annotations`, text the report must contain)
+FORBIDDEN = [
+    ("bridge/client.py", "import sidecar.fallback", "bridge.client -> sidecar.fallback"),
+    ("bridge/client.py", "import bridge.zmq_server", "bridge.client -> bridge.zmq_server"),
+    ("sidecar/score.py", "import subprocess", "sidecar.score -> subprocess"),
+    ("sidecar/health.py", "import sidecar.pool", "sidecar.health -> sidecar.pool"),
+    ("sidecar/service.py", "import sidecar.cli", "sidecar.service -> sidecar.cli"),
+]
+
+
+def lint(cwd: Path) -> subprocess.CompletedProcess[str]:
+    # cwd comes first on lint-imports' path, so a copy is analysed instead of the install.
+    return subprocess.run([str(LINT), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_tree_keeps_every_contract() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("path, line, expected", FORBIDDEN, ids=[f[1] for f in FORBIDDEN])
+def test_a_forbidden_import_breaks_the_contract(tmp_path: Path, path: str, line: str,
+                                                expected: str) -> None:
+    for package in ("bridge", "sidecar"):
+        shutil.copytree(ROOT / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    target = tmp_path / path
+    marker = "from __future__ import annotations\n"
+    source = target.read_text()
+    assert marker in source, f"{path} has no {marker!r} line to add the import after"
+    target.write_text(source.replace(marker, marker + line + "\n", 1))
+
+    result = lint(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "BROKEN" in result.stdout
+    assert expected in result.stdout, result.stdout
