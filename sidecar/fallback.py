@@ -248,7 +248,7 @@ class FallbackChain:
             request = unpack_raw(caller.payload)  # admitted, so it decodes; crashes are rare
         except Exception:
             return True
-        return self.quarantine.record_crash(fingerprint(request))
+        return self.quarantine.record_crash(fingerprint(request), caller.accepted_at)
 
     def record_run(self, caller: Call) -> None:
         """It ran to its end: crashes of the same request were someone else's kill, not its own."""

@@ -171,8 +171,14 @@ class Quarantine:
         self._publish(events)
         return entry
 
-    def record_crash(self, print_: Fingerprint) -> bool:
-        """A call with this fingerprint crashed its worker. True: count it toward the breaker."""
+    def record_crash(self, print_: Fingerprint, accepted_at: float | None = None) -> bool:
+        """A call with this fingerprint crashed its worker. True: count it toward the breaker.
+
+        ``accepted_at`` (the quarantine clock's reading when the call was admitted): a call
+        that was already admitted when the last crash of its fingerprint was recorded is the
+        same incident, not new evidence (two workers killed at once, by the OOM killer or an
+        operator, while both ran a popular request); only a call sent *after* a crash and
+        crashing again counts. A poison retried after its crash always is."""
         if not self.config.enabled:
             return True
         cfg = self.config
@@ -188,19 +194,30 @@ class Quarantine:
             times = record.crash_times
             while times and times[0] <= now - cfg.window:
                 times.popleft()
-            counts = not times  # repeats within the window are one failure to the breaker
-            times.append(now)
-            record.crashes += 1
-            if record.since is None and len(times) >= cfg.crashes:
-                record.since, record.expires = now, now + cfg.ttl
-                self._next_expiry = min(self._next_expiry, record.expires)
-                self._count(self._held, print_, 1)
-                events.append(self._event("quarantined", record, now,
-                                          f"{len(times)} worker crashes within {cfg.window:g}s"))
-            self._bound(now, events, keep=print_.id)
-            if not counts:
-                self.crashes_not_counted += 1
+            if times and accepted_at is not None and accepted_at < times[-1]:
+                self.crashes_not_counted += 1  # in flight with the crash already counted
+                counts = False
+            else:
+                counts = self._count_crash(record, times, now, events)
         self._publish(events)
+        return counts
+
+    def _count_crash(self, record: _Record, times: deque, now: float,
+                     events: list[QuarantineEvent]) -> bool:
+        """A crash that is new evidence (under the lock); True if the breaker counts it."""
+        cfg, print_ = self.config, record.print
+        counts = not times  # repeats within the window are one failure to the breaker
+        times.append(now)
+        record.crashes += 1
+        if record.since is None and len(times) >= cfg.crashes:
+            record.since, record.expires = now, now + cfg.ttl
+            self._next_expiry = min(self._next_expiry, record.expires)
+            self._count(self._held, print_, 1)
+            events.append(self._event("quarantined", record, now,
+                                      f"{len(times)} worker crashes within {cfg.window:g}s"))
+        self._bound(now, events, keep=print_.id)
+        if not counts:
+            self.crashes_not_counted += 1
         return counts
 
     def record_run(self, request: Mapping[str, Any]) -> None:

@@ -90,6 +90,22 @@ def test_second_crash_within_the_window_quarantines_and_repeats_do_not_count(clo
     assert q.refused == 2 and q.crashes_not_counted == 1
 
 
+def test_calls_in_flight_together_are_one_incident_not_two(clock):
+    """Two workers killed at once while both ran the same popular request: the second crash's
+    call was admitted before the first crash, so it is no new evidence; a call sent after the
+    crash that crashes again is."""
+    q = make(clock)
+    fp = fingerprint(POISON)
+    admitted = clock.now
+    clock.now += 1
+    assert q.record_crash(fp, admitted) is True
+    assert q.record_crash(fp, admitted) is False  # same incident
+    assert q.check(POISON) is None
+    clock.now += 1
+    assert q.record_crash(fp, clock.now - 0.5) is False  # sent after the crash: counts here
+    assert q.check(POISON) is not None
+
+
 def test_crashes_outside_the_window_do_not_add_up(clock):
     q = make(clock, window=60.0)
     fp = fingerprint(POISON)
