@@ -45,8 +45,12 @@ def members_back(client, old_pid):
 
 
 def member_pid(client):
-    return next(w["pid"] for w in client.health()["pool"]["workers"]
-                if w["role"] == "member" and w["state"] == "idle")
+    """A serving member's pid. Full strength can be seen while the member is in a health check
+    (state "checking") or between states, so wait for it rather than assume it."""
+    def find():
+        return next((w["pid"] for w in client.health()["pool"]["workers"]
+                     if w["role"] == "member" and w["state"] in ("idle", "busy", "checking")), None)
+    return wait_until(find, 10, interval=0.001, message="a serving member")
 
 
 @pytest.mark.parametrize("spares", [1, 0], ids=["warm-spare", "no-spare"])

@@ -190,7 +190,8 @@ def test_a_secondary_pool_worker_death_is_its_own_condition(tmp_path) -> None:
         wait_until(lambda: client.health()["fallback"]["details"]["secondary"]["pool"]["size"]
                    ["ready"] >= 1, 15, message="the secondary pool ready")
         secondary = client.health()["fallback"]["details"]["secondary"]["pool"]
-        pid = next(w["pid"] for w in secondary["workers"] if w["state"] == "idle")
+        pid = next(w["pid"] for w in secondary["workers"]
+                   if w["state"] in ("idle", "busy", "checking"))
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: any("worker_crashed/secondary" in r["keys"]
                                for r in client.health()["alerts"]["recent"]), 15,
