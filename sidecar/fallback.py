@@ -45,10 +45,11 @@ import zmq
 from bridge import protocol
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
 from sidecar.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
+from sidecar.call import Call
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.confinement import worker_credentials
 from sidecar.loop import Loop, Timer
-from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
+from sidecar.pool import Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
 from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
 
 log = logging.getLogger("py3sidecar.fallback")
@@ -74,9 +75,11 @@ class Attempt(Call):
         self.index = index
         self.tried = tried
         self.permit: Any = None
+        self.sink = self.back_to_chain
 
-    def deliver(self, data: bytes, outcome: str | None) -> None:
-        self.chain.attempt_answered(self, data, outcome)
+    def back_to_chain(self, data: bytes) -> None:
+        """This attempt's sink: its answer (``outcome`` already set) goes to the chain."""
+        self.chain.attempt_answered(self, data, self.outcome)
 
 
 class Strategy:

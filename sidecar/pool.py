@@ -46,7 +46,8 @@ from typing import Any
 import psutil
 
 from bridge import protocol
-from bridge.codec import pack_raw, unpack_raw
+from bridge.codec import pack_raw, splice_success, unpack_raw
+from sidecar.call import Call
 from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
 from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
 from sidecar.fd_output import FdOutput
@@ -58,12 +59,6 @@ log = logging.getLogger("py3sidecar.pool")
 
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
-# A worker's reply is a 6-member map that starts ok, ms, cpu (two float64s at fixed offsets).
-# A success is forwarded without decoding the value: new header + id + worker + its members.
-_OK_PREFIX = b"\x86\xa2ok\xc3\xa2ms\xcb"
-_TIMES = struct.Struct(">d5xd")  # ms at offset 9, then b"\xa3cpu\xcb", then cpu at offset 22
-_SPLICED_HEADER = b"\x88\xa2id"
-_WORKER_KEY = b"\xa6worker"
 _PROBE = "probe"
 # Sent by a worker before a reply when the call left threads/children behind (sidecar.isolation).
 _LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
@@ -108,47 +103,6 @@ class PoolSettings:
     user: str = ""                     # account workers run as ("": the sidecar's)
     group: str = ""                    # group workers run as ("": the user's own)
     score: ScoreConfig = field(default_factory=ScoreConfig)
-
-
-class Call:
-    """One accepted request on its way through the pool; answered exactly once."""
-
-    __slots__ = ("rid", "payload", "timeout", "accepted_at", "deadline", "reply", "timer",
-                 "worker", "started_at", "done", "outcome")
-
-    def __init__(self, rid: Any, payload: bytes, timeout: float, reply: Callable[[bytes], None],
-                 now: float) -> None:
-        self.rid = rid
-        self.payload = payload
-        self.timeout = timeout
-        self.accepted_at = now
-        self.deadline = now + timeout
-        self.reply = reply
-        self.timer: Timer | None = None
-        self.worker: WorkerHandle | None = None
-        self.started_at = 0.0
-        self.done = False
-        self.outcome: str | None = None  # None = success, else the error kind
-
-    def answer(self, data: bytes, outcome: str | None = None) -> bool:
-        if self.done:
-            return False
-        self.done = True
-        self.outcome = outcome
-        if self.timer is not None:
-            self.timer.cancel()
-        self.deliver(data, outcome)
-        return True
-
-    def deliver(self, data: bytes, outcome: str | None) -> None:
-        """Hand the one answer on (a fallback attempt overrides this to go back to its chain)."""
-        try:
-            self.reply(data)
-        except Exception:
-            log.exception("could not deliver the reply to request %r", self.rid)
-
-    def fail(self, kind: str, message: str, **extra: Any) -> bool:
-        return self.answer(pack_raw(protocol.error_reply(self.rid, kind, message, **extra)), kind)
 
 
 class WorkerHandle:
@@ -474,25 +428,7 @@ class Pool:
             seconds = now - call.started_at
             worker.busy_seconds += seconds
             self.busy_seconds_total += seconds
-            if frame[:9] == _OK_PREFIX:
-                wall, cpu = _TIMES.unpack_from(frame, 9)
-                worker.wall_ms.append(wall)
-                worker.cpu_ms.append(cpu)
-                worker.score.record_success(seconds)
-                self.counters["succeeded"] += 1
-                call.answer(_SPLICED_HEADER + pack_raw(call.rid) + _WORKER_KEY
-                            + pack_raw(worker.id) + frame[1:])
-            else:
-                reply = unpack_raw(frame)
-                reply["id"] = call.rid
-                reply["worker"] = worker.id
-                error = reply.get("error") or {}
-                kind = error.get("kind", protocol.INTERNAL)
-                worker.score.record(kind, seconds)
-                self.count_error(kind)
-                if error.get("type") == "MemoryError":
-                    worker.recycle_after_call = "its call ran out of memory (MemoryError)"
-                call.answer(pack_raw(reply), kind)
+            self.answer_from_worker(worker, call, frame, seconds)
         if worker.state == STOPPING:
             return
         worker.state = IDLE
@@ -507,6 +443,38 @@ class Pool:
             self.recycle(worker, worker.recycle_after_call)
         else:
             self.worker_available(worker)
+
+    def answer_from_worker(self, worker: WorkerHandle, call: Call, frame: bytes,
+                           seconds: float) -> None:
+        """Forward the worker's reply: a success spliced undecoded (``bridge.codec``); any
+        other frame decoded, and a decoded success still counted as one."""
+        spliced = splice_success(frame, call.rid, worker.id)
+        if spliced is not None:
+            data, wall, cpu = spliced
+            self.record_success(worker, seconds, wall, cpu)
+            call.answer(data)
+            return
+        reply = unpack_raw(frame)
+        reply["id"] = call.rid
+        reply["worker"] = worker.id
+        if reply.get("ok") is True:
+            self.record_success(worker, seconds, reply.get("ms"), reply.get("cpu"))
+            call.answer(pack_raw(reply))
+            return
+        error = reply.get("error") or {}
+        kind = error.get("kind", protocol.INTERNAL)
+        worker.score.record(kind, seconds)
+        self.count_error(kind)
+        if error.get("type") == "MemoryError":
+            worker.recycle_after_call = "its call ran out of memory (MemoryError)"
+        call.answer(pack_raw(reply), kind)
+
+    def record_success(self, worker: WorkerHandle, seconds: float, wall: Any, cpu: Any) -> None:
+        if isinstance(wall, float) and isinstance(cpu, float):
+            worker.wall_ms.append(wall)
+            worker.cpu_ms.append(cpu)
+        worker.score.record_success(seconds)
+        self.counters["succeeded"] += 1
 
     def look_from_outside(self, worker: WorkerHandle) -> None:
         """The kernel's count, which no thread in the worker can forge: more threads than it
