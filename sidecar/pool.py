@@ -25,17 +25,12 @@ builds ``PoolSettings``), or policy: *when* to probe, recycle or resize is decid
 from __future__ import annotations
 
 import errno
-import fcntl
-import json
 import logging
 import os
 import random
 import signal
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,16 +43,14 @@ import psutil
 from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.call import Call
-from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
-from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
+from sidecar.channel import FrameTooLarge
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
+from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.score import HealthScore, ScoreConfig
 
 log = logging.getLogger("py3sidecar.pool")
-
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 _PROBE = "probe"
 # Sent by a worker before a reply when the call left threads/children behind (sidecar.isolation).
@@ -108,17 +101,13 @@ class PoolSettings:
 class WorkerHandle:
     """The pool's view of one worker process, and what has been observed of it."""
 
-    def __init__(self, wid: int, role: str, proc: subprocess.Popen, to_worker: int,
-                 from_worker: int, pidfd: int, stack_file: str, settings: PoolSettings,
+    def __init__(self, wid: int, role: str, process: WorkerProcess, settings: PoolSettings,
                  now: float, clock: Callable[[], float]) -> None:
         self.id = wid
         self.role = role
-        self.proc = proc
-        self.pid = proc.pid
-        self.pidfd = pidfd
-        self.to_worker = to_worker
-        self.reader = FrameReader(from_worker, settings.max_message_bytes)
-        self.stack_file = stack_file
+        self.process = process
+        self.pid = process.pid
+        self.reader = process.reader
         self.state = STARTING
         self.call: Call | None = None
         self.calls = 0
@@ -127,16 +116,12 @@ class WorkerHandle:
         self.last_used = 0.0
         self.kill_timer: Timer | None = None
         self.start_timer: Timer | None = None
-        self.exit: dict[str, Any] | None = None
         self.stop_reason = ""
         self.preload_errors: list[str] = []
-        self.unread_probe = -1           # our copy of the read end of the worker's in-pipe
-        self.unsent = b""                # what its in-pipe has not taken yet
         self.drain_after_call = ""       # reason: stop once the current call is answered
         self.recycle_after_call = ""     # reason: arrange a replacement after the current call
         self.recycle_when_ready = ""     # reason: it started before a renewal (code edited)
         self.tainted = ""                # reason: its last call left code running; no more calls
-        self.fd_output = -1              # read end of its fd 1/2 pipe (sidecar.fd_output)
         self.threads_at_ready = 0        # kernel thread count before any call ran in it
         self.killing = False
         self.stack_requested = False     # the watchdog asked for its stack before a kill
@@ -171,6 +156,11 @@ class WorkerHandle:
         return f"worker {self.id} (pid {self.pid})"
 
     @property
+    def exit(self) -> dict[str, Any] | None:
+        """How its process ended (None while it runs); see ``WorkerProcess.poll_exit``."""
+        return self.process.exit
+
+    @property
     def ps(self) -> psutil.Process:
         if self._ps is None:
             self._ps = psutil.Process(self.pid)
@@ -190,47 +180,6 @@ class WorkerHandle:
         except psutil.Error:
             return None
         return times.user + times.system + times.children_user + times.children_system
-
-
-def worker_settings_json(settings: PoolSettings) -> str:
-    """The ``--settings`` a worker process starts with (``sidecar.worker``)."""
-    return json.dumps({
-        "paths": settings.paths, "preload": settings.preload,
-        "max_output_chars": settings.max_output_chars,
-        "max_message_bytes": settings.max_message_bytes,
-        "cpu_limit": settings.cpu_limit,
-        "address_space_limit": settings.address_space_limit})
-
-
-def worker_env(settings: PoolSettings) -> dict[str, str]:
-    """A worker's environment: ours, the configured extras, and this project importable."""
-    env = dict(os.environ)
-    env.update(settings.env)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
-    env[ENV_SIDECAR_PID] = str(os.getpid())  # the worker checks its parent (sidecar.confinement)
-    env.pop("PY3SIDECAR_TOKEN", None)  # user code has no business with the sidecar's token
-    return env
-
-
-def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
-    """Human text and wire details for a process's end."""
-    if returncode is None:
-        return "an unknown status", {}
-    if returncode < 0:
-        signum = -returncode
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        hint = ""
-        if signum == signal.SIGKILL:
-            hint = " (killed from outside: the out-of-memory killer, an operator or a limit)"
-        elif signum == signal.SIGSEGV:
-            hint = " (a segmentation fault in native code)"
-        elif signum == signal.SIGXCPU:
-            hint = " (the per-call CPU limit, python3.resources.cpu-limit)"
-        return f"signal {signum} ({name}){hint}", {"signal": signum, "signal_name": name}
-    return f"exit code {returncode}", {"exit_code": returncode}
 
 
 class Pool:
@@ -263,9 +212,7 @@ class Pool:
         self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-",
                                           dir=settings.stack_root or None)
-        self._worker_settings = worker_settings_json(settings)
-        self._env = worker_env(settings)
-        self._credentials = worker_credentials(settings.user, settings.group)
+        self.spec = WorkerSpec.from_settings(settings)
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
@@ -353,7 +300,7 @@ class Pool:
         self.queue_wait_count += 1
         self.observe_queue_wait(now - call.accepted_at)
         try:
-            self.write(worker, call.payload)
+            worker.process.write(call.payload)
         except OSError as exc:
             # The worker died before it read the request: the call never started, so it goes
             # back to the front of the queue for another worker.
@@ -361,35 +308,6 @@ class Pool:
             call.worker = None
             self.queue.appendleft(call)
             self.kill(worker, f"its pipe failed ({exc})")
-
-    def write(self, worker: WorkerHandle, payload: bytes) -> None:
-        """Send a frame without ever blocking the loop: what the pipe does not take now is
-        sent when it drains (a worker that never reads is caught by the call's deadline)."""
-        data = encode_frame(payload)
-        if worker.unsent:
-            worker.unsent += data
-            return
-        try:
-            written = os.write(worker.to_worker, data)
-        except BlockingIOError:
-            written = 0
-        if written < len(data):
-            worker.unsent = data[written:]
-            self.loop.add_writer(worker.to_worker, lambda: self.flush(worker))
-
-    def flush(self, worker: WorkerHandle) -> None:
-        try:
-            written = os.write(worker.to_worker, worker.unsent)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.loop.remove_writer(worker.to_worker)
-            worker.unsent = b""
-            self.kill(worker, f"its pipe failed ({exc})")
-            return
-        worker.unsent = worker.unsent[written:]
-        if not worker.unsent:
-            self.loop.remove_writer(worker.to_worker)
 
     def on_worker_output(self, worker: WorkerHandle) -> list[bytes] | None:
         """Handle what the worker wrote; None when nothing was there to read."""
@@ -579,7 +497,7 @@ class Pool:
         worker.probe_timer = self.loop.call_later(deadline, lambda: self.probe_expired(worker))
         self.counters["probes"] += 1
         try:
-            self.write(worker, pack_raw({"op": op, **extra}))
+            worker.process.write(pack_raw({"op": op, **extra}))
         except OSError:
             self.probe_expired(worker)
             return False
@@ -608,105 +526,32 @@ class Pool:
     # ------------------------------------------------------------ stack capture
     def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None],
                       log_stack: bool = True) -> None:
-        """Ask the worker for every thread's stack (faulthandler on SIGUSR1), then ``then(text)``.
-
-        The dump is written by a C signal handler, so it arrives even from a worker stuck in C;
-        we wait at most ``stack_capture_wait`` and never block the loop.
-        """
-        if worker.exit is not None:
-            then("")
-            return
-        try:
-            offset = os.path.getsize(worker.stack_file)
-            os.kill(worker.pid, signal.SIGUSR1)
-        except OSError:
-            then("")
-            return
-        deadline = self.clock() + self.settings.stack_capture_wait
-        last = [offset]
-
-        def poll() -> None:
-            try:
-                size = os.path.getsize(worker.stack_file)
-            except OSError:
-                size = offset
-            if size > offset and size == last[0] or self.clock() >= deadline:
-                try:
-                    with open(worker.stack_file, errors="replace") as handle:
-                        handle.seek(offset)
-                        text = handle.read()
-                except OSError:
-                    text = ""
-                if text and log_stack:  # False: asked for by diagnostics, nobody stops
-                    log.warning("stack of %s before it is stopped:\n%s", worker.describe(),
-                                text.rstrip())
-                then(text)
-                return
-            last[0] = size
-            self.loop.call_later(0.005, poll)
-
-        self.loop.call_later(0.005, poll)
+        """Ask the worker for every thread's stack, then ``then(text)`` (``WorkerProcess``)."""
+        worker.process.capture_stack(self.settings.stack_capture_wait, then, log_stack)
 
     # ------------------------------------------------------------ worker lifecycle
     def spawn_worker(self, role: str = MEMBER) -> WorkerHandle | None:
         settings = self.settings
         wid = self.next_worker_id
         self.next_worker_id += 1
-        to_r, to_w = os.pipe()
-        from_r, from_w = os.pipe()
-        out_r, out_w = self.fd_output.open_pipe()  # the worker's fd 1 and 2, never our log's
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
-        # Opened here and inherited: a worker running as another account (python3.worker.user)
-        # cannot open files in our owner-only folder.
-        stack_fd = os.open(stack_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                           0o600)
-        argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                str(from_w), "--settings", self._worker_settings, "--stack-fd", str(stack_fd)]
         try:
-            proc = subprocess.Popen(argv, pass_fds=(to_r, from_w, stack_fd),
-                                    stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
-                                    env=self._env, start_new_session=True,
-                                    **self._credentials)
+            process = WorkerProcess(self.loop, self.spec, stack_file=stack_file,
+                                    fd_output=self.fd_output, label=f"worker {wid}")
         except OSError as exc:
-            for fd in (to_r, to_w, from_r, from_w, out_r, out_w):
-                os.close(fd)
-            os.close(stack_fd)
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
             return None
-        # We keep a copy of the worker's read end: if it dies, FIONREAD on it tells whether the
-        # request we wrote was ever read. Unread means never started: dispatched again.
-        os.close(from_w)
-        os.close(out_w)
-        os.close(stack_fd)
-        os.set_blocking(from_r, False)
-        os.set_blocking(to_w, False)
-        pidfd = os.pidfd_open(proc.pid)
-        now = self.clock()
-        worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
-                              self.clock)
-        worker.unread_probe = to_r
-        worker.fd_output = out_r
+        worker = WorkerHandle(wid, role, process, settings, self.clock(), self.clock)
+        process.label = worker.describe()
+        process.on_write_error = lambda exc: self.kill(worker, f"its pipe failed ({exc})")
         self.workers[wid] = worker
-        self.loop.add_reader(out_r, lambda: self.read_fd_output(worker))
-        self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
-        self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
+        process.watch(lambda: self.on_worker_output(worker), lambda: self.on_worker_exit(worker))
         worker.start_timer = self.loop.call_later(settings.start_timeout,
                                                   lambda: self.start_timed_out(worker))
         self.counters["spawned"] += 1
-        self.publish("worker_spawned", worker=wid, pid=proc.pid, role=role)
+        self.publish("worker_spawned", worker=wid, pid=process.pid, role=role)
         return worker
-
-    def read_fd_output(self, worker: WorkerHandle) -> None:
-        if worker.fd_output >= 0 and not self.fd_output.on_readable(worker.fd_output,
-                                                                    worker.describe()):
-            self.close_fd_output(worker)
-
-    def close_fd_output(self, worker: WorkerHandle) -> None:
-        if worker.fd_output >= 0:
-            self.loop.remove_reader(worker.fd_output)
-            os.close(worker.fd_output)
-            worker.fd_output = -1
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
@@ -771,10 +616,10 @@ class Pool:
             return
         worker.killing = True
         self.counters["kills"] += 1
-        self.signal(worker, signal.SIGTERM)
+        worker.process.signal(signal.SIGTERM)
         worker.kill_timer = self.loop.call_later(
             self.settings.kill_grace if grace is None else grace,
-            lambda: self.signal(worker, signal.SIGKILL))
+            lambda: worker.process.signal(signal.SIGKILL))
 
     def drain(self, worker: WorkerHandle, reason: str = "") -> None:
         """Stop a worker gracefully: now if idle, after its current call if busy."""
@@ -785,7 +630,7 @@ class Pool:
         if worker.state == STOPPING:
             return
         self.take_out_of_service(worker, reason)
-        self.close_channel(worker)
+        worker.process.close_input()
         worker.kill_timer = self.loop.call_later(max(2.0, self.settings.kill_grace),
                                                  lambda: self.kill(worker, "it did not exit"))
 
@@ -836,45 +681,10 @@ class Pool:
                 self.recycle(worker, reason)
         return len(stale)
 
-    @staticmethod
-    def never_read(worker: WorkerHandle, call: Call) -> bool:
-        try:
-            pending = struct.unpack("i", fcntl.ioctl(worker.unread_probe, termios.FIONREAD,
-                                                     b"\0\0\0\0"))[0]
-        except OSError:
-            return False
-        return pending >= len(call.payload) + 4
-
-    def signal(self, worker: WorkerHandle, signum: int) -> None:
-        if worker.exit is not None:
-            return
-        try:
-            os.killpg(worker.pid, signum)  # the worker leads its own group: its children too
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            try:
-                os.kill(worker.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def close_channel(self, worker: WorkerHandle) -> None:
-        if worker.to_worker >= 0:
-            self.loop.remove_writer(worker.to_worker)
-            worker.unsent = b""
-            try:
-                os.close(worker.to_worker)  # EOF on its in-pipe: the worker exits on its own
-            except OSError:
-                pass
-            worker.to_worker = -1
-
     def on_worker_exit(self, worker: WorkerHandle) -> None:
-        returncode = worker.proc.poll()
-        if returncode is None:
+        end = worker.process.poll_exit()
+        if end is None:
             return  # spurious wake-up: pidfd readable only once the process has exited
-        self.loop.remove_reader(worker.pidfd)
-        text, details = describe_exit(returncode)
-        worker.exit = {"returncode": returncode, "text": text, **details}
         # Read what the worker managed to send before it died (a reply racing its exit). The
         # read is non-blocking: a child the user's code forked may still hold the pipe open.
         for _ in range(256):
@@ -883,29 +693,15 @@ class Pool:
         for timer in (worker.kill_timer, worker.start_timer, worker.probe_timer):
             if timer is not None:
                 timer.cancel()
-        self.loop.remove_reader(worker.reader.fd)
         call = worker.call
-        if call is not None and not call.done and self.never_read(worker, call):
+        if call is not None and not call.done and worker.process.never_read(
+                len(call.payload) + 4):
             # It died before reading this request: the call never started. Run it elsewhere.
             worker.call = None
             call.worker = None
             self.counters["redispatched"] += 1
             self.queue.appendleft(call)
-        for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
-            os.close(fd)
-        worker.unread_probe = -1
-        self.read_fd_output(worker)  # its last words (a fatal error's report), then closed
-        self.close_fd_output(worker)
-        self.close_channel(worker)
-        try:
-            os.unlink(worker.stack_file)
-        except OSError:
-            pass
-        # Kill anything the user's code left behind in the worker's process group.
-        try:
-            os.killpg(worker.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        worker.process.reap()  # descriptors, its last fd 1/2 words, stack file, its group
         self.workers.pop(worker.id, None)
         if worker in self.idle:
             self.idle.remove(worker)
@@ -916,27 +712,16 @@ class Pool:
         if worker.probe_done is not None:
             done, worker.probe_done = worker.probe_done, None
             done(None)
-        if call is not None and not call.done and self.clock() >= call.deadline:
-            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
-            call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
-                      f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
-        elif call is not None and not call.done:
-            self.counters["crashes"] += 1
-            self.count_error(protocol.CRASHED)
-            worker.score.record_failure(protocol.CRASHED)
-            call.fail(protocol.CRASHED,
-                      f"the Python worker running this call died with {text}; the call's "
-                      "effects are unknown; a replacement worker has been started",
-                      worker=worker.id, pid=worker.pid, **details)
-        elif not expected:
-            self.counters["crashes"] += 1
+        self.answer_after_exit(worker, call, end, expected)
         worker.state = STOPPING
+        text = end["text"]
         log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
                 worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
+        details = {k: v for k, v in end.items() if k not in ("returncode", "text")}
         self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
-                     returncode=returncode, text=text, reason=worker.stop_reason or text,
-                     during_call=call is not None, rss=worker.rss, starting=was_starting,
-                     **details)
+                     returncode=end["returncode"], text=text,
+                     reason=worker.stop_reason or text, during_call=call is not None,
+                     rss=worker.rss, starting=was_starting, **details)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
             if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
@@ -948,6 +733,26 @@ class Pool:
             if not expected and not was_starting:
                 self.record_restart()
             self.ensure_capacity()
+
+    def answer_after_exit(self, worker: WorkerHandle, call: Call | None, end: dict[str, Any],
+                          expected: bool) -> None:
+        """The dead worker's unanswered call: ``timeout`` if past its deadline, else
+        ``crashed`` (its effects are unknown); an unexpected exit counts as a crash."""
+        if call is not None and not call.done and self.clock() >= call.deadline:
+            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
+            call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
+                      f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
+        elif call is not None and not call.done:
+            self.counters["crashes"] += 1
+            self.count_error(protocol.CRASHED)
+            worker.score.record_failure(protocol.CRASHED)
+            details = {k: v for k, v in end.items() if k not in ("returncode", "text")}
+            call.fail(protocol.CRASHED,
+                      f"the Python worker running this call died with {end['text']}; the "
+                      "call's effects are unknown; a replacement worker has been started",
+                      worker=worker.id, pid=worker.pid, **details)
+        elif not expected:
+            self.counters["crashes"] += 1
 
     # ------------------------------------------------------------ bounded replacement
     def spawn_failed(self, message: str, err: int | None) -> None:
@@ -1045,32 +850,15 @@ class Pool:
             if worker.call is not None:
                 worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
                                  "was running", worker=worker.id)
-            self.close_channel(worker)
+            worker.process.close_input()
             if worker.state in (BUSY, STOPPING, CHECKING):
-                self.signal(worker, signal.SIGTERM)
+                worker.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for worker in list(self.workers.values()):
-            try:
-                worker.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.signal(worker, signal.SIGKILL)
-                try:
-                    worker.proc.wait(1.0)
-                except subprocess.TimeoutExpired:
-                    log.error("%s did not exit even after SIGKILL", worker.describe())
-            for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
-                self.loop.remove_reader(fd)
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self.close_fd_output(worker)
+            worker.process.wait(deadline)
             # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
             # their process group: nothing the pool started may outlive the sidecar's stop.
-            try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            worker.process.reap()
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):

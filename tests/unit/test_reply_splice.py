@@ -13,7 +13,8 @@ import pytest
 
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.channel import read_frame, write_frame
-from sidecar.pool import PoolSettings, worker_env, worker_settings_json
+from sidecar.pool import PoolSettings
+from sidecar.process import worker_env, worker_settings_json
 
 
 @pytest.fixture(scope="module")
