@@ -49,6 +49,7 @@ from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
 from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.score import HealthScore, ScoreConfig
+from sidecar.spawn_policy import MEMBER, SPARE, SpawnLimits, SpawnPolicy, clamp_size, missing_roles
 
 log = logging.getLogger("py3sidecar.pool")
 
@@ -57,7 +58,6 @@ _PROBE = "probe"
 _LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
 STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
-MEMBER, SPARE = "member", "spare"
 
 
 @dataclass
@@ -194,11 +194,9 @@ class Pool:
         self.next_worker_id = 1
         self.closing = False
         # spawn accounting
-        self.restarts: deque[float] = deque()
-        self.spawn_failures = 0
-        self.last_spawn_error = ""
-        self.next_spawn_at = 0.0
-        self.backoff_factor = 1.0       # raised by recovery on resource exhaustion
+        self.spawning = SpawnPolicy(SpawnLimits(
+            settings.max_restarts, settings.restart_window, settings.backoff_initial,
+            settings.backoff_max), self.clock)
         self.spawn_timer: Timer | None = None
         # counters and accumulators (read by health, scaling and metrics)
         self.counters: dict[str, int] = {"accepted": 0, "succeeded": 0, "spawned": 0,
@@ -214,6 +212,15 @@ class Pool:
                                           dir=settings.stack_root or None)
         self.spec = WorkerSpec.from_settings(settings)
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
+
+    @property
+    def backoff_factor(self) -> float:
+        """Raised by recovery on resource exhaustion (``SpawnPolicy.backoff_factor``)."""
+        return self.spawning.backoff_factor
+
+    @backoff_factor.setter
+    def backoff_factor(self, factor: float) -> None:
+        self.spawning.backoff_factor = factor
 
     # ------------------------------------------------------------ events
     def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
@@ -279,15 +286,7 @@ class Pool:
         """Non-empty when no worker exists nor is about to: callers must not wait in vain."""
         if self.live_count() or self.spares():
             return ""
-        if self.spawn_failures:
-            return (f"no Python worker could be started ({self.spawn_failures} failed attempts; "
-                    f"last: {self.last_spawn_error}); next attempt in "
-                    f"{max(0.0, self.next_spawn_at - self.clock()):.1f}s")
-        if self.next_spawn_at > self.clock():
-            return (f"workers keep dying: the restart limit of {self.settings.max_restarts} per "
-                    f"{self.settings.restart_window:g}s is reached; next start in "
-                    f"{self.next_spawn_at - self.clock():.1f}s")
-        return ""
+        return self.spawning.why_none_can_start()
 
     # ------------------------------------------------------------ dispatch
     def start_call(self, worker: WorkerHandle, call: Call) -> None:
@@ -565,7 +564,7 @@ class Pool:
         for problem in worker.preload_errors:
             log.error("%s could not preload %s (python3.worker.preload)",
                       worker.describe(), problem)
-        self.spawn_failures = 0
+        self.spawning.worker_ready()
         worker.state = IDLE
         worker.sample_rss(now)
         worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
@@ -756,32 +755,25 @@ class Pool:
 
     # ------------------------------------------------------------ bounded replacement
     def spawn_failed(self, message: str, err: int | None) -> None:
-        self.spawn_failures += 1
         self.counters["spawn_failures"] += 1
-        self.last_spawn_error = message
-        delay = min(self.settings.backoff_initial * self.backoff_factor
-                    * 2 ** (self.spawn_failures - 1), self.settings.backoff_max)
-        self.next_spawn_at = max(self.next_spawn_at, self.clock() + delay)
+        delay = self.spawning.spawn_failed(message)
+        failures = self.spawning.failures
         resource = err in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN)
         log.error("could not start a Python worker (%d in a row, next try in %.2fs): %s",
-                  self.spawn_failures, delay, message)
+                  failures, delay, message)
         self.publish("spawn_failed", message=message, errno=err, resource_exhaustion=resource,
-                     failures=self.spawn_failures, retry_in=delay)
+                     failures=failures, retry_in=delay)
         if self.live_count() == 0:
             self.flush_queue_unavailable()
 
     def record_restart(self) -> None:
-        now = self.clock()
-        window = self.settings.restart_window
-        self.restarts.append(now)
-        while self.restarts and self.restarts[0] <= now - window:
-            self.restarts.popleft()
-        if len(self.restarts) >= self.settings.max_restarts:
-            self.next_spawn_at = max(self.next_spawn_at, self.restarts[0] + window)
-            log.critical("restart limit reached: %d worker restarts within %gs "
-                         "(python3.pool.max-restarts); next start at +%.1fs",
-                         len(self.restarts), window, self.next_spawn_at - now)
-            self.publish("restart_limit", restarts=len(self.restarts), window=window)
+        if not self.spawning.restarted():
+            return
+        restarts, window = len(self.spawning.restarts), self.settings.restart_window
+        log.critical("restart limit reached: %d worker restarts within %gs "
+                     "(python3.pool.max-restarts); next start at +%.1fs",
+                     restarts, window, self.spawning.wait())
+        self.publish("restart_limit", restarts=restarts, window=window)
 
     def ensure_capacity(self) -> None:
         """Fill missing members (promoting warm spares first) and missing spares."""
@@ -793,14 +785,14 @@ class Pool:
             spares.remove(spare)
             self.promote(spare)
             self.worker_available(spare)
-        missing = [MEMBER] * (self.target_size - self.live_count())
-        missing += [SPARE] * (self.settings.spares - len(spares))
+        missing = missing_roles(self.target_size, self.live_count(), self.settings.spares,
+                                len(spares))
         if not missing:
             return
-        now = self.clock()
-        if now < self.next_spawn_at:
+        if self.spawning.wait() > 0:
             if self.spawn_timer is None:
-                self.spawn_timer = self.loop.call_at(self.next_spawn_at, self._spawn_timer_fired)
+                self.spawn_timer = self.loop.call_at(self.spawning.next_at,
+                                                     self._spawn_timer_fired)
             if self.live_count() == 0:
                 self.flush_queue_unavailable()
             return
@@ -815,7 +807,7 @@ class Pool:
 
     def resize(self, size: int) -> None:
         """Set the member count (clamped to min/max); shrinking drains the least healthy."""
-        size = max(self.settings.min_size, min(self.settings.max_size, size))
+        size = clamp_size(size, self.settings.min_size, self.settings.max_size)
         old, self.target_size = self.target_size, size
         if size > old:
             self.ensure_capacity()
@@ -884,10 +876,7 @@ class Pool:
             "counters": dict(self.counters),
             "fd_output": self.fd_output.snapshot(),
             "errors": dict(self.errors_by_kind),
-            "spawn": {"consecutive_failures": self.spawn_failures,
-                      "last_error": self.last_spawn_error,
-                      "restarts_in_window": len(self.restarts),
-                      "next_spawn_in": max(0.0, self.next_spawn_at - now)},
+            "spawn": self.spawning.snapshot(),
             "workers": [self.describe_worker(w, now) for w in self.workers.values()],
         }
 
