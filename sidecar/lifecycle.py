@@ -5,11 +5,12 @@
 ``on_worker_output``) and events (``publish``). Processes are ``sidecar.process.WorkerProcess``;
 *whether* a start is allowed is ``sidecar.spawn_policy``'s decision.
 
-Owns: turning a role into a ready worker and a worker into a reaped one, replacement without
-dropping below the pool's size, the answer a dead worker's call gets, spawn failures and the
-restart limit as the pool logs and publishes them. Must not touch: admission and the queue
-(``sidecar.pool``), descriptors and signals (``sidecar.process``), *when* to probe, recycle or
-resize (``sidecar.watchdog``, ``sidecar.recovery``, ``sidecar.scaling``).
+Owns: turning a role into a ready worker and a worker into a reaped one (at shutdown too),
+replacement without dropping below the pool's size, the answer a dead worker's call gets,
+spawn failures and the restart limit as the pool logs and publishes them. Must not touch:
+admission and the queue (``sidecar.pool``), descriptors and signals (``sidecar.process``),
+*when* to probe, recycle or resize (``sidecar.watchdog``, ``sidecar.recovery``,
+``sidecar.scaling``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import errno
 import logging
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bridge import protocol
@@ -31,7 +34,16 @@ from sidecar.loop import Loop, Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.spawn_policy import SpawnPolicy, clamp_size, missing_roles
-from sidecar.worker_handle import BUSY, IDLE, MEMBER, SPARE, STARTING, STOPPING, WorkerHandle
+from sidecar.worker_handle import (
+    BUSY,
+    CHECKING,
+    IDLE,
+    MEMBER,
+    SPARE,
+    STARTING,
+    STOPPING,
+    WorkerHandle,
+)
 
 log = logging.getLogger("py3sidecar.pool")
 
@@ -360,3 +372,37 @@ class WorkerLifecycle:
             call = self.queue.popleft()
             self.count_error(protocol.UNAVAILABLE)
             call.fail(protocol.UNAVAILABLE, reason)
+
+    # ------------------------------------------------------------ shutdown
+    def begin_shutdown(self) -> None:
+        self.closing = True
+        if self.spawn_timer:
+            self.spawn_timer.cancel()
+
+    def terminate(self, grace: float = 2.0) -> None:
+        """Answer whatever is left, stop every worker, and wait (bounded) for them to exit."""
+        self.closing = True
+        while self.queue:
+            self.queue.popleft().fail(protocol.UNAVAILABLE, "the sidecar shut down before this "
+                                      "call could start")
+        for worker in list(self.workers.values()):
+            if worker.call is not None:
+                worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
+                                 "was running", worker=worker.id)
+            worker.process.close_input()
+            if worker.state in (BUSY, STOPPING, CHECKING):
+                worker.process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for worker in list(self.workers.values()):
+            worker.process.wait(deadline)
+            # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
+            # their process group: nothing the pool started may outlive the sidecar's stop.
+            worker.process.reap()
+        self.workers.clear()
+        self.idle.clear()
+        for leftover in Path(self.stack_dir).glob("*"):
+            leftover.unlink(missing_ok=True)
+        try:
+            os.rmdir(self.stack_dir)
+        except OSError:
+            pass

@@ -32,13 +32,9 @@ sockets (the fronts), config files (``sidecar.config`` builds ``PoolSettings``),
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bridge import protocol
@@ -413,40 +409,6 @@ class Pool(WorkerLifecycle):
                       log_stack: bool = True) -> None:
         """Ask the worker for every thread's stack, then ``then(text)`` (``WorkerProcess``)."""
         worker.process.capture_stack(self.settings.stack_capture_wait, then, log_stack)
-
-    # ------------------------------------------------------------ shutdown
-    def begin_shutdown(self) -> None:
-        self.closing = True
-        if self.spawn_timer:
-            self.spawn_timer.cancel()
-
-    def terminate(self, grace: float = 2.0) -> None:
-        """Answer whatever is left, stop every worker, and wait (bounded) for them to exit."""
-        self.closing = True
-        while self.queue:
-            self.queue.popleft().fail(protocol.UNAVAILABLE, "the sidecar shut down before this "
-                                      "call could start")
-        for worker in list(self.workers.values()):
-            if worker.call is not None:
-                worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
-                                 "was running", worker=worker.id)
-            worker.process.close_input()
-            if worker.state in (BUSY, STOPPING, CHECKING):
-                worker.process.signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for worker in list(self.workers.values()):
-            worker.process.wait(deadline)
-            # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
-            # their process group: nothing the pool started may outlive the sidecar's stop.
-            worker.process.reap()
-        self.workers.clear()
-        self.idle.clear()
-        for leftover in Path(self.stack_dir).glob("*"):
-            leftover.unlink(missing_ok=True)
-        try:
-            os.rmdir(self.stack_dir)
-        except OSError:
-            pass
 
     # ------------------------------------------------------------ visibility
     def snapshot(self) -> dict[str, Any]:
