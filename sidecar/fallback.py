@@ -21,8 +21,8 @@ Data flow (all in the sidecar's one loop thread)::
 
 Owns: the order of strategies, which kinds fall through, one breaker per pool/remote strategy,
 telling the quarantine (``sidecar/quarantine.py``) of crashes and completed runs (a repeated
-crash of one request releases its permit instead of counting), the direct-execution processes
-and the remote DEALER socket. Must not touch: the primary pool's
+crash of one request releases its permit instead of counting), the direct-execution runs (each
+a ``sidecar.process.WorkerProcess``) and the remote DEALER socket. Must not touch: the pools'
 internals (it is only ``submit``-ed to), the fronts, or the config file (``build_chain`` takes
 the validated config). ``user`` errors and timeouts never fall through (the config refuses
 them), and only infrastructure failures count against a breaker (``breaker.classify_outcome``).

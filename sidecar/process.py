@@ -32,7 +32,7 @@ from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
 if TYPE_CHECKING:
     from sidecar.fd_output import FdOutput
     from sidecar.loop import Loop
-    from sidecar.pool import PoolSettings
+    from sidecar.pool_settings import PoolSettings
 
 log = logging.getLogger("py3sidecar.pool")
 
