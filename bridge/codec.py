@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,7 +40,7 @@ class EncodeError(TypeError):
 
 
 __all__ = ["DecodeError", "EncodeError", "Dataset", "packb", "unpackb", "pack_raw", "unpack_raw",
-           "int_to_bytes", "int_from_bytes"]
+           "int_to_bytes", "int_from_bytes", "splice_success"]
 
 
 class Dataset:
@@ -289,6 +290,29 @@ def extend_map_encoded(data: bytes, added: int, tail: bytes) -> bytes:
     else:
         header = b"\xdf" + count.to_bytes(4, "big")
     return header + body + tail
+
+
+# ---------------------------------------------------------------- the worker's success reply
+
+# A worker's success reply (``sidecar.worker.Worker.run_call``) is a 6-member fixmap whose first
+# members are ok: true, ms and cpu, the two times float64s at fixed offsets. The sidecar
+# forwards it without decoding the value: a new header, id, worker, then the worker's members.
+_OK_PREFIX = b"\x86\xa2ok\xc3\xa2ms\xcb"
+_CPU_KEY = b"\xa3cpu\xcb"
+_TIMES = struct.Struct(">d5xd")  # ms at offset 9, then _CPU_KEY, then cpu at offset 22
+_SPLICED_HEADER = b"\x88\xa2id"
+_WORKER_KEY = b"\xa6worker"
+
+
+def splice_success(frame: bytes, rid: Any, worker: int) -> tuple[bytes, float, float] | None:
+    """The client's reply for a worker's success ``frame`` with ``id`` and ``worker`` spliced
+    in front, and the call's wall and CPU milliseconds; None when ``frame`` does not have the
+    success layout (an error, or a layout this fast path does not know): decode it instead."""
+    if frame[:9] != _OK_PREFIX or frame[17:22] != _CPU_KEY or len(frame) < 30:
+        return None
+    wall, cpu = _TIMES.unpack_from(frame, 9)
+    return (_SPLICED_HEADER + pack_raw(rid) + _WORKER_KEY + pack_raw(worker) + frame[1:],
+            wall, cpu)
 
 
 # ---------------------------------------------------------------- error positions

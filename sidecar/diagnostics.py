@@ -122,17 +122,17 @@ class CallHistory:
         self.calls: deque[tuple[Any, ...]] = deque(maxlen=size)
 
     def track(self, request: dict[str, Any], call: Any) -> None:
-        """Record ``call`` (a ``sidecar.pool.Call``) when it is answered."""
+        """Record ``call`` (a ``sidecar.call.Call``) when it is answered."""
         op = request.get("op")
         # The target, or the head of the code (its first line is taken when asked for).
         what = request.get("target") if op == "call" else (request.get("code") or "")[:400]
-        started, wall, reply, append = self.clock(), time.time(), call.reply, self.calls.append
+        started, wall, reply, append = self.clock(), time.time(), call.sink, self.calls.append
 
         def recorded(data: bytes) -> None:
             append((wall, op, what, started, self.clock(), call.outcome,
                     reply_worker(data, call.outcome)))
             reply(data)
-        call.reply = recorded
+        call.sink = recorded
 
     def last(self, n: int) -> list[dict[str, Any]]:
         rows = list(self.calls)[-n:] if n else []

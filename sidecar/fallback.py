@@ -21,8 +21,8 @@ Data flow (all in the sidecar's one loop thread)::
 
 Owns: the order of strategies, which kinds fall through, one breaker per pool/remote strategy,
 telling the quarantine (``sidecar/quarantine.py``) of crashes and completed runs (a repeated
-crash of one request releases its permit instead of counting), the direct-execution processes
-and the remote DEALER socket. Must not touch: the primary pool's
+crash of one request releases its permit instead of counting), the direct-execution runs (each
+a ``sidecar.process.WorkerProcess``) and the remote DEALER socket. Must not touch: the pools'
 internals (it is only ``submit``-ed to), the fronts, or the config file (``build_chain`` takes
 the validated config). ``user`` errors and timeouts never fall through (the config refuses
 them), and only infrastructure failures count against a breaker (``breaker.classify_outcome``).
@@ -33,8 +33,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import os
-import signal
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,10 +43,11 @@ import zmq
 from bridge import protocol
 from bridge.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
-from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
-from sidecar.confinement import worker_credentials
+from sidecar.call import Call
+from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
-from sidecar.pool import Call, Pool, PoolSettings, describe_exit, worker_env, worker_settings_json
+from sidecar.pool import Pool, PoolSettings
+from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
 
 log = logging.getLogger("py3sidecar.fallback")
@@ -74,9 +73,11 @@ class Attempt(Call):
         self.index = index
         self.tried = tried
         self.permit: Any = None
+        self.sink = self.back_to_chain
 
-    def deliver(self, data: bytes, outcome: str | None) -> None:
-        self.chain.attempt_answered(self, data, outcome)
+    def back_to_chain(self, data: bytes) -> None:
+        """This attempt's sink: its answer (``outcome`` already set) goes to the chain."""
+        self.chain.attempt_answered(self, data, self.outcome)
 
 
 class Strategy:
@@ -312,35 +313,27 @@ class DirectRun:
         self.attempt = attempt
         self.loop = strategy.loop
         self.ready = False
-        self.exited = False
         self.timer: Timer | None = None
         self.linger_timer: Timer | None = None
-        to_r, to_w = os.pipe()
-        from_r, from_w = os.pipe()
-        argv = [*strategy.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                str(from_w), "--settings", strategy.worker_settings]
-        try:
-            self.proc = subprocess.Popen(argv, pass_fds=(to_r, from_w),
-                                         stdin=subprocess.DEVNULL, env=strategy.env,
-                                         start_new_session=True, **strategy.credentials)
-        except OSError:
-            for fd in (to_r, to_w, from_r, from_w):
-                os.close(fd)
-            raise
-        os.close(to_r)
-        os.close(from_w)
-        os.set_blocking(from_r, False)
-        self.to_worker = to_w
-        self.reader = FrameReader(from_r, strategy.max_message)
-        self.pidfd = os.pidfd_open(self.proc.pid)
-        self.loop.add_reader(from_r, self.on_output)
-        self.loop.add_reader(self.pidfd, self.on_exit)
+        # Its fd 1/2 stay ours (as before the pool had its fd 1/2 pipe); no stack file: a
+        # one-shot process that overruns is killed, not asked for its stack.
+        self.process = WorkerProcess(self.loop, strategy.spec, label="direct-execution process")
+        self.proc = self.process.proc
+        self.process.on_write_error = lambda exc: self.finish(
+            protocol.UNAVAILABLE, f"direct execution: could not hand the call to the fresh "
+            f"process ({exc})")
+        self.process.watch(self.on_output, self.on_exit)
         start_by = min(attempt.deadline, self.loop.clock() + strategy.start_timeout)
         self.timer = self.loop.call_at(start_by, self.on_start_deadline)
 
+    @property
+    def exited(self) -> bool:
+        return self.process.exit is not None
+
     def on_output(self) -> None:
+        reader = self.process.reader
         try:
-            frames = self.reader.feed()
+            frames = reader.feed()
         except FrameTooLarge as exc:
             self.finish(protocol.CRASHED, f"direct execution: the process broke the protocol "
                         f"({exc})")
@@ -352,7 +345,7 @@ class DirectRun:
                     self.timer.cancel()
                 self.timer = self.loop.call_at(self.attempt.deadline, self.on_call_deadline)
                 try:
-                    self.write(self.attempt.payload)
+                    self.process.write(self.attempt.payload)  # buffered, never blocking
                 except OSError as exc:
                     self.finish(protocol.UNAVAILABLE, f"direct execution: could not hand the "
                                 f"call to the fresh process ({exc})")
@@ -364,14 +357,8 @@ class DirectRun:
                     "kind", protocol.INTERNAL)
                 self.attempt.answer(pack_raw(reply), kind)
                 self.release()
-        if self.reader.eof:
-            self.loop.remove_reader(self.reader.fd)
-
-    def write(self, payload: bytes) -> None:
-        data = memoryview(encode_frame(payload))
-        os.set_blocking(self.to_worker, True)  # the fresh process is reading: it drains
-        while data:
-            data = data[os.write(self.to_worker, data):]
+        if reader.eof:
+            self.loop.remove_reader(reader.fd)
 
     def on_start_deadline(self) -> None:
         self.finish(protocol.UNAVAILABLE,
@@ -384,23 +371,21 @@ class DirectRun:
                     f"{self.attempt.timeout:g}s in direct execution; its process was killed")
 
     def on_exit(self) -> None:
-        returncode = self.proc.poll()
-        if returncode is None:
+        end = self.process.poll_exit()
+        if end is None:
             return
-        self.exited = True
-        self.loop.remove_reader(self.pidfd)
         for _ in range(16):  # a reply racing the exit
-            if self.reader.eof or self.attempt.done:
+            if self.process.reader.eof or self.attempt.done:
                 break
             self.on_output()
-        text, details = describe_exit(returncode)
+        details = {k: v for k, v in end.items() if k not in ("returncode", "text")}
         if not self.attempt.done:
             if self.ready:
                 self.attempt.fail(protocol.CRASHED, f"the direct-execution process died with "
-                                  f"{text}; the call's effects are unknown", **details)
+                                  f"{end['text']}; the call's effects are unknown", **details)
             else:
                 self.attempt.fail(protocol.UNAVAILABLE, f"direct execution: the Python process "
-                                  f"exited with {text} before it was ready")
+                                  f"exited with {end['text']} before it was ready")
         self.cleanup()
 
     def finish(self, kind: str, message: str) -> None:
@@ -413,42 +398,20 @@ class DirectRun:
         """Answered: close its in-pipe (it exits on EOF); kill it if it lingers."""
         if self.timer is not None:
             self.timer.cancel()
-        self.close_input()
+        self.process.close_input()
         if not self.exited:
             self.linger_timer = self.loop.call_later(2.0, self.kill)
 
     def kill(self) -> None:
-        self.close_input()
-        if self.exited:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # one-shot process: no grace needed
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def close_input(self) -> None:
-        if self.to_worker >= 0:
-            try:
-                os.close(self.to_worker)
-            except OSError:
-                pass
-            self.to_worker = -1
+        self.process.close_input()
+        if not self.exited:
+            self.process.kill_group()  # one-shot process: no grace needed
 
     def cleanup(self) -> None:
         for timer in (self.timer, self.linger_timer):
             if timer is not None:
                 timer.cancel()
-        self.loop.remove_reader(self.reader.fd)
-        for fd in (self.reader.fd, self.pidfd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.close_input()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever the user's code left behind
-        except (ProcessLookupError, PermissionError):
-            pass
+        self.process.reap()  # descriptors closed, whatever the user's code left behind killed
         self.proc.poll()
         self.strategy.runs.discard(self)
 
@@ -464,10 +427,7 @@ class DirectStrategy(Strategy):
         self.python = list(settings.python)
         self.max_concurrent = max_concurrent
         self.start_timeout = start_timeout
-        self.max_message = settings.max_message_bytes
-        self.worker_settings = worker_settings_json(settings)
-        self.env = worker_env(settings)
-        self.credentials = worker_credentials(settings.user, settings.group)  # worker.user
+        self.spec = WorkerSpec.from_settings(settings)  # as the pool's (python3.worker.user)
         self.runs: set[DirectRun] = set()
         self.closing = False
         self.started = 0

@@ -10,7 +10,7 @@ discards it (``python3.worker.fd-output: discard``). Whatever is not logged is c
 call writing 100 MB to fd 1 costs the log a few lines, not 100 MB.
 
 Owns: those pipes' read ends once handed over, the rate limit, the logged/dropped counters.
-Must not touch: worker lifecycle (``sidecar.pool`` creates the pipe, registers the reader and
+Must not touch: worker lifecycle (``sidecar.process`` creates the pipe, registers the reader and
 closes it with the worker), the protocol channel, captured per-call output.
 """
 

@@ -9,7 +9,7 @@ ring the dashboard draws, restarts by reason, and the counters other parts feed 
 
 Data flow::
 
-    loop thread: MeteredCall.deliver -> observe_call (one bisect, four additions)
+    loop thread: MeteredCall's sink -> observe_call (one bisect, four additions)
                  Pool.start_call -> observe_queue_wait; pool events -> on_pool_event
                  a 1 s timer -> loop lag
     HTTP thread: registry.collect() -> sidecar.collector.SidecarCollector.collect
@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import HistogramMetricFamily
 
 from bridge import protocol
-from sidecar.pool import Call
+from sidecar.call import Call
 
 PREFIX = "py3sidecar_"
 # 50 us to 60 s: the fastest calls are sub-millisecond, the longest default timeout is 60 s.
@@ -140,17 +140,19 @@ def percentile(bounds: tuple[float, ...], counts: list[int], q: float) -> float 
 class MeteredCall(Call):
     """The caller's call as ``Service.dispatch`` accepts it: observed once, as it is answered."""
 
-    __slots__ = ("op", "metrics")
+    __slots__ = ("op", "metrics", "reply")
 
     def __init__(self, metrics: Metrics, op: str, rid: Any, payload: bytes, timeout: float,
                  reply: Callable[[bytes], None], now: float) -> None:
-        super().__init__(rid, payload, timeout, reply, now)
+        super().__init__(rid, payload, timeout, self.observed, now)
         self.op = op
         self.metrics = metrics
+        self.reply = reply
 
-    def deliver(self, data: bytes, outcome: str | None) -> None:
-        self.metrics.observe_call(self.op, outcome, self.accepted_at, len(data))
-        Call.deliver(self, data, outcome)
+    def observed(self, data: bytes) -> None:
+        """This call's sink: observed once (``outcome`` already set), then sent on."""
+        self.metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
+        self.reply(data)
 
 
 class Metrics:

@@ -14,272 +14,66 @@ Data flow (all in the sidecar's one loop thread, see ``sidecar.loop``)::
         untouched, a warm spare promoted at once, a new spare spawned
     spawns bounded: back-off after failures, at most ``max_restarts`` per ``restart_window``
 
-Owns: worker processes and their lifecycle (spawn, ready, probe, drain, kill, reap), members
-and warm spares, the queue, per-call deadlines, exactly one answer per call, per-worker
-observations (score, timings, RSS). Must not touch: framing (``sidecar.channel``), value
-encoding (``bridge.codec``), client sockets (the fronts), config files (``sidecar.config``
-builds ``PoolSettings``), or policy: *when* to probe, recycle or resize is decided by
-``sidecar.watchdog``, ``sidecar.recovery`` and ``sidecar.scaling``, which call the verbs here.
+Rooms: ``sidecar.lifecycle`` (spawn, ready, drain, kill, recycle, a worker's end; ``Pool``
+inherits its verbs), ``sidecar.process`` (the process and its descriptors),
+``sidecar.spawn_policy`` (back-off, restart limit, missing roles), ``sidecar.worker_handle``
+(states, per-worker observations), ``sidecar.call`` (answered once), ``bridge.codec`` (the
+reply splice), ``sidecar.pool_view`` (the snapshot).
+
+Owns: admission (overloaded/unavailable), the bounded queue, dispatch to idle members,
+per-call deadlines, a worker's reply turned into the call's answer, probes, membership (who
+serves, who is a spare). Must not touch: descriptors and signals (``sidecar.process``), framing
+(``sidecar.channel``), value encoding and the reply's byte layout (``bridge.codec``), client
+sockets (the fronts), config files (``sidecar.config`` builds ``PoolSettings``), or policy:
+*when* to probe, recycle or resize is decided by ``sidecar.watchdog``, ``sidecar.recovery`` and
+``sidecar.scaling``, which call the verbs here.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
 import logging
-import os
-import random
-import signal
-import struct
-import subprocess
-import sys
 import tempfile
-import termios
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import psutil
-
 from bridge import protocol
-from bridge.codec import pack_raw, unpack_raw
-from sidecar.channel import FrameReader, FrameTooLarge, encode_frame
-from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
+from bridge.codec import pack_raw, splice_success, unpack_raw
+from sidecar.call import Call
+from sidecar.channel import FrameTooLarge
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
+from sidecar.lifecycle import WorkerLifecycle
 from sidecar.loop import Loop, Timer
-from sidecar.score import HealthScore, ScoreConfig
+from sidecar.pool_settings import PoolSettings
+from sidecar.pool_view import pool_snapshot
+from sidecar.process import WorkerSpec
+from sidecar.spawn_policy import SpawnLimits, SpawnPolicy
+from sidecar.worker_handle import (
+    BUSY,
+    CHECKING,
+    IDLE,
+    MEMBER,
+    SPARE,
+    STARTING,
+    STOPPING,
+    WorkerHandle,
+)
 
 log = logging.getLogger("py3sidecar.pool")
 
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-
-# A worker's reply is a 6-member map that starts ok, ms, cpu (two float64s at fixed offsets).
-# A success is forwarded without decoding the value: new header + id + worker + its members.
-_OK_PREFIX = b"\x86\xa2ok\xc3\xa2ms\xcb"
-_TIMES = struct.Struct(">d5xd")  # ms at offset 9, then b"\xa3cpu\xcb", then cpu at offset 22
-_SPLICED_HEADER = b"\x88\xa2id"
-_WORKER_KEY = b"\xa6worker"
-_PROBE = "probe"
 # Sent by a worker before a reply when the call left threads/children behind (sidecar.isolation).
 _LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
-STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
-MEMBER, SPARE = "member", "spare"
+# Imported from here by other modules (watchdog, diagnostics, service, fallback, tests).
+__all__ = ["Pool", "PoolSettings", "Call", "WorkerHandle", "STARTING", "IDLE", "BUSY",
+           "CHECKING", "STOPPING", "MEMBER", "SPARE"]
 
 
-@dataclass
-class PoolSettings:
-    """Everything the pool needs, already validated (see ``sidecar.config``)."""
+class Pool(WorkerLifecycle):
+    """Admission, queue, dispatch, deadlines, probes and membership of one worker pool; the
+    lifecycle verbs (spawn, drain, recycle, ...) come from ``sidecar.lifecycle``."""
 
-    name: str = "primary"
-    initial_size: int = 2
-    min_size: int = 1
-    max_size: int = 4
-    spares: int = 0
-    queue_size: int = 64
-    call_timeout: float = 30.0
-    kill_grace: float = 0.5
-    start_timeout: float = 30.0
-    max_restarts: int = 30
-    restart_window: float = 10.0
-    backoff_initial: float = 0.1
-    backoff_max: float = 30.0
-    python: list[str] = field(default_factory=lambda: [sys.executable])
-    env: dict[str, str] = field(default_factory=dict)
-    paths: list[str] = field(default_factory=list)
-    preload: list[str] = field(default_factory=list)
-    max_output_chars: int = 65536
-    max_message_bytes: int = 64 << 20
-    max_calls: int = 0             # recycle after this many calls (0: never) ...
-    max_calls_jitter: int = 0      # ... plus up to this many more, so workers don't recycle at once
-    max_memory: int = 0            # recycle after the current call above this RSS (0: never)
-    cpu_limit: int = 0             # hard CPU seconds per call (RLIMIT_CPU, re-armed per call)
-    address_space_limit: int = 0   # hard RLIMIT_AS per worker, bytes
-    rss_sample_interval: float = 0.25  # at most one RSS reading per worker per interval
-    stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
-    fd_output: str = "log"             # workers' fd 1/2: "log" (rate-limited) or "discard"
-    output_log_rate: int = 65536       # bytes per second of fd 1/2 output into the log (all)
-    stack_root: str = ""               # where this pool's stack folder goes ("": temp folder)
-    user: str = ""                     # account workers run as ("": the sidecar's)
-    group: str = ""                    # group workers run as ("": the user's own)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-
-
-class Call:
-    """One accepted request on its way through the pool; answered exactly once."""
-
-    __slots__ = ("rid", "payload", "timeout", "accepted_at", "deadline", "reply", "timer",
-                 "worker", "started_at", "done", "outcome")
-
-    def __init__(self, rid: Any, payload: bytes, timeout: float, reply: Callable[[bytes], None],
-                 now: float) -> None:
-        self.rid = rid
-        self.payload = payload
-        self.timeout = timeout
-        self.accepted_at = now
-        self.deadline = now + timeout
-        self.reply = reply
-        self.timer: Timer | None = None
-        self.worker: WorkerHandle | None = None
-        self.started_at = 0.0
-        self.done = False
-        self.outcome: str | None = None  # None = success, else the error kind
-
-    def answer(self, data: bytes, outcome: str | None = None) -> bool:
-        if self.done:
-            return False
-        self.done = True
-        self.outcome = outcome
-        if self.timer is not None:
-            self.timer.cancel()
-        self.deliver(data, outcome)
-        return True
-
-    def deliver(self, data: bytes, outcome: str | None) -> None:
-        """Hand the one answer on (a fallback attempt overrides this to go back to its chain)."""
-        try:
-            self.reply(data)
-        except Exception:
-            log.exception("could not deliver the reply to request %r", self.rid)
-
-    def fail(self, kind: str, message: str, **extra: Any) -> bool:
-        return self.answer(pack_raw(protocol.error_reply(self.rid, kind, message, **extra)), kind)
-
-
-class WorkerHandle:
-    """The pool's view of one worker process, and what has been observed of it."""
-
-    def __init__(self, wid: int, role: str, proc: subprocess.Popen, to_worker: int,
-                 from_worker: int, pidfd: int, stack_file: str, settings: PoolSettings,
-                 now: float, clock: Callable[[], float]) -> None:
-        self.id = wid
-        self.role = role
-        self.proc = proc
-        self.pid = proc.pid
-        self.pidfd = pidfd
-        self.to_worker = to_worker
-        self.reader = FrameReader(from_worker, settings.max_message_bytes)
-        self.stack_file = stack_file
-        self.state = STARTING
-        self.call: Call | None = None
-        self.calls = 0
-        self.spawned_at = now
-        self.ready_at = 0.0
-        self.last_used = 0.0
-        self.kill_timer: Timer | None = None
-        self.start_timer: Timer | None = None
-        self.exit: dict[str, Any] | None = None
-        self.stop_reason = ""
-        self.preload_errors: list[str] = []
-        self.unread_probe = -1           # our copy of the read end of the worker's in-pipe
-        self.unsent = b""                # what its in-pipe has not taken yet
-        self.drain_after_call = ""       # reason: stop once the current call is answered
-        self.recycle_after_call = ""     # reason: arrange a replacement after the current call
-        self.recycle_when_ready = ""     # reason: it started before a renewal (code edited)
-        self.tainted = ""                # reason: its last call left code running; no more calls
-        self.fd_output = -1              # read end of its fd 1/2 pipe (sidecar.fd_output)
-        self.threads_at_ready = 0        # kernel thread count before any call ran in it
-        self.killing = False
-        self.stack_requested = False     # the watchdog asked for its stack before a kill
-        self.replaced_by: int | None = None
-        self.replaces: WorkerHandle | None = None
-        self.max_calls = settings.max_calls + (
-            random.randint(0, settings.max_calls_jitter) if settings.max_calls_jitter else 0)
-        self.score = HealthScore(settings.score, clock=clock)
-        # observations
-        self.wall_ms: deque[float] = deque(maxlen=100)
-        self.cpu_ms: deque[float] = deque(maxlen=100)
-        self.busy_seconds = 0.0
-        self.rss = 0
-        self.rss_at = 0.0
-        self.rss_baseline = 0           # after the first call (as loky measures it)
-        self.cpu_seen = 0.0             # process CPU seconds at the last look (hang detection)
-        self.cpu_seen_at = 0.0
-        self.bench_baseline = 0.0       # seconds, measured at warm-up
-        self.bench_last = 0.0
-        self.ping_ms = 0.0
-        self.ping_failed = False
-        self.hung_for = 0.0             # seconds busy without CPU progress (watchdog)
-        self.progress_call: Call | None = None
-        self.probe_done: Callable[[dict[str, Any] | None], None] | None = None
-        self.probe_timer: Timer | None = None
-        self.status = "UNKNOWN"         # the composite health status (sidecar.health)
-        self.status_detail = ""
-        self.last_failure: dict[str, Any] | None = None
-        self._ps: psutil.Process | None = None
-
-    def describe(self) -> str:
-        return f"worker {self.id} (pid {self.pid})"
-
-    @property
-    def ps(self) -> psutil.Process:
-        if self._ps is None:
-            self._ps = psutil.Process(self.pid)
-        return self._ps
-
-    def sample_rss(self, now: float) -> int:
-        try:
-            self.rss = self.ps.memory_info().rss
-        except psutil.Error:
-            return self.rss
-        self.rss_at = now
-        return self.rss
-
-    def cpu_seconds(self) -> float | None:
-        try:
-            times = self.ps.cpu_times()
-        except psutil.Error:
-            return None
-        return times.user + times.system + times.children_user + times.children_system
-
-
-def worker_settings_json(settings: PoolSettings) -> str:
-    """The ``--settings`` a worker process starts with (``sidecar.worker``)."""
-    return json.dumps({
-        "paths": settings.paths, "preload": settings.preload,
-        "max_output_chars": settings.max_output_chars,
-        "max_message_bytes": settings.max_message_bytes,
-        "cpu_limit": settings.cpu_limit,
-        "address_space_limit": settings.address_space_limit})
-
-
-def worker_env(settings: PoolSettings) -> dict[str, str]:
-    """A worker's environment: ours, the configured extras, and this project importable."""
-    env = dict(os.environ)
-    env.update(settings.env)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
-    env[ENV_SIDECAR_PID] = str(os.getpid())  # the worker checks its parent (sidecar.confinement)
-    env.pop("PY3SIDECAR_TOKEN", None)  # user code has no business with the sidecar's token
-    return env
-
-
-def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
-    """Human text and wire details for a process's end."""
-    if returncode is None:
-        return "an unknown status", {}
-    if returncode < 0:
-        signum = -returncode
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        hint = ""
-        if signum == signal.SIGKILL:
-            hint = " (killed from outside: the out-of-memory killer, an operator or a limit)"
-        elif signum == signal.SIGSEGV:
-            hint = " (a segmentation fault in native code)"
-        elif signum == signal.SIGXCPU:
-            hint = " (the per-call CPU limit, python3.resources.cpu-limit)"
-        return f"signal {signum} ({name}){hint}", {"signal": signum, "signal_name": name}
-    return f"exit code {returncode}", {"exit_code": returncode}
-
-
-class Pool:
     def __init__(self, loop: Loop, settings: PoolSettings) -> None:
         self.loop = loop
         self.settings = settings
@@ -291,11 +85,9 @@ class Pool:
         self.next_worker_id = 1
         self.closing = False
         # spawn accounting
-        self.restarts: deque[float] = deque()
-        self.spawn_failures = 0
-        self.last_spawn_error = ""
-        self.next_spawn_at = 0.0
-        self.backoff_factor = 1.0       # raised by recovery on resource exhaustion
+        self.spawning = SpawnPolicy(SpawnLimits(
+            settings.max_restarts, settings.restart_window, settings.backoff_initial,
+            settings.backoff_max), self.clock)
         self.spawn_timer: Timer | None = None
         # counters and accumulators (read by health, scaling and metrics)
         self.counters: dict[str, int] = {"accepted": 0, "succeeded": 0, "spawned": 0,
@@ -309,9 +101,7 @@ class Pool:
         self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-",
                                           dir=settings.stack_root or None)
-        self._worker_settings = worker_settings_json(settings)
-        self._env = worker_env(settings)
-        self._credentials = worker_credentials(settings.user, settings.group)
+        self.spec = WorkerSpec.from_settings(settings)
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
@@ -378,15 +168,7 @@ class Pool:
         """Non-empty when no worker exists nor is about to: callers must not wait in vain."""
         if self.live_count() or self.spares():
             return ""
-        if self.spawn_failures:
-            return (f"no Python worker could be started ({self.spawn_failures} failed attempts; "
-                    f"last: {self.last_spawn_error}); next attempt in "
-                    f"{max(0.0, self.next_spawn_at - self.clock()):.1f}s")
-        if self.next_spawn_at > self.clock():
-            return (f"workers keep dying: the restart limit of {self.settings.max_restarts} per "
-                    f"{self.settings.restart_window:g}s is reached; next start in "
-                    f"{self.next_spawn_at - self.clock():.1f}s")
-        return ""
+        return self.spawning.why_none_can_start()
 
     # ------------------------------------------------------------ dispatch
     def start_call(self, worker: WorkerHandle, call: Call) -> None:
@@ -399,7 +181,7 @@ class Pool:
         self.queue_wait_count += 1
         self.observe_queue_wait(now - call.accepted_at)
         try:
-            self.write(worker, call.payload)
+            worker.process.write(call.payload)
         except OSError as exc:
             # The worker died before it read the request: the call never started, so it goes
             # back to the front of the queue for another worker.
@@ -407,35 +189,6 @@ class Pool:
             call.worker = None
             self.queue.appendleft(call)
             self.kill(worker, f"its pipe failed ({exc})")
-
-    def write(self, worker: WorkerHandle, payload: bytes) -> None:
-        """Send a frame without ever blocking the loop: what the pipe does not take now is
-        sent when it drains (a worker that never reads is caught by the call's deadline)."""
-        data = encode_frame(payload)
-        if worker.unsent:
-            worker.unsent += data
-            return
-        try:
-            written = os.write(worker.to_worker, data)
-        except BlockingIOError:
-            written = 0
-        if written < len(data):
-            worker.unsent = data[written:]
-            self.loop.add_writer(worker.to_worker, lambda: self.flush(worker))
-
-    def flush(self, worker: WorkerHandle) -> None:
-        try:
-            written = os.write(worker.to_worker, worker.unsent)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self.loop.remove_writer(worker.to_worker)
-            worker.unsent = b""
-            self.kill(worker, f"its pipe failed ({exc})")
-            return
-        worker.unsent = worker.unsent[written:]
-        if not worker.unsent:
-            self.loop.remove_writer(worker.to_worker)
 
     def on_worker_output(self, worker: WorkerHandle) -> list[bytes] | None:
         """Handle what the worker wrote; None when nothing was there to read."""
@@ -474,25 +227,7 @@ class Pool:
             seconds = now - call.started_at
             worker.busy_seconds += seconds
             self.busy_seconds_total += seconds
-            if frame[:9] == _OK_PREFIX:
-                wall, cpu = _TIMES.unpack_from(frame, 9)
-                worker.wall_ms.append(wall)
-                worker.cpu_ms.append(cpu)
-                worker.score.record_success(seconds)
-                self.counters["succeeded"] += 1
-                call.answer(_SPLICED_HEADER + pack_raw(call.rid) + _WORKER_KEY
-                            + pack_raw(worker.id) + frame[1:])
-            else:
-                reply = unpack_raw(frame)
-                reply["id"] = call.rid
-                reply["worker"] = worker.id
-                error = reply.get("error") or {}
-                kind = error.get("kind", protocol.INTERNAL)
-                worker.score.record(kind, seconds)
-                self.count_error(kind)
-                if error.get("type") == "MemoryError":
-                    worker.recycle_after_call = "its call ran out of memory (MemoryError)"
-                call.answer(pack_raw(reply), kind)
+            self.answer_from_worker(worker, call, frame, seconds)
         if worker.state == STOPPING:
             return
         worker.state = IDLE
@@ -507,6 +242,38 @@ class Pool:
             self.recycle(worker, worker.recycle_after_call)
         else:
             self.worker_available(worker)
+
+    def answer_from_worker(self, worker: WorkerHandle, call: Call, frame: bytes,
+                           seconds: float) -> None:
+        """Forward the worker's reply: a success spliced undecoded (``bridge.codec``); any
+        other frame decoded, and a decoded success still counted as one."""
+        spliced = splice_success(frame, call.rid, worker.id)
+        if spliced is not None:
+            data, wall, cpu = spliced
+            self.record_success(worker, seconds, wall, cpu)
+            call.answer(data)
+            return
+        reply = unpack_raw(frame)
+        reply["id"] = call.rid
+        reply["worker"] = worker.id
+        if reply.get("ok") is True:
+            self.record_success(worker, seconds, reply.get("ms"), reply.get("cpu"))
+            call.answer(pack_raw(reply))
+            return
+        error = reply.get("error") or {}
+        kind = error.get("kind", protocol.INTERNAL)
+        worker.score.record(kind, seconds)
+        self.count_error(kind)
+        if error.get("type") == "MemoryError":
+            worker.recycle_after_call = "its call ran out of memory (MemoryError)"
+        call.answer(pack_raw(reply), kind)
+
+    def record_success(self, worker: WorkerHandle, seconds: float, wall: Any, cpu: Any) -> None:
+        if isinstance(wall, float) and isinstance(cpu, float):
+            worker.wall_ms.append(wall)
+            worker.cpu_ms.append(cpu)
+        worker.score.record_success(seconds)
+        self.counters["succeeded"] += 1
 
     def look_from_outside(self, worker: WorkerHandle) -> None:
         """The kernel's count, which no thread in the worker can forge: more threads than it
@@ -611,7 +378,7 @@ class Pool:
         worker.probe_timer = self.loop.call_later(deadline, lambda: self.probe_expired(worker))
         self.counters["probes"] += 1
         try:
-            self.write(worker, pack_raw({"op": op, **extra}))
+            worker.process.write(pack_raw({"op": op, **extra}))
         except OSError:
             self.probe_expired(worker)
             return False
@@ -640,510 +407,9 @@ class Pool:
     # ------------------------------------------------------------ stack capture
     def capture_stack(self, worker: WorkerHandle, then: Callable[[str], None],
                       log_stack: bool = True) -> None:
-        """Ask the worker for every thread's stack (faulthandler on SIGUSR1), then ``then(text)``.
-
-        The dump is written by a C signal handler, so it arrives even from a worker stuck in C;
-        we wait at most ``stack_capture_wait`` and never block the loop.
-        """
-        if worker.exit is not None:
-            then("")
-            return
-        try:
-            offset = os.path.getsize(worker.stack_file)
-            os.kill(worker.pid, signal.SIGUSR1)
-        except OSError:
-            then("")
-            return
-        deadline = self.clock() + self.settings.stack_capture_wait
-        last = [offset]
-
-        def poll() -> None:
-            try:
-                size = os.path.getsize(worker.stack_file)
-            except OSError:
-                size = offset
-            if size > offset and size == last[0] or self.clock() >= deadline:
-                try:
-                    with open(worker.stack_file, errors="replace") as handle:
-                        handle.seek(offset)
-                        text = handle.read()
-                except OSError:
-                    text = ""
-                if text and log_stack:  # False: asked for by diagnostics, nobody stops
-                    log.warning("stack of %s before it is stopped:\n%s", worker.describe(),
-                                text.rstrip())
-                then(text)
-                return
-            last[0] = size
-            self.loop.call_later(0.005, poll)
-
-        self.loop.call_later(0.005, poll)
-
-    # ------------------------------------------------------------ worker lifecycle
-    def spawn_worker(self, role: str = MEMBER) -> WorkerHandle | None:
-        settings = self.settings
-        wid = self.next_worker_id
-        self.next_worker_id += 1
-        to_r, to_w = os.pipe()
-        from_r, from_w = os.pipe()
-        out_r, out_w = self.fd_output.open_pipe()  # the worker's fd 1 and 2, never our log's
-        stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
-        # Opened here and inherited: a worker running as another account (python3.worker.user)
-        # cannot open files in our owner-only folder.
-        stack_fd = os.open(stack_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                           0o600)
-        argv = [*settings.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                str(from_w), "--settings", self._worker_settings, "--stack-fd", str(stack_fd)]
-        try:
-            proc = subprocess.Popen(argv, pass_fds=(to_r, from_w, stack_fd),
-                                    stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
-                                    env=self._env, start_new_session=True,
-                                    **self._credentials)
-        except OSError as exc:
-            for fd in (to_r, to_w, from_r, from_w, out_r, out_w):
-                os.close(fd)
-            os.close(stack_fd)
-            self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
-                              exc.errno)
-            return None
-        # We keep a copy of the worker's read end: if it dies, FIONREAD on it tells whether the
-        # request we wrote was ever read. Unread means never started: dispatched again.
-        os.close(from_w)
-        os.close(out_w)
-        os.close(stack_fd)
-        os.set_blocking(from_r, False)
-        os.set_blocking(to_w, False)
-        pidfd = os.pidfd_open(proc.pid)
-        now = self.clock()
-        worker = WorkerHandle(wid, role, proc, to_w, from_r, pidfd, stack_file, settings, now,
-                              self.clock)
-        worker.unread_probe = to_r
-        worker.fd_output = out_r
-        self.workers[wid] = worker
-        self.loop.add_reader(out_r, lambda: self.read_fd_output(worker))
-        self.loop.add_reader(from_r, lambda: self.on_worker_output(worker))
-        self.loop.add_reader(pidfd, lambda: self.on_worker_exit(worker))
-        worker.start_timer = self.loop.call_later(settings.start_timeout,
-                                                  lambda: self.start_timed_out(worker))
-        self.counters["spawned"] += 1
-        self.publish("worker_spawned", worker=wid, pid=proc.pid, role=role)
-        return worker
-
-    def read_fd_output(self, worker: WorkerHandle) -> None:
-        if worker.fd_output >= 0 and not self.fd_output.on_readable(worker.fd_output,
-                                                                    worker.describe()):
-            self.close_fd_output(worker)
-
-    def close_fd_output(self, worker: WorkerHandle) -> None:
-        if worker.fd_output >= 0:
-            self.loop.remove_reader(worker.fd_output)
-            os.close(worker.fd_output)
-            worker.fd_output = -1
-
-    def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
-        message = unpack_raw(frame)
-        if message.get("op") != "ready":
-            self.kill(worker, f"it sent {message!r} instead of its ready message")
-            return
-        if worker.start_timer:
-            worker.start_timer.cancel()
-        worker.ready_at = now = self.clock()
-        worker.preload_errors = list(message.get("preload_errors") or ())
-        for problem in worker.preload_errors:
-            log.error("%s could not preload %s (python3.worker.preload)",
-                      worker.describe(), problem)
-        self.spawn_failures = 0
-        worker.state = IDLE
-        worker.sample_rss(now)
-        worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
-        log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
-        self.publish("worker_ready", worker=worker.id, pid=worker.pid, role=worker.role,
-                     seconds=now - worker.spawned_at)
-        old = worker.replaces
-        if old is not None:
-            worker.replaces = None
-            self.drain(old)
-        if worker.recycle_when_ready:  # started on code that has changed since
-            reason, worker.recycle_when_ready = worker.recycle_when_ready, ""
-            self.recycle(worker, reason)  # serves, if nothing else can, until replaced
-            return
-        self.worker_available(worker)
-
-    def start_timed_out(self, worker: WorkerHandle) -> None:
-        if worker.state == STARTING:
-            self.kill(worker, f"it did not get ready within {self.settings.start_timeout:g}s "
-                      "(python3.worker.start-timeout)")
-
-    def promote(self, spare: WorkerHandle) -> None:
-        """A warm spare becomes a serving member (it takes a dead member's place at once)."""
-        spare.role = MEMBER
-        log.info("%s promoted from warm spare", spare.describe())
-        self.publish("spare_promoted", worker=spare.id, pid=spare.pid)
-
-    def take_out_of_service(self, worker: WorkerHandle, reason: str) -> None:
-        """No new calls for this worker; its place is filled at once (spare or spawn)."""
-        if worker.state == STOPPING:
-            return
-        was_starting = worker.state == STARTING
-        worker.state = STOPPING
-        worker.stop_reason = reason
-        if worker in self.idle:
-            self.idle.remove(worker)
-        if worker.probe_timer is not None:
-            worker.probe_timer.cancel()
-        log.warning("%s is being replaced: %s", worker.describe(), reason)
-        if was_starting:
-            self.spawn_failed(f"{worker.describe()} failed to start: {reason}", None)
-        self.ensure_capacity()
-
-    def kill(self, worker: WorkerHandle, reason: str, grace: float | None = None) -> None:
-        """End a worker now: SIGTERM to its process group, SIGKILL after the grace."""
-        self.take_out_of_service(worker, reason)
-        if worker.exit is not None or worker.killing:
-            return
-        worker.killing = True
-        self.counters["kills"] += 1
-        self.signal(worker, signal.SIGTERM)
-        worker.kill_timer = self.loop.call_later(
-            self.settings.kill_grace if grace is None else grace,
-            lambda: self.signal(worker, signal.SIGKILL))
-
-    def drain(self, worker: WorkerHandle, reason: str = "") -> None:
-        """Stop a worker gracefully: now if idle, after its current call if busy."""
-        reason = reason or worker.drain_after_call or worker.stop_reason or "replaced"
-        if worker.state == BUSY:
-            worker.drain_after_call = reason
-            return
-        if worker.state == STOPPING:
-            return
-        self.take_out_of_service(worker, reason)
-        self.close_channel(worker)
-        worker.kill_timer = self.loop.call_later(max(2.0, self.settings.kill_grace),
-                                                 lambda: self.kill(worker, "it did not exit"))
-
-    def recycle(self, worker: WorkerHandle, reason: str) -> None:
-        """Graceful replacement: a warm spare (or a new worker, once ready) takes over, then
-        this one drains. The pool never drops below its size while it happens."""
-        worker.recycle_after_call = ""
-        if worker.replaced_by is not None or worker.state == STOPPING:
-            return
-        self.counters["recycled"] += 1
-        worker.stop_reason = reason
-        log.info("%s will be recycled: %s", worker.describe(), reason)
-        self.publish("worker_recycled", worker=worker.id, pid=worker.pid, reason=reason)
-        ready_spares = [w for w in self.spares() if w.state == IDLE and w is not worker]
-        if ready_spares or worker.role == SPARE:
-            if worker.role == MEMBER:
-                self.promote(ready_spares[0])
-            worker.replaced_by = ready_spares[0].id if ready_spares else -1
-            self.drain(worker)
-            if ready_spares:
-                self.worker_available(ready_spares[0])
-            self.ensure_capacity()
-            return
-        new = self.spawn_worker(MEMBER)
-        if new is None and worker.tainted:  # it must not serve on: out now, refilled later
-            self.drain(worker)
-            return
-        if new is not None:
-            new.replaces = worker
-            worker.replaced_by = new.id
-        # It serves until its replacement is ready (or on, if none can start now). An idle
-        # worker may already be in the idle list (recycled by recovery or a reload, not after
-        # a call): listed twice, it would be handed calls after it was drained.
-        if worker.state == IDLE and worker not in self.idle:
-            self.worker_available(worker)
-
-    def renew_workers(self, reason: str) -> int:
-        """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
-        first, so no member is handed an old spare; a worker still starting is replaced once
-        ready. Returns how many workers will be renewed."""
-        stale = sorted((w for w in self.workers.values()
-                        if w.state != STOPPING and w.replaced_by is None),
-                       key=lambda w: w.role != SPARE)
-        for worker in stale:
-            if worker.state == STARTING:
-                worker.recycle_when_ready = reason
-            else:
-                self.recycle(worker, reason)
-        return len(stale)
-
-    @staticmethod
-    def never_read(worker: WorkerHandle, call: Call) -> bool:
-        try:
-            pending = struct.unpack("i", fcntl.ioctl(worker.unread_probe, termios.FIONREAD,
-                                                     b"\0\0\0\0"))[0]
-        except OSError:
-            return False
-        return pending >= len(call.payload) + 4
-
-    def signal(self, worker: WorkerHandle, signum: int) -> None:
-        if worker.exit is not None:
-            return
-        try:
-            os.killpg(worker.pid, signum)  # the worker leads its own group: its children too
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            try:
-                os.kill(worker.pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def close_channel(self, worker: WorkerHandle) -> None:
-        if worker.to_worker >= 0:
-            self.loop.remove_writer(worker.to_worker)
-            worker.unsent = b""
-            try:
-                os.close(worker.to_worker)  # EOF on its in-pipe: the worker exits on its own
-            except OSError:
-                pass
-            worker.to_worker = -1
-
-    def on_worker_exit(self, worker: WorkerHandle) -> None:
-        returncode = worker.proc.poll()
-        if returncode is None:
-            return  # spurious wake-up: pidfd readable only once the process has exited
-        self.loop.remove_reader(worker.pidfd)
-        text, details = describe_exit(returncode)
-        worker.exit = {"returncode": returncode, "text": text, **details}
-        # Read what the worker managed to send before it died (a reply racing its exit). The
-        # read is non-blocking: a child the user's code forked may still hold the pipe open.
-        for _ in range(256):
-            if worker.reader.eof or self.on_worker_output(worker) is None:
-                break
-        for timer in (worker.kill_timer, worker.start_timer, worker.probe_timer):
-            if timer is not None:
-                timer.cancel()
-        self.loop.remove_reader(worker.reader.fd)
-        call = worker.call
-        if call is not None and not call.done and self.never_read(worker, call):
-            # It died before reading this request: the call never started. Run it elsewhere.
-            worker.call = None
-            call.worker = None
-            self.counters["redispatched"] += 1
-            self.queue.appendleft(call)
-        for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
-            os.close(fd)
-        worker.unread_probe = -1
-        self.read_fd_output(worker)  # its last words (a fatal error's report), then closed
-        self.close_fd_output(worker)
-        self.close_channel(worker)
-        try:
-            os.unlink(worker.stack_file)
-        except OSError:
-            pass
-        # Kill anything the user's code left behind in the worker's process group.
-        try:
-            os.killpg(worker.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.workers.pop(worker.id, None)
-        if worker in self.idle:
-            self.idle.remove(worker)
-        call = worker.call
-        worker.call = None
-        expected = worker.state == STOPPING
-        was_starting = worker.state == STARTING
-        if worker.probe_done is not None:
-            done, worker.probe_done = worker.probe_done, None
-            done(None)
-        if call is not None and not call.done and self.clock() >= call.deadline:
-            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
-            call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
-                      f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
-        elif call is not None and not call.done:
-            self.counters["crashes"] += 1
-            self.count_error(protocol.CRASHED)
-            worker.score.record_failure(protocol.CRASHED)
-            call.fail(protocol.CRASHED,
-                      f"the Python worker running this call died with {text}; the call's "
-                      "effects are unknown; a replacement worker has been started",
-                      worker=worker.id, pid=worker.pid, **details)
-        elif not expected:
-            self.counters["crashes"] += 1
-        worker.state = STOPPING
-        log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
-                worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
-        self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
-                     returncode=returncode, text=text, reason=worker.stop_reason or text,
-                     during_call=call is not None, rss=worker.rss, starting=was_starting,
-                     **details)
-        if worker.replaces is not None:  # a replacement died before it took over
-            worker.replaces.replaced_by = None
-            if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
-                self.drain(worker.replaces)
-            worker.replaces = None
-        if was_starting:
-            self.spawn_failed(f"{worker.describe()} exited with {text} before it was ready", None)
-        if not self.closing:
-            if not expected and not was_starting:
-                self.record_restart()
-            self.ensure_capacity()
-
-    # ------------------------------------------------------------ bounded replacement
-    def spawn_failed(self, message: str, err: int | None) -> None:
-        self.spawn_failures += 1
-        self.counters["spawn_failures"] += 1
-        self.last_spawn_error = message
-        delay = min(self.settings.backoff_initial * self.backoff_factor
-                    * 2 ** (self.spawn_failures - 1), self.settings.backoff_max)
-        self.next_spawn_at = max(self.next_spawn_at, self.clock() + delay)
-        resource = err in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN)
-        log.error("could not start a Python worker (%d in a row, next try in %.2fs): %s",
-                  self.spawn_failures, delay, message)
-        self.publish("spawn_failed", message=message, errno=err, resource_exhaustion=resource,
-                     failures=self.spawn_failures, retry_in=delay)
-        if self.live_count() == 0:
-            self.flush_queue_unavailable()
-
-    def record_restart(self) -> None:
-        now = self.clock()
-        window = self.settings.restart_window
-        self.restarts.append(now)
-        while self.restarts and self.restarts[0] <= now - window:
-            self.restarts.popleft()
-        if len(self.restarts) >= self.settings.max_restarts:
-            self.next_spawn_at = max(self.next_spawn_at, self.restarts[0] + window)
-            log.critical("restart limit reached: %d worker restarts within %gs "
-                         "(python3.pool.max-restarts); next start at +%.1fs",
-                         len(self.restarts), window, self.next_spawn_at - now)
-            self.publish("restart_limit", restarts=len(self.restarts), window=window)
-
-    def ensure_capacity(self) -> None:
-        """Fill missing members (promoting warm spares first) and missing spares."""
-        if self.closing:
-            return
-        spares = self.spares()
-        while self.live_count() < self.target_size and spares:
-            spare = next((w for w in spares if w.state == IDLE), spares[0])
-            spares.remove(spare)
-            self.promote(spare)
-            self.worker_available(spare)
-        missing = [MEMBER] * (self.target_size - self.live_count())
-        missing += [SPARE] * (self.settings.spares - len(spares))
-        if not missing:
-            return
-        now = self.clock()
-        if now < self.next_spawn_at:
-            if self.spawn_timer is None:
-                self.spawn_timer = self.loop.call_at(self.next_spawn_at, self._spawn_timer_fired)
-            if self.live_count() == 0:
-                self.flush_queue_unavailable()
-            return
-        for role in missing:
-            if self.spawn_worker(role) is None:
-                self.ensure_capacity()  # arms the back-off timer
-                break
-
-    def _spawn_timer_fired(self) -> None:
-        self.spawn_timer = None
-        self.ensure_capacity()
-
-    def resize(self, size: int) -> None:
-        """Set the member count (clamped to min/max); shrinking drains the least healthy."""
-        size = max(self.settings.min_size, min(self.settings.max_size, size))
-        old, self.target_size = self.target_size, size
-        if size > old:
-            self.ensure_capacity()
-            return
-        surplus = len(self.members()) - size
-        victims = sorted(self.members(), key=lambda w: (w.state == BUSY, w.score.score, -w.rss))
-        for worker in victims[:max(0, surplus)]:
-            self.drain(worker, "the pool is scaling down")
-
-    def flush_queue_unavailable(self) -> None:
-        reason = self.unavailable_reason()
-        if not reason:
-            return
-        while self.queue:
-            call = self.queue.popleft()
-            self.count_error(protocol.UNAVAILABLE)
-            call.fail(protocol.UNAVAILABLE, reason)
-
-    # ------------------------------------------------------------ shutdown
-    def begin_shutdown(self) -> None:
-        self.closing = True
-        if self.spawn_timer:
-            self.spawn_timer.cancel()
-
-    def terminate(self, grace: float = 2.0) -> None:
-        """Answer whatever is left, stop every worker, and wait (bounded) for them to exit."""
-        self.closing = True
-        while self.queue:
-            self.queue.popleft().fail(protocol.UNAVAILABLE, "the sidecar shut down before this "
-                                      "call could start")
-        for worker in list(self.workers.values()):
-            if worker.call is not None:
-                worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
-                                 "was running", worker=worker.id)
-            self.close_channel(worker)
-            if worker.state in (BUSY, STOPPING, CHECKING):
-                self.signal(worker, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for worker in list(self.workers.values()):
-            try:
-                worker.proc.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.signal(worker, signal.SIGKILL)
-                try:
-                    worker.proc.wait(1.0)
-                except subprocess.TimeoutExpired:
-                    log.error("%s did not exit even after SIGKILL", worker.describe())
-            for fd in (worker.reader.fd, worker.pidfd, worker.unread_probe):
-                self.loop.remove_reader(fd)
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self.close_fd_output(worker)
-            # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
-            # their process group: nothing the pool started may outlive the sidecar's stop.
-            try:
-                os.killpg(worker.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        self.workers.clear()
-        self.idle.clear()
-        for leftover in Path(self.stack_dir).glob("*"):
-            leftover.unlink(missing_ok=True)
-        try:
-            os.rmdir(self.stack_dir)
-        except OSError:
-            pass
+        """Ask the worker for every thread's stack, then ``then(text)`` (``WorkerProcess``)."""
+        worker.process.capture_stack(self.settings.stack_capture_wait, then, log_stack)
 
     # ------------------------------------------------------------ visibility
     def snapshot(self) -> dict[str, Any]:
-        now = self.clock()
-        states = [w.state for w in self.workers.values()]
-        return {
-            "name": self.settings.name,
-            "size": {"target": self.target_size, "min": self.settings.min_size,
-                     "max": self.settings.max_size, "live": self.live_count(),
-                     "ready": self.ready_members(), "spares_wanted": self.settings.spares,
-                     "spares_ready": sum(1 for w in self.spares() if w.state == IDLE)},
-            "workers_by_state": {s: states.count(s)
-                                 for s in (STARTING, IDLE, BUSY, CHECKING, STOPPING)},
-            "queue": {"length": len(self.queue), "capacity": self.settings.queue_size},
-            "counters": dict(self.counters),
-            "fd_output": self.fd_output.snapshot(),
-            "errors": dict(self.errors_by_kind),
-            "spawn": {"consecutive_failures": self.spawn_failures,
-                      "last_error": self.last_spawn_error,
-                      "restarts_in_window": len(self.restarts),
-                      "next_spawn_in": max(0.0, self.next_spawn_at - now)},
-            "workers": [self.describe_worker(w, now) for w in self.workers.values()],
-        }
-
-    def describe_worker(self, w: WorkerHandle, now: float) -> dict[str, Any]:
-        return {"id": w.id, "pid": w.pid, "role": w.role, "state": w.state,
-                "status": w.status, "status_detail": w.status_detail,
-                "score": w.score.score, "calls": w.calls, "rss": w.rss,
-                "age": now - w.spawned_at,
-                "last_used_ago": (now - w.last_used) if w.last_used else None,
-                "success_rate": w.score.success_rate(),
-                "mean_execution_ms": w.score.mean_execution_ms(),
-                "last_failure": w.last_failure, "preload_errors": w.preload_errors,
-                "ping_ms": w.ping_ms or None,
-                "bench_ratio": (w.bench_last / w.bench_baseline
-                                if w.bench_last and w.bench_baseline else None)}
+        return pool_snapshot(self)

@@ -106,7 +106,7 @@ class RecoveryOrchestrator:
             self.record(kind, info, f"spawn failed: {info['message']}",
                         action=f"retry in {info['retry_in']:.2f}s")
             if kind is FailureType.RESOURCE_EXHAUSTION:
-                self.pool.backoff_factor = self.settings.resource_backoff_factor
+                self.pool.spawning.backoff_factor = self.settings.resource_backoff_factor
             if info["failures"] >= self.settings.max_restart_attempts:
                 self.escalate(f"{info['failures']} consecutive worker starts failed "
                               f"(python3.recovery.max-restart-attempts = "
@@ -123,7 +123,7 @@ class RecoveryOrchestrator:
             self.record(FailureType.MEMORY_LEAK, info, f"RSS {info['rss'] >> 20} MiB over the "
                         "limit", action="recycled after its current call")
         elif event == "worker_ready":
-            self.pool.backoff_factor = 1.0
+            self.pool.spawning.backoff_factor = 1.0
             self.tick()
 
     def classify_exit(self, info: dict[str, Any]) -> tuple[FailureType, str]:

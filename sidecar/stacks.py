@@ -3,7 +3,7 @@
 Owns: the folder ``stacks-<pid>`` next to the connection file (inside the owner-only runtime
 folder), creating it at start, removing it at stop, and removing those of sidecars that are no
 longer running (a SIGKILLed sidecar cannot clean up after itself). Must not touch: the files'
-contents (``sidecar.pool`` writes and reads the dumps), the connection file
+contents (``sidecar.process`` writes and reads the dumps), the connection file
 (``bridge.connection``).
 """
 

@@ -10,7 +10,7 @@ user exceptions into error replies, answering ``ping`` and ``stop``, and (throug
 Must not touch: scheduling, timeouts or restarts (the supervisor decides those; this process
 may be killed at any moment).
 The reply to a successful call is a map whose first member is ``ok: true`` so the supervisor can
-forward it without decoding the value (see ``sidecar.pool``).
+forward it without decoding the value (see ``bridge.codec.splice_success``).
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ class Worker:
 
     # ------------------------------------------------------------ running user code
     def run_call(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Run one call; the reply's first members are ok, ms, cpu (see sidecar.pool)."""
+        """Run one call; the reply starts ok, ms, cpu (see bridge.codec.splice_success)."""
         out = BoundedWriter(self.max_output)
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr

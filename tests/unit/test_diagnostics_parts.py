@@ -3,9 +3,9 @@ history ring, reading the worker id from an encoded reply."""
 
 from __future__ import annotations
 
-from bridge.codec import pack_raw
+from bridge.codec import pack_raw, splice_success
+from sidecar.call import Call
 from sidecar.diagnostics import CallHistory, first_line, gather, reply_worker
-from sidecar.pool import _SPLICED_HEADER, _WORKER_KEY, Call
 
 
 class TimerDouble:
@@ -66,8 +66,11 @@ def test_history_keeps_the_first_line_and_never_the_arguments() -> None:
         call = Call(i, b"", 1.0, lambda data: None, now[0])
         history.track({"op": "call", "target": "m:f", "args": [f"secret{i}"]}, call)
         now[0] += 0.5
-        call.answer(_SPLICED_HEADER + pack_raw(i) + _WORKER_KEY + pack_raw(200 + i)
-                    + pack_raw({"ok": True})[1:])
+        worker_frame = pack_raw({"ok": True, "ms": 1.0, "cpu": 1.0, "value": i, "stdout": "",
+                                 "stderr": ""})
+        spliced = splice_success(worker_frame, i, 200 + i)
+        assert spliced is not None
+        call.answer(spliced[0])
     rows = history.last(10)
     assert len(rows) == 3 and [r["worker"] for r in rows] == [202, 203, 204]
     assert all(r["duration_ms"] == 500.0 and r["outcome"] == "ok" for r in rows)

@@ -7,10 +7,10 @@ import pytest
 from bridge import protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
+from sidecar.call import Call
 from sidecar.config import ConfigError, load
 from sidecar.fallback import FallbackChain, Strategy, quarantine_config
 from sidecar.loop import Loop
-from sidecar.pool import Call
 from sidecar.quarantine import (
     Quarantine,
     QuarantineConfig,
