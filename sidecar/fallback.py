@@ -41,14 +41,15 @@ from typing import Any
 import zmq
 
 from bridge import protocol
-from bridge.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
+from bridge.breaker import BreakerEvent, BreakerState, CircuitBreaker
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
 from sidecar.call import Call
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool, PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
-from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
+from sidecar.quarantine import Quarantine, QuarantineEvent, fingerprint
+from sidecar.settings import breaker_config
 
 log = logging.getLogger("py3sidecar.fallback")
 
@@ -587,23 +588,6 @@ class RemoteStrategy(Strategy):
 
 
 # ---------------------------------------------------------------- from the config
-
-def breaker_config(section: Any) -> BreakerConfig:
-    """``python3.circuit-breaker`` (already validated) as the breaker's own config object."""
-    return BreakerConfig(
-        enabled=section.enabled, failure_threshold=section.failure_threshold,
-        failure_rate_threshold=section.failure_rate_threshold,
-        window_size=section.window_size, minimum_calls=section.minimum_calls,
-        open_timeout=section.timeout, half_open_max_probes=section.half_open_max_probes,
-        success_threshold=section.success_threshold, count_timeouts=section.count_timeouts)
-
-
-def quarantine_config(section: Any) -> QuarantineConfig:
-    """``python3.quarantine`` (already validated) as the quarantine's own config object."""
-    return QuarantineConfig(enabled=section.enabled, crashes=section.crashes,
-                            window=section.window, ttl=section.ttl,
-                            max_entries=section.max_entries)
-
 
 def build_chain(loop: Loop, config: Any, primary: Pool,
                 quarantine: Quarantine | None = None) -> FallbackChain:
