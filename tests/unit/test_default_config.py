@@ -8,6 +8,7 @@ models, so no default can live in two places and disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from typing import Any
@@ -154,8 +155,10 @@ def test_component_defaults_equal_the_models() -> None:
         "throttle": (settings.throttle_settings(c.alerts.throttle), ThrottleSettings()),
         "cloudwatch": (settings.emf_settings(c.monitoring.cloudwatch), EmfSettings()),
     }
-    differ = {name: (from_models, code) for name, (from_models, code) in built.items()
-              if from_models != code}
+    differ = [f"{name}.{f.name}: models {getattr(ours, f.name)!r}, "
+              f"dataclass {getattr(code, f.name)!r}"
+              for name, (ours, code) in built.items() for f in dataclasses.fields(code)
+              if getattr(ours, f.name) != getattr(code, f.name)]
     assert not differ, f"dataclass defaults that disagree with the models: {differ}"
 
 
