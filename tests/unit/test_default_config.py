@@ -175,3 +175,23 @@ def test_removed_score_knobs_are_refused_with_the_reason(key: str) -> None:
         load(text=f"python3:\n  health:\n    score:\n      {key}: 40\n")
     assert f"python3.health.score.{key}' was removed" in str(info.value)
     assert "crash-penalty" in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("python3:\n  fallback:\n    remote:\n      grace: soon\n",
+     "python3.fallback.remote.grace = 'soon': expected a duration"),
+    ("python3:\n  health:\n    memory-growth-limit: lots\n",
+     "python3.health.memory-growth-limit = 'lots': expected a size"),
+    ("python3:\n  alerts:\n    throttle:\n      repeat-interval: true\n",
+     "python3.alerts.throttle.repeat-interval = True: expected a duration"),
+])
+def test_duration_and_size_fields_name_key_and_value(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(text=text)
+    assert message in str(info.value)
+
+
+def test_duration_and_size_fields_read_units() -> None:
+    c = load(text="python3:\n  fallback:\n    remote:\n      grace: 2s\n  health:\n"
+             "    memory-limit: 1GiB\n").python3
+    assert (c.fallback.remote.grace, c.health.memory_limit) == (2.0, 1 << 30)
