@@ -30,7 +30,6 @@ them), and only infrastructure failures count against a breaker (``breaker.class
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import subprocess
@@ -49,7 +48,7 @@ from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool, PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.quarantine import Quarantine, QuarantineEvent, fingerprint
-from sidecar.settings import breaker_config
+from sidecar.settings import breaker_config, direct_pool_settings, secondary_pool_settings
 
 log = logging.getLogger("py3sidecar.fallback")
 
@@ -594,26 +593,17 @@ def build_chain(loop: Loop, config: Any, primary: Pool,
     """The chain configured in ``python3.fallback`` around the service's primary pool."""
     fallback = config.python3.fallback
     breaker_settings = breaker_config(config.python3.circuit_breaker)
-    worker_python = primary.settings.python
     strategies: list[Strategy] = []
     for name in fallback.strategies:
         strategy: Strategy
         if name == "primary":
             strategy = PoolStrategy("primary", primary, owned=False)
         elif name == "secondary":
-            section = fallback.secondary
-            settings = dataclasses.replace(
-                primary.settings, name="secondary",
-                python=section.python.split() if section.python else list(worker_python),
-                env={**primary.settings.env, **section.env},
-                initial_size=section.initial_size, min_size=section.min_size,
-                max_size=section.max_size, queue_size=section.queue_size)
+            settings = secondary_pool_settings(primary.settings, fallback.secondary)
             strategy = PoolStrategy("secondary", Pool(loop, settings), owned=True)
         elif name == "direct":
             section = fallback.direct
-            settings = dataclasses.replace(
-                primary.settings,
-                python=section.python.split() if section.python else list(worker_python))
+            settings = direct_pool_settings(primary.settings, section)
             strategy = DirectStrategy(loop, settings, max_concurrent=section.max_concurrent,
                                       start_timeout=section.start_timeout)
         else:

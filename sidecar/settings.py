@@ -1,7 +1,8 @@
 """Each component's settings object, built from the validated config: the one place that does.
 
-Owns: one mapping function per component (pool, score, health checks, watchdog, recovery,
-scaling, overload, circuit breaker, quarantine, alert throttle, CloudWatch), and the only
+Owns: one mapping function per component (pool, secondary and direct pools, score, health
+checks, watchdog, recovery, scaling, overload, circuit breaker, quarantine, alert throttle,
+CloudWatch), and the only
 renames between a YAML key and a component's field (``crash-penalty`` -> ``crashed_penalty``,
 ``circuit-breaker.timeout`` -> ``open_timeout``, ...). Must not touch: reading or validating
 YAML (``sidecar.config``), defaults (the models in ``sidecar.config`` hold them; the components'
@@ -11,6 +12,7 @@ at run time.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -21,11 +23,13 @@ from sidecar.config import (
     CircuitBreakerConfig,
     CloudWatchConfig,
     Config,
+    DirectConfig,
     HealthConfig,
     QuarantineSection,
     RecoveryConfig,
     ScalingConfig,
     ScoreSection,
+    SecondaryPoolConfig,
     Section,
 )
 from sidecar.emf import EmfSettings
@@ -66,6 +70,23 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         address_space_limit=res.address_space_limit, rss_sample_interval=res.sample_interval,
         fd_output=worker.fd_output, output_log_rate=worker.output_log_rate,
         score=score_config(c.health.score))
+
+
+def secondary_pool_settings(primary: PoolSettings, section: SecondaryPoolConfig) -> PoolSettings:
+    """``python3.fallback.secondary``: the primary's settings with its own interpreter, extra
+    environment and sizes (paths, preload, limits are shared)."""
+    return dataclasses.replace(
+        primary, name="secondary",
+        python=section.python.split() if section.python else list(primary.python),
+        env={**primary.env, **section.env}, initial_size=section.initial_size,
+        min_size=section.min_size, max_size=section.max_size, queue_size=section.queue_size)
+
+
+def direct_pool_settings(primary: PoolSettings, section: DirectConfig) -> PoolSettings:
+    """``python3.fallback.direct``: the primary's settings with its own interpreter (its
+    ``max-concurrent`` and ``start-timeout`` go to the strategy itself)."""
+    return dataclasses.replace(
+        primary, python=section.python.split() if section.python else list(primary.python))
 
 
 def score_config(section: ScoreSection) -> ScoreConfig:

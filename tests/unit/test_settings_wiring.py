@@ -39,3 +39,22 @@ def test_health_and_recovery_sections_reach_their_components(loop_and_pool) -> N
     assert (watchdog.health.hang_after, watchdog.health.memory_growth_limit) == (90.0, 1 << 30)
     assert watchdog.settings.quick_interval == 2.0
     assert recovery.settings.escalation_timeout == 300.0
+
+
+def test_secondary_and_direct_pools_take_their_sections_over_the_primary() -> None:
+    from sidecar.settings import direct_pool_settings, pool_settings, secondary_pool_settings
+
+    config = load(text="python3:\n  worker:\n    python: /usr/bin/python3 -X utf8\n"
+                  "    env: {A: '1', B: '1'}\n  fallback:\n    secondary:\n"
+                  "      python: /opt/venv/bin/python\n      env: {B: '2'}\n      max-size: 3\n"
+                  "    direct:\n      python: ''\n")
+    primary = pool_settings(config)
+    secondary = secondary_pool_settings(primary, config.python3.fallback.secondary)
+    assert (secondary.name, secondary.python, secondary.env) == (
+        "secondary", ["/opt/venv/bin/python"], {"A": "1", "B": "2"})
+    assert (secondary.initial_size, secondary.min_size, secondary.max_size,
+            secondary.queue_size) == (1, 0, 3, 16)
+    assert secondary.call_timeout == primary.call_timeout  # limits are shared
+    direct = direct_pool_settings(primary, config.python3.fallback.direct)
+    assert (direct.name, direct.python, direct.env) == (
+        "primary", ["/usr/bin/python3", "-X", "utf8"], {"A": "1", "B": "1"})
