@@ -10,6 +10,7 @@ tests/unit/test_default_config.py keeps it equal to the models, key by key, with
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+log = logging.getLogger("py3sidecar.config")
 
 DEFAULT_YAML = (Path(__file__).with_name("default.yml")).read_text()
 
@@ -81,8 +84,9 @@ def parse_size(value: Any) -> int:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
-# Keys that were offered once and did nothing: a config naming them gets told why, not just
-# "unknown key" (no failure kind `oom` or `io` exists, so no call was ever scored with them).
+# Keys that were offered once and never did anything (no failure kind `oom` or `io` exists,
+# so no call was ever scored with them). A file that still has one is served as before, with a
+# warning naming the key: an upgrade must not stop a sidecar over a knob that had no effect.
 REMOVED_KEYS = {
     "python3.health.score.oom-penalty": "removed: no call fails with a kind `oom` (a worker "
     "killed for memory is `crashed`, and scored with crash-penalty)",
@@ -532,8 +536,6 @@ class Config(Section):
 def _describe(error: dict[str, Any], source: str) -> str:
     key = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden" and key in REMOVED_KEYS:
-        return f"{source}: key '{key}' was {REMOVED_KEYS[key]}; delete it from the file"
     if error["type"] == "extra_forbidden":
         return (f"{source}: unknown key '{key}'; see `py3sidecar config --print-default` for "
                 "the keys")
@@ -542,6 +544,18 @@ def _describe(error: dict[str, Any], source: str) -> str:
     value = error.get("input")
     shown = "" if isinstance(value, dict) else f" = {value!r}"
     return f"{source}: {key or 'python3'}{shown}: {message}"
+
+
+def _drop_removed(user: dict[str, Any], source: str) -> None:
+    for dotted, why in REMOVED_KEYS.items():
+        *parents, last = dotted.split(".")
+        node: Any = user
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            del node[last]
+            log.warning("%s: key '%s' is ignored, it was %s; delete it from the file", source,
+                        dotted, why)
 
 
 def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
@@ -561,6 +575,7 @@ def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
             if not isinstance(user, dict) or not isinstance(user.get("python3", {}), dict):
                 raise ConfigError(f"{source}: expected a mapping with a top-level key "
                                   "'python3:' (see `py3sidecar config --print-default`)")
+            _drop_removed(user, source)
             data = user  # a key left out takes the model's default
     try:
         return Config.model_validate(data)

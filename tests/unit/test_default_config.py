@@ -170,11 +170,18 @@ def test_overloaded_is_the_configured_scale_up_threshold() -> None:
 
 
 @pytest.mark.parametrize("key", ["oom-penalty", "io-penalty"])
-def test_removed_score_knobs_are_refused_with_the_reason(key: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        load(text=f"python3:\n  health:\n    score:\n      {key}: 40\n")
-    assert f"python3.health.score.{key}' was removed" in str(info.value)
-    assert "crash-penalty" in str(info.value)
+def test_removed_score_knobs_are_ignored_with_a_warning_naming_them(key: str, caplog) -> None:
+    config = load(text=f"python3:\n  health:\n    score:\n      {key}: 40\n"
+                  "      crash-penalty: 45\n")
+    assert config.python3.health.score.crash_penalty == 45  # the rest of the file still counts
+    warning = " ".join(r.getMessage() for r in caplog.records if r.name == "py3sidecar.config")
+    assert f"key 'python3.health.score.{key}' is ignored, it was removed" in warning
+    assert "crash-penalty" in warning
+
+
+def test_a_removed_key_elsewhere_is_still_an_unknown_key() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'python3.health.oom-penalty'"):
+        load(text="python3:\n  health:\n    oom-penalty: 40\n")
 
 
 @pytest.mark.parametrize("text, message", [
