@@ -29,7 +29,8 @@ from typing import Any
 
 from bridge.breaker import BreakerEvent, BreakerState
 from sidecar.alert_channels import AlertChannels, Channel
-from sidecar.alerts import AlertPolicy, Level, ThrottleSettings
+from sidecar.alerts import AlertPolicy, Level
+from sidecar.settings import throttle_settings
 
 log = logging.getLogger("py3sidecar.alerts")
 
@@ -192,9 +193,6 @@ class AlertManager:
 def build_alerts(loop: Any, config: Any) -> AlertManager:
     """From ``python3.alerts``; the log is always a channel."""
     c = config.python3.alerts
-    t = c.throttle
-    policy = AlertPolicy(ThrottleSettings(max_per_hour=t.max_per_hour, group_wait=t.group_wait,
-                                          group_interval=t.group_interval,
-                                          repeat_interval=t.repeat_interval), clock=loop.clock)
+    policy = AlertPolicy(throttle_settings(c.throttle), clock=loop.clock)
     channels = AlertChannels([Channel.build(ch.url, list(ch.levels)) for ch in c.channels])
     return AlertManager(loop, policy, channels, enabled=c.enabled)

@@ -184,7 +184,19 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
     out = Path(out)
     report = BundleReport(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_project(out, report)
+    write_jars(out / "jars", report, zmq=zmq, java_dir=java_dir)
+    write_host_files(out, report, user=user, python=python)
+    if check:
+        from sidecar.bundle_checks import check_interpreter
 
+        report.warnings += check_interpreter(python or sys.executable, user)
+    report.files += [out / "config.yml", out / "INSTALL.txt"]
+    return report
+
+
+def write_project(out: Path, report: BundleReport) -> None:
+    """The Ignition project: a folder to copy and the same as a zip to import."""
     project = out / "project"
     if project.exists():
         shutil.rmtree(project)
@@ -192,7 +204,6 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
                     ignore=shutil.ignore_patterns("*.class", "__pycache__", "*$py.class"))
     (project / "project.json").write_text(json.dumps(PROJECT_JSON, indent=2) + "\n")
     report.files.append(project)
-
     archive = out / "py3sidecar-project.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(project.rglob("*")):
@@ -200,7 +211,10 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
                 zf.write(path, path.relative_to(project).as_posix())
     report.files.append(archive)
 
-    jars = out / "jars"
+
+def write_jars(jars: Path, report: BundleReport, *, zmq: bool, java_dir: Path) -> None:
+    """The gateway's jars: py4j always, msgpack-core, JeroMQ with ``--zmq``; a missing one is
+    a note that says which Debian package has it."""
     if jars.exists():
         shutil.rmtree(jars)
     jars.mkdir()
@@ -223,6 +237,11 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
         report.notes.append("JeroMQ not included (the default transport is py4j); add --zmq "
                             "for TRANSPORT = 'zmq'")
 
+
+def write_host_files(out: Path, report: BundleReport, *, user: str,
+                     python: str | None) -> None:
+    """What goes on the gateway host: systemd unit, Grafana dashboard, config, install notes,
+    gateway event scripts."""
     systemd = out / "systemd"
     systemd.mkdir(exist_ok=True)
     unit = systemd / "py3sidecar.service"
@@ -240,9 +259,3 @@ def build_bundle(out: str | Path, *, zmq: bool = False, user: str = "ignition",
         shutil.rmtree(events)
     shutil.copytree(SCRIPTS / "gateway-events", events)
     report.files.append(events)
-    if check:
-        from sidecar.bundle_checks import check_interpreter
-
-        report.warnings += check_interpreter(python or sys.executable, user)
-    report.files += [out / "config.yml", out / "INSTALL.txt"]
-    return report

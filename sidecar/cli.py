@@ -286,17 +286,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="py3sidecar", description="CPython 3 for Ignition: the sidecar and its tools")
     sub = parser.add_subparsers(dest="command", required=True)
-
     serve = sub.add_parser("serve", help="run the sidecar in the foreground")
-    serve.add_argument("--config", help="YAML file overlaid on the embedded default")
+    serve.add_argument("--config", help="YAML file: its keys over the models' defaults")
     serve.set_defaults(func=cmd_serve)
+    add_call_commands(sub)
+    add_operator_commands(sub)
+    add_setup_commands(sub)  # in this order in --help: serving first, installing last
+    return parser
 
-    def client_options(p: argparse.ArgumentParser, timeout: float = 30.0) -> None:
-        p.add_argument("--endpoint", help="ZeroMQ endpoint (default $PY3SIDECAR_ENDPOINT or "
-                       "tcp://127.0.0.1:5557)")
-        p.add_argument("--token", help="token (default $PY3SIDECAR_TOKEN or the token file)")
-        p.add_argument("--timeout", type=float, default=timeout, help="seconds")
 
+def client_options(p: argparse.ArgumentParser, timeout: float = 30.0) -> None:
+    """What every command that talks to a running sidecar takes."""
+    p.add_argument("--endpoint", help="ZeroMQ endpoint (default $PY3SIDECAR_ENDPOINT or "
+                   "tcp://127.0.0.1:5557)")
+    p.add_argument("--token", help="token (default $PY3SIDECAR_TOKEN or the token file)")
+    p.add_argument("--timeout", type=float, default=timeout, help="seconds")
+
+
+def add_setup_commands(sub: Any) -> None:
+    """Checking and installing the sidecar: config, ignition-bundle."""
+    cfg = sub.add_parser("config", help="show or check configuration")
+    cfg.add_argument("--print-default", action="store_true")
+    cfg.add_argument("--check", metavar="FILE")
+    cfg.set_defaults(func=cmd_config)
+
+    bundle = sub.add_parser("ignition-bundle", help="write what an Ignition gateway needs: "
+                            "project (folder + zip), jars, systemd unit")
+    bundle.add_argument("out", help="output folder (created)")
+    bundle.add_argument("--zmq", action="store_true",
+                        help="also ship JeroMQ (for py3sidecar.settings.TRANSPORT = 'zmq')")
+    bundle.add_argument("--user", default="ignition",
+                        help="the gateway's OS user, who runs the sidecar (default: ignition)")
+    bundle.add_argument("--python", help="the interpreter the systemd unit runs (default: "
+                        "this one); it must be readable by --user and have py3sidecar "
+                        "installed, not as an editable checkout")
+    bundle.set_defaults(func=cmd_ignition_bundle)
+
+
+def add_call_commands(sub: Any) -> None:
+    """Running code in a worker: exec, call."""
     ex = sub.add_parser("exec", help="run code in a worker; print the value as JSON")
     ex.add_argument("code", nargs="?", help="the code; '-' reads it from stdin")
     ex.add_argument("--file", metavar="F", help="read the code from this file")
@@ -318,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(call)
     call.set_defaults(func=cmd_call)
 
+
+def add_operator_commands(sub: Any) -> None:
+    """Looking at and steering a running sidecar: ping, health, breaker, quarantine, diag."""
     ping = sub.add_parser("ping", help="check that the sidecar answers")
     client_options(ping, 5.0)
     ping.set_defaults(func=cmd_ping)
@@ -345,7 +376,6 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(qua, 5.0)
     qua.set_defaults(func=cmd_quarantine)
 
-
     diag = sub.add_parser("diag", help="diagnostics: health, performance, memory, threads, "
                           "history, workers, config (needs the token)")
     diag.add_argument("diag_command", metavar="COMMAND",
@@ -358,24 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--json", action="store_true", help="the full value as JSON")
     client_options(diag, 10.0)
     diag.set_defaults(func=cmd_diag)
-
-    cfg = sub.add_parser("config", help="show or check configuration")
-    cfg.add_argument("--print-default", action="store_true")
-    cfg.add_argument("--check", metavar="FILE")
-    cfg.set_defaults(func=cmd_config)
-
-    bundle = sub.add_parser("ignition-bundle", help="write what an Ignition gateway needs: "
-                            "project (folder + zip), jars, systemd unit")
-    bundle.add_argument("out", help="output folder (created)")
-    bundle.add_argument("--zmq", action="store_true",
-                        help="also ship JeroMQ (for py3sidecar.settings.TRANSPORT = 'zmq')")
-    bundle.add_argument("--user", default="ignition",
-                        help="the gateway's OS user, who runs the sidecar (default: ignition)")
-    bundle.add_argument("--python", help="the interpreter the systemd unit runs (default: "
-                        "this one); it must be readable by --user and have py3sidecar "
-                        "installed, not as an editable checkout")
-    bundle.set_defaults(func=cmd_ignition_bundle)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> None:

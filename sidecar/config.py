@@ -1,13 +1,16 @@
 """Configuration: the YAML file, the embedded default, validation with messages that help.
 
-Owns: reading YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``,
-``worker``, ``bridge``, ...), merging it over the embedded default (``sidecar/default.yml``),
-validating once, and building each component's settings object. Must not touch: processes,
-sockets. Every key has its default and a comment in ``default.yml``.
+Owns: the models below, which are the one truth about every key and its default; reading
+YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``, ``worker``,
+``bridge``, ...) and validating it once. Must not touch: processes, sockets, the components'
+own settings objects (``sidecar.settings`` builds those from these models).
+``default.yml`` is the documented copy of the defaults (``config --print-default``);
+tests/unit/test_default_config.py keeps it equal to the models, key by key, with a comment each.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,11 +19,15 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+
+log = logging.getLogger("py3sidecar.config")
 
 DEFAULT_YAML = (Path(__file__).with_name("default.yml")).read_text()
 
@@ -73,17 +80,24 @@ def parse_size(value: Any) -> int:
     return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
 
 
+# A field's type says how its YAML value is read: "500ms" / "5m" -> seconds, "64MiB" -> bytes.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+# Keys that were offered once and never did anything (no failure kind `oom` or `io` exists,
+# so no call was ever scored with them). A file that still has one is served as before, with a
+# warning naming the key: an upgrade must not stop a sidecar over a knob that had no effect.
+REMOVED_KEYS = {
+    "python3.health.score.oom-penalty": "removed: no call fails with a kind `oom` (a worker "
+    "killed for memory is `crashed`, and scored with crash-penalty)",
+    "python3.health.score.io-penalty": "removed: no call fails with a kind `io` (a broken "
+    "channel to a worker is `crashed`, and scored with crash-penalty)",
+}
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=lambda name: name.replace("_", "-"),
                               populate_by_name=True, frozen=True)
-
-
-def _durations(*names: str):
-    return field_validator(*names, mode="before")(lambda cls, v: parse_duration(v))
-
-
-def _sizes(*names: str):
-    return field_validator(*names, mode="before")(lambda cls, v: parse_size(v))
 
 
 def _positive(name: str, value: float) -> None:
@@ -91,15 +105,19 @@ def _positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be greater than 0")
 
 
+def _section(model: type[Section]) -> Any:
+    # Built when a config is loaded, not at import: WorkerConfig's check looks up accounts.
+    return Field(default_factory=model)
+
+
 class PoolConfig(Section):
-    initial_size: int
-    min_size: int
-    max_size: int
-    spares: int
-    queue_size: int
-    max_restarts: int
-    restart_window: float
-    _d = _durations("restart_window")
+    initial_size: int = 2
+    min_size: int = 1
+    max_size: int = 4
+    spares: int = 1
+    queue_size: int = 64
+    max_restarts: int = 30
+    restart_window: Duration = 10.0
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> "PoolConfig":
@@ -116,22 +134,20 @@ class PoolConfig(Section):
 
 
 class WorkerConfig(Section):
-    python: str
-    paths: list[str]
-    preload: list[str]
-    env: dict[str, str]
-    call_timeout: float
-    max_call_timeout: float
-    kill_grace: float
-    start_timeout: float
-    max_output: int
-    reload: bool
-    fd_output: Literal["log", "discard"]
-    output_log_rate: int
-    user: str
-    group: str
-    _d = _durations("call_timeout", "max_call_timeout", "kill_grace", "start_timeout")
-    _s = _sizes("max_output", "output_log_rate")
+    python: str = ""
+    paths: list[str] = []
+    preload: list[str] = []
+    env: dict[str, str] = {}
+    call_timeout: Duration = 30.0
+    max_call_timeout: Duration = 3600.0
+    kill_grace: Duration = 0.5
+    start_timeout: Duration = 30.0
+    max_output: Size = 64 << 10
+    reload: bool = True
+    fd_output: Literal["log", "discard"] = "log"
+    output_log_rate: Size = 64 << 10
+    user: str = ""
+    group: str = ""
 
     @model_validator(mode="after")
     def _account_exists(self) -> "WorkerConfig":
@@ -153,8 +169,8 @@ class WorkerConfig(Section):
 
 
 class ZmqConfig(Section):
-    enabled: bool
-    endpoint: str
+    enabled: bool = True
+    endpoint: str = "tcp://127.0.0.1:5557"
 
     @field_validator("endpoint")
     @classmethod
@@ -165,13 +181,12 @@ class ZmqConfig(Section):
 
 
 class Py4JConfig(Section):
-    enabled: bool
-    host: ListenHost
-    python_port: Port
-    java_port: Port
-    max_connections: int
-    idle_timeout: float
-    _d = _durations("idle_timeout")
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    python_port: Port = 25334
+    java_port: Port = 25333
+    max_connections: int = 1024
+    idle_timeout: Duration = 3600.0
 
     @field_validator("max_connections")
     @classmethod
@@ -188,48 +203,41 @@ class Py4JConfig(Section):
         return value
 
 
-
 class BridgeConfig(Section):
-    token: str
-    token_file: str
-    max_message_size: int
-    zmq: ZmqConfig
-    py4j: Py4JConfig
-    _s = _sizes("max_message_size")
+    token: str = ""
+    token_file: str = ""
+    max_message_size: Size = 64 << 20
+    zmq: ZmqConfig = _section(ZmqConfig)
+    py4j: Py4JConfig = _section(Py4JConfig)
 
 
 class HttpConfig(Section):
     """``python3.http``: /metrics, /livez, /readyz, /health, /dashboard (see sidecar/http.py)."""
 
-    enabled: bool
-    host: ListenHost
-    port: Port
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    port: Port = 5558
 
 
 class ScoreSection(Section):
-    timeout_penalty: int
-    crash_penalty: int
-    oom_penalty: int
-    io_penalty: int
-    other_penalty: int
-    replace_threshold: int
-    history_size: int
+    timeout_penalty: int = 20
+    crash_penalty: int = 50
+    other_penalty: int = 10
+    replace_threshold: int = 30
+    history_size: int = 100
 
 
 class HealthConfig(Section):
-    enabled: bool
-    quick_check_interval: float
-    check_interval: float
-    resource_check_interval: float
-    ping_timeout: float
-    hang_after: float
-    performance_factor: float
-    memory_limit: int
-    memory_growth_limit: int
-    score: ScoreSection
-    _d = _durations("quick_check_interval", "check_interval", "resource_check_interval",
-                    "ping_timeout", "hang_after")
-    _s = _sizes("memory_limit", "memory_growth_limit")
+    enabled: bool = True
+    quick_check_interval: Duration = 5.0
+    check_interval: Duration = 30.0
+    resource_check_interval: Duration = 60.0
+    ping_timeout: Duration = 1.0
+    hang_after: Duration = 60.0
+    performance_factor: float = 5.0
+    memory_limit: Size = 0
+    memory_growth_limit: Size = 512 << 20
+    score: ScoreSection = _section(ScoreSection)
 
     @model_validator(mode="after")
     def _positive_intervals(self) -> "HealthConfig":
@@ -242,11 +250,10 @@ class HealthConfig(Section):
 
 
 class RecoveryConfig(Section):
-    max_restart_attempts: int
-    restart_delay: float
-    restart_delay_max: float
-    escalation_timeout: float
-    _d = _durations("restart_delay", "restart_delay_max", "escalation_timeout")
+    max_restart_attempts: int = 5
+    restart_delay: Duration = 0.1
+    restart_delay_max: Duration = 30.0
+    escalation_timeout: Duration = 60.0
 
     @model_validator(mode="after")
     def _delays(self) -> "RecoveryConfig":
@@ -260,14 +267,12 @@ class RecoveryConfig(Section):
 
 
 class ResourcesConfig(Section):
-    max_calls_per_worker: int
-    max_calls_jitter: int
-    max_memory_per_worker: int
-    cpu_limit: int
-    address_space_limit: int
-    sample_interval: float
-    _d = _durations("sample_interval")
-    _s = _sizes("max_memory_per_worker", "address_space_limit")
+    max_calls_per_worker: int = 0
+    max_calls_jitter: int = 0
+    max_memory_per_worker: Size = 0
+    cpu_limit: int = 0
+    address_space_limit: Size = 0
+    sample_interval: Duration = 0.25
 
     @model_validator(mode="after")
     def _non_negative(self) -> "ResourcesConfig":
@@ -281,14 +286,13 @@ class ResourcesConfig(Section):
 
 
 class ScalingConfig(Section):
-    enabled: bool
-    interval: float
-    scale_up_utilization: float
-    scale_up_wait: float
-    scale_down_utilization: float
-    up_cooldown: float
-    down_cooldown: float
-    _d = _durations("interval", "scale_up_wait", "up_cooldown", "down_cooldown")
+    enabled: bool = True
+    interval: Duration = 5.0
+    scale_up_utilization: float = 0.9
+    scale_up_wait: Duration = 0.05
+    scale_down_utilization: float = 0.3
+    up_cooldown: Duration = 10.0
+    down_cooldown: Duration = 60.0
 
     @model_validator(mode="after")
     def _thresholds(self) -> "ScalingConfig":
@@ -301,27 +305,25 @@ class ScalingConfig(Section):
 
 
 class ShutdownConfig(Section):
-    drain_timeout: float
-    _d = _durations("drain_timeout")
+    drain_timeout: Duration = 10.0
 
 
 class LoggingConfig(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
 
 class CircuitBreakerConfig(Section):
     """``python3.circuit-breaker``: the spec's four keys plus window, probes and timeouts."""
 
-    enabled: bool
-    failure_threshold: int
-    failure_rate_threshold: float
-    window_size: int
-    minimum_calls: int
-    timeout: float
-    half_open_max_probes: int
-    success_threshold: int
-    count_timeouts: bool
-    _d = _durations("timeout")
+    enabled: bool = True
+    failure_threshold: int = 5
+    failure_rate_threshold: float = 0.5
+    window_size: int = 20
+    minimum_calls: int = 10
+    timeout: Duration = 60.0
+    half_open_max_probes: int = 3
+    success_threshold: int = 3
+    count_timeouts: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> "CircuitBreakerConfig":
@@ -343,12 +345,11 @@ class CircuitBreakerConfig(Section):
 class QuarantineSection(Section):
     """``python3.quarantine``: poison requests (see sidecar/quarantine.py)."""
 
-    enabled: bool
-    crashes: int
-    window: float
-    ttl: float
-    max_entries: int
-    _d = _durations("window", "ttl")
+    enabled: bool = True
+    crashes: int = 2
+    window: Duration = 600.0
+    ttl: Duration = 1800.0
+    max_entries: int = 1000
 
     @model_validator(mode="after")
     def _bounded(self) -> "QuarantineSection":
@@ -368,12 +369,12 @@ FALL_THROUGH_ALLOWED = ("circuit_open", "overloaded", "unavailable", "crashed", 
 
 
 class SecondaryPoolConfig(Section):
-    python: str
-    env: dict[str, str]
-    initial_size: int
-    min_size: int
-    max_size: int
-    queue_size: int
+    python: str = ""
+    env: dict[str, str] = {}
+    initial_size: int = 1
+    min_size: int = 0
+    max_size: int = 2
+    queue_size: int = 16
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> "SecondaryPoolConfig":
@@ -387,10 +388,9 @@ class SecondaryPoolConfig(Section):
 
 
 class DirectConfig(Section):
-    python: str
-    max_concurrent: int
-    start_timeout: float
-    _d = _durations("start_timeout")
+    python: str = ""
+    max_concurrent: int = 2
+    start_timeout: Duration = 10.0
 
     @model_validator(mode="after")
     def _bounded(self) -> "DirectConfig":
@@ -401,11 +401,10 @@ class DirectConfig(Section):
 
 
 class RemoteConfig(Section):
-    endpoint: str
-    token: str
-    token_file: str
-    grace: float
-    _d = _durations("grace")
+    endpoint: str = ""
+    token: str = ""
+    token_file: str = ""
+    grace: Duration = 0.5
 
     @field_validator("endpoint")
     @classmethod
@@ -419,11 +418,11 @@ class RemoteConfig(Section):
 class FallbackConfig(Section):
     """``python3.fallback``: the ordered strategies behind the primary pool."""
 
-    strategies: list[str]
-    fall_through: list[str]
-    secondary: SecondaryPoolConfig
-    direct: DirectConfig
-    remote: RemoteConfig
+    strategies: list[str] = ["primary"]
+    fall_through: list[str] = ["circuit_open", "overloaded", "unavailable"]
+    secondary: SecondaryPoolConfig = _section(SecondaryPoolConfig)
+    direct: DirectConfig = _section(DirectConfig)
+    remote: RemoteConfig = _section(RemoteConfig)
 
     @model_validator(mode="after")
     def _combination(self) -> "FallbackConfig":
@@ -467,11 +466,10 @@ class AlertChannelConfig(Section):
 
 
 class AlertThrottleConfig(Section):
-    max_per_hour: int
-    group_wait: float
-    group_interval: float
-    repeat_interval: float
-    _d = _durations("group_wait", "group_interval", "repeat_interval")
+    max_per_hour: int = 10
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
 
     @field_validator("max_per_hour")
     @classmethod
@@ -483,17 +481,16 @@ class AlertThrottleConfig(Section):
 
 
 class AlertsConfig(Section):
-    enabled: bool
-    channels: list[AlertChannelConfig]
-    throttle: AlertThrottleConfig
+    enabled: bool = True
+    channels: list[AlertChannelConfig] = []
+    throttle: AlertThrottleConfig = _section(AlertThrottleConfig)
 
 
 class CloudWatchConfig(Section):
-    enabled: bool
-    endpoint: str
-    namespace: str
-    interval: float
-    _d = _durations("interval")
+    enabled: bool = False
+    endpoint: str = "tcp://127.0.0.1:25888"
+    namespace: str = "py3sidecar"
+    interval: Duration = 60.0
 
     @field_validator("endpoint")
     @classmethod
@@ -511,38 +508,29 @@ class CloudWatchConfig(Section):
 
 
 class MonitoringConfig(Section):
-    cloudwatch: CloudWatchConfig
+    cloudwatch: CloudWatchConfig = _section(CloudWatchConfig)
 
 
 class Python3Config(Section):
-    pool: PoolConfig
-    health: HealthConfig
-    recovery: RecoveryConfig
-    resources: ResourcesConfig
-    scaling: ScalingConfig
-    worker: WorkerConfig
-    bridge: BridgeConfig
-    shutdown: ShutdownConfig
-    logging: LoggingConfig
-    circuit_breaker: CircuitBreakerConfig
-    fallback: FallbackConfig
-    quarantine: QuarantineSection
-    http: HttpConfig
-    alerts: AlertsConfig
-    monitoring: MonitoringConfig
+    pool: PoolConfig = _section(PoolConfig)
+    health: HealthConfig = _section(HealthConfig)
+    recovery: RecoveryConfig = _section(RecoveryConfig)
+    resources: ResourcesConfig = _section(ResourcesConfig)
+    scaling: ScalingConfig = _section(ScalingConfig)
+    worker: WorkerConfig = _section(WorkerConfig)
+    bridge: BridgeConfig = _section(BridgeConfig)
+    shutdown: ShutdownConfig = _section(ShutdownConfig)
+    logging: LoggingConfig = _section(LoggingConfig)
+    circuit_breaker: CircuitBreakerConfig = _section(CircuitBreakerConfig)
+    fallback: FallbackConfig = _section(FallbackConfig)
+    quarantine: QuarantineSection = _section(QuarantineSection)
+    http: HttpConfig = _section(HttpConfig)
+    alerts: AlertsConfig = _section(AlertsConfig)
+    monitoring: MonitoringConfig = _section(MonitoringConfig)
 
 
 class Config(Section):
-    python3: Python3Config
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base.get(key), value) if key in base else value
-        return merged
-    return override
+    python3: Python3Config = _section(Python3Config)
 
 
 def _describe(error: dict[str, Any], source: str) -> str:
@@ -558,10 +546,22 @@ def _describe(error: dict[str, Any], source: str) -> str:
     return f"{source}: {key or 'python3'}{shown}: {message}"
 
 
+def _drop_removed(user: dict[str, Any], source: str) -> None:
+    for dotted, why in REMOVED_KEYS.items():
+        *parents, last = dotted.split(".")
+        node: Any = user
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and last in node:
+            del node[last]
+            log.warning("%s: key '%s' is ignored, it was %s; delete it from the file", source,
+                        dotted, why)
+
+
 def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
-    """Load the embedded default, overlaid with a YAML file (or text); raise ``ConfigError``."""
+    """The models' defaults, overlaid with a YAML file (or text); raise ``ConfigError``."""
     source = str(path) if path else "<config>"
-    data = yaml.safe_load(DEFAULT_YAML)
+    data: dict[str, Any] = {}
     if path is not None or text is not None:
         try:
             raw = Path(path).read_text() if path is not None else text
@@ -575,7 +575,8 @@ def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
             if not isinstance(user, dict) or not isinstance(user.get("python3", {}), dict):
                 raise ConfigError(f"{source}: expected a mapping with a top-level key "
                                   "'python3:' (see `py3sidecar config --print-default`)")
-            data = _merge(data, user)
+            _drop_removed(user, source)
+            data = user  # a key left out takes the model's default
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

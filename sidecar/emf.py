@@ -208,10 +208,10 @@ class EmfExporter:
                 self.sock = None
 
 
-def build_emf(loop: Any, config: Any, snapshot: Callable[[], dict[str, Any]]) -> EmfExporter:
-    c = config.python3.monitoring.cloudwatch
-    return EmfExporter(loop, snapshot, EmfSettings(enabled=c.enabled, endpoint=c.endpoint,
-                                                   namespace=c.namespace, interval=c.interval))
+def build_emf(loop: Any, settings: EmfSettings,
+              snapshot: Callable[[], dict[str, Any]]) -> EmfExporter:
+    """``settings``: ``python3.monitoring.cloudwatch`` as built by ``sidecar.settings``."""
+    return EmfExporter(loop, snapshot, settings)
 
 
 def own_rss() -> int:

@@ -30,7 +30,6 @@ them), and only infrastructure failures count against a breaker (``breaker.class
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import subprocess
@@ -41,14 +40,15 @@ from typing import Any
 import zmq
 
 from bridge import protocol
-from bridge.breaker import BreakerConfig, BreakerEvent, BreakerState, CircuitBreaker
+from bridge.breaker import BreakerEvent, BreakerState, CircuitBreaker
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
 from sidecar.call import Call
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool, PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
-from sidecar.quarantine import Quarantine, QuarantineConfig, QuarantineEvent, fingerprint
+from sidecar.quarantine import Quarantine, QuarantineEvent, fingerprint
+from sidecar.settings import breaker_config, direct_pool_settings, secondary_pool_settings
 
 log = logging.getLogger("py3sidecar.fallback")
 
@@ -588,48 +588,22 @@ class RemoteStrategy(Strategy):
 
 # ---------------------------------------------------------------- from the config
 
-def breaker_config(section: Any) -> BreakerConfig:
-    """``python3.circuit-breaker`` (already validated) as the breaker's own config object."""
-    return BreakerConfig(
-        enabled=section.enabled, failure_threshold=section.failure_threshold,
-        failure_rate_threshold=section.failure_rate_threshold,
-        window_size=section.window_size, minimum_calls=section.minimum_calls,
-        open_timeout=section.timeout, half_open_max_probes=section.half_open_max_probes,
-        success_threshold=section.success_threshold, count_timeouts=section.count_timeouts)
-
-
-def quarantine_config(section: Any) -> QuarantineConfig:
-    """``python3.quarantine`` (already validated) as the quarantine's own config object."""
-    return QuarantineConfig(enabled=section.enabled, crashes=section.crashes,
-                            window=section.window, ttl=section.ttl,
-                            max_entries=section.max_entries)
-
-
 def build_chain(loop: Loop, config: Any, primary: Pool,
                 quarantine: Quarantine | None = None) -> FallbackChain:
     """The chain configured in ``python3.fallback`` around the service's primary pool."""
     fallback = config.python3.fallback
     breaker_settings = breaker_config(config.python3.circuit_breaker)
-    worker_python = primary.settings.python
     strategies: list[Strategy] = []
     for name in fallback.strategies:
         strategy: Strategy
         if name == "primary":
             strategy = PoolStrategy("primary", primary, owned=False)
         elif name == "secondary":
-            section = fallback.secondary
-            settings = dataclasses.replace(
-                primary.settings, name="secondary",
-                python=section.python.split() if section.python else list(worker_python),
-                env={**primary.settings.env, **section.env},
-                initial_size=section.initial_size, min_size=section.min_size,
-                max_size=section.max_size, queue_size=section.queue_size)
+            settings = secondary_pool_settings(primary.settings, fallback.secondary)
             strategy = PoolStrategy("secondary", Pool(loop, settings), owned=True)
         elif name == "direct":
             section = fallback.direct
-            settings = dataclasses.replace(
-                primary.settings,
-                python=section.python.split() if section.python else list(worker_python))
+            settings = direct_pool_settings(primary.settings, section)
             strategy = DirectStrategy(loop, settings, max_concurrent=section.max_concurrent,
                                       start_timeout=section.start_timeout)
         else:

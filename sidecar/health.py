@@ -42,7 +42,7 @@ class HealthSettings:
     hang_after: float = 60.0           # a busy worker with no CPU progress for this long hangs
     performance_factor: float = 5.0    # DEGRADED when the benchmark takes k x its own baseline
     memory_limit: int = 0              # MEMORY_HIGH above this RSS (bytes, 0: off)
-    memory_growth_limit: int = 0       # MEMORY_HIGH above baseline + this (bytes, 0: off)
+    memory_growth_limit: int = 512 << 20  # MEMORY_HIGH above baseline + this (bytes, 0: off)
 
 
 class HealthCheck(Protocol):

@@ -20,7 +20,7 @@ class PoolSettings:
     initial_size: int = 2
     min_size: int = 1
     max_size: int = 4
-    spares: int = 0
+    spares: int = 1
     queue_size: int = 64
     call_timeout: float = 30.0
     kill_grace: float = 0.5

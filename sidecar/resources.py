@@ -60,8 +60,10 @@ class LoadMeter:
 class ResourceMonitor:
     """Per-worker and pool resource figures, and the overloaded flag."""
 
-    def __init__(self, pool: Any, overload_utilization: float = 0.9,
-                 overload_wait: float = 0.05) -> None:
+    def __init__(self, pool: Any, *, overload_utilization: float,
+                 overload_wait: float) -> None:
+        # python3.scaling.scale-up-utilization / -wait (sidecar.settings.overload_thresholds):
+        # "overloaded" is the load at which scaling would add workers.
         self.pool = pool
         self.meter = LoadMeter(pool)
         self.overload_utilization = overload_utilization

@@ -33,8 +33,6 @@ from bridge.protocol import (
 Clock = Callable[[], float]
 
 SUCCESS = "success"
-OOM = "oom"  # killed or recycled for memory (MemoryError, RSS limit, OOM killer)
-IO = "io"  # broken pipe, unreadable frame, EOF on the worker's channel
 UNRESPONSIVE = "unresponsive"  # no ping answer within its deadline
 
 NOT_THE_WORKERS_FAULT = frozenset({USER, BAD_REQUEST, UNAUTHORIZED, OVERLOADED, CIRCUIT_OPEN})
@@ -51,11 +49,8 @@ class ScoreConfig:
     timeout_penalty: int = 20
     """Points lost on a ``timeout`` or an ``unresponsive`` ping."""
     crashed_penalty: int = 50
-    """Points lost when the worker process died during a call."""
-    oom_penalty: int = 50
-    """Points lost when the worker ran out of memory or went over its memory limit."""
-    io_penalty: int = 30
-    """Points lost on a broken or garbled channel to the worker."""
+    """Points lost when the worker process died during a call (whatever killed it: the OOM
+    killer, a broken channel; no separate ``oom`` or ``io`` kind reaches the score)."""
     other_penalty: int = 10
     """Points lost on any other infrastructure failure (e.g. ``internal``)."""
     replace_threshold: int = 30
@@ -67,8 +62,7 @@ class ScoreConfig:
         for name in ("max_score", "history_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"health score {name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("success_reward", "timeout_penalty", "crashed_penalty", "oom_penalty",
-                     "io_penalty", "other_penalty"):
+        for name in ("success_reward", "timeout_penalty", "crashed_penalty", "other_penalty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"health score {name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.replace_threshold <= self.max_score:
@@ -83,10 +77,6 @@ class ScoreConfig:
             return self.timeout_penalty
         if kind == CRASHED:
             return self.crashed_penalty
-        if kind == OOM:
-            return self.oom_penalty
-        if kind == IO:
-            return self.io_penalty
         return self.other_penalty
 
 

@@ -15,7 +15,6 @@ import dataclasses
 import hmac
 import logging
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,28 +44,28 @@ from bridge.preauth import (
 from bridge.py4j_server import Py4JFront
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
+from sidecar import settings
 from sidecar.alerting import build_alerts
 from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
 from sidecar.diagnostics import Diagnostics, Pending
 from sidecar.emf import build_emf, own_rss
-from sidecar.fallback import build_chain, quarantine_config
-from sidecar.health import HealthSettings, pool_status
+from sidecar.fallback import build_chain
+from sidecar.health import pool_status
 from sidecar.http import HttpFront
 from sidecar.loop import Loop
 from sidecar.metrics import MeteredCall, Metrics
 from sidecar.notify import SystemdNotify
-from sidecar.pool import Pool, PoolSettings
+from sidecar.pool import Pool
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
-from sidecar.recovery import RecoveryOrchestrator, RecoverySettings
+from sidecar.recovery import RecoveryOrchestrator
 from sidecar.redaction import redact_secrets
 from sidecar.reload import CodeReloader
 from sidecar.resources import ResourceMonitor
-from sidecar.scaling import AdaptiveSizer, ScalingSettings
-from sidecar.score import ScoreConfig
+from sidecar.scaling import AdaptiveSizer
 from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.views import alert_state
-from sidecar.watchdog import Watchdog, WatchdogSettings
+from sidecar.watchdog import Watchdog
 
 log = logging.getLogger("py3sidecar.service")
 
@@ -74,51 +73,14 @@ VERSION = "0.1.0"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
-    c = config.python3
-    pool, worker, recovery, res, score = (c.pool, c.worker, c.recovery, c.resources,
-                                          c.health.score)
-    python = worker.python.split() if worker.python else [sys.executable]
-    return PoolSettings(
-        name=name, initial_size=pool.initial_size, min_size=pool.min_size,
-        max_size=pool.max_size, spares=pool.spares, queue_size=pool.queue_size,
-        call_timeout=worker.call_timeout, kill_grace=worker.kill_grace,
-        start_timeout=worker.start_timeout, max_restarts=pool.max_restarts,
-        restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
-        backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
-        paths=list(worker.paths), preload=list(worker.preload),
-        user=worker.user.strip(), group=worker.group.strip(),
-        max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
-        max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
-        max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
-        address_space_limit=res.address_space_limit, rss_sample_interval=res.sample_interval,
-        fd_output=worker.fd_output, output_log_rate=worker.output_log_rate,
-        score=ScoreConfig(timeout_penalty=score.timeout_penalty,
-                          crashed_penalty=score.crash_penalty, oom_penalty=score.oom_penalty,
-                          io_penalty=score.io_penalty, other_penalty=score.other_penalty,
-                          replace_threshold=score.replace_threshold,
-                          history_size=score.history_size))
-
-
 def supervision(loop: Loop, pool: Pool, config: Config) -> tuple[Any, Any, Any, Any]:
     """The parts that watch a pool: resources, recovery, watchdog, adaptive sizing."""
     c = config.python3
-    h = c.health
-    resources = ResourceMonitor(pool, overload_wait=c.scaling.scale_up_wait)
-    recovery = RecoveryOrchestrator(pool, RecoverySettings(
-        max_restart_attempts=c.recovery.max_restart_attempts,
-        escalation_timeout=c.recovery.escalation_timeout))
-    watchdog = Watchdog(loop, pool, recovery, resources, WatchdogSettings(
-        enabled=h.enabled, quick_interval=h.quick_check_interval, deep_interval=h.check_interval,
-        resource_interval=h.resource_check_interval), HealthSettings(
-        ping_timeout=h.ping_timeout, hang_after=h.hang_after,
-        performance_factor=h.performance_factor, memory_limit=h.memory_limit,
-        memory_growth_limit=h.memory_growth_limit))
-    s = c.scaling
-    sizer = AdaptiveSizer(loop, pool, ScalingSettings(
-        enabled=s.enabled, interval=s.interval, scale_up_utilization=s.scale_up_utilization,
-        scale_up_wait=s.scale_up_wait, scale_down_utilization=s.scale_down_utilization,
-        up_cooldown=s.up_cooldown, down_cooldown=s.down_cooldown))
+    resources = ResourceMonitor(pool, **settings.overload_thresholds(c.scaling))
+    recovery = RecoveryOrchestrator(pool, settings.recovery_settings(c.recovery))
+    watchdog = Watchdog(loop, pool, recovery, resources, settings.watchdog_settings(c.health),
+                        settings.health_settings(c.health))
+    sizer = AdaptiveSizer(loop, pool, settings.scaling_settings(c.scaling))
     return resources, recovery, watchdog, sizer
 
 
@@ -146,14 +108,14 @@ class Service:
         self.max_message = bridge.max_message_size
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
-        self.pool = Pool(self.loop, dataclasses.replace(pool_settings(config),
+        self.pool = Pool(self.loop, dataclasses.replace(settings.pool_settings(config),
                                                         stack_root=str(self.stack_root or "")))
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
             self.loop, self.pool, config)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         # Poison requests are refused before they reach the chain (python3.quarantine).
-        self.quarantine = Quarantine(quarantine_config(config.python3.quarantine),
+        self.quarantine = Quarantine(settings.quarantine_config(config.python3.quarantine),
                                      clock=self.loop.clock)
         self.chain = build_chain(self.loop, config, self.pool,  # python3.fallback
                                  self.quarantine)
@@ -163,34 +125,12 @@ class Service:
         self.executor: Any = self.chain
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
         self.alerts = build_alerts(self.loop, config)
-        self.alerts.watch_pool(self.pool, self.recovery)
-        for strategy in self.chain.strategies:  # a secondary pool: its crashes and starts
-            if getattr(strategy, "owned", False):
-                self.alerts.watch_pool(strategy.pool)
-        self.alerts.watch_breakers(self.chain.breakers())
+        self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
-        self.alerts.watch_quarantine(self.quarantine)
-        self.alerts.listeners.append(self.note_alert)
-        self.alerts.channels.sent_listeners.append(
-            lambda channel, level, outcome: outcome == "sent"
-            and self.metrics.record_alert(channel, level))
         http = config.python3.http
         self.http = HttpFront(self, http.host, http.port) if http.enabled else None
         self.http_error = ""
-        self.fronts: list[Any] = []
-        if bridge.zmq.enabled:
-            self.fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
-                                        self.max_message))
-        if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
-            self.fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
-                                         bridge.py4j.java_port, bridge.py4j.python_port,
-                                         auth_token=self.token,
-                                         max_message_bytes=self.max_message,
-                                         max_connections=bridge.py4j.max_connections,
-                                         idle_timeout=bridge.py4j.idle_timeout))
-        check_token_strength(self.token, token_source(bridge.token, self.token_file),
-                             [e for e in (getattr(f, "endpoint", "") for f in self.fronts)
-                              if e and not is_loopback(e)])
+        self.fronts = self.build_fronts(bridge)
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
         # bridge/connection.py.
         self.connection_file = connection_file_for(self.token_file)
@@ -198,12 +138,43 @@ class Service:
         self.state = "created"
         self.diagnostics = Diagnostics(self)  # the diag op's commands and the call history
         # python3.monitoring.cloudwatch: EMF records from the same snapshot as `health`
-        self.emf = build_emf(self.loop, config,
-                             lambda: {**self.op_health({}), "sidecar_rss": own_rss()})
+        self.emf = build_emf(
+            self.loop, settings.emf_settings(config.python3.monitoring.cloudwatch),
+            lambda: {**self.op_health({}), "sidecar_rss": own_rss()})
         self.local_ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
             "breaker": self.op_breaker,
             "quarantine": lambda request: quarantine_op(self.quarantine, request)}
+
+    def wire_alerts(self) -> None:
+        """What the alert manager watches, and where its notifications are noted."""
+        self.alerts.watch_pool(self.pool, self.recovery)
+        for strategy in self.chain.strategies:  # a secondary pool: its crashes and starts
+            if getattr(strategy, "owned", False):
+                self.alerts.watch_pool(strategy.pool)
+        self.alerts.watch_breakers(self.chain.breakers())
+        self.alerts.watch_quarantine(self.quarantine)
+        self.alerts.listeners.append(self.note_alert)
+        self.alerts.channels.sent_listeners.append(
+            lambda channel, level, outcome: outcome == "sent"
+            and self.metrics.record_alert(channel, level))
+
+    def build_fronts(self, bridge: Any) -> list[Any]:
+        """The fronts of ``python3.bridge``; a weak token beyond loopback stops the start."""
+        fronts: list[Any] = []
+        if bridge.zmq.enabled:
+            fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
+                                   self.max_message))
+        if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
+            fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
+                                    bridge.py4j.java_port, bridge.py4j.python_port,
+                                    auth_token=self.token, max_message_bytes=self.max_message,
+                                    max_connections=bridge.py4j.max_connections,
+                                    idle_timeout=bridge.py4j.idle_timeout))
+        check_token_strength(self.token, token_source(bridge.token, self.token_file),
+                             [e for e in (getattr(f, "endpoint", "") for f in fronts)
+                              if e and not is_loopback(e)])
+        return fronts
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -352,33 +323,25 @@ class Service:
 
     # ------------------------------------------------------------ admission (loop thread)
     def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
-        def refuse(rid: Any, kind: str, message: str) -> None:
-            self.metrics.count_refused(kind)
-            reply(pack_raw(protocol.error_reply(rid, kind, message)))
-
+        # The fast path (every call): size, token bytes, decode, token, validate, submit. Only
+        # refusals and the sidecar's own ops leave it for the methods below.
         if len(payload) > self.max_message:
-            refuse(None, protocol.BAD_REQUEST,
-                   f"the request is {len(payload)} bytes, above the limit of {self.max_message} "
-                   "(python3.bridge.max-message-size); send less data per call")
+            self.refuse(reply, None, protocol.BAD_REQUEST,
+                        f"the request is {len(payload)} bytes, above the limit of "
+                        f"{self.max_message} (python3.bridge.max-message-size); send less "
+                        "data per call")
             return
         # Nothing is decoded before the token is checked: a bounded walk of the headers finds
         # it (bridge/preauth.py), and an unauthenticated reply echoes only a short id.
-        if not token_near_start_matches(payload, self.token_bytes):
-            try:
-                head = peek_envelope(payload)
-            except Unreadable as exc:
-                refuse(None, protocol.BAD_REQUEST,
-                       f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
-                return
-            if not head.token_matches(self.token_bytes):
-                refuse(head.request_id, protocol.UNAUTHORIZED, self.unauthorized_message(head))
-                return
+        if not token_near_start_matches(payload, self.token_bytes) and not self.token_found(
+                payload, reply):
+            return
         try:
             request = unpack_raw(payload)
         except Exception as exc:  # msgpack raises several types for junk
-            refuse(None, protocol.BAD_REQUEST,
-                   f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
-                   "see docs/protocol.md")
+            self.refuse(reply, None, protocol.BAD_REQUEST,
+                        f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
+                        "see docs/protocol.md")
             return
         rid = request.get("id") if isinstance(request, dict) else None
         if not isinstance(rid, (int, str)):
@@ -388,41 +351,69 @@ class Service:
                                                                  self.token_bytes):
             # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
             # duplicate key): the envelope is what counts.
-            refuse(rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
+            self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
         except protocol.BadRequest as exc:
-            refuse(rid, protocol.BAD_REQUEST, exc.message)
+            self.refuse(reply, rid, protocol.BAD_REQUEST, exc.message)
             return
         op = request["op"]
-        if op in protocol.WORKER_OPS:
-            held = self.quarantine.check(request)  # one dict lookup while nothing is held
-            if held is not None:
-                message, details = refusal(held)
-                self.metrics.record_quarantined(1)
-                self.metrics.count(op, protocol.QUARANTINED)
-                reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message,
-                                                    **details)))
-                return
-            call = MeteredCall(self.metrics, op, rid, payload,
-                               request.get("timeout") or self.default_timeout, reply,
-                               self.loop.clock())
-            self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
-            self.executor.submit(call)
+        if op not in protocol.WORKER_OPS:
+            self.run_local_op(op, rid, request, reply)
             return
+        held = self.quarantine.check(request)  # one dict lookup while nothing is held
+        if held is not None:
+            self.refuse_quarantined(op, rid, held, reply)
+            return
+        call = MeteredCall(self.metrics, op, rid, payload,
+                           request.get("timeout") or self.default_timeout, reply,
+                           self.loop.clock())
+        self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
+        self.executor.submit(call)
+
+    def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
+        self.metrics.count_refused(kind)
+        reply(pack_raw(protocol.error_reply(rid, kind, message)))
+
+    def token_found(self, payload: bytes, reply: Callable[[bytes], None]) -> bool:
+        """The token was not where clients put it: walk the envelope's head; False (and the
+        request refused) unless the right token is there."""
+        try:
+            head = peek_envelope(payload)
+        except Unreadable as exc:
+            self.refuse(reply, None, protocol.BAD_REQUEST,
+                        f"the request is not a msgpack envelope ({exc}); see docs/protocol.md")
+            return False
+        if not head.token_matches(self.token_bytes):
+            self.refuse(reply, head.request_id, protocol.UNAUTHORIZED,
+                        self.unauthorized_message(head))
+            return False
+        return True
+
+    def refuse_quarantined(self, op: str, rid: Any, held: Any,
+                           reply: Callable[[bytes], None]) -> None:
+        message, details = refusal(held)
+        self.metrics.record_quarantined(1)
+        self.metrics.count(op, protocol.QUARANTINED)
+        reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message, **details)))
+
+    def run_local_op(self, op: str, rid: Any, request: dict[str, Any],
+                     reply: Callable[[bytes], None]) -> None:
+        """``ping``, ``health``, ``diag``, ``breaker``, ``quarantine``: answered here."""
         handler = self.local_ops.get(op)
         if handler is None:
-            refuse(rid, protocol.BAD_REQUEST, f"op {op!r} is not offered by this sidecar")
+            self.refuse(reply, rid, protocol.BAD_REQUEST,
+                        f"op {op!r} is not offered by this sidecar")
             return
         try:
             value = handler(request)
         except protocol.SidecarError as exc:
-            refuse(rid, exc.kind, exc.message)
+            self.refuse(reply, rid, exc.kind, exc.message)
             return
         except Exception as exc:
             log.exception("op %s failed", op)
-            refuse(rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
+            self.refuse(reply, rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         self.metrics.count(op)
         if isinstance(value, Pending):  # diag commands that wait on workers (bounded)

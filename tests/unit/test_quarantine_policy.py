@@ -9,7 +9,7 @@ from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
 from sidecar.call import Call
 from sidecar.config import ConfigError, load
-from sidecar.fallback import FallbackChain, Strategy, quarantine_config
+from sidecar.fallback import FallbackChain, Strategy
 from sidecar.loop import Loop
 from sidecar.quarantine import (
     Quarantine,
@@ -19,6 +19,7 @@ from sidecar.quarantine import (
     quarantine_op,
     refusal,
 )
+from sidecar.settings import quarantine_config
 
 
 class FakeClock:

@@ -35,8 +35,8 @@ def score(clock: FakeClock) -> HealthScore:
 def test_defaults_match_the_spec() -> None:
     cfg = ScoreConfig()
     assert (cfg.max_score, cfg.success_reward, cfg.timeout_penalty, cfg.crashed_penalty,
-            cfg.oom_penalty, cfg.io_penalty, cfg.other_penalty, cfg.replace_threshold,
-            cfg.history_size) == (100, 1, 20, 50, 50, 30, 10, 30, 100)
+            cfg.other_penalty, cfg.replace_threshold,
+            cfg.history_size) == (100, 1, 20, 50, 10, 30, 100)
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -60,8 +60,6 @@ def test_a_fresh_worker_scores_100_and_successes_are_capped(score: HealthScore) 
     ("timeout", 80),
     ("unresponsive", 80),
     ("crashed", 50),
-    ("oom", 50),
-    ("io", 70),
     ("unavailable", 90),
     ("internal", 90),
     ("something_new", 90),
@@ -125,14 +123,14 @@ def test_custom_config_changes_the_arithmetic(clock: FakeClock) -> None:
 
 def test_history_keeps_the_last_events_oldest_first(clock: FakeClock) -> None:
     score = HealthScore(ScoreConfig(history_size=3), clock=clock)
-    for kind in ("crashed", None, "io", None):
+    for kind in ("crashed", None, "timeout", None):
         clock.advance(1)
         score.record(kind, 0.5)
     history = score.history()
     assert history == [
         ScoreEvent("success", 502.0, 0.5, 51),
-        ScoreEvent("io", 503.0, 0.5, 21),
-        ScoreEvent("success", 504.0, 0.5, 22),
+        ScoreEvent("timeout", 503.0, 0.5, 31),
+        ScoreEvent("success", 504.0, 0.5, 32),
     ]
     assert score.success_rate() == pytest.approx(2 / 3)  # the crash slid out of the window
 
@@ -159,12 +157,12 @@ def test_metrics(score: HealthScore, clock: FakeClock) -> None:
 def test_snapshot(score: HealthScore, clock: FakeClock) -> None:
     score.record(None, 0.002)
     score.record("user")
-    score.record("io")
+    score.record("timeout")
     clock.advance(3.25)
     assert score.snapshot() == {
-        "score": 70, "should_replace": False, "success_rate": 0.5,
+        "score": 80, "should_replace": False, "success_rate": 0.5,
         "mean_execution_ms": pytest.approx(2.0), "events_in_history": 2,
-        "successes_total": 1, "failures_total": 1, "last_failure_kind": "io",
+        "successes_total": 1, "failures_total": 1, "last_failure_kind": "timeout",
         "last_failure_seconds_ago": 3.25,
     }
 
