@@ -150,16 +150,20 @@ def caller(n: int, endpoint: str, token: str, book: Book, stop: threading.Event,
                     book.answered(late_key, _kind(reply))  # a late/duplicate reply: counted
                 else:
                     late[0] += 1
-        # Drain: any reply still coming is a late or duplicated one.
-        while sock.poll(int(GRACE * 1000)):
-            reply = codec.unpackb(sock.recv())
-            rkey = str(reply.get("id")).encode() if isinstance(reply, dict) else b"?"
-            if rkey in book.sent:
-                book.answered(rkey, _kind(reply))
-            else:
-                late[0] += 1
+        drain(sock, book, late)
     finally:
         sock.close(0)
+
+
+def drain(sock: zmq.Socket, book: Book, late: list[int]) -> None:
+    """Any reply still coming after the run is a late or duplicated one: count it."""
+    while sock.poll(int(GRACE * 1000)):
+        reply = codec.unpackb(sock.recv())
+        rkey = str(reply.get("id")).encode() if isinstance(reply, dict) else b"?"
+        if rkey in book.sent:
+            book.answered(rkey, _kind(reply))
+        else:
+            late[0] += 1
 
 
 def killer(pid: int, stop: threading.Event, kills: list[int]) -> None:

@@ -17,6 +17,7 @@ are printed at the end; assertions check correctness only, never an absolute tim
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
@@ -86,80 +87,99 @@ def inject(kind: str, proc: SidecarProcess, client, flag: str) -> threading.Thre
     return None
 
 
-def test_alert_accuracy_mttr_and_recovery_in_a_chaos_run(tmp_path) -> None:
-    flag = str(tmp_path / "no-spawn")
+def chaos_config(tmp_path, flag: str) -> dict:
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     (scripts / "chaos_gate.py").write_text(GATE)
-    config = {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2, "spares": 1,
-                       "max-restarts": 100000},
-              "worker": {"paths": [str(scripts)], "preload": ["chaos_gate"],
-                         "env": {"CHAOS_SPAWN_FLAG": flag}},
-              "health": {"quick-check-interval": "100ms", "hang-after": "600ms",
-                         "resource-check-interval": "200ms"},
-              "resources": {"max-memory-per-worker": "120MiB", "sample-interval": "0s"},
-              "recovery": {"max-restart-attempts": 1000},
-              "scaling": {"enabled": False}, "circuit-breaker": {"enabled": False},
-              "alerts": {"throttle": {"max-per-hour": 100000, "group-wait": "0s",
-                                      "group-interval": "0s"}}}
+    return {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2, "spares": 1,
+                     "max-restarts": 100000},
+            "worker": {"paths": [str(scripts)], "preload": ["chaos_gate"],
+                       "env": {"CHAOS_SPAWN_FLAG": flag}},
+            "health": {"quick-check-interval": "100ms", "hang-after": "600ms",
+                       "resource-check-interval": "200ms"},
+            "resources": {"max-memory-per-worker": "120MiB", "sample-interval": "0s"},
+            "recovery": {"max-restart-attempts": 1000},
+            "scaling": {"enabled": False}, "circuit-breaker": {"enabled": False},
+            "alerts": {"throttle": {"max-per-hour": 100000, "group-wait": "0s",
+                                    "group-interval": "0s"}}}
+
+
+@dataclasses.dataclass
+class Tally:
+    tp: int = 0
+    fp: int = 0
+    detected: int = 0
+    recovered: int = 0
+    findings_quiet: int = 0
+    evaluations_quiet: int = 0
+    latencies: list = dataclasses.field(default_factory=list)
+    mttr: list = dataclasses.field(default_factory=list)
+
+
+def run_episode(proc, client, kind: str, flag: str, tally: Tally) -> None:
+    """One fault (or a quiet spell), its alerts and its recovery, counted into ``tally``."""
+    wait_until(lambda: at_full_strength(client), 30, message="full strength")
+    wait_until(lambda: not client.health()["alerts"]["firing"], 30,
+               message="no alert firing before the episode")
+    watchdog = client.health()["watchdog"]
+    since = time.monotonic()
+    thread = inject(kind, proc, client, flag)
+    expected = EXPECTED[kind]
+    if kind == "quiet":
+        stop = time.monotonic() + 1.0
+        while time.monotonic() < stop:
+            client.execute("sum(range(1000))")
+    elif kind == "spawn":
+        wait_until(lambda: "spawn_failed/primary" in raised_keys(client, since)[0], 20,
+                   message="the spawn_failed alert")
+        os.unlink(flag)
+    try:
+        if kind != "quiet":
+            wait_until(lambda: expected <= raised_keys(client, since)[0]
+                       and at_full_strength(client), 30, interval=0.01)
+            tally.mttr.append(time.monotonic() - since)
+        tally.recovered += 1
+    except TimeoutError:
+        pass
+    if thread is not None:
+        thread.join(30)
+    # Let the episode's resolution be told before the next one starts.
+    wait_until(lambda: not client.health()["alerts"]["firing"], 30)
+    keys, first = raised_keys(client, since)
+    tally.tp += len(keys & expected)
+    tally.fp += len(keys - expected)
+    tally.detected += bool(expected) and expected <= keys
+    if first is not None and expected:
+        tally.latencies.append(first - since)
+    if kind == "quiet":
+        after = client.health()["watchdog"]
+        tally.findings_quiet += after["findings"] - watchdog["findings"]
+        tally.evaluations_quiet += after["evaluations"] - watchdog["evaluations"]
+
+
+def test_alert_accuracy_mttr_and_recovery_in_a_chaos_run(tmp_path) -> None:
+    flag = str(tmp_path / "no-spawn")
+    config = chaos_config(tmp_path, flag)
     kinds = ["quiet", "kill", "hang", "spawn", "memory"] * EPISODES
-    tp = fp = detected = 0
-    latencies, mttr, recovered = [], [], 0
-    findings_quiet = evaluations_quiet = 0
+    t = Tally()
     with SidecarProcess(config, workdir=str(tmp_path / "sidecar")) as proc:
         client = proc.client(timeout=30)
         for kind in kinds:
-            wait_until(lambda: at_full_strength(client), 30, message="full strength")
-            wait_until(lambda: not client.health()["alerts"]["firing"], 30,
-                       message="no alert firing before the episode")
-            watchdog = client.health()["watchdog"]
-            since = time.monotonic()
-            thread = inject(kind, proc, client, flag)
-            expected = EXPECTED[kind]
-            if kind == "quiet":
-                stop = time.monotonic() + 1.0
-                while time.monotonic() < stop:
-                    client.execute("sum(range(1000))")
-            elif kind == "spawn":
-                wait_until(lambda since=since: "spawn_failed/primary"
-                           in raised_keys(client, since)[0], 20, message="the spawn_failed alert")
-                os.unlink(flag)
-            try:
-                if kind != "quiet":
-                    wait_until(lambda since=since, expected=expected:
-                               expected <= raised_keys(client, since)[0]
-                               and at_full_strength(client), 30, interval=0.01)
-                    mttr.append(time.monotonic() - since)
-                recovered += 1
-            except TimeoutError:
-                pass
-            if thread is not None:
-                thread.join(30)
-            # Let the episode's resolution be told before the next one starts.
-            wait_until(lambda: not client.health()["alerts"]["firing"], 30)
-            keys, first = raised_keys(client, since)
-            tp += len(keys & expected)
-            fp += len(keys - expected)
-            detected += bool(expected) and expected <= keys
-            if first is not None and expected:
-                latencies.append(first - since)
-            if kind == "quiet":
-                after = client.health()["watchdog"]
-                findings_quiet += after["findings"] - watchdog["findings"]
-                evaluations_quiet += after["evaluations"] - watchdog["evaluations"]
+            run_episode(proc, client, kind, flag, t)
     faults = sum(1 for k in kinds if k != "quiet")
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = detected / faults
+    precision = t.tp / (t.tp + t.fp) if t.tp + t.fp else 1.0
+    recall = t.detected / faults
     LINES.append(
         f"success metrics, chaos run of {len(kinds)} episodes ({faults} faults: kill, hang, "
         f"failed starts, memory growth; {len(kinds) - faults} quiet): alert precision "
-        f"{precision:.1%} ({tp} right, {fp} wrong), recall {recall:.1%} ({detected}/{faults} "
-        f"faults alerted); alert latency median {statistics.median(latencies) * 1000:.0f} ms; "
-        f"MTTR median {statistics.median(mttr):.2f} s, max {max(mttr):.2f} s (spec < 30 s); "
-        f"recovery success {recovered}/{len(kinds)}; health-check false positives in quiet "
-        f"episodes {findings_quiet}/{evaluations_quiet} verdicts")
-    assert recall == 1.0 and fp == 0, (tp, fp, detected)
-    assert recovered == len(kinds)
+        f"{precision:.1%} ({t.tp} right, {t.fp} wrong), recall {recall:.1%} ({t.detected}/"
+        f"{faults} faults alerted); alert latency median "
+        f"{statistics.median(t.latencies) * 1000:.0f} ms; MTTR median "
+        f"{statistics.median(t.mttr):.2f} s, max {max(t.mttr):.2f} s (spec < 30 s); recovery "
+        f"success {t.recovered}/{len(kinds)}; health-check false positives in quiet episodes "
+        f"{t.findings_quiet}/{t.evaluations_quiet} verdicts")
+    assert recall == 1.0 and t.fp == 0, (t.tp, t.fp, t.detected)
+    assert t.recovered == len(kinds)
 
 
 def test_pool_availability_under_a_kill_storm(tmp_path) -> None:

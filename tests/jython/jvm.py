@@ -64,6 +64,14 @@ def case_names(case_file: Path) -> list[str]:
 Control = Callable[[dict[str, Any]], Any]
 
 
+def serve_control(control: Control | None, request: str) -> dict[str, Any]:
+    """The answer to one ``CTL`` line of a case (JSON both ways)."""
+    try:
+        return {"ok": True, "value": control(json.loads(request)) if control else None}
+    except Exception as exc:  # reported to the case, which fails with it
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
 def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
               control: Control | None = None, library: Path | None = None,
               jars: list[str] | None = None) -> dict[str, tuple[str, Any]]:
@@ -77,7 +85,6 @@ def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
         jython_command(str(JY / "run_cases.py"), *map(str, case_files), jars=jars),
         cwd=str(JY), env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, bufsize=1)
-    results: dict[str, tuple[str, Any]] = {}
     out_lines: list[str] = []
     err_chunks: list[str] = []
     deadline = time.monotonic() + timeout
@@ -101,12 +108,7 @@ def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
                     continue
                 out_lines.append(line.rstrip("\n"))
                 if line.startswith("CTL "):
-                    try:
-                        answer = {"ok": True, "value": control(json.loads(line[4:]))
-                                  if control else None}
-                    except Exception as exc:  # reported to the case, which fails with it
-                        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                    proc.stdin.write(json.dumps(answer) + "\n")
+                    proc.stdin.write(json.dumps(serve_control(control, line[4:])) + "\n")
                     proc.stdin.flush()
         proc.wait(max(1.0, deadline - time.monotonic()))
     except (TimeoutError, subprocess.TimeoutExpired):
@@ -117,6 +119,12 @@ def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
         sel.close()
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             stream.close()
+    return parse_results(out_lines, err_chunks, proc.returncode)
+
+
+def parse_results(out_lines: list[str], err_chunks: list[str],
+                  returncode: int | None) -> dict[str, tuple[str, Any]]:
+    results: dict[str, tuple[str, Any]] = {}
     for line in out_lines:
         m = CASE_LINE.match(line)
         if m:
@@ -126,7 +134,7 @@ def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
             results[f"{m.group(1)}::{m.group(2)}"] = (m.group(3), detail)
     if "DONE" not in out_lines:
         stdout, stderr = "\n".join(out_lines)[-4000:], "".join(err_chunks)[-4000:]
-        results["<run>"] = ("FAIL", f"Jython did not finish (exit {proc.returncode})\n"
+        results["<run>"] = ("FAIL", f"Jython did not finish (exit {returncode})\n"
                                     f"stdout:\n{stdout}\nstderr:\n{stderr}")
     return results
 

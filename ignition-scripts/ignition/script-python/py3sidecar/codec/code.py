@@ -219,6 +219,18 @@ class _Encoder(object):
         self.p.writePayload(data)
 
     def _other(self, v):
+        if self._python_value(v) or self._java_value(v):
+            return
+        ds = _as_dataset(v)
+        if ds is not None:
+            self._dataset(ds)
+        elif _is_java_array(v):
+            self._seq(list(v))
+        else:
+            raise _Unsupported(v)
+
+    def _python_value(self, v):
+        """Pack a Python (Jython) value; False if ``v`` is none of these types."""
         p = self.p
         if isinstance(v, bool):
             p.packBoolean(bool(v))
@@ -229,15 +241,7 @@ class _Encoder(object):
         elif isinstance(v, basestring):
             p.packString(unicode(v))
         elif isinstance(v, array.array):
-            if v.typecode == 'b':
-                p.packBinaryHeader(len(v))
-                p.writePayload(v)
-            elif v.typecode in ('c', 'u') or v.typecode == 'B':
-                raw = _to_signed_bytes(v)
-                p.packBinaryHeader(len(raw))
-                p.writePayload(raw)
-            else:
-                self._seq(list(v))
+            self._array(v)
         elif isinstance(v, bytearray):
             raw = _to_signed_bytes(v)
             p.packBinaryHeader(len(raw))
@@ -246,20 +250,37 @@ class _Encoder(object):
             self._map(v.items())
         elif isinstance(v, (list, tuple)):
             self._seq(v)
-        elif isinstance(v, java.util.Date):
-            millis = v.getTime()
-            if isinstance(v, java.sql.Timestamp):
-                secs = millis // 1000
-                p.packTimestamp(secs, v.getNanos())
-            else:
-                p.packTimestamp(millis)
         elif isinstance(v, datetime.datetime):
             secs, nanos = _datetime_to_seconds_nanos(v)
             p.packTimestamp(secs, nanos)
-        elif isinstance(v, java.math.BigDecimal):
-            self._ext_text(EXT_DECIMAL, v.toString())
         elif isinstance(v, decimal.Decimal):
             self._ext_text(EXT_DECIMAL, str(v))
+        else:
+            return False
+        return True
+
+    def _array(self, v):
+        if v.typecode == 'b':
+            self.p.packBinaryHeader(len(v))
+            self.p.writePayload(v)
+        elif v.typecode in ('c', 'u') or v.typecode == 'B':
+            raw = _to_signed_bytes(v)
+            self.p.packBinaryHeader(len(raw))
+            self.p.writePayload(raw)
+        else:
+            self._seq(list(v))
+
+    def _java_value(self, v):
+        """Pack a Java object Jython did not convert; False if ``v`` is none of these types."""
+        p = self.p
+        if isinstance(v, java.util.Date):
+            millis = v.getTime()
+            if isinstance(v, java.sql.Timestamp):
+                p.packTimestamp(millis // 1000, v.getNanos())
+            else:
+                p.packTimestamp(millis)
+        elif isinstance(v, java.math.BigDecimal):
+            self._ext_text(EXT_DECIMAL, v.toString())
         elif isinstance(v, java.math.BigInteger):
             self._long(long(v))  # Jython wraps the BigInteger: no conversion
         elif isinstance(v, java.lang.Number):
@@ -277,13 +298,8 @@ class _Encoder(object):
         elif isinstance(v, java.util.Collection):
             self._seq(list(v))
         else:
-            ds = _as_dataset(v)
-            if ds is not None:
-                self._dataset(ds)
-            elif _is_java_array(v):
-                self._seq(list(v))
-            else:
-                raise _Unsupported(v)
+            return False
+        return True
 
     def _map(self, items):
         self.p.packMapHeader(len(items))
