@@ -41,6 +41,7 @@ from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.call import Call
 from sidecar.channel import FrameTooLarge
+from sidecar.events import CallTimedOut, MemoryHigh, PoolEvent, as_info
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.lifecycle import WorkerLifecycle
@@ -97,7 +98,7 @@ class Pool(WorkerLifecycle):
         self.busy_seconds_total = 0.0
         self.queue_wait_total = 0.0
         self.queue_wait_count = 0
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.listeners: list[Callable[[PoolEvent], None]] = []
         self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-",
                                           dir=settings.stack_root or None)
@@ -105,17 +106,22 @@ class Pool(WorkerLifecycle):
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
-    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
-        """``listener(event, info)``: worker_spawned/ready/exited, spawn_failed, ..."""
+    def listen(self, listener: Callable[[PoolEvent], None]) -> None:
+        """``listener(event)`` with each ``sidecar.events`` event; policies wrap a dict of
+        type -> handler in ``sidecar.events.route``."""
         self.listeners.append(listener)
 
-    def publish(self, event: str, **info: Any) -> None:
-        info.setdefault("pool", self.settings.name)
+    def subscribe(self, listener: Callable[[PoolEvent, dict[str, Any]], None]) -> None:
+        """Legacy two-argument form, ``listener(event, fields)``: the event is typed, the
+        dict its fields. Kept only for the metrics hook in ``sidecar.service``."""
+        self.listeners.append(lambda event: listener(event, as_info(event)))
+
+    def publish(self, event: PoolEvent) -> None:
         for listener in self.listeners:
             try:
-                listener(event, info)
+                listener(event)
             except Exception:
-                log.exception("pool event listener failed on %s", event)
+                log.exception("pool event listener failed on %s", type(event).__name__)
 
     # ------------------------------------------------------------ public API (loop thread)
     def start(self) -> None:
@@ -316,7 +322,7 @@ class Pool(WorkerLifecycle):
             worker.recycle_after_call = (f"its memory ({rss >> 20} MiB) is above "
                                        f"python3.resources.max-memory-per-worker "
                                        f"({self.settings.max_memory >> 20} MiB)")
-            self.publish("memory_high", worker=worker.id, pid=worker.pid, rss=rss)
+            self.publish(MemoryHigh(self.settings.name, worker.id, worker.pid, rss))
 
     def worker_available(self, worker: WorkerHandle) -> None:
         if worker.exit is not None or worker.state != IDLE or worker.tainted:
@@ -355,7 +361,7 @@ class Pool(WorkerLifecycle):
                       f"the call ran longer than its timeout of {call.timeout:g}s; "
                       f"{worker.describe()} was stopped and is being replaced",
                       worker=worker.id, traceback=stack or None)
-            self.publish("call_timed_out", worker=worker.id, pid=worker.pid, stack=stack)
+            self.publish(CallTimedOut(self.settings.name, worker.id, worker.pid, stack))
             self.kill(worker, reason)
 
         self.capture_stack(worker, answer)
