@@ -76,6 +76,7 @@ class WorkerLifecycle:
     stack_dir: str
     spec: WorkerSpec
     fd_output: FdOutput
+    process_factory: Callable[..., WorkerProcess]  # WorkerProcess; a test double in unit tests
     # provided by Pool: dispatch, membership and events
     publish: Callable[[PoolEvent], None]
     worker_available: Callable[[WorkerHandle], None]
@@ -92,8 +93,8 @@ class WorkerLifecycle:
         self.next_worker_id += 1
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         try:
-            process = WorkerProcess(self.loop, self.spec, stack_file=stack_file,
-                                    fd_output=self.fd_output, label=f"worker {wid}")
+            process = self.process_factory(self.loop, self.spec, stack_file=stack_file,
+                                           fd_output=self.fd_output, label=f"worker {wid}")
         except OSError as exc:
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)

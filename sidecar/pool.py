@@ -48,7 +48,7 @@ from sidecar.lifecycle import WorkerLifecycle
 from sidecar.loop import Loop, Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.pool_view import pool_snapshot
-from sidecar.process import WorkerSpec
+from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.spawn_policy import SpawnLimits, SpawnPolicy
 from sidecar.worker_handle import (
     BUSY,
@@ -75,8 +75,10 @@ class Pool(WorkerLifecycle):
     """Admission, queue, dispatch, deadlines, probes and membership of one worker pool; the
     lifecycle verbs (spawn, drain, recycle, ...) come from ``sidecar.lifecycle``."""
 
-    def __init__(self, loop: Loop, settings: PoolSettings) -> None:
+    def __init__(self, loop: Loop, settings: PoolSettings,
+                 process_factory: Callable[..., WorkerProcess] = WorkerProcess) -> None:
         self.loop = loop
+        self.process_factory = process_factory  # the unit tests pass a fake process
         self.settings = settings
         self.clock = loop.clock
         self.workers: dict[int, WorkerHandle] = {}
@@ -195,6 +197,8 @@ class Pool(WorkerLifecycle):
             call.worker = None
             self.queue.appendleft(call)
             self.kill(worker, f"its pipe failed ({exc})")
+            if self.idle:  # another worker is free now: the call must not wait for a spawn
+                self.start_call(self.idle.pop(), self.queue.popleft())
 
     def on_worker_output(self, worker: WorkerHandle) -> list[bytes] | None:
         """Handle what the worker wrote; None when nothing was there to read."""
