@@ -69,6 +69,8 @@ class FakeProcess:
         self.on_output: Callable[[], None] = lambda: None
         self.on_exit: Callable[[], None] = lambda: None
         self.reaped = False
+        self.defer_stack = False
+        self.stack_waiters: list[Callable[[str], None]] = []
 
     # ---- what the pool calls
     def watch(self, on_output: Callable[[], None], on_exit: Callable[[], None]) -> None:
@@ -93,7 +95,15 @@ class FakeProcess:
 
     def capture_stack(self, wait: float, then: Callable[[str], None],
                       log_stack: bool = True) -> None:
-        then(self.stack)
+        if self.defer_stack:  # the dump arrives later: the test calls ``stack_arrives``
+            self.stack_waiters.append(then)
+        else:
+            then(self.stack)
+
+    def stack_arrives(self) -> None:
+        waiters, self.stack_waiters = self.stack_waiters, []
+        for then in waiters:
+            then(self.stack)
 
     def reap(self) -> None:
         self.reaped = True
@@ -123,8 +133,11 @@ class PoolHarness:
         self.loop = Loop(clock=self.clock)
         self.processes: list[FakeProcess] = []
         self.events: list[object] = []
+        self.spawn_error: OSError | None = None  # set: the next starts fail with it
 
         def factory(*args: Any, **kwargs: Any) -> FakeProcess:
+            if self.spawn_error is not None:
+                raise self.spawn_error
             process = FakeProcess(*args, **kwargs)
             self.processes.append(process)
             return process
