@@ -23,6 +23,7 @@ from sidecar.events import (
     WorkerSpawned,
     route,
 )
+from sidecar.metrics import Metrics
 from sidecar.pool import BUSY, CHECKING, IDLE, MEMBER, SPARE, STOPPING
 from sidecar.worker_handle import WorkerState
 
@@ -231,3 +232,28 @@ def test_routing_by_type_rejects_what_is_not_a_pool_event() -> None:
     # frozen: a policy cannot change what the next listener receives
     with pytest.raises(dataclasses.FrozenInstanceError):
         ready.worker = 3  # type: ignore[misc]
+
+
+def test_metrics_count_restarts_by_reason_from_the_typed_exit_event(harness):
+    """What ``sidecar.service.wire_metrics`` hooks up: the legacy two-argument ``subscribe``
+    hands the typed event (and its fields) to ``Metrics.on_pool_event``."""
+    h = harness
+    metrics = Metrics(h.clock)
+    fields: list[dict] = []
+
+    def hook(event: object, info: dict) -> None:
+        fields.append(info)
+        metrics.on_pool_event(event, info)
+
+    h.pool.subscribe(hook)
+    h.pool.start()
+    h.ready_all()
+    [first] = h.processes
+    first.die(-signal.SIGKILL)  # unexpected: a crash
+    h.ready_all()
+    [second] = h.live()
+    h.pool.drain(h.worker(second), "the pool is scaling down")
+    second.die(0)
+    assert metrics.restarts == {"crashed": 1, "scale_down": 1}
+    crash = next(f for f in fields if f.get("returncode") == -signal.SIGKILL)
+    assert crash["pool"] == "primary" and crash["worker"] == 1 and crash["expected"] is False
