@@ -28,6 +28,7 @@ import threading
 from typing import Any
 
 from bridge.breaker import BreakerEvent, BreakerState
+from sidecar import events
 from sidecar.alert_channels import AlertChannels, Channel
 from sidecar.alerts import AlertPolicy, Level
 from sidecar.settings import throttle_settings
@@ -85,31 +86,38 @@ class AlertManager:
         name = pool.settings.name
         group = f"pool {name}"
 
-        def on_pool_event(event: str, info: dict[str, Any]) -> None:
-            # A worker that dies before it is ready is a failed start: spawn_failed says so.
-            if event == "worker_exited" and not info["expected"] and not info.get("starting"):
-                self.raise_condition(
-                    f"worker_crashed/{name}", Level.CRITICAL,
-                    f"worker {info['worker']} (pid {info['pid']}) died unexpectedly: "
-                    f"{info['text']}", {"worker": info["worker"], "pid": info["pid"],
-                                        "exit": info["text"], "during_call":
-                                        info["during_call"]}, group)
-            elif event == "spawn_failed":
-                self.raise_condition(f"spawn_failed/{name}", Level.WARNING,
-                                     f"a worker could not start ({info['failures']} in a row): "
-                                     f"{info['message']}", {"retry_in": info["retry_in"]}, group)
-            elif event == "restart_limit":
-                self.raise_condition(f"restart_limit/{name}", Level.CRITICAL,
-                                     f"{info['restarts']} worker restarts within "
-                                     f"{info['window']:g}s (python3.pool.max-restarts): "
-                                     "replacement paused", {}, group)
-            elif event == "worker_ready" and pool.ready_members() >= pool.target_size:
-                for condition in WORKER_CONDITIONS:
-                    self.resolve(f"{condition}/{name}",
-                                 f"pool {name} is back at full strength "
-                                 f"({pool.ready_members()} workers ready)")
+        def on_exited(event: events.WorkerExited) -> None:
+            # A worker that dies before it is ready is a failed start: SpawnFailed says so.
+            if event.expected or event.starting:
+                return
+            self.raise_condition(
+                f"worker_crashed/{name}", Level.CRITICAL,
+                f"worker {event.worker} (pid {event.pid}) died unexpectedly: {event.text}",
+                {"worker": event.worker, "pid": event.pid, "exit": event.text,
+                 "during_call": event.during_call}, group)
 
-        pool.subscribe(on_pool_event)
+        def on_spawn_failed(event: events.SpawnFailed) -> None:
+            self.raise_condition(f"spawn_failed/{name}", Level.WARNING,
+                                 f"a worker could not start ({event.failures} in a row): "
+                                 f"{event.message}", {"retry_in": event.retry_in}, group)
+
+        def on_restart_limit(event: events.RestartLimit) -> None:
+            self.raise_condition(f"restart_limit/{name}", Level.CRITICAL,
+                                 f"{event.restarts} worker restarts within "
+                                 f"{event.window:g}s (python3.pool.max-restarts): "
+                                 "replacement paused", {}, group)
+
+        def on_ready(event: events.WorkerReady) -> None:
+            if pool.ready_members() < pool.target_size:
+                return
+            for condition in WORKER_CONDITIONS:
+                self.resolve(f"{condition}/{name}",
+                             f"pool {name} is back at full strength "
+                             f"({pool.ready_members()} workers ready)")
+
+        pool.listen(events.route({
+            events.WorkerExited: on_exited, events.SpawnFailed: on_spawn_failed,
+            events.RestartLimit: on_restart_limit, events.WorkerReady: on_ready}))
         if recovery is None:
             return
 

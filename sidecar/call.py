@@ -22,6 +22,7 @@ from bridge.codec import pack_raw
 
 if TYPE_CHECKING:
     from sidecar.loop import Timer
+    from sidecar.worker_handle import WorkerHandle
 
 log = logging.getLogger("py3sidecar.pool")
 
@@ -41,7 +42,7 @@ class Call:
         self.deadline = now + timeout
         self.sink = sink
         self.timer: Timer | None = None
-        self.worker: Any = None  # the pool's WorkerHandle while it runs (None: queued)
+        self.worker: WorkerHandle | None = None  # while it runs (None: queued)
         self.started_at = 0.0
         self.done = False
         self.outcome: str | None = None  # None = success, else the error kind

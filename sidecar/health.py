@@ -45,11 +45,27 @@ class HealthSettings:
     memory_growth_limit: int = 512 << 20  # MEMORY_HIGH above baseline + this (bytes, 0: off)
 
 
+class ObservedWorker(Protocol):
+    """What the checks read of a worker (``sidecar.worker_handle.WorkerHandle`` has it; this
+    policy may not import the handle, which reaches psutil and the process code)."""
+
+    ping_failed: bool
+    hung_for: float
+    ready_at: float
+    bench_baseline: float
+    bench_last: float
+    rss: int
+    rss_baseline: int
+
+    @property
+    def exit(self) -> dict[str, Any] | None: ...
+
+
 class HealthCheck(Protocol):
     name: str
     priority: int
 
-    def check(self, worker: Any, settings: HealthSettings) -> CheckResult: ...
+    def check(self, worker: ObservedWorker, settings: HealthSettings) -> CheckResult: ...
 
 
 class LivenessCheck:
@@ -57,7 +73,7 @@ class LivenessCheck:
 
     name, priority = "liveness", 1
 
-    def check(self, worker: Any, settings: HealthSettings) -> CheckResult:
+    def check(self, worker: ObservedWorker, settings: HealthSettings) -> CheckResult:
         if worker.exit is not None:
             return CheckResult(DEAD, True, self.priority, f"exited with {worker.exit['text']}")
         if getattr(worker, "ping_failed", False):
@@ -76,7 +92,7 @@ class PerformanceCheck:
 
     name, priority = "performance", 3
 
-    def check(self, worker: Any, settings: HealthSettings) -> CheckResult:
+    def check(self, worker: ObservedWorker, settings: HealthSettings) -> CheckResult:
         if not worker.bench_baseline or not worker.bench_last:
             return CheckResult(HEALTHY, False, self.priority, "no benchmark yet")
         ratio = worker.bench_last / worker.bench_baseline
@@ -91,7 +107,7 @@ class MemoryCheck:
 
     name, priority = "memory", 2
 
-    def check(self, worker: Any, settings: HealthSettings) -> CheckResult:
+    def check(self, worker: ObservedWorker, settings: HealthSettings) -> CheckResult:
         rss = worker.rss
         if settings.memory_limit and rss > settings.memory_limit:
             return CheckResult(MEMORY_HIGH, True, self.priority,
@@ -111,7 +127,7 @@ class CompositeHealthCheck:
     def __init__(self, checks: list[HealthCheck] | None = None) -> None:
         self.checks = checks or [LivenessCheck(), MemoryCheck(), PerformanceCheck()]
 
-    def check(self, worker: Any, settings: HealthSettings) -> CheckResult:
+    def check(self, worker: ObservedWorker, settings: HealthSettings) -> CheckResult:
         worst = CheckResult(HEALTHY)
         details = []
         for strategy in self.checks:

@@ -28,6 +28,16 @@ from typing import Any
 from bridge import protocol
 from bridge.codec import unpack_raw
 from sidecar.call import Call
+from sidecar.events import (
+    PoolEvent,
+    RestartLimit,
+    SparePromoted,
+    SpawnFailed,
+    WorkerExited,
+    WorkerReady,
+    WorkerRecycled,
+    WorkerSpawned,
+)
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.loop import Loop, Timer
@@ -66,8 +76,9 @@ class WorkerLifecycle:
     stack_dir: str
     spec: WorkerSpec
     fd_output: FdOutput
+    process_factory: Callable[..., WorkerProcess]  # WorkerProcess; a test double in unit tests
     # provided by Pool: dispatch, membership and events
-    publish: Callable[..., None]
+    publish: Callable[[PoolEvent], None]
     worker_available: Callable[[WorkerHandle], None]
     on_worker_output: Callable[[WorkerHandle], list[bytes] | None]
     count_error: Callable[[str], None]
@@ -82,8 +93,8 @@ class WorkerLifecycle:
         self.next_worker_id += 1
         stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         try:
-            process = WorkerProcess(self.loop, self.spec, stack_file=stack_file,
-                                    fd_output=self.fd_output, label=f"worker {wid}")
+            process = self.process_factory(self.loop, self.spec, stack_file=stack_file,
+                                           fd_output=self.fd_output, label=f"worker {wid}")
         except OSError as exc:
             self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
                               exc.errno)
@@ -96,7 +107,7 @@ class WorkerLifecycle:
         worker.start_timer = self.loop.call_later(settings.start_timeout,
                                                   lambda: self.start_timed_out(worker))
         self.counters["spawned"] += 1
-        self.publish("worker_spawned", worker=wid, pid=process.pid, role=role)
+        self.publish(WorkerSpawned(settings.name, wid, process.pid, role))
         return worker
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
@@ -116,8 +127,8 @@ class WorkerLifecycle:
         worker.sample_rss(now)
         worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
         log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
-        self.publish("worker_ready", worker=worker.id, pid=worker.pid, role=worker.role,
-                     seconds=now - worker.spawned_at)
+        self.publish(WorkerReady(self.settings.name, worker.id, worker.pid, worker.role,
+                                 now - worker.spawned_at))
         old = worker.replaces
         if old is not None:
             worker.replaces = None
@@ -137,7 +148,7 @@ class WorkerLifecycle:
         """A warm spare becomes a serving member (it takes a dead member's place at once)."""
         spare.role = MEMBER
         log.info("%s promoted from warm spare", spare.describe())
-        self.publish("spare_promoted", worker=spare.id, pid=spare.pid)
+        self.publish(SparePromoted(self.settings.name, spare.id, spare.pid))
 
     def take_out_of_service(self, worker: WorkerHandle, reason: str) -> None:
         """No new calls for this worker; its place is filled at once (spare or spawn)."""
@@ -189,7 +200,7 @@ class WorkerLifecycle:
         self.counters["recycled"] += 1
         worker.stop_reason = reason
         log.info("%s will be recycled: %s", worker.describe(), reason)
-        self.publish("worker_recycled", worker=worker.id, pid=worker.pid, reason=reason)
+        self.publish(WorkerRecycled(self.settings.name, worker.id, worker.pid, reason))
         ready_spares = [w for w in self.spares() if w.state == IDLE and w is not worker]
         if ready_spares or worker.role == SPARE:
             if worker.role == MEMBER:
@@ -212,6 +223,13 @@ class WorkerLifecycle:
         # a call): listed twice, it would be handed calls after it was drained.
         if worker.state == IDLE and worker not in self.idle:
             self.worker_available(worker)
+
+    def recycle_when_free(self, worker: WorkerHandle, reason: str) -> None:
+        """Recycle a busy worker once its call is answered (``finish_call``), another now."""
+        if worker.state == BUSY:
+            worker.recycle_after_call = worker.recycle_after_call or reason
+        else:
+            self.recycle(worker, reason)
 
     def renew_workers(self, reason: str) -> int:
         """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
@@ -263,11 +281,12 @@ class WorkerLifecycle:
         text = end["text"]
         log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
                 worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
-        details = {k: v for k, v in end.items() if k not in ("returncode", "text")}
-        self.publish("worker_exited", worker=worker.id, pid=worker.pid, expected=expected,
-                     returncode=end["returncode"], text=text,
-                     reason=worker.stop_reason or text, during_call=call is not None,
-                     rss=worker.rss, starting=was_starting, **details)
+        self.publish(WorkerExited(
+            self.settings.name, worker.id, worker.pid, expected=expected,
+            returncode=end["returncode"], text=text, reason=worker.stop_reason or text,
+            during_call=call is not None, rss=worker.rss, starting=was_starting,
+            signal=end.get("signal"), signal_name=end.get("signal_name"),
+            exit_code=end.get("exit_code")))
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
             if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
@@ -308,8 +327,7 @@ class WorkerLifecycle:
         resource = err in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN)
         log.error("could not start a Python worker (%d in a row, next try in %.2fs): %s",
                   failures, delay, message)
-        self.publish("spawn_failed", message=message, errno=err, resource_exhaustion=resource,
-                     failures=failures, retry_in=delay)
+        self.publish(SpawnFailed(self.settings.name, message, err, resource, failures, delay))
         if self.live_count() == 0:
             self.flush_queue_unavailable()
 
@@ -320,7 +338,7 @@ class WorkerLifecycle:
         log.critical("restart limit reached: %d worker restarts within %gs "
                      "(python3.pool.max-restarts); next start at +%.1fs",
                      restarts, window, self.spawning.wait())
-        self.publish("restart_limit", restarts=restarts, window=window)
+        self.publish(RestartLimit(self.settings.name, restarts, window))
 
     def ensure_capacity(self) -> None:
         """Fill missing members (promoting warm spares first) and missing spares."""

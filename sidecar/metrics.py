@@ -34,6 +34,7 @@ from prometheus_client.core import HistogramMetricFamily
 
 from bridge import protocol
 from sidecar.call import Call
+from sidecar.events import WorkerExited
 
 PREFIX = "py3sidecar_"
 # 50 us to 60 s: the fastest calls are sub-millisecond, the longest default timeout is 60 s.
@@ -212,11 +213,13 @@ class Metrics:
     def count_refused(self, kind: str) -> None:
         self.refused[kind] = self.refused.get(kind, 0) + 1
 
-    def on_pool_event(self, event: str, info: dict[str, Any]) -> None:
-        if event == "worker_exited" and not info.get("expected"):
-            self.count_restart("crashed")
-        elif event == "worker_exited" and info.get("reason") not in (None, "", "shutdown"):
-            self.count_restart(classify_restart(str(info.get("reason"))))
+    def on_pool_event(self, event: object, info: object = None) -> None:
+        """A pool event (``sidecar.events``); ``info`` is the legacy field dict, unused."""
+        match event:
+            case WorkerExited(expected=False):
+                self.count_restart("crashed")
+            case WorkerExited(reason=reason) if reason not in ("", "shutdown"):
+                self.count_restart(classify_restart(reason))
 
     def count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1

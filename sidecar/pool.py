@@ -41,13 +41,14 @@ from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.call import Call
 from sidecar.channel import FrameTooLarge
+from sidecar.events import CallTimedOut, MemoryHigh, PoolEvent, as_info
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.lifecycle import WorkerLifecycle
 from sidecar.loop import Loop, Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.pool_view import pool_snapshot
-from sidecar.process import WorkerSpec
+from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.spawn_policy import SpawnLimits, SpawnPolicy
 from sidecar.worker_handle import (
     BUSY,
@@ -74,8 +75,10 @@ class Pool(WorkerLifecycle):
     """Admission, queue, dispatch, deadlines, probes and membership of one worker pool; the
     lifecycle verbs (spawn, drain, recycle, ...) come from ``sidecar.lifecycle``."""
 
-    def __init__(self, loop: Loop, settings: PoolSettings) -> None:
+    def __init__(self, loop: Loop, settings: PoolSettings,
+                 process_factory: Callable[..., WorkerProcess] = WorkerProcess) -> None:
         self.loop = loop
+        self.process_factory = process_factory  # the unit tests pass a fake process
         self.settings = settings
         self.clock = loop.clock
         self.workers: dict[int, WorkerHandle] = {}
@@ -97,7 +100,7 @@ class Pool(WorkerLifecycle):
         self.busy_seconds_total = 0.0
         self.queue_wait_total = 0.0
         self.queue_wait_count = 0
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.listeners: list[Callable[[PoolEvent], None]] = []
         self.observe_queue_wait: Callable[[float], None] = lambda seconds: None  # metrics
         self.stack_dir = tempfile.mkdtemp(prefix=f"py3sidecar-{settings.name}-stacks-",
                                           dir=settings.stack_root or None)
@@ -105,17 +108,22 @@ class Pool(WorkerLifecycle):
         self.fd_output = FdOutput(settings.fd_output, settings.output_log_rate, self.clock)
 
     # ------------------------------------------------------------ events
-    def subscribe(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
-        """``listener(event, info)``: worker_spawned/ready/exited, spawn_failed, ..."""
+    def listen(self, listener: Callable[[PoolEvent], None]) -> None:
+        """``listener(event)`` with each ``sidecar.events`` event; policies wrap a dict of
+        type -> handler in ``sidecar.events.route``."""
         self.listeners.append(listener)
 
-    def publish(self, event: str, **info: Any) -> None:
-        info.setdefault("pool", self.settings.name)
+    def subscribe(self, listener: Callable[[PoolEvent, dict[str, Any]], None]) -> None:
+        """Legacy two-argument form, ``listener(event, fields)``: the event is typed, the
+        dict its fields. Kept only for the metrics hook in ``sidecar.service``."""
+        self.listeners.append(lambda event: listener(event, as_info(event)))
+
+    def publish(self, event: PoolEvent) -> None:
         for listener in self.listeners:
             try:
-                listener(event, info)
+                listener(event)
             except Exception:
-                log.exception("pool event listener failed on %s", event)
+                log.exception("pool event listener failed on %s", type(event).__name__)
 
     # ------------------------------------------------------------ public API (loop thread)
     def start(self) -> None:
@@ -189,6 +197,8 @@ class Pool(WorkerLifecycle):
             call.worker = None
             self.queue.appendleft(call)
             self.kill(worker, f"its pipe failed ({exc})")
+            if self.idle:  # another worker is free now: the call must not wait for a spawn
+                self.start_call(self.idle.pop(), self.queue.popleft())
 
     def on_worker_output(self, worker: WorkerHandle) -> list[bytes] | None:
         """Handle what the worker wrote; None when nothing was there to read."""
@@ -316,7 +326,7 @@ class Pool(WorkerLifecycle):
             worker.recycle_after_call = (f"its memory ({rss >> 20} MiB) is above "
                                        f"python3.resources.max-memory-per-worker "
                                        f"({self.settings.max_memory >> 20} MiB)")
-            self.publish("memory_high", worker=worker.id, pid=worker.pid, rss=rss)
+            self.publish(MemoryHigh(self.settings.name, worker.id, worker.pid, rss))
 
     def worker_available(self, worker: WorkerHandle) -> None:
         if worker.exit is not None or worker.state != IDLE or worker.tainted:
@@ -355,7 +365,7 @@ class Pool(WorkerLifecycle):
                       f"the call ran longer than its timeout of {call.timeout:g}s; "
                       f"{worker.describe()} was stopped and is being replaced",
                       worker=worker.id, traceback=stack or None)
-            self.publish("call_timed_out", worker=worker.id, pid=worker.pid, stack=stack)
+            self.publish(CallTimedOut(self.settings.name, worker.id, worker.pid, stack))
             self.kill(worker, reason)
 
         self.capture_stack(worker, answer)

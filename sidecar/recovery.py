@@ -23,9 +23,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge import protocol
+from sidecar.events import (
+    CallTimedOut,
+    MemoryHigh,
+    RestartLimit,
+    SpawnFailed,
+    WorkerExited,
+    WorkerReady,
+    route,
+)
+from sidecar.worker_handle import WorkerHandle
+
+if TYPE_CHECKING:  # the pool imports nothing from here; only its type is needed
+    from sidecar.pool import Pool
 
 log = logging.getLogger("py3sidecar.recovery")
 
@@ -80,7 +93,7 @@ def classify_stack(stack: str) -> FailureType:
 
 
 class RecoveryOrchestrator:
-    def __init__(self, pool: Any, settings: RecoverySettings,
+    def __init__(self, pool: Pool, settings: RecoverySettings,
                  clock: Callable[[], float] | None = None) -> None:
         self.pool = pool
         self.settings = settings
@@ -92,79 +105,87 @@ class RecoveryOrchestrator:
         self.listeners: list[Callable[[RecoveryEvent], None]] = []
         self.failure_listeners: list[Callable[[FailureRecord], None]] = []  # alerts
         self.counts: dict[str, int] = {t.value: 0 for t in FailureType}
-        pool.subscribe(self.on_pool_event)
+        self.stacks_requested: set[int] = set()  # worker ids: stopped once, not twice
+        pool.listen(route({
+            WorkerExited: self.on_worker_exited, SpawnFailed: self.on_spawn_failed,
+            RestartLimit: self.on_restart_limit, CallTimedOut: self.on_call_timed_out,
+            MemoryHigh: self.on_memory_high, WorkerReady: self.on_worker_ready}))
 
     # ------------------------------------------------------------ pool events
-    def on_pool_event(self, event: str, info: dict[str, Any]) -> None:
-        if event == "worker_exited" and not info["expected"]:
-            kind, detail = self.classify_exit(info)
-            self.record(kind, info, f"exited with {info['text']}: {detail}",
-                        action="answered its call; spare promoted or replacement spawned")
-        elif event == "spawn_failed":
-            kind = (FailureType.RESOURCE_EXHAUSTION if info["resource_exhaustion"]
-                    else FailureType.PROCESS_CRASH)
-            self.record(kind, info, f"spawn failed: {info['message']}",
-                        action=f"retry in {info['retry_in']:.2f}s")
-            if kind is FailureType.RESOURCE_EXHAUSTION:
-                self.pool.spawning.backoff_factor = self.settings.resource_backoff_factor
-            if info["failures"] >= self.settings.max_restart_attempts:
-                self.escalate(f"{info['failures']} consecutive worker starts failed "
-                              f"(python3.recovery.max-restart-attempts = "
-                              f"{self.settings.max_restart_attempts}); last: {info['message']}")
-        elif event == "restart_limit":
-            self.escalate(f"{info['restarts']} worker restarts within {info['window']:g}s "
-                          "(python3.pool.max-restarts): replacement paused")
-        elif event == "call_timed_out":
-            stack = info.get("stack", "")
-            self.record(classify_stack(stack) if stack else FailureType.HANG, info,
-                        "its call passed its timeout", stack=stack,
-                        action="stack captured, call answered `timeout`, worker killed")
-        elif event == "memory_high":
-            self.record(FailureType.MEMORY_LEAK, info, f"RSS {info['rss'] >> 20} MiB over the "
-                        "limit", action="recycled after its current call")
-        elif event == "worker_ready":
-            self.pool.spawning.backoff_factor = 1.0
-            self.tick()
+    def on_worker_exited(self, event: WorkerExited) -> None:
+        self.stacks_requested.discard(event.worker)
+        if event.expected:
+            return
+        kind, detail = self.classify_exit(event)
+        self.record(kind, event.worker, event.pid, f"exited with {event.text}: {detail}",
+                    action="answered its call; spare promoted or replacement spawned")
 
-    def classify_exit(self, info: dict[str, Any]) -> tuple[FailureType, str]:
-        sig = info.get("signal")
-        if sig == signal.SIGXCPU:
+    def on_spawn_failed(self, event: SpawnFailed) -> None:
+        kind = (FailureType.RESOURCE_EXHAUSTION if event.resource_exhaustion
+                else FailureType.PROCESS_CRASH)
+        self.record(kind, None, None, f"spawn failed: {event.message}",
+                    action=f"retry in {event.retry_in:.2f}s")
+        if kind is FailureType.RESOURCE_EXHAUSTION:
+            self.pool.spawning.backoff_factor = self.settings.resource_backoff_factor
+        if event.failures >= self.settings.max_restart_attempts:
+            self.escalate(f"{event.failures} consecutive worker starts failed "
+                          f"(python3.recovery.max-restart-attempts = "
+                          f"{self.settings.max_restart_attempts}); last: {event.message}")
+
+    def on_restart_limit(self, event: RestartLimit) -> None:
+        self.escalate(f"{event.restarts} worker restarts within {event.window:g}s "
+                      "(python3.pool.max-restarts): replacement paused")
+
+    def on_call_timed_out(self, event: CallTimedOut) -> None:
+        self.record(classify_stack(event.stack) if event.stack else FailureType.HANG,
+                    event.worker, event.pid, "its call passed its timeout", stack=event.stack,
+                    action="stack captured, call answered `timeout`, worker killed")
+
+    def on_memory_high(self, event: MemoryHigh) -> None:
+        self.record(FailureType.MEMORY_LEAK, event.worker, event.pid,
+                    f"RSS {event.rss >> 20} MiB over the limit",
+                    action="recycled after its current call")
+
+    def on_worker_ready(self, event: WorkerReady) -> None:
+        self.pool.spawning.backoff_factor = 1.0
+        self.tick()
+
+    def classify_exit(self, event: WorkerExited) -> tuple[FailureType, str]:
+        if event.signal == signal.SIGXCPU:
             return FailureType.RESOURCE_EXHAUSTION, "killed by its CPU limit"
         limit = self.pool.settings.address_space_limit or self.pool.settings.max_memory
-        if sig == signal.SIGKILL and limit and info.get("rss", 0) > 0.8 * limit:
+        if event.signal == signal.SIGKILL and limit and event.rss > 0.8 * limit:
             return FailureType.RESOURCE_EXHAUSTION, "killed near its memory limit (likely OOM)"
         return FailureType.PROCESS_CRASH, "the process died"
 
     # ------------------------------------------------------------ watchdog findings
-    def on_finding(self, worker: Any, status: str, detail: str) -> None:
+    def on_finding(self, worker: WorkerHandle, status: str, detail: str) -> None:
         """The watchdog judged a worker; apply the strategy for what it found (once: a worker
         already on its way out is judged again by every check until it is gone)."""
         if worker.killing or worker.replaced_by is not None or worker.recycle_after_call:
             return
         if status == "MEMORY_HIGH":
-            self.record(FailureType.MEMORY_LEAK, self._who(worker), detail,
+            self.record(FailureType.MEMORY_LEAK, worker.id, worker.pid, detail,
                         action="graceful replacement after its current call")
-            if worker.state == "busy":
-                worker.recycle_after_call = detail
-            else:
-                self.pool.recycle(worker, detail)
+            self.pool.recycle_when_free(worker, detail)
         elif status == "UNRESPONSIVE":
             self.stop_hung_worker(worker, detail)
         elif status == "LOW_SCORE":
             self.record(self.LOW_SCORE_CAUSES.get(worker.score.last_failure_kind,
                                                   FailureType.HANG),
-                        self._who(worker), detail, action="graceful replacement")
+                        worker.id, worker.pid, detail, action="graceful replacement")
             self.pool.recycle(worker, detail)
 
-    # What a worker's score mostly fell for; slowness ("other") reads as a hang in the making.
-    LOW_SCORE_CAUSES = {"crashed": FailureType.PROCESS_CRASH, "oom": FailureType.MEMORY_LEAK,
-                        "io": FailureType.PROCESS_CRASH, "timeout": FailureType.HANG,
-                        "unresponsive": FailureType.HANG}
+    # What a worker's score last fell for, among the kinds that reach a score (``crashed``
+    # and ``timeout`` from the pool, ``internal`` from a worker's reply, ``other`` from the
+    # watchdog); anything else reads as a hang in the making. No ``oom``/``io``: never recorded.
+    LOW_SCORE_CAUSES = {protocol.CRASHED: FailureType.PROCESS_CRASH,
+                        protocol.TIMEOUT: FailureType.HANG}
 
-    def stop_hung_worker(self, worker: Any, detail: str) -> None:
-        if worker.stack_requested:
+    def stop_hung_worker(self, worker: WorkerHandle, detail: str) -> None:
+        if worker.id in self.stacks_requested:
             return
-        worker.stack_requested = True
+        self.stacks_requested.add(worker.id)
         self.pool.take_out_of_service(worker, detail)
 
         def finish(stack: str) -> None:
@@ -175,26 +196,21 @@ class RecoveryOrchestrator:
                           f"{worker.describe()} was stopped by the watchdog: {detail} "
                           f"({kind.value}); see the traceback for where it was stuck",
                           worker=worker.id, traceback=stack or None)
-            self.record(kind, self._who(worker), detail, stack=stack,
+            self.record(kind, worker.id, worker.pid, detail, stack=stack,
                         action="stack captured, worker killed and replaced")
             self.pool.kill(worker, detail)
 
         self.pool.capture_stack(worker, finish)
 
     # ------------------------------------------------------------ bookkeeping
-    @staticmethod
-    def _who(worker: Any) -> dict[str, Any]:
-        return {"worker": worker.id, "pid": worker.pid}
-
-    def record(self, kind: FailureType, info: dict[str, Any], detail: str, stack: str = "",
-               action: str = "") -> FailureRecord:
-        rec = FailureRecord(self.clock(), kind, info.get("worker"), info.get("pid"), detail,
-                            stack, action)
+    def record(self, kind: FailureType, wid: int | None, pid: int | None, detail: str,
+               stack: str = "", action: str = "") -> FailureRecord:
+        rec = FailureRecord(self.clock(), kind, wid, pid, detail, stack, action)
         self.records.append(rec)
         self.counts[kind.value] += 1
         worker = self.pool.workers.get(rec.worker) if rec.worker is not None else None
         if worker is not None:
-            worker.last_failure = asdict(rec)
+            worker.note_failure(asdict(rec))
         log.warning("failure %s on worker %s: %s -> %s", kind.value, rec.worker, detail,
                     action or "recorded")
         for listener in self.failure_listeners:

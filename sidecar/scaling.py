@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.events import PoolResized
 from sidecar.resources import LoadMeter, LoadSample
 
 log = logging.getLogger("py3sidecar.scaling")
@@ -81,4 +82,4 @@ class AdaptiveSizer:
             log.info("scaling the pool from %d to %d workers: %s", size, new, reason)
             self.last_resize = now
             self.pool.resize(new)
-            self.pool.publish("pool_resized", old=size, new=new, reason=reason)
+            self.pool.publish(PoolResized(self.pool.settings.name, size, new, reason))

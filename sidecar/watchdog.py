@@ -14,11 +14,15 @@ Crash detection does not live here: it is immediate (pidfd) in the pool.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sidecar.call import Call
+from sidecar.events import WorkerExited, WorkerReady, route
 from sidecar.health import HEALTHY, CompositeHealthCheck, HealthSettings
-from sidecar.pool import BUSY, CHECKING, IDLE, SPARE
+from sidecar.loop import Loop, Timer
+from sidecar.pool import BUSY, CHECKING, IDLE, SPARE, STOPPING, Pool, WorkerHandle
 from sidecar.recovery import RecoveryOrchestrator
 from sidecar.resources import ResourceMonitor
 
@@ -35,8 +39,16 @@ class WatchdogSettings:
     baseline_rounds: int = 3
 
 
+@dataclass
+class Progress:
+    """The watchdog's own record of a busy worker's CPU time, for the hang check."""
+    call: Call          # the call it was measured for (a new call starts afresh)
+    cpu: float          # the worker's CPU seconds at the last gain
+    at: float           # when that gain was seen (the call's start at first)
+
+
 class Watchdog:
-    def __init__(self, loop: Any, pool: Any, recovery: RecoveryOrchestrator,
+    def __init__(self, loop: Loop, pool: Pool, recovery: RecoveryOrchestrator,
                  resources: ResourceMonitor, settings: WatchdogSettings,
                  health: HealthSettings) -> None:
         self.loop = loop
@@ -46,10 +58,12 @@ class Watchdog:
         self.settings = settings
         self.health = health
         self.composite = CompositeHealthCheck()
-        self.timers: list[Any] = []
+        self.timers: list[Timer] = []
+        self.progress: dict[int, Progress] = {}  # worker id -> CPU progress of its call
         self.counters = {"quick": 0, "deep": 0, "resource": 0, "pings": 0, "ping_failures": 0,
                          "benchmarks": 0, "evaluations": 0, "findings": 0}
-        pool.subscribe(self.on_pool_event)
+        pool.listen(route({WorkerReady: self.on_worker_ready,
+                           WorkerExited: self.on_worker_exited}))
 
     def start(self) -> None:
         if not self.settings.enabled:
@@ -59,7 +73,7 @@ class Watchdog:
                                 (self.settings.resource_interval, self.resource_check)):
             self.schedule(interval, check)
 
-    def schedule(self, interval: float, check: Any) -> None:
+    def schedule(self, interval: float, check: Callable[[], None]) -> None:
         def fire() -> None:
             if self.pool.closing:
                 return
@@ -73,18 +87,20 @@ class Watchdog:
         for timer in self.timers:
             timer.cancel()
 
-    def on_pool_event(self, event: str, info: dict[str, Any]) -> None:
-        if event == "worker_ready":
-            worker = self.pool.workers.get(info["worker"])
-            if worker is None:
-                return
-            self.evaluate(worker)
-            # The warm-up baseline, taken only when nobody is waiting for this worker.
-            if self.settings.enabled and not self.pool.queue and self.may_probe(worker):
-                self.benchmark(worker, self.settings.baseline_rounds)
+    def on_worker_ready(self, event: WorkerReady) -> None:
+        worker = self.pool.workers.get(event.worker)
+        if worker is None:
+            return
+        self.evaluate(worker)
+        # The warm-up baseline, taken only when nobody is waiting for this worker.
+        if self.settings.enabled and not self.pool.queue and self.may_probe(worker):
+            self.benchmark(worker, self.settings.baseline_rounds)
+
+    def on_worker_exited(self, event: WorkerExited) -> None:
+        self.progress.pop(event.worker, None)
 
     # ------------------------------------------------------------ which workers
-    def may_probe(self, worker: Any) -> bool:
+    def may_probe(self, worker: WorkerHandle) -> bool:
         if worker.state != IDLE or worker.exit is not None:
             return False
         if worker.role == SPARE:
@@ -94,7 +110,7 @@ class Watchdog:
         return any(w is not worker and w.state in (IDLE, CHECKING)
                    for w in self.pool.workers.values())
 
-    def resting(self, worker: Any, now: float) -> bool:
+    def resting(self, worker: WorkerHandle, now: float) -> bool:
         """Not used for a quick interval: under load, workers are never probed at all (a
         worker that just answered a call has proved itself)."""
         return now - max(worker.last_used, worker.ready_at) >= self.settings.quick_interval
@@ -122,36 +138,33 @@ class Watchdog:
         self.counters["resource"] += 1
         self.resources.check()
         for worker in list(self.pool.workers.values()):
-            if worker.exit is None and worker.state != "stopping":
+            if worker.exit is None and worker.state != STOPPING:
                 self.evaluate(worker)
 
     # ------------------------------------------------------------ observations
-    def ping(self, worker: Any) -> None:
+    def ping(self, worker: WorkerHandle) -> None:
         self.counters["pings"] += 1
         started = self.loop.clock()
 
         def answered(reply: dict[str, Any]) -> None:
-            worker.ping_ms = (self.loop.clock() - started) * 1000
+            worker.observe_probe(True, (self.loop.clock() - started) * 1000)
 
         self.probe(worker, "ping", self.health.ping_timeout, answered)
 
-    def benchmark(self, worker: Any, rounds: int) -> None:
+    def benchmark(self, worker: WorkerHandle, rounds: int) -> None:
         self.counters["benchmarks"] += 1
 
         def answered(reply: dict[str, Any]) -> None:
-            seconds = float(reply.get("seconds") or 0.0)
-            if not worker.bench_baseline:
-                worker.bench_baseline = seconds
-            else:
-                worker.bench_last = seconds
+            worker.observe_bench(float(reply.get("seconds") or 0.0))
 
         self.probe(worker, "bench", max(self.health.ping_timeout, 2.0), answered,
                    rounds=rounds)
 
-    def probe(self, worker: Any, op: str, deadline: float, answered: Any, **extra: Any) -> None:
+    def probe(self, worker: WorkerHandle, op: str, deadline: float,
+              answered: Callable[[dict[str, Any]], None], **extra: Any) -> None:
         """Send a probe; an answer is recorded by ``answered``, silence marks the worker."""
         def done(reply: dict[str, Any] | None) -> None:
-            worker.ping_failed = reply is None
+            worker.observe_probe(reply is not None)
             if reply is None:
                 self.counters["ping_failures"] += 1
             else:
@@ -160,33 +173,32 @@ class Watchdog:
 
         self.pool.probe(worker, op, deadline, done, **extra)
 
-    def judge_progress(self, worker: Any, now: float) -> None:
+    def judge_progress(self, worker: WorkerHandle, now: float) -> None:
         call = worker.call
         if call is None:
             return
         cpu = worker.cpu_seconds()
         if cpu is None:
             return
-        if getattr(worker, "progress_call", None) is not call:
-            worker.progress_call = call
-            worker.cpu_seen, worker.cpu_seen_at = cpu, call.started_at
-        elif cpu - worker.cpu_seen > 0.01:
-            worker.cpu_seen, worker.cpu_seen_at = cpu, now
-        worker.hung_for = now - worker.cpu_seen_at
+        seen = self.progress.get(worker.id)
+        if seen is None or seen.call is not call:
+            seen = self.progress[worker.id] = Progress(call, cpu, call.started_at)
+        elif cpu - seen.cpu > 0.01:
+            seen.cpu, seen.at = cpu, now
+        worker.observe_hang(now - seen.at)
         if worker.hung_for >= self.health.hang_after:
             self.evaluate(worker)
 
     # ------------------------------------------------------------ verdicts
-    def evaluate(self, worker: Any) -> None:
+    def evaluate(self, worker: WorkerHandle) -> None:
         # A worker that failed a probe is already out of service (state "stopping") but still
         # needs its verdict: the stack capture and the kill.
         if worker.exit is not None or worker.killing or (
-                worker.state == "stopping" and not worker.ping_failed):
+                worker.state == STOPPING and not worker.ping_failed):
             return
         self.counters["evaluations"] += 1
         result = self.composite.check(worker, self.health)
-        previous = worker.status
-        worker.status, worker.status_detail = result.status, result.detail
+        previous = worker.note_status(result.status, result.detail)
         if result.status != previous and result.status != HEALTHY:
             log.warning("%s is %s: %s", worker.describe(), result.status, result.detail)
         if result.status == "DEGRADED" and previous == "DEGRADED":

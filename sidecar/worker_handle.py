@@ -3,8 +3,10 @@
 Owns: the worker states and roles, one ``WorkerHandle`` per worker process (the process itself
 is a ``sidecar.process.WorkerProcess``), its observations (score, timings, RSS, CPU, probes)
 and its report in the pool's snapshot. Must not touch: the process's descriptors or signals
-(``sidecar.process``), decisions about it (``sidecar.pool``, ``sidecar.lifecycle``, the
-watchdog and recovery read and set its fields).
+(``sidecar.process``), decisions about it (``sidecar.pool``, ``sidecar.lifecycle``). The
+watchdog and recovery read its fields and report what they saw through its ``observe_*`` and
+``note_*`` verbs; what they track only for themselves (CPU progress, a stack requested) stays
+in their own objects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import psutil
@@ -23,11 +26,21 @@ from sidecar.process import WorkerProcess
 from sidecar.score import HealthScore
 from sidecar.spawn_policy import MEMBER, SPARE
 
-STARTING, IDLE, BUSY, CHECKING, STOPPING = "starting", "idle", "busy", "checking", "stopping"
-STATES = (STARTING, IDLE, BUSY, CHECKING, STOPPING)
 
-__all__ = ["STARTING", "IDLE", "BUSY", "CHECKING", "STOPPING", "STATES", "MEMBER", "SPARE",
-           "WorkerHandle"]
+class WorkerState(StrEnum):
+    """A worker's state; a ``str`` (its value), so snapshots and logs show ``"busy"``."""
+    STARTING = "starting"   # spawned, its ready message not yet read
+    IDLE = "idle"           # ready, no call
+    BUSY = "busy"           # running a user call
+    CHECKING = "checking"   # answering a probe (ping, bench) from the watchdog
+    STOPPING = "stopping"   # out of service: draining, killed or exited
+
+
+STARTING, IDLE, BUSY, CHECKING, STOPPING = WorkerState
+STATES = tuple(WorkerState)
+
+__all__ = ["WorkerState", "STARTING", "IDLE", "BUSY", "CHECKING", "STOPPING", "STATES",
+           "MEMBER", "SPARE", "WorkerHandle"]
 
 
 class WorkerHandle:
@@ -40,7 +53,7 @@ class WorkerHandle:
         self.process = process
         self.pid = process.pid
         self.reader = process.reader
-        self.state = STARTING
+        self.state: WorkerState = STARTING
         self.call: Call | None = None
         self.calls = 0
         self.spawned_at = now
@@ -56,7 +69,6 @@ class WorkerHandle:
         self.tainted = ""                # reason: its last call left code running; no more calls
         self.threads_at_ready = 0        # kernel thread count before any call ran in it
         self.killing = False
-        self.stack_requested = False     # the watchdog asked for its stack before a kill
         self.replaced_by: int | None = None
         self.replaces: WorkerHandle | None = None
         self.max_calls = settings.max_calls + (
@@ -69,20 +81,44 @@ class WorkerHandle:
         self.rss = 0
         self.rss_at = 0.0
         self.rss_baseline = 0           # after the first call (as loky measures it)
-        self.cpu_seen = 0.0             # process CPU seconds at the last look (hang detection)
-        self.cpu_seen_at = 0.0
         self.bench_baseline = 0.0       # seconds, measured at warm-up
         self.bench_last = 0.0
         self.ping_ms = 0.0
         self.ping_failed = False
         self.hung_for = 0.0             # seconds busy without CPU progress (watchdog)
-        self.progress_call: Call | None = None
         self.probe_done: Callable[[dict[str, Any] | None], None] | None = None
         self.probe_timer: Timer | None = None
         self.status = "UNKNOWN"         # the composite health status (sidecar.health)
         self.status_detail = ""
         self.last_failure: dict[str, Any] | None = None
         self._ps: psutil.Process | None = None
+
+    # ------------------------------------------------------------ what the policies saw
+    def observe_probe(self, answered: bool, ping_ms: float | None = None) -> None:
+        """A watchdog probe's outcome; ``ping_ms`` when it was a ping that answered."""
+        self.ping_failed = not answered
+        if ping_ms is not None:
+            self.ping_ms = ping_ms
+
+    def observe_bench(self, seconds: float) -> None:
+        """The first benchmark is its baseline, later ones are compared with it."""
+        if not self.bench_baseline:
+            self.bench_baseline = seconds
+        else:
+            self.bench_last = seconds
+
+    def observe_hang(self, seconds: float) -> None:
+        """How long its current call has gained no CPU time (the watchdog's hang check)."""
+        self.hung_for = seconds
+
+    def note_status(self, status: str, detail: str) -> str:
+        """The composite health verdict; returns the previous status."""
+        previous, self.status, self.status_detail = self.status, status, detail
+        return previous
+
+    def note_failure(self, record: dict[str, Any]) -> None:
+        """The last failure recovery recorded for it (shown in its report)."""
+        self.last_failure = record
 
     def describe(self) -> str:
         return f"worker {self.id} (pid {self.pid})"
