@@ -11,7 +11,6 @@ handler decides (the pool and the policies), processes, the wire format.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -125,8 +124,3 @@ def route(handlers: Mapping[type, Callable[[Any], None]]) -> Callable[[object], 
             handler(event)
 
     return listener
-
-
-def as_info(event: object) -> dict[str, Any]:
-    """The event's fields as a dict (the old ``info`` shape), for logs and legacy listeners."""
-    return dataclasses.asdict(event)  # type: ignore[call-overload]

@@ -213,8 +213,8 @@ class Metrics:
     def count_refused(self, kind: str) -> None:
         self.refused[kind] = self.refused.get(kind, 0) + 1
 
-    def on_pool_event(self, event: object, info: object = None) -> None:
-        """A pool event (``sidecar.events``); ``info`` is the legacy field dict, unused."""
+    def on_pool_event(self, event: object) -> None:
+        """A pool event (``sidecar.events``): restarts counted by reason."""
         match event:
             case WorkerExited(expected=False):
                 self.count_restart("crashed")

@@ -41,7 +41,7 @@ from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.call import Call
 from sidecar.channel import FrameTooLarge
-from sidecar.events import CallTimedOut, MemoryHigh, PoolEvent, as_info
+from sidecar.events import CallTimedOut, MemoryHigh, PoolEvent
 from sidecar.fd_output import FdOutput
 from sidecar.isolation import outside_view
 from sidecar.lifecycle import WorkerLifecycle
@@ -112,11 +112,6 @@ class Pool(WorkerLifecycle):
         """``listener(event)`` with each ``sidecar.events`` event; policies wrap a dict of
         type -> handler in ``sidecar.events.route``."""
         self.listeners.append(listener)
-
-    def subscribe(self, listener: Callable[[PoolEvent, dict[str, Any]], None]) -> None:
-        """Legacy two-argument form, ``listener(event, fields)``: the event is typed, the
-        dict its fields. Kept only for the metrics hook in ``sidecar.service``."""
-        self.listeners.append(lambda event: listener(event, as_info(event)))
 
     def publish(self, event: PoolEvent) -> None:
         for listener in self.listeners:

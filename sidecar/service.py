@@ -297,8 +297,8 @@ class Service:
                                if getattr(s, "owned", False)]  # + a secondary pool
         for pool in pools:
             pool.observe_queue_wait = self.metrics.observe_queue_wait
-            pool.subscribe(lambda event, info, pool=pool: None if pool.closing
-                           else self.metrics.on_pool_event(event, info))
+            pool.listen(lambda event, pool=pool: None if pool.closing
+                        else self.metrics.on_pool_event(event))
         self.metrics.gather = lambda: scrape_view(self.op_health({}))
         self.metrics.registry.register(SidecarCollector(self.metrics))
         self.metrics.start_lag_probe(self.loop)

@@ -235,17 +235,17 @@ def test_routing_by_type_rejects_what_is_not_a_pool_event() -> None:
 
 
 def test_metrics_count_restarts_by_reason_from_the_typed_exit_event(harness):
-    """What ``sidecar.service.wire_metrics`` hooks up: the legacy two-argument ``subscribe``
-    hands the typed event (and its fields) to ``Metrics.on_pool_event``."""
+    """What ``sidecar.service`` hooks up: ``Pool.listen`` hands the typed event to
+    ``Metrics.on_pool_event``."""
     h = harness
     metrics = Metrics(h.clock)
-    fields: list[dict] = []
+    seen: list[object] = []
 
-    def hook(event: object, info: dict) -> None:
-        fields.append(info)
-        metrics.on_pool_event(event, info)
+    def hook(event: object) -> None:
+        seen.append(event)
+        metrics.on_pool_event(event)
 
-    h.pool.subscribe(hook)
+    h.pool.listen(hook)
     h.pool.start()
     h.ready_all()
     [first] = h.processes
@@ -255,5 +255,5 @@ def test_metrics_count_restarts_by_reason_from_the_typed_exit_event(harness):
     h.pool.drain(h.worker(second), "the pool is scaling down")
     second.die(0)
     assert metrics.restarts == {"crashed": 1, "scale_down": 1}
-    crash = next(f for f in fields if f.get("returncode") == -signal.SIGKILL)
-    assert crash["pool"] == "primary" and crash["worker"] == 1 and crash["expected"] is False
+    crash = next(e for e in seen if isinstance(e, WorkerExited) and e.returncode == -signal.SIGKILL)
+    assert crash.pool == "primary" and crash.worker == 1 and crash.expected is False

@@ -15,11 +15,13 @@ from pool_doubles import PoolHarness, Sink, reply_ok
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
 from sidecar.call import Call
+from sidecar.config import ScalingConfig
 from sidecar.events import WorkerRecycled
 from sidecar.health import HEALTHY, HealthSettings
 from sidecar.pool import BUSY, CHECKING, IDLE, SPARE, STOPPING
 from sidecar.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
 from sidecar.resources import ResourceMonitor
+from sidecar.settings import overload_thresholds
 from sidecar.watchdog import Watchdog, WatchdogSettings
 
 MiB = 1 << 20
@@ -35,8 +37,9 @@ class Rig:
         self.h = PoolHarness(tmp_path, **pool)
         self.recovery = RecoveryOrchestrator(self.h.pool, RecoverySettings())
         self.health = health or HealthSettings(ping_timeout=1.0, hang_after=8.0)
-        self.watchdog = Watchdog(self.h.loop, self.h.pool, self.recovery,
-                                 ResourceMonitor(self.h.pool), WatchdogSettings(), self.health)
+        resources = ResourceMonitor(self.h.pool, **overload_thresholds(ScalingConfig()))
+        self.watchdog = Watchdog(self.h.loop, self.h.pool, self.recovery, resources,
+                                 WatchdogSettings(), self.health)
         self.h.pool.start()
         self.h.ready_all()
         self.answer_probes()  # the warm-up benchmark a worker gets when another is free
