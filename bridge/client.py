@@ -338,7 +338,7 @@ class Client:
                                           "lost while this call was running there; its "
                                           "effects are unknown")
                     continue  # an event that changes nothing; the wait restarts (rare)
-            reply = codec.unpackb(sock.recv())
+            reply = codec.unpackb(sock.recv(copy=False).buffer)  # no copy of a large reply
             if not isinstance(reply, dict):
                 raise InternalError(f"malformed reply from the sidecar: {reply!r}")
             if reply.get("id") == rid:

@@ -1,15 +1,24 @@
 """Framing of the sidecar <-> worker pipes: a 4-byte big-endian length, then one msgpack map.
 
-Owns: cutting a byte stream into frames and writing frames. Must not touch: what a frame means
+Owns: cutting a byte stream into frames and writing frames, in time linear in their size (a
+large frame is read into one buffer of its announced length, written from memoryviews that
+advance an offset; nothing is ever re-joined or re-sliced). Must not touch: what a frame means
 (the pool and the worker decide that) or processes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
+from collections import deque
 
 HEADER = struct.Struct(">I")
+
+SCRATCH = 1 << 16  # the reader's buffer for headers and small frames (one pipe's worth)
+READ_BUDGET = 4 << 20  # bytes one ``feed()`` takes at most: about 1 ms of copying per turn
+WRITE_BUDGET = 4 << 20  # bytes one ``OutBuffer.flush()`` hands the kernel at most
+PIPE_SIZE = 1 << 20  # asked of the kernel for worker pipes (the unprivileged maximum)
 
 
 class FrameTooLarge(Exception):
@@ -20,27 +29,69 @@ def encode_frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
+def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Ask for a larger pipe buffer (fewer, larger reads and writes for big frames); the
+    kernel may refuse (``/proc/sys/fs/pipe-max-size``), which only costs speed."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+    except (OSError, AttributeError):
+        pass
+
+
 def write_frame(fd: int, payload: bytes) -> None:
-    """Write one frame, blocking until it is all written (pipes may take it in pieces)."""
-    data = memoryview(HEADER.pack(len(payload)) + payload)
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+    """Write one frame, blocking until it is all written (pipes may take it in pieces).
+
+    The header and the payload go out in one ``writev``; the payload is never copied."""
+    views = [memoryview(HEADER.pack(len(payload))), memoryview(payload).cast("B")]
+    while views:
+        written = os.writev(fd, views)
+        _advance(views, written)
 
 
-def read_exact(fd: int, n: int) -> bytes | None:
-    """Blocking read of exactly ``n`` bytes; None on EOF."""
-    chunks = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
+def _advance(views: list[memoryview] | deque[memoryview], written: int) -> None:
+    """Drop ``written`` bytes from the front of ``views`` (views of views: no copies)."""
+    while written and views:
+        first = views[0]
+        if written >= len(first):
+            written -= len(first)
+            if isinstance(views, deque):
+                views.popleft()
+            else:
+                del views[0]
+        else:
+            views[0] = first[written:]
+            written = 0
+    while views and not len(views[0]):
+        if isinstance(views, deque):
+            views.popleft()
+        else:
+            del views[0]
+
+
+def read_exact(fd: int, n: int) -> bytearray | bytes | None:
+    """Blocking read of exactly ``n`` bytes into one buffer of that size; None on EOF."""
+    if n <= SCRATCH:
+        chunk = os.read(fd, n)
+        if len(chunk) == n:
+            return chunk
         if not chunk:
             return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        buf = bytearray(n)
+        buf[:len(chunk)] = chunk
+        got = len(chunk)
+    else:
+        buf, got = bytearray(n), 0
+    view = memoryview(buf)
+    while got < n:
+        count = os.readv(fd, [view[got:]])
+        if not count:
+            return None
+        got += count
+    view.release()
+    return buf
 
 
-def read_frame(fd: int, max_size: int) -> bytes | None:
+def read_frame(fd: int, max_size: int) -> bytearray | bytes | None:
     """Blocking read of one frame (the worker's side); None on EOF."""
     head = read_exact(fd, 4)
     if head is None:
@@ -54,40 +105,158 @@ def read_frame(fd: int, max_size: int) -> bytes | None:
 class FrameReader:
     """Non-blocking reassembly of frames from a pipe (the sidecar's side).
 
-    ``feed()`` reads what is available and returns the complete frames; ``eof`` turns true
-    when the writer is gone.
+    ``feed()`` reads what is available (at most ``budget`` bytes: the loop calls again while
+    the pipe stays readable, so one large frame never holds the loop for long) and returns the
+    complete frames; ``eof`` turns true when the writer is gone. Small frames are cut out of a
+    fixed scratch buffer; a frame larger than what arrived is read, by ``readv``, straight into
+    a ``bytearray`` of its announced length, which is handed out as it is. ``copied`` counts the
+    bytes copied in user space (tests check it stays linear).
     """
 
-    __slots__ = ("fd", "max_size", "buffer", "eof")
+    __slots__ = ("fd", "max_size", "eof", "budget", "copied", "_scratch", "_head", "_body",
+                 "_body_view", "_filled")
 
-    def __init__(self, fd: int, max_size: int) -> None:
+    def __init__(self, fd: int, max_size: int, budget: int = READ_BUDGET) -> None:
         self.fd = fd
         self.max_size = max_size
-        self.buffer = b""
         self.eof = False
+        self.budget = budget
+        self.copied = 0
+        self._scratch = memoryview(bytearray(SCRATCH))
+        self._head = b""  # the first bytes of a header cut by the end of a read
+        self._body: bytearray | None = None  # the large frame being filled
+        self._body_view: memoryview | None = None
+        self._filled = 0
 
-    def feed(self) -> list[bytes] | None:
+    def feed(self) -> list[bytes | bytearray] | None:
         """Complete frames read now (maybe none); None when nothing could be read."""
-        try:
-            chunk = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return None
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return []
-        buf = self.buffer + chunk if self.buffer else chunk
-        frames = []
-        pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            (size,) = HEADER.unpack_from(buf, pos)
-            if size > self.max_size:
-                raise FrameTooLarge(f"worker sent a frame of {size} bytes, limit {self.max_size}")
-            if end - pos - 4 < size:
+        frames: list[bytes | bytearray] = []
+        left = self.budget
+        read_any = False
+        while left > 0:
+            body_view = self._body_view
+            if body_view is None:
+                buffers = [self._scratch]
+            else:  # the frame's rest (at most the budget), then headers and small frames
+                missing = len(body_view) - self._filled
+                buffers = [body_view[self._filled:self._filled + min(missing, left)]]
+                if missing <= left:
+                    buffers.append(self._scratch)
+            room = sum(len(b) for b in buffers)
+            try:
+                count = os.readv(self.fd, buffers)
+            except BlockingIOError:
                 break
-            frames.append(buf[pos + 4:pos + 4 + size])
-            pos += 4 + size
-        self.buffer = buf[pos:] if pos < end else b""
-        return frames
+            except OSError:
+                count = 0
+            if not count:
+                self.eof = True
+                return frames
+            read_any = True
+            left -= count
+            rest = count
+            if body_view is not None:
+                taken = min(count, len(body_view) - self._filled)
+                self._filled += taken
+                rest -= taken
+                if self._filled == len(body_view):
+                    frames.append(self._finish_body())
+            if rest:
+                self._cut(rest, frames)
+            if count < room:
+                break  # the pipe is empty for now
+        return frames if read_any else None
+
+    def _finish_body(self) -> bytearray:
+        body = self._body
+        assert body is not None and self._body_view is not None
+        self._body_view.release()
+        self._body = self._body_view = None
+        self._filled = 0
+        return body
+
+    def _cut(self, count: int, frames: list[bytes | bytearray]) -> None:
+        """Frames out of the first ``count`` bytes of the scratch buffer."""
+        data = self._scratch
+        pos = 0
+        if self._head:
+            need = 4 - len(self._head)
+            self._head += bytes(data[:min(need, count)])
+            pos = min(need, count)
+            if len(self._head) < 4:
+                return
+            (size,) = HEADER.unpack(self._head)
+            self._head = b""
+            pos = self._start(size, count, pos, frames)
+        while count - pos >= 4:
+            (size,) = HEADER.unpack_from(data, pos)
+            pos = self._start(size, count, pos + 4, frames)
+        if pos < count:
+            self._head = bytes(data[pos:count])
+            self.copied += count - pos
+
+    def _start(self, size: int, count: int, pos: int, frames: list[bytes | bytearray]) -> int:
+        if size > self.max_size:
+            raise FrameTooLarge(f"worker sent a frame of {size} bytes, limit {self.max_size}")
+        have = count - pos
+        if have >= size:
+            frames.append(bytes(self._scratch[pos:pos + size]))
+            self.copied += size
+            return pos + size
+        body = bytearray(size)
+        body[:have] = self._scratch[pos:count]
+        self.copied += have
+        self._body, self._body_view, self._filled = body, memoryview(body), have
+        return count
+
+
+class OutBuffer:
+    """Frames waiting for a non-blocking fd: memoryviews whose offset advances on each
+    partial write (``writev``, at most ``budget`` bytes per ``flush()``); never re-sliced."""
+
+    __slots__ = ("fd", "views", "budget", "pending")
+
+    def __init__(self, fd: int, budget: int = WRITE_BUDGET) -> None:
+        self.fd = fd
+        self.views: deque[memoryview] = deque()
+        self.budget = budget
+        self.pending = 0  # bytes queued, not yet taken by the kernel
+
+    def __bool__(self) -> bool:
+        return self.pending > 0
+
+    def add_frame(self, payload: bytes | bytearray | memoryview) -> None:
+        header = memoryview(HEADER.pack(len(payload)))
+        body = memoryview(payload).cast("B")
+        self.views.append(header)
+        if len(body):
+            self.views.append(body)
+        self.pending += len(header) + len(body)
+
+    def flush(self) -> bool:
+        """Write what the fd takes now; True when everything is out. Raises ``OSError``."""
+        views = self.views
+        left = self.budget
+        while views and left > 0:
+            batch, size = [], 0
+            for view in views:
+                if size >= left or len(batch) >= 64:
+                    break
+                if size + len(view) > left:
+                    view = view[:left - size]
+                batch.append(view)
+                size += len(view)
+            try:
+                written = os.writev(self.fd, batch)
+            except BlockingIOError:
+                return False
+            _advance(views, written)
+            self.pending -= written
+            left -= written
+            if written < size:
+                return False
+        return not views
+
+    def clear(self) -> None:
+        self.views.clear()
+        self.pending = 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidecar.channel import FrameReader, encode_frame
+from sidecar.channel import FrameReader, OutBuffer, widen_pipe
 from sidecar.confinement import ENV_SIDECAR_PID, worker_credentials
 
 if TYPE_CHECKING:
@@ -119,7 +119,6 @@ class WorkerProcess:
         self.stack_file = stack_file
         self.fd_output = fd_output
         self.exit: dict[str, Any] | None = None
-        self.unsent = b""  # what its in-pipe has not taken yet
         self.on_write_error: Callable[[OSError], None] = lambda exc: None
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
@@ -148,9 +147,12 @@ class WorkerProcess:
         _close(from_w, out_w, stack_fd)
         os.set_blocking(from_r, False)
         os.set_blocking(to_w, False)
+        widen_pipe(to_w)
+        widen_pipe(from_r)
         self.pid = self.proc.pid
         self.pidfd = os.pidfd_open(self.pid)
         self.to_worker = to_w
+        self.unsent = OutBuffer(to_w)  # what its in-pipe has not taken yet
         self.unread_probe = to_r
         self.output_fd = out_r
         self.reader = FrameReader(from_r, spec.max_message)
@@ -165,39 +167,38 @@ class WorkerProcess:
     # ------------------------------------------------------------ writing
     def write(self, payload: bytes) -> None:
         """Send a frame without ever blocking the loop: what the pipe does not take now is
-        sent when it drains (a worker that never reads is caught by its call's deadline).
-        Raises ``OSError`` if the pipe failed now; a later failure goes to ``on_write_error``."""
-        data = encode_frame(payload)
-        if self.unsent:
-            self.unsent += data
+        sent when it drains, a bounded amount per loop turn (a worker that never reads is
+        caught by its call's deadline). Raises ``OSError`` if the pipe failed now; a later
+        failure goes to ``on_write_error``. The payload is not copied: it must not change."""
+        unsent = self.unsent
+        waiting = bool(unsent)
+        unsent.add_frame(payload)
+        if waiting:
             return
         try:
-            written = os.write(self.to_worker, data)
-        except BlockingIOError:
-            written = 0
-        if written < len(data):
-            self.unsent = data[written:]
+            done = unsent.flush()
+        except OSError:
+            unsent.clear()
+            raise
+        if not done:
             self.loop.add_writer(self.to_worker, self.flush)
 
     def flush(self) -> None:
         try:
-            written = os.write(self.to_worker, self.unsent)
-        except BlockingIOError:
-            return
+            done = self.unsent.flush()
         except OSError as exc:
             self.loop.remove_writer(self.to_worker)
-            self.unsent = b""
+            self.unsent.clear()
             self.on_write_error(exc)
             return
-        self.unsent = self.unsent[written:]
-        if not self.unsent:
+        if done:
             self.loop.remove_writer(self.to_worker)
 
     def close_input(self) -> None:
         """EOF on its in-pipe: an idle worker exits on its own."""
         if self.to_worker >= 0:
             self.loop.remove_writer(self.to_worker)
-            self.unsent = b""
+            self.unsent.clear()
             _close(self.to_worker)
             self.to_worker = -1
 
