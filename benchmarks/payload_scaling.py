@@ -21,9 +21,10 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: the checkout's root importable
     sys.path.append(str(Path(__file__).resolve().parent.parent))

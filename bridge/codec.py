@@ -26,6 +26,14 @@ from bridge.decode_check import DecodeError, explain
 EXT_DATASET = 1
 EXT_DECIMAL = 2
 EXT_BIGINT = 3
+EXT_NDARRAY = 4  # u32 header length, msgpack [dtype.str, shape], the C-order buffer
+
+# dtypes that cross as one buffer (others, e.g. object or strings, still become lists)
+NDARRAY_DTYPES = frozenset(f"{order}{kind}{size}" for order in "<>|" for kind, size in (
+    ("b", 1), ("i", 1), ("i", 2), ("i", 4), ("i", 8), ("u", 1), ("u", 2), ("u", 4), ("f", 4),
+    ("f", 8)))
+_STRUCT_CODES = {"b1": "?", "i1": "b", "i2": "h", "i4": "i", "i8": "q", "u1": "B", "u2": "H",
+                 "u4": "I", "f4": "f", "f8": "d"}
 
 _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
@@ -40,7 +48,8 @@ class EncodeError(TypeError):
 
 
 __all__ = ["DecodeError", "EncodeError", "Dataset", "packb", "unpackb", "pack_raw", "unpack_raw",
-           "int_to_bytes", "int_from_bytes", "splice_success"]
+           "int_to_bytes", "int_from_bytes", "splice_success", "pack_buffer", "ndarray_ext",
+           "ndarray_from"]
 
 
 class Dataset:
@@ -152,6 +161,8 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, Dataset):
         return msgpack.ExtType(EXT_DATASET, packb([obj.columns, obj.types, obj.rows]))
     module = type(obj).__module__.partition(".")[0]
+    if module == "numpy" and type(obj).__name__ == "ndarray" and obj.dtype.str in NDARRAY_DTYPES:
+        return ndarray_ext(obj)
     if module == "numpy" and hasattr(obj, "tolist"):
         return obj.tolist()
     if module == "pandas":
@@ -163,6 +174,66 @@ def _default(obj: Any) -> Any:
             value = obj.to_pydatetime()
             return value if value.tzinfo else _default(value)
     raise TypeError(type(obj))
+
+
+def ndarray_ext(array: Any) -> msgpack.ExtType:
+    """A numeric numpy array as one buffer (``EXT_NDARRAY``): no per-element objects."""
+    import numpy as np  # the value is a numpy array: numpy is there
+
+    header = msgpack.packb([array.dtype.str, list(array.shape)])
+    data = np.ascontiguousarray(array).data  # a view when already C-contiguous
+    return msgpack.ExtType(EXT_NDARRAY, b"".join((len(header).to_bytes(4, "big"), header,
+                                                  data.cast("B"))))
+
+
+def ndarray_from(data: bytes) -> Any:
+    """An ``EXT_NDARRAY`` payload as a read-only numpy array over ``data`` (no copy), or, when
+    numpy is not installed, as nested lists."""
+    try:
+        size = int.from_bytes(data[:4], "big")
+        dtype, shape = msgpack.unpackb(data[4:4 + size])
+        shape = tuple(int(n) for n in shape)
+    except Exception:  # noqa: BLE001 - msgpack raises several types for junk
+        raise DecodeError("", "the ndarray extension (code 4) must hold a 4-byte header "
+                              "length, [dtype, shape] and the buffer") from None
+    if not (isinstance(dtype, str) and dtype in NDARRAY_DTYPES):
+        raise DecodeError("", f"the ndarray extension (code 4) has dtype {dtype!r}; expected "
+                              "one of the numeric dtypes (e.g. '<f8', '<i8', '|b1')")
+    count = 1
+    for n in shape:
+        count *= n
+    body = memoryview(data)[4 + size:]
+    if len(body) != count * int(dtype[2:]):
+        raise DecodeError("", f"the ndarray extension (code 4) holds {len(body)} bytes for "
+                              f"shape {list(shape)} of {dtype}")
+    try:
+        import numpy as np
+    except ImportError:
+        return _ndarray_as_lists(body, dtype, shape)
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def _ndarray_as_lists(body: memoryview, dtype: str, shape: tuple[int, ...]) -> Any:
+    code = _STRUCT_CODES[dtype[1:]]
+    native = "<" if struct.pack("=H", 1) == b"\x01\x00" else ">"
+    if dtype[0] in ("|", native):
+        flat = body.cast(code).tolist()
+    else:
+        flat = list(struct.unpack(f"{dtype[0]}{len(body) // struct.calcsize(code)}{code}", body))
+    for n in reversed(shape[1:]):
+        flat = [flat[i:i + n] for i in range(0, len(flat), n)]
+    return flat if shape else flat[0]
+
+
+def pack_buffer(obj: Any) -> memoryview:
+    """``packb`` without the final copy into ``bytes``: a view of the packer's buffer (the
+    worker's replies; a large value is copied once fewer)."""
+    packer = msgpack.Packer(default=_default, datetime=True, use_bin_type=True, autoreset=False)
+    try:
+        packer.pack(obj)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _explain(obj, exc) from None
+    return packer.getbuffer()
 
 
 def packb(obj: Any) -> bytes:
@@ -225,6 +296,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return _decimal_from(data)
     if code == EXT_BIGINT:
         return int_from_bytes(data)
+    if code == EXT_NDARRAY:
+        return ndarray_from(data)
     return msgpack.ExtType(code, data)
 
 
@@ -332,8 +405,9 @@ def _explain(obj: Any, exc: Exception) -> EncodeError:
 def _find_unsupported(obj: Any, path: str, depth: int = 0) -> tuple[str, Any]:
     if depth > 200:
         return path, obj
-    if obj is None or isinstance(obj, (bool, float, str, bytes, bytearray, _dt.datetime,
-                                       decimal.Decimal, Dataset)):
+    if obj is None or isinstance(obj, (bool, float, str, bytes, bytearray, memoryview,
+                                       _dt.datetime, decimal.Decimal, Dataset,
+                                       msgpack.ExtType)):
         if isinstance(obj, Dataset):
             return _find_unsupported(obj.rows, f"{path}.rows", depth + 1)
         return "", None

@@ -155,7 +155,7 @@ class Worker:
     def send_reply(self, reply: dict[str, Any]) -> None:
         try:
             testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
-            payload = codec.packb(reply)
+            payload = codec.pack_buffer(reply)  # a view: no copy into bytes
         except codec.EncodeError as exc:
             payload = codec.packb(self.failure(reply, "TypeError", str(exc)))
         except MemoryError:  # a result too big for memory: the caller's error, and we recycle

@@ -53,6 +53,11 @@ def _write_cpython_side(folder: Path) -> None:
                           use_bin_type=True)
     w("dataset", _ext(1, inner))
     w("ext_unknown", _ext(42, b"x"))
+    np = pytest.importorskip("numpy")
+    (out / "ndarray.bin").write_bytes(codec.packb([
+        np.arange(6, dtype="<f8").reshape(2, 3), np.array([1, -2], dtype=">i4"),
+        np.array([True, False]), np.array([255, 0], dtype="u1"), np.array(2**40, dtype="<i8"),
+        np.array([4000000000], dtype="<u4"), np.array([-1.5], dtype="<f4")]))
 
 
 @pytest.fixture(scope="module")

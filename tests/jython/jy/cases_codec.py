@@ -196,6 +196,12 @@ def test_decode_dataset_builds_ignition_dataset():
     assert ds.getValueAt(0, 2).getTime() == 1700000000000
 
 
+def test_decode_ndarray_from_cpython_as_lists():
+    got = codec.decode(_read('ndarray'))
+    assert got == [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], [1, -2], [True, False], [255, 0],
+                   2 ** 40, [4000000000], [-1.5]], got
+
+
 def test_decode_unknown_extension_is_an_error():
     try:
         codec.decode(_read('ext_unknown'))

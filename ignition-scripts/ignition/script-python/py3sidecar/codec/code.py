@@ -32,6 +32,7 @@ EXT_TIMESTAMP = -1
 EXT_DATASET = 1
 EXT_DECIMAL = 2
 EXT_BIGINT = 3
+EXT_NDARRAY = 4  # a numpy array from CPython: u32 header length, [dtype, shape], the buffer
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -548,7 +549,39 @@ class _Decoder(object):
             inner = _Decoder(data, self.dataset_factory)
             cols, types, rows = inner.dec()
             return (self.dataset_factory or _default_dataset_factory)(cols, types, rows)
+        if code == EXT_NDARRAY:
+            return _ndarray_lists(data)
         raise DecodeError('unknown msgpack extension type %d' % code)
+
+
+_NDARRAY_READERS = {
+    'f8': (8, lambda b, i: b.getDouble(i)), 'f4': (4, lambda b, i: float(b.getFloat(i))),
+    'i8': (8, lambda b, i: _small(b.getLong(i))), 'i4': (4, lambda b, i: int(b.getInt(i))),
+    'i2': (2, lambda b, i: int(b.getShort(i))), 'i1': (1, lambda b, i: int(b.get(i))),
+    'u4': (4, lambda b, i: _small(b.getInt(i) & 0xffffffffL)),
+    'u2': (2, lambda b, i: b.getShort(i) & 0xffff), 'u1': (1, lambda b, i: b.get(i) & 0xff),
+    'b1': (1, lambda b, i: b.get(i) != 0),
+}
+
+
+def _ndarray_lists(data):
+    """A numpy array (ext 4) as nested lists, like the codec's ``tolist()`` before it."""
+    import java.nio
+    buf = java.nio.ByteBuffer.wrap(data)
+    try:
+        size = buf.getInt(0)
+        dtype, shape = _Decoder(java.util.Arrays.copyOfRange(data, 4, 4 + size), None).dec()
+        width, read = _NDARRAY_READERS[str(dtype)[1:]]
+    except (KeyError, ValueError, TypeError, java.lang.RuntimeException, java.io.IOException):
+        raise DecodeError('the ndarray extension (code 4) is malformed or has an unknown dtype')
+    order = java.nio.ByteOrder.LITTLE_ENDIAN if dtype[0] == '<' else java.nio.ByteOrder.BIG_ENDIAN
+    buf.order(order)
+    start = 4 + size
+    count = (len(data) - start) // width
+    flat = [read(buf, start + k * width) for k in xrange(count)]
+    for n in reversed(list(shape)[1:]):
+        flat = [flat[i:i + n] for i in xrange(0, len(flat), n)]
+    return flat if len(shape) else flat[0]
 
 
 def _small(n):
