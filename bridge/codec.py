@@ -347,12 +347,13 @@ def extend_map(data: bytes, members: dict[str, Any]) -> bytes:
 def extend_map_encoded(data: bytes, added: int, tail: bytes) -> bytes:
     """``extend_map`` with the ``added`` members already encoded as ``tail`` (hot paths)."""
     head = data[0]
+    view = memoryview(data)  # the body is copied once, into the result, never sliced first
     if 0x80 <= head <= 0x8F:
-        count, body = head & 0x0F, data[1:]
+        count, body = head & 0x0F, view[1:]
     elif head == 0xDE:
-        count, body = int.from_bytes(data[1:3], "big"), data[3:]
+        count, body = int.from_bytes(data[1:3], "big"), view[3:]
     elif head == 0xDF:
-        count, body = int.from_bytes(data[1:5], "big"), data[5:]
+        count, body = int.from_bytes(data[1:5], "big"), view[5:]
     else:
         raise ValueError(f"not an encoded msgpack map (first byte 0x{head:02x})")
     count += added
@@ -362,7 +363,7 @@ def extend_map_encoded(data: bytes, added: int, tail: bytes) -> bytes:
         header = b"\xde" + count.to_bytes(2, "big")
     else:
         header = b"\xdf" + count.to_bytes(4, "big")
-    return header + body + tail
+    return b"".join((header, body, tail))
 
 
 # ---------------------------------------------------------------- the worker's success reply

@@ -36,7 +36,10 @@ def _print_json(value: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from sidecar.config import ConfigError, load
+    from sidecar.memtune import keep_large_buffers
     from sidecar.service import Service
+
+    keep_large_buffers()  # large messages reuse their pages (sidecar/memtune.py)
 
     try:
         config = load(args.config)

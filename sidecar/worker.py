@@ -31,7 +31,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import BAD_REQUEST, USER, error
-from sidecar import isolation, testhooks
+from sidecar import isolation, memtune, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 from sidecar.confinement import die_with_sidecar, drop_capabilities
 
@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     # Before anything else: never outlive the sidecar, never hold what it holds.
     die_with_sidecar()
     drop_capabilities()
+    memtune.keep_large_buffers()  # large messages reuse their pages (sidecar/memtune.py)
     options = parse_args(sys.argv[1:] if argv is None else argv)
     in_arg, out_arg = int(options["--in"]), int(options["--out"])
     # Move the channel far from the low descriptors user code is likely to close or reuse,
