@@ -81,7 +81,8 @@ class BoundedWriter(io.TextIOBase):
 
 
 class Worker:
-    def __init__(self, in_fd: int, out_fd: int, settings: dict[str, Any]) -> None:
+    def __init__(self, in_fd: int, out_fd: int, settings: dict[str, Any],
+                 embedded: bool = False) -> None:
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.max_output = int(settings.get("max_output_chars", 65536))
@@ -103,7 +104,8 @@ class Worker:
                 importlib.import_module(module)
             except BaseException as exc:  # a broken preload is reported, not fatal
                 self.preload_errors.append(f"{module}: {type(exc).__name__}: {exc}")
-        isolation.become_subreaper()
+        if not embedded:  # a host process (a Dask worker) keeps its own process settings
+            isolation.become_subreaper()
         # What a call must not change for the next one: taken after start-up and preload, so
         # the worker's own threads and limits are the baseline (see sidecar.isolation).
         self.baseline = isolation.Baseline()
@@ -153,6 +155,10 @@ class Worker:
         write_frame(self.out_fd, codec.packb(message))
 
     def send_reply(self, reply: dict[str, Any]) -> None:
+        write_frame(self.out_fd, self.encode_reply(reply))
+
+    def encode_reply(self, reply: dict[str, Any]) -> bytes:
+        """The reply frame: an unencodable or too large result becomes the caller's error."""
         try:
             testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
             payload = codec.pack_buffer(reply)  # a view: no copy into bytes
@@ -166,7 +172,7 @@ class Worker:
                 reply, RESULT_TOO_LARGE,
                 f"the result encodes to {len(payload)} bytes, above the limit of "
                 f"{self.max_message} (python3.bridge.max-message-size); return less data"))
-        write_frame(self.out_fd, payload)
+        return payload
 
     @staticmethod
     def refusal(message: str) -> dict[str, Any]:
@@ -293,6 +299,24 @@ class Worker:
         if module not in ("builtins", "__main__", "__py3sidecar__"):
             name = f"{module}.{name}"
         return error(USER, str(exc), type=name, traceback=text)
+
+
+_embedded: Worker | None = None
+
+
+def run_request(payload: bytes) -> bytes:
+    """Run one ``execute``/``call`` request envelope in this process and return its reply
+    frame, byte for byte what a pool worker would send (the Dask pool's task, through
+    ``sidecar.dask_task``). No channel, rlimits or subreaper: the host process owns those."""
+    global _embedded
+    if _embedded is None:
+        _embedded = Worker(-1, -1, {}, embedded=True)
+    try:
+        request = codec.unpackb(payload)
+    except codec.DecodeError as exc:
+        return _embedded.encode_reply(
+            Worker.refusal(f"{exc}; see docs/protocol.md (extension types)"))
+    return _embedded.encode_reply(_embedded.run_call(request))
 
 
 def parse_args(argv: list[str]) -> dict[str, str]:
