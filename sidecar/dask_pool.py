@@ -189,7 +189,7 @@ class DaskPool:
             else:
                 self.connected = self.client.status == "running"
                 if self.connected:
-                    self._refresh_health()
+                    await self._refresh_health()
             await asyncio.sleep(HEALTH_INTERVAL if self.connected else 0.2)
 
     async def _connect(self) -> None:
@@ -212,13 +212,16 @@ class DaskPool:
             return
         self.last_error = ""
         self.connected = True
-        self._refresh_health()
+        await self._refresh_health()
         log.info("Dask pool %r: connected to %s", self.name, self.settings.address)
 
-    def _refresh_health(self) -> None:
-        """From the Client's cached scheduler identity (refreshed by Dask in the background)."""
+    async def _refresh_health(self) -> None:
+        """The scheduler's identity (an asynchronous Client's ``scheduler_info()`` carries no
+        per-worker figures), asked on the Dask thread with a deadline."""
         try:
-            workers = (self.client.scheduler_info() or {}).get("workers") or {}
+            identity = await asyncio.wait_for(
+                self.client.scheduler.identity(n_workers=-1), self.settings.connect_timeout)
+            workers = (identity or {}).get("workers") or {}
         except Exception as exc:
             self.last_error = f"scheduler_info: {exc}"
             return
