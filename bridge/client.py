@@ -167,21 +167,28 @@ class Client:
 
     # ------------------------------------------------------------ public API
     def execute(self, code: str, variables: dict[str, Any] | None = None,
-                timeout: float | None = None) -> Result:
-        """Run ``code`` in a fresh namespace holding ``variables``; see ``Result``."""
+                timeout: float | None = None, pool: str | None = None) -> Result:
+        """Run ``code`` in a fresh namespace holding ``variables``; see ``Result``. ``pool``:
+        one of the sidecar's named pools (``python3.pools``); None: the primary pool."""
         request: dict[str, Any] = {"op": "execute", "code": code}
         if variables:
             request["vars"] = variables
+        if pool is not None:
+            request["pool"] = pool
         reply = self.request(request, timeout)
         return Result(reply.get("value"), reply.get("stdout", ""), reply.get("stderr", ""),
                       reply.get("worker"), reply.get("ms", 0.0), reply.get("via"),
                       reply.get("endpoint", self.endpoint))
 
-    def call(self, target: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        """Call ``"package.module:function"`` with ``args``/``kwargs`` and return its value."""
+    def call(self, target: str, *args: Any, timeout: float | None = None,
+             pool: str | None = None, **kwargs: Any) -> Any:
+        """Call ``"package.module:function"`` with ``args``/``kwargs`` and return its value
+        (``timeout`` and ``pool`` are this method's own, as in ``execute``)."""
         request: dict[str, Any] = {"op": "call", "target": target, "args": list(args)}
         if kwargs:
             request["kwargs"] = kwargs
+        if pool is not None:
+            request["pool"] = pool
         return self.request(request, timeout).get("value")
 
     def ping(self, timeout: float | None = None) -> dict[str, Any]:

@@ -168,6 +168,9 @@ def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
                  and 0 < timeout <= max_timeout,
                  f"'timeout' must be a number of seconds in (0, {max_timeout:g}], "
                  f"got {_shown(timeout)}")
+    pool = req.get("pool")
+    _require(pool is None or isinstance(pool, str),
+             f"'pool' must be the name of one of the sidecar's pools, got {_shown(pool)}")
     if op == "execute":
         _require(isinstance(req.get("code"), str),
                  f"'code' must be a string, got {type(req.get('code')).__name__}")

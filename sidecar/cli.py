@@ -101,7 +101,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     variables = cli_inputs.variables(args.var, args.vars_file)
 
     def action(client):
-        result = client.execute(code, variables, timeout=args.timeout)
+        result = client.execute(code, variables, timeout=args.timeout, pool=args.pool)
         if result.stdout:
             sys.stderr.write(result.stdout)
         if result.stderr:
@@ -113,7 +113,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     values, kwargs = cli_inputs.call_arguments(args.args, args.args_file, args.kwargs_file)
     return _run_client(args, lambda c: c.call(args.target, *values, timeout=args.timeout,
-                                              **kwargs))
+                                              pool=args.pool, **kwargs))
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -335,6 +335,8 @@ def add_call_commands(sub: Any) -> None:
                     help="a variable; NAME=@file.json reads its value from a file")
     ex.add_argument("--vars-file", action="append", metavar="FILE.json",
                     help="a JSON object of variables (--var entries win)")
+    ex.add_argument("--pool", help="one of the sidecar's named pools (python3.pools); "
+                    "default: the primary pool")
     client_options(ex)
     ex.set_defaults(func=cmd_exec)
 
@@ -346,6 +348,8 @@ def add_call_commands(sub: Any) -> None:
                       help="a JSON array of positional arguments (before the ARG_JSONs)")
     call.add_argument("--kwargs-file", metavar="FILE.json",
                       help="a JSON object of keyword arguments")
+    call.add_argument("--pool", help="one of the sidecar's named pools (python3.pools); "
+                      "default: the primary pool")
     client_options(call)
     call.set_defaults(func=cmd_call)
 

@@ -11,6 +11,7 @@ tests/unit/test_default_config.py keeps it equal to the models, key by key, with
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -135,6 +136,7 @@ class PoolConfig(Section):
 
 class WorkerConfig(Section):
     python: str = ""
+    virtualenv: str = ""
     paths: list[str] = []
     preload: list[str] = []
     env: dict[str, str] = {}
@@ -155,6 +157,25 @@ class WorkerConfig(Section):
 
         worker_credentials(self.user.strip(), self.group.strip())  # names the missing account
         return self
+
+    @model_validator(mode="after")
+    def _one_interpreter(self) -> "WorkerConfig":
+        if self.virtualenv:
+            if self.python:
+                raise ValueError(f"python = {self.python!r} and virtualenv = "
+                                 f"{self.virtualenv!r}: set one of them")
+            if not os.access(Path(self.virtualenv) / "bin" / "python", os.X_OK):
+                raise ValueError(f"virtualenv = {self.virtualenv!r}: there is no "
+                                 f"{Path(self.virtualenv) / 'bin' / 'python'}; create it with "
+                                 f"`python3 -m venv {self.virtualenv}` and install msgpack there")
+        return self
+
+    def interpreter(self, default: str) -> list[str]:
+        """The command that starts a worker's Python: ``python`` (split), the virtualenv's
+        interpreter, or ``default`` (the sidecar's own)."""
+        if self.virtualenv:
+            return [str(Path(self.virtualenv) / "bin" / "python")]
+        return self.python.split() if self.python else [default]
 
     @model_validator(mode="after")
     def _timeouts(self) -> "WorkerConfig":
@@ -426,10 +447,7 @@ class FallbackConfig(Section):
 
     @model_validator(mode="after")
     def _combination(self) -> "FallbackConfig":
-        unknown = [s for s in self.strategies if s not in FALLBACK_STRATEGIES]
-        if unknown:
-            raise ValueError(f"strategies = {self.strategies!r}: unknown {unknown!r}; expected "
-                             f"some of {', '.join(FALLBACK_STRATEGIES)}")
+        # Names beyond FALLBACK_STRATEGIES are named pools: Python3Config checks they exist.
         if not self.strategies or self.strategies[0] != "primary":
             raise ValueError(f"strategies = {self.strategies!r} must start with 'primary'")
         if len(set(self.strategies)) != len(self.strategies):
@@ -511,7 +529,42 @@ class MonitoringConfig(Section):
     cloudwatch: CloudWatchConfig = _section(CloudWatchConfig)
 
 
+POOL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+RESERVED_POOL_NAMES = ("primary", "direct", "remote")
+
+
+class NamedPoolConfig(Section):
+    """``python3.pools.<name>``: a local pool (its own interpreter or virtualenv, paths,
+    preload, env, sizes, limits and health settings: the sections the primary pool has at the
+    top level, each key left out taking that section's default) or a Dask cluster."""
+
+    kind: Literal["local", "dask"] = "local"
+    pool: PoolConfig = _section(PoolConfig)
+    worker: WorkerConfig = _section(WorkerConfig)
+    resources: ResourcesConfig = _section(ResourcesConfig)
+    health: HealthConfig = _section(HealthConfig)
+    fallback: list[str] = []
+    address: str = ""
+    connect_timeout: Duration = 5.0
+    max_in_flight: int = 1000
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> "NamedPoolConfig":
+        if self.kind == "dask":
+            if not re.match(r"^(tcp|tls|inproc|ucx)://\S+$", self.address):
+                raise ValueError(f"address = {self.address!r}: a dask pool needs its scheduler's "
+                                 "address, e.g. tcp://10.0.0.5:8786")
+            if self.max_in_flight < 1:
+                raise ValueError(f"max-in-flight = {self.max_in_flight} must be >= 1")
+            _positive("connect-timeout", self.connect_timeout)
+        elif self.address:
+            raise ValueError(f"address = {self.address!r} is only for kind: dask (this pool is "
+                             "local: set worker.python or worker.virtualenv instead)")
+        return self
+
+
 class Python3Config(Section):
+    pools: dict[str, NamedPoolConfig] = {}
     pool: PoolConfig = _section(PoolConfig)
     health: HealthConfig = _section(HealthConfig)
     recovery: RecoveryConfig = _section(RecoveryConfig)
@@ -527,6 +580,36 @@ class Python3Config(Section):
     http: HttpConfig = _section(HttpConfig)
     alerts: AlertsConfig = _section(AlertsConfig)
     monitoring: MonitoringConfig = _section(MonitoringConfig)
+
+
+    @model_validator(mode="after")
+    def _pools_and_chains(self) -> "Python3Config":
+        for name in self.pools:
+            if not POOL_NAME.match(name) or name in RESERVED_POOL_NAMES:
+                raise ValueError(f"pools.{name}: a pool's name is lower-case letters, digits, "
+                                 f"'-' and '_' (at most 40), and not one of "
+                                 f"{', '.join(RESERVED_POOL_NAMES)}")
+        chains = {"fallback.strategies": self.fallback.strategies,
+                  **{f"pools.{n}.fallback": p.fallback for n, p in self.pools.items()}}
+        known = set(self.pools) | {"primary", "secondary", "direct", "remote"}
+        for key, names in chains.items():
+            if not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{key} = {names!r}: expected names of pools")
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"{key} = {names!r}: no pool named {unknown!r}; there are: "
+                                 f"{', '.join(sorted(known - {'direct', 'remote'}))} "
+                                 "(and direct, remote)")
+            if len(set(names)) != len(names):
+                raise ValueError(f"{key} = {names!r} names a strategy twice")
+            if "remote" in names and not self.fallback.remote.endpoint:
+                raise ValueError(f"{key} includes 'remote' but fallback.remote.endpoint is "
+                                 "empty; set it to the other sidecar's tcp://HOST:PORT")
+        for name, pool in self.pools.items():
+            if name in pool.fallback:
+                raise ValueError(f"pools.{name}.fallback = {pool.fallback!r} names the pool "
+                                 "itself")
+        return self
 
 
 class Config(Section):

@@ -48,7 +48,7 @@ from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool, PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.quarantine import Quarantine, QuarantineEvent, fingerprint
-from sidecar.settings import breaker_config, direct_pool_settings, secondary_pool_settings
+from sidecar.settings import breaker_config, direct_pool_settings
 
 log = logging.getLogger("py3sidecar.fallback")
 
@@ -62,15 +62,17 @@ def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see At
 class Attempt(Call):
     """One strategy's try at a caller's call; its answer goes back to the chain."""
 
-    __slots__ = ("caller", "chain", "index", "tried", "permit")
+    __slots__ = ("caller", "chain", "route", "position", "index", "tried", "permit")
 
-    def __init__(self, chain: FallbackChain, caller: Call, index: int,
-                 tried: list[dict[str, Any]], now: float) -> None:
+    def __init__(self, chain: FallbackChain, caller: Call, route: tuple[int, ...],
+                 position: int, tried: list[dict[str, Any]], now: float) -> None:
         super().__init__(caller.rid, caller.payload, caller.timeout, _nobody, now)
         self.deadline = caller.deadline  # shared budget, not a fresh one per strategy
         self.caller = caller
         self.chain = chain
-        self.index = index
+        self.route = route  # the strategies this call may try, in order (indices)
+        self.position = position
+        self.index = route[position]
         self.tried = tried
         self.permit: Any = None
         self.sink = self.back_to_chain
@@ -109,33 +111,18 @@ class Strategy:
 
 
 class PoolStrategy(Strategy):
-    """A worker pool. The primary pool is owned by the service; a secondary one by the chain."""
+    """A pool (local ``Pool`` or ``DaskPool``): the service and ``sidecar.pools`` own their
+    lifecycles; the chain only submits to them and shows a named pool's snapshot."""
 
-    def __init__(self, name: str, pool: Pool, *, owned: bool) -> None:
+    def __init__(self, name: str, pool: Any) -> None:
         self.name = name
         self.pool = pool
-        self.owned = owned
-
-    def start(self) -> None:
-        if self.owned:
-            self.pool.start()
 
     def submit(self, attempt: Attempt) -> None:
         self.pool.submit(attempt)
 
-    def begin_shutdown(self) -> None:
-        if self.owned:
-            self.pool.begin_shutdown()
-
-    def busy(self) -> bool:
-        return self.owned and self.pool.busy()
-
-    def terminate(self) -> None:
-        if self.owned:
-            self.pool.terminate()
-
     def snapshot(self) -> dict[str, Any]:
-        return {"pool": self.pool.snapshot()} if self.owned else {}
+        return {} if self.name == "primary" else {"pool": self.pool.snapshot()}
 
 
 class FallbackChain:
@@ -144,11 +131,17 @@ class FallbackChain:
     def __init__(self, loop: Loop, strategies: list[Strategy],
                  fall_through: Iterable[str] = (protocol.CIRCUIT_OPEN, protocol.OVERLOADED,
                                                 protocol.UNAVAILABLE),
-                 quarantine: Quarantine | None = None) -> None:
+                 quarantine: Quarantine | None = None,
+                 routes: dict[str, list[str]] | None = None) -> None:
         if protocol.USER in fall_through or protocol.TIMEOUT in fall_through:
             raise ValueError("user errors and timeouts never fall through")
         self.loop = loop
         self.strategies = strategies
+        # A call's pool -> the strategies it tries, in order (default: all, as listed).
+        index = {s.name: i for i, s in enumerate(strategies)}
+        routes = routes or {strategies[0].name: [s.name for s in strategies]}
+        self.routes = {pool: tuple(index[n] for n in names) for pool, names in routes.items()}
+        self.default_route = self.routes[next(iter(routes))]
         self.fall_through = frozenset(fall_through)
         # "via": <name> appended to every reply map, pre-encoded once per strategy.
         self.via_tails = [pack_raw("via") + pack_raw(s.name) for s in strategies]
@@ -167,12 +160,14 @@ class FallbackChain:
             quarantine.subscribe(self.on_quarantine_event)
 
     # ------------------------------------------------------------ the executor seam
-    def submit(self, call: Call) -> None:
-        self.try_strategy(call, 0, [])
+    def submit(self, call: Call, pool: str | None = None) -> None:
+        """``pool``: one of ``routes`` (the caller checked it); None: the first route."""
+        self.try_strategy(call, self.default_route if pool is None else self.routes[pool], 0, [])
 
-    def try_strategy(self, caller: Call, index: int, tried: list[dict[str, Any]]) -> None:
-        strategy = self.strategies[index]
-        attempt = Attempt(self, caller, index, tried, self.loop.clock())
+    def try_strategy(self, caller: Call, route: tuple[int, ...], position: int,
+                     tried: list[dict[str, Any]]) -> None:
+        attempt = Attempt(self, caller, route, position, tried, self.loop.clock())
+        strategy = self.strategies[attempt.index]
         breaker = strategy.breaker
         if breaker is not None:
             try:
@@ -203,13 +198,13 @@ class FallbackChain:
             return
         self.fell_through[strategy.name] += 1
         tried = attempt.tried
-        last = attempt.index + 1 >= len(self.strategies)
+        last = attempt.position + 1 >= len(attempt.route)
         if not tried and last:  # a chain of one: its answer as it is (e.g. circuit_open)
             caller.answer(extend_map_encoded(data, 1, self.via_tails[attempt.index]), outcome)
             return
         tried.append(self.describe_attempt(strategy.name, outcome, data))
         if not last and caller.deadline > self.loop.clock():
-            self.try_strategy(caller, attempt.index + 1, tried)
+            self.try_strategy(caller, attempt.route, attempt.position + 1, tried)
             return
         self.exhausted += 1
         summary = "; ".join(f"{t['strategy']}: {t['kind']} ({t['message']})" for t in tried)
@@ -295,6 +290,8 @@ class FallbackChain:
     def snapshot(self) -> dict[str, Any]:
         return {
             "strategies": [s.name for s in self.strategies],
+            "routes": {pool: [self.strategies[i].name for i in route]
+                       for pool, route in self.routes.items()},
             "fall_through": sorted(self.fall_through),
             "served": dict(self.served),
             "fell_through": dict(self.fell_through),
@@ -588,19 +585,22 @@ class RemoteStrategy(Strategy):
 
 # ---------------------------------------------------------------- from the config
 
-def build_chain(loop: Loop, config: Any, primary: Pool,
+def build_chain(loop: Loop, config: Any, primary: Pool, named: Any = None,
                 quarantine: Quarantine | None = None) -> FallbackChain:
-    """The chain configured in ``python3.fallback`` around the service's primary pool."""
-    fallback = config.python3.fallback
-    breaker_settings = breaker_config(config.python3.circuit_breaker)
+    """One chain for every pool: a strategy (with its own breaker, but for ``direct``) per pool
+    and fallback named anywhere, and a route per pool: ``python3.fallback.strategies`` for the
+    primary, ``[name, *python3.pools.<name>.fallback]`` for a named pool."""
+    from sidecar.pools import chained_names
+
+    c = config.python3
+    fallback = c.fallback
+    breaker_settings = breaker_config(c.circuit_breaker)
+    pools = {"primary": primary, **(named.executors() if named is not None else {})}
     strategies: list[Strategy] = []
-    for name in fallback.strategies:
+    for name in chained_names(config):
         strategy: Strategy
-        if name == "primary":
-            strategy = PoolStrategy("primary", primary, owned=False)
-        elif name == "secondary":
-            settings = secondary_pool_settings(primary.settings, fallback.secondary)
-            strategy = PoolStrategy("secondary", Pool(loop, settings), owned=True)
+        if name in pools:
+            strategy = PoolStrategy(name, pools[name])
         elif name == "direct":
             section = fallback.direct
             settings = direct_pool_settings(primary.settings, section)
@@ -613,7 +613,9 @@ def build_chain(loop: Loop, config: Any, primary: Pool,
         if name != "direct":
             strategy.breaker = CircuitBreaker(breaker_settings, clock=loop.clock, name=name)
         strategies.append(strategy)
-    return FallbackChain(loop, strategies, fallback.fall_through, quarantine)
+    routes = {"primary": list(fallback.strategies),
+              **{name: [name, *section.fallback] for name, section in c.pools.items()}}
+    return FallbackChain(loop, strategies, fallback.fall_through, quarantine, routes)
 
 
 def _read_remote_token(path: str) -> str:

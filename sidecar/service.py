@@ -11,7 +11,6 @@ exactly one ``reply`` per request.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 import os
@@ -51,37 +50,20 @@ from sidecar.config import Config
 from sidecar.diagnostics import Diagnostics, Pending
 from sidecar.emf import build_emf, own_rss
 from sidecar.fallback import build_chain
-from sidecar.health import pool_status
 from sidecar.http import HttpFront
 from sidecar.loop import Loop
 from sidecar.metrics import MeteredCall, Metrics
 from sidecar.notify import SystemdNotify
-from sidecar.pool import Pool
+from sidecar.pools import NamedPools, build_primary
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
-from sidecar.recovery import RecoveryOrchestrator
 from sidecar.redaction import redact_secrets
-from sidecar.reload import CodeReloader
-from sidecar.resources import ResourceMonitor
-from sidecar.scaling import AdaptiveSizer
 from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.views import alert_state
-from sidecar.watchdog import Watchdog
 
 log = logging.getLogger("py3sidecar.service")
 
 VERSION = "0.1.0"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def supervision(loop: Loop, pool: Pool, config: Config) -> tuple[Any, Any, Any, Any]:
-    """The parts that watch a pool: resources, recovery, watchdog, adaptive sizing."""
-    c = config.python3
-    resources = ResourceMonitor(pool, **settings.overload_thresholds(c.scaling))
-    recovery = RecoveryOrchestrator(pool, settings.recovery_settings(c.recovery))
-    watchdog = Watchdog(loop, pool, recovery, resources, settings.watchdog_settings(c.health),
-                        settings.health_settings(c.health))
-    sizer = AdaptiveSizer(loop, pool, settings.scaling_settings(c.scaling))
-    return resources, recovery, watchdog, sizer
 
 
 def token_source(configured: str, token_file: Any) -> str:
@@ -108,20 +90,22 @@ class Service:
         self.max_message = bridge.max_message_size
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
-        self.pool = Pool(self.loop, dataclasses.replace(settings.pool_settings(config),
-                                                        stack_root=str(self.stack_root or "")))
-        self.resources, self.recovery, self.watchdog, self.sizer = supervision(
-            self.loop, self.pool, config)
+        # The primary pool (python3.pool, worker, ...) and the named ones (python3.pools): each
+        # a supervised local pool or a Dask cluster (sidecar/pools.py).
+        self.primary = build_primary(self.loop, config, str(self.stack_root or ""))
+        self.pool = self.primary.pool
+        self.resources, self.recovery = self.primary.resources, self.primary.recovery
+        self.watchdog, self.sizer = self.primary.watchdog, self.primary.sizer
+        self.reloader = self.primary.reloader
+        self.named = NamedPools(self.loop, config, self.pool.settings)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         # Poison requests are refused before they reach the chain (python3.quarantine).
         self.quarantine = Quarantine(settings.quarantine_config(config.python3.quarantine),
                                      clock=self.loop.clock)
-        self.chain = build_chain(self.loop, config, self.pool,  # python3.fallback
+        # One chain routes every call: by its `pool` member, to that pool's strategies.
+        self.chain = build_chain(self.loop, config, self.pool, self.named,  # python3.fallback
                                  self.quarantine)
-        worker = config.python3.worker
-        self.reloader = CodeReloader(worker.paths, self.loop.call_soon_threadsafe,
-                                     self.pool.renew_workers) if worker.reload else None
         self.executor: Any = self.chain
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
         self.alerts = build_alerts(self.loop, config)
@@ -149,9 +133,8 @@ class Service:
     def wire_alerts(self) -> None:
         """What the alert manager watches, and where its notifications are noted."""
         self.alerts.watch_pool(self.pool, self.recovery)
-        for strategy in self.chain.strategies:  # a secondary pool: its crashes and starts
-            if getattr(strategy, "owned", False):
-                self.alerts.watch_pool(strategy.pool)
+        for named in self.named.local.values():  # the named pools: their crashes and starts
+            self.alerts.watch_pool(named.pool, named.recovery)
         self.alerts.watch_breakers(self.chain.breakers())
         self.alerts.watch_quarantine(self.quarantine)
         self.alerts.listeners.append(self.note_alert)
@@ -190,12 +173,11 @@ class Service:
                             "Python as this user", endpoint)
         self.alerts.start()
         self.emf.start()
-        self.pool.start()
-        if self.reloader is not None:
-            self.reloader.start()
+        self.primary.start()
+        self.named.start()
         self.chain.start()
-        self.watchdog.start()
-        self.sizer.start()
+        self.primary.start_supervision()
+        self.named.start_supervision()
         for front in self.fronts:
             front.start()
         self.start_http()
@@ -225,12 +207,12 @@ class Service:
         self.notify.stopping()
         drain = self.config.python3.shutdown.drain_timeout
         log.info("shutting down: draining calls in flight (up to %gs)", drain)
-        self.watchdog.stop()
-        self.sizer.stop()
-        self.pool.begin_shutdown()
+        self.primary.begin_shutdown()
+        self.named.begin_shutdown()
         self.chain.begin_shutdown()
         deadline = self.loop.clock() + drain
-        self.loop.run(until=lambda: not (self.pool.busy() or self.chain.busy())
+        self.loop.run(until=lambda: not (self.pool.busy() or self.named.busy()
+                                         or self.chain.busy())
                       or self.loop.clock() >= deadline)
 
     def clean_runtime_folder(self) -> Path | None:
@@ -269,10 +251,9 @@ class Service:
         remove_connection_file(self.connection_file, os.getpid())
         # Answer what is left first, while the fronts can still deliver the answers; then stop
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
-        if self.reloader is not None:
-            self.reloader.stop()
         self.diagnostics.close()  # diag commands waiting on workers answer with what they have
-        self.pool.terminate()
+        self.primary.terminate()
+        self.named.terminate()
         self.chain.terminate()
         self.alerts.close()
         self.emf.stop()
@@ -293,8 +274,7 @@ class Service:
         """Observation hooks (sidecar/metrics.py): one per call, the rest read at scrape time."""
         self.metrics = Metrics(self.loop.clock)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
-        pools = [self.pool] + [s.pool for s in self.chain.strategies
-                               if getattr(s, "owned", False)]  # + a secondary pool
+        pools = [self.pool] + [named.pool for named in self.named.local.values()]
         for pool in pools:
             pool.observe_queue_wait = self.metrics.observe_queue_wait
             pool.listen(lambda event, pool=pool: None if pool.closing
@@ -366,11 +346,17 @@ class Service:
         if held is not None:
             self.refuse_quarantined(op, rid, held, reply)
             return
+        pool = request.get("pool")
+        if pool is not None and pool not in self.chain.routes:
+            self.refuse(reply, rid, protocol.BAD_REQUEST,
+                        f"no pool named {pool!r}; there are: {', '.join(self.chain.routes)} "
+                        "(python3.pools)")
+            return
         call = MeteredCall(self.metrics, op, rid, payload,
                            request.get("timeout") or self.default_timeout, reply,
                            self.loop.clock())
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
-        self.executor.submit(call)
+        self.executor.submit(call, pool)
 
     def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
         self.metrics.count_refused(kind)
@@ -436,27 +422,15 @@ class Service:
                 "uptime": time.time() - self.started_at, "workers": self.pool.live_count()}
 
     def op_health(self, request: dict[str, Any]) -> dict[str, Any]:
-        pool = self.pool.snapshot()
         breakers = {name: b.snapshot() for name, b in self.chain.breakers().items()}
-        primary = breakers.get("primary", {})
-        status, reason = pool_status(
-            pool["size"]["ready"], pool["size"]["target"], pool["size"]["spares_ready"],
-            pool["size"]["spares_wanted"],
-            [w["status"] for w in pool["workers"] if w["role"] == "member"
-             and w["state"] != "stopping"],
-            self.recovery.escalated, primary.get("state") in ("open", "forced_open"),
-            self.resources.overloaded)
-        now = self.loop.clock()
-        for worker in pool["workers"]:
-            handle = self.pool.workers.get(worker["id"])
-            if handle is not None:
-                worker["resources"] = self.resources.worker_view(handle)
-        pool["status"], pool["status_reason"] = status, reason
-        pool["utilization"] = self.resources.last.utilization
-        pool["resources"] = self.resources.pool_view()
-        pool["scaling"] = self.sizer.last_decision
-        return {"status": status, "reason": reason, "checked_at": now,
-                "sidecar": self.op_ping(request), "pool": pool,
+        open_breakers = {n for n, b in breakers.items() if b.get("state") in ("open",
+                                                                              "forced_open")}
+        pool = self.primary.view("primary" in open_breakers)
+        for key in ("recovery", "watchdog", "reload"):  # shown at the top level, as always
+            pool.pop(key)
+        return {"status": pool["status"], "reason": pool["status_reason"],
+                "checked_at": self.loop.clock(), "sidecar": self.op_ping(request), "pool": pool,
+                "pools": self.named.views(open_breakers),
                 "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(),

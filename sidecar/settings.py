@@ -25,12 +25,15 @@ from sidecar.config import (
     Config,
     DirectConfig,
     HealthConfig,
+    PoolConfig,
     QuarantineSection,
     RecoveryConfig,
+    ResourcesConfig,
     ScalingConfig,
     ScoreSection,
     SecondaryPoolConfig,
     Section,
+    WorkerConfig,
 )
 from sidecar.emf import EmfSettings
 from sidecar.health import HealthSettings
@@ -51,25 +54,32 @@ def by_name(cls: Any, section: Section, renamed: dict[str, str] | None = None) -
 
 
 def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
-    """``python3.pool`` + ``worker`` + ``resources`` + restart delays + the score, for a pool."""
+    """``python3.pool`` + ``worker`` + ``resources`` + restart delays + the score: the primary
+    pool (or, by ``name``, a local pool of ``python3.pools``: its own sections)."""
     c = config.python3
-    pool, worker, recovery, res = c.pool, c.worker, c.recovery, c.resources
-    python = worker.python.split() if worker.python else [sys.executable]
+    owner = c if name == "primary" else c.pools[name]
+    return local_pool_settings(name, owner.pool, owner.worker, owner.resources, owner.health,
+                               c.recovery, c.bridge.max_message_size)
+
+
+def local_pool_settings(name: str, pool: PoolConfig, worker: WorkerConfig,
+                        res: ResourcesConfig, health: HealthConfig, recovery: RecoveryConfig,
+                        max_message_bytes: int) -> PoolSettings:
     return PoolSettings(
         name=name, initial_size=pool.initial_size, min_size=pool.min_size,
         max_size=pool.max_size, spares=pool.spares, queue_size=pool.queue_size,
         call_timeout=worker.call_timeout, kill_grace=worker.kill_grace,
         start_timeout=worker.start_timeout, max_restarts=pool.max_restarts,
         restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
-        backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
-        paths=list(worker.paths), preload=list(worker.preload),
+        backoff_max=recovery.restart_delay_max, python=worker.interpreter(sys.executable),
+        env=dict(worker.env), paths=list(worker.paths), preload=list(worker.preload),
         user=worker.user.strip(), group=worker.group.strip(),
-        max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
+        max_output_chars=worker.max_output, max_message_bytes=max_message_bytes,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
         address_space_limit=res.address_space_limit, rss_sample_interval=res.sample_interval,
         fd_output=worker.fd_output, output_log_rate=worker.output_log_rate,
-        score=score_config(c.health.score))
+        score=score_config(health.score))
 
 
 def secondary_pool_settings(primary: PoolSettings, section: SecondaryPoolConfig) -> PoolSettings:

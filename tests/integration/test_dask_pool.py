@@ -13,8 +13,9 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from bridge import codec  # noqa: E402
 from dask_cluster import Cluster  # noqa: E402
+
+from bridge import codec  # noqa: E402
 from sidecar.call import Call  # noqa: E402
 from sidecar.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
 from sidecar.loop import Loop  # noqa: E402
@@ -100,7 +101,8 @@ def test_execute_and_call_return_values(harness):
 
 
 def test_user_exception_is_user_with_remote_traceback(harness):
-    rid = harness.send({"op": "execute", "code": "def f():\n    raise ValueError('bad input')\nf()"})
+    code = "def f():\n    raise ValueError('bad input')\nf()"
+    rid = harness.send({"op": "execute", "code": code})
     harness.run_until(lambda: rid in harness.replies, 30)
     reply = harness.replies[rid]
     assert reply["ok"] is False and harness.kinds[rid] == "user"

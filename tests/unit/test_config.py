@@ -55,7 +55,7 @@ def test_durations(text, seconds):
     ("python3:\n  circuit-breaker:\n    failure-rate-threshold: 1.5\n",
      "failure-rate-threshold = 1.5"),
     ("python3:\n  circuit-breaker:\n    timeout: soon\n", "python3.circuit-breaker.timeout"),
-    ("python3:\n  fallback:\n    strategies: [primary, backup]\n", "unknown ['backup']"),
+    ("python3:\n  fallback:\n    strategies: [primary, backup]\n", "no pool named ['backup']"),
     ("python3:\n  fallback:\n    strategies: [direct, primary]\n", "must start with 'primary'"),
     ("python3:\n  fallback:\n    strategies: [primary, direct, direct]\n",
      "names a strategy twice"),

@@ -128,7 +128,7 @@ _KIND_CLASSES = {
 # Public functions
 # ---------------------------------------------------------------------------
 
-def execute(code, variables=None, timeout=None):
+def execute(code, variables=None, timeout=None, pool=None):
     """Runs `code` in a fresh namespace of a CPython 3 worker and returns its value.
 
     Args:
@@ -136,19 +136,21 @@ def execute(code, variables=None, timeout=None):
             `result`.
         variables (dict): optional names bound in the namespace before the code runs.
         timeout (int): optional, milliseconds.
+        pool (str): optional, one of the sidecar's named pools (python3.pools in its
+            config, e.g. 'ml'); default: its primary pool.
     Returns:
         The value, converted to Jython/Java types (Datasets come back as Ignition Datasets).
     """
-    return _execute(code, variables, timeout).get('value')
+    return _execute(code, variables, timeout, pool).get('value')
 
 
-def executeFull(code, variables=None, timeout=None):
+def executeFull(code, variables=None, timeout=None, pool=None):
     """Like execute(), but returns a dict: value, stdout, stderr, worker, duration (ms) and
     sidecar (the name of the sidecar that served it: 'local' or one of FAILOVER_SIDECARS)."""
-    return _full(_execute(code, variables, timeout))
+    return _full(_execute(code, variables, timeout, pool))
 
 
-def call(target, args=None, kwargs=None, timeout=None):
+def call(target, args=None, kwargs=None, timeout=None, pool=None):
     """Calls a function of an importable CPython 3 module and returns its value.
 
     Args:
@@ -156,16 +158,18 @@ def call(target, args=None, kwargs=None, timeout=None):
         args (list): positional arguments.
         kwargs (dict): keyword arguments.
         timeout (int): optional, milliseconds.
+        pool (str): optional, one of the sidecar's named pools; default: its primary pool.
     """
-    return _call(target, args, kwargs, timeout).get('value')
+    return _call(target, args, kwargs, timeout, pool).get('value')
 
 
-def callFull(target, args=None, kwargs=None, timeout=None):
+def callFull(target, args=None, kwargs=None, timeout=None, pool=None):
     """Like call(), but returns a dict: value, stdout, stderr, worker, duration (ms), sidecar."""
-    return _full(_call(target, args, kwargs, timeout))
+    return _full(_call(target, args, kwargs, timeout, pool))
 
 
-def executeAsync(code, variables=None, timeout=None, onSuccess=None, onError=None):
+def executeAsync(code, variables=None, timeout=None, onSuccess=None, onError=None,
+                 pool=None):
     """execute() on a background thread; never blocks the caller.
 
     onSuccess(value) or onError(exception) is called on that thread. Returns a
@@ -173,13 +177,14 @@ def executeAsync(code, variables=None, timeout=None, onSuccess=None, onError=Non
     then already called with Overloaded or Unavailable).
     """
     return py3sidecar.background.submit(  # noqa: F821
-        lambda: execute(code, variables, timeout), onSuccess, onError)
+        lambda: execute(code, variables, timeout, pool), onSuccess, onError)
 
 
-def callAsync(target, args=None, kwargs=None, timeout=None, onSuccess=None, onError=None):
+def callAsync(target, args=None, kwargs=None, timeout=None, onSuccess=None, onError=None,
+              pool=None):
     """call() on a background thread; never blocks the caller. See executeAsync."""
     return py3sidecar.background.submit(  # noqa: F821
-        lambda: call(target, args, kwargs, timeout), onSuccess, onError)
+        lambda: call(target, args, kwargs, timeout, pool), onSuccess, onError)
 
 
 def ping(timeout=None):
@@ -233,15 +238,19 @@ def close():
 # The one implementation behind the functions above (every scope)
 # ---------------------------------------------------------------------------
 
-def _execute(code, variables, timeout):
+def _execute(code, variables, timeout, pool=None):
     fields = {'code': code}
     if variables is not None:
         fields['vars'] = variables
+    if pool is not None:
+        fields['pool'] = pool
     return _request('execute', fields, timeout)
 
 
-def _call(target, args, kwargs, timeout):
+def _call(target, args, kwargs, timeout, pool=None):
     fields = {'target': target}
+    if pool is not None:
+        fields['pool'] = pool
     if args is not None:
         fields['args'] = list(args)
     if kwargs is not None:
