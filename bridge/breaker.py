@@ -194,7 +194,8 @@ class CircuitBreaker:
         state, retry_after = result
         if state is BreakerState.FORCED_OPEN:
             message = (f"the {self.name} circuit breaker was forced open by an operator; calls "
-                       "are refused until it is closed (`py3sidecar breaker close`)")
+                       "are refused until it is closed (`py3sidecar breaker close"
+                       f"{'' if self.name in ('primary', 'pool') else ' --name ' + self.name}`)")
         elif state is BreakerState.HALF_OPEN:
             message = (f"the {self.name} circuit breaker is testing recovery with "
                        f"{self.config.half_open_max_probes} probe calls; retry shortly")

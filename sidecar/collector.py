@@ -106,7 +106,13 @@ class SidecarCollector:
             for slot, worker in enumerate(slot_order(pool["workers"])):
                 score.add_metric([name, str(slot)], worker["score"])
                 rss.add_metric([name, str(slot)], worker["rss"])
-        yield from (queue, capacity, states, target, score, rss, spawned, spawn_failed)
+        status = GaugeMetricFamily(f"{PREFIX}pool_status", "1 for each pool's current "
+                                   "status (HEALTHY, DEGRADED, UNHEALTHY)",
+                                   labels=["pool", "status"])
+        for pool in [*s["pools"], *s["dask"]]:
+            status.add_metric([pool["name"], pool["status"]], 1)
+        yield from (queue, capacity, states, target, score, rss, spawned, spawn_failed, status)
+        yield from dask_families(s["dask"])
         restarts = CounterMetricFamily(f"{PREFIX}worker_restarts", "Workers replaced, by reason",
                                        labels=["reason"])
         for reason, n in sorted(s["restarts"].items()):
@@ -148,13 +154,28 @@ class SidecarCollector:
 def scrape_view(health: dict[str, Any]) -> dict[str, Any]:
     """What the collector needs, from the ``health`` op's answer (taken in the loop thread)."""
     fallback = health["fallback"]
-    pools = [health["pool"]] + [d["pool"] for d in fallback.get("details", {}).values()
-                                if "pool" in d]
+    named = health.get("pools", {})
+    pools = [health["pool"]] + [p for p in named.values() if p.get("kind") == "local"]
     return {"pools": pools, "status": health["status"],
+            "dask": [p for p in named.values() if p.get("kind") == "dask"],
             "escalated": health["recovery"]["escalated"],
             "failures_by_type": health["recovery"]["failures_by_type"],
             "breakers": {name: b["state"] for name, b in health["breakers"].items()},
             "fallback": fallback}
+
+
+def dask_families(pools: list[dict[str, Any]]) -> Iterator[Metric]:
+    """``kind: dask`` pools: the cluster as the scheduler reports it, and our calls there."""
+    figures = {"connected": "1 while the sidecar is connected to the pool's scheduler",
+               "workers": "Dask workers the scheduler knows",
+               "tasks_running": "Tasks running on the cluster's workers",
+               "memory": "Memory the cluster's workers use, bytes",
+               "in_flight": "Calls of ours submitted and not yet answered"}
+    for key, doc in figures.items():
+        family = GaugeMetricFamily(f"{PREFIX}dask_{key}", doc, labels=["pool"])
+        for pool in pools:
+            family.add_metric([pool["name"]], float(pool[key]))
+        yield family
 
 
 def slot_order(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -112,7 +112,7 @@ class Strategy:
 
 class PoolStrategy(Strategy):
     """A pool (local ``Pool`` or ``DaskPool``): the service and ``sidecar.pools`` own their
-    lifecycles; the chain only submits to them and shows a named pool's snapshot."""
+    lifecycles and show them in health (``pool``, ``pools``); the chain only submits to them."""
 
     def __init__(self, name: str, pool: Any) -> None:
         self.name = name
@@ -120,9 +120,6 @@ class PoolStrategy(Strategy):
 
     def submit(self, attempt: Attempt) -> None:
         self.pool.submit(attempt)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {} if self.name == "primary" else {"pool": self.pool.snapshot()}
 
 
 class FallbackChain:

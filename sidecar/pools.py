@@ -44,7 +44,7 @@ class SupervisedPool:
         self.name = pool_settings.name
         self.pool = Pool(loop, pool_settings)
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
-            loop, self.pool, health, c.scaling, c)
+            loop, self.pool, health, c.scaling, config)
         self.reloader = CodeReloader(paths, loop.call_soon_threadsafe,
                                      self.pool.renew_workers) if reload else None
 

@@ -187,9 +187,9 @@ def test_a_secondary_pool_worker_death_is_its_own_condition(tmp_path) -> None:
               "alerts": {"throttle": {"group-wait": "0s", "group-interval": "0s"}}}
     with SidecarProcess(config, workdir=str(tmp_path)) as proc:
         client = proc.client()
-        wait_until(lambda: client.health()["fallback"]["details"]["secondary"]["pool"]["size"]
+        wait_until(lambda: client.health()["pools"]["secondary"]["size"]
                    ["ready"] >= 1, 15, message="the secondary pool ready")
-        secondary = client.health()["fallback"]["details"]["secondary"]["pool"]
+        secondary = client.health()["pools"]["secondary"]
         pid = next(w["pid"] for w in secondary["workers"]
                    if w["state"] in ("idle", "busy", "checking"))
         os.kill(pid, signal.SIGKILL)
