@@ -535,14 +535,15 @@ RESERVED_POOL_NAMES = ("primary", "direct", "remote")
 
 class NamedPoolConfig(Section):
     """``python3.pools.<name>``: a local pool (its own interpreter or virtualenv, paths,
-    preload, env, sizes, limits and health settings: the sections the primary pool has at the
-    top level, each key left out taking that section's default) or a Dask cluster."""
+    preload, env, sizes, limits, health and scaling settings: the sections the primary pool has
+    at the top level, each key left out taking that section's default) or a Dask cluster."""
 
     kind: Literal["local", "dask"] = "local"
     pool: PoolConfig = _section(PoolConfig)
     worker: WorkerConfig = _section(WorkerConfig)
     resources: ResourcesConfig = _section(ResourcesConfig)
     health: HealthConfig = _section(HealthConfig)
+    scaling: ScalingConfig = _section(ScalingConfig)
     fallback: list[str] = []
     address: str = ""
     connect_timeout: Duration = 5.0

@@ -39,12 +39,12 @@ class SupervisedPool:
     """A local pool and the parts that watch it; ``start``/``begin_shutdown``/``terminate``."""
 
     def __init__(self, loop: Loop, pool_settings: PoolSettings, health: HealthConfig,
-                 config: Config, *, paths: list[str], reload: bool) -> None:
-        c = config.python3
+                 scaling: ScalingConfig, config: Config, *, paths: list[str],
+                 reload: bool) -> None:
         self.name = pool_settings.name
         self.pool = Pool(loop, pool_settings)
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
-            loop, self.pool, health, c.scaling, config)
+            loop, self.pool, health, scaling, config)
         self.reloader = CodeReloader(paths, loop.call_soon_threadsafe,
                                      self.pool.renew_workers) if reload else None
 
@@ -110,7 +110,8 @@ def build_primary(loop: Loop, config: Config, stack_root: str) -> SupervisedPool
     c = config.python3
     return SupervisedPool(loop, dataclasses.replace(settings.pool_settings(config),
                                                     stack_root=stack_root),
-                          c.health, config, paths=c.worker.paths, reload=c.worker.reload)
+                          c.health, c.scaling, config, paths=c.worker.paths,
+                          reload=c.worker.reload)
 
 
 def chained_names(config: Config) -> list[str]:
@@ -140,12 +141,12 @@ class NamedPools:
             self.local[name] = SupervisedPool(
                 loop, dataclasses.replace(settings.pool_settings(config, name),
                                           stack_root=primary.stack_root),
-                section.health, config, paths=section.worker.paths,
+                section.health, section.scaling, config, paths=section.worker.paths,
                 reload=section.worker.reload)
         if "secondary" in chained_names(config) and "secondary" not in c.pools:
             legacy = settings.secondary_pool_settings(primary, c.fallback.secondary)
-            self.local["secondary"] = SupervisedPool(loop, legacy, c.health, config, paths=[],
-                                                     reload=False)
+            self.local["secondary"] = SupervisedPool(loop, legacy, c.health, c.scaling, config,
+                                                     paths=[], reload=False)
 
     def executors(self) -> dict[str, Any]:
         """Name -> what a call is ``submit``-ted to (a ``Pool`` or a ``DaskPool``)."""

@@ -65,6 +65,10 @@ def e2e_run(tmp_path_factory):
     sidecar = SidecarProcess({"pool": {"initial-size": 2, "min-size": 2, "max-size": 2,
                                        "spares": 0, "queue-size": 4},
                               "worker": {"paths": [str(scripts)], "kill-grace": "200ms"},
+                              # a named pool (python3.pools) for python3.call(..., pool='side')
+                              "pools": {"side": {"worker": {"env": {"POOL_ROLE": "side"}},
+                                                 "pool": {"initial-size": 1, "spares": 0},
+                                                 "scaling": {"enabled": False}}},
                               "scaling": {"enabled": False},
                               "health": {"enabled": False},
                               "circuit-breaker": {"failure-threshold": 1000,

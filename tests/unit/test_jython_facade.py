@@ -59,10 +59,14 @@ def test_facade_is_exceptions_then_public_api_then_a_short_private_tail() -> Non
 
 
 def test_full_and_plain_variants_share_one_implementation() -> None:
-    assert last_statement("execute") == "return _execute(code, variables, timeout).get('value')"
-    assert last_statement("executeFull") == "return _full(_execute(code, variables, timeout))"
-    assert last_statement("call") == "return _call(target, args, kwargs, timeout).get('value')"
-    assert last_statement("callFull") == "return _full(_call(target, args, kwargs, timeout))"
+    assert last_statement("execute") == \
+        "return _execute(code, variables, timeout, pool).get('value')"
+    assert last_statement("executeFull") == \
+        "return _full(_execute(code, variables, timeout, pool))"
+    assert last_statement("call") == \
+        "return _call(target, args, kwargs, timeout, pool).get('value')"
+    assert last_statement("callFull") == \
+        "return _full(_call(target, args, kwargs, timeout, pool))"
 
 
 def test_facade_reaches_the_wire_only_through_the_library_modules() -> None:

@@ -26,7 +26,8 @@ def test_overloaded_uses_the_configured_scale_up_thresholds(loop_and_pool) -> No
     loop, pool = loop_and_pool
     config = load(text="python3:\n  scaling:\n    scale-up-utilization: 0.6\n"
                   "    scale-up-wait: 20ms\n")
-    resources, _, watchdog, sizer = supervision(loop, pool, config.python3.health, config.python3.scaling, config)
+    resources, _, watchdog, sizer = supervision(
+        loop, pool, config.python3.health, config.python3.scaling, config)
     assert (resources.overload_utilization, resources.overload_wait) == (0.6, 0.02)
     assert (sizer.settings.scale_up_utilization, sizer.settings.scale_up_wait) == (0.6, 0.02)
 
@@ -35,7 +36,8 @@ def test_health_and_recovery_sections_reach_their_components(loop_and_pool) -> N
     loop, pool = loop_and_pool
     config = load(text="python3:\n  health:\n    hang-after: 90s\n    quick-check-interval: 2s\n"
                   "    memory-growth-limit: 1GiB\n  recovery:\n    escalation-timeout: 5m\n")
-    _, recovery, watchdog, _ = supervision(loop, pool, config.python3.health, config.python3.scaling, config)
+    _, recovery, watchdog, _ = supervision(
+        loop, pool, config.python3.health, config.python3.scaling, config)
     assert (watchdog.health.hang_after, watchdog.health.memory_growth_limit) == (90.0, 1 << 30)
     assert watchdog.settings.quick_interval == 2.0
     assert recovery.settings.escalation_timeout == 300.0

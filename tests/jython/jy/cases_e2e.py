@@ -269,6 +269,27 @@ def test_bad_requests():
     each_transport(case)
 
 
+def test_named_pool_per_call():
+    def case(tr):
+        side = p3().execute("import os; os.environ.get('POOL_ROLE')", pool='side')
+        assert side == u'side', side
+        assert p3().execute("import os; os.environ.get('POOL_ROLE')") is None
+        assert p3().call('operator:add', [1, 2], pool='side') == 3
+        full = p3().callFull('operator:mul', [6, 7], pool='side')
+        assert full['value'] == 42, full
+        e = raises(p3().BadRequest, p3().call, 'operator:add', [1, 2], pool='gpu')
+        assert "no pool named 'gpu'" in str(e) and 'side' in str(e), e
+        box = []
+        latch = CountDownLatch(1)
+
+        def done(value):
+            box.append(value)
+            latch.countDown()
+        p3().callAsync('operator:sub', [5, 2], onSuccess=done, pool='side')
+        assert latch.await(10, TimeUnit.SECONDS) and box == [3], box
+    each_transport(case)
+
+
 def test_wrong_token_is_unauthorized():
     def case(tr):
         save_project(TRANSPORT=tr, TOKEN='not-the-token')
