@@ -1,0 +1,22 @@
+"""CI smoke of benchmarks/dask_route.py: the short run (a real 2-worker cluster) produces every
+row with the shared shape and positive figures. No time is asserted."""
+
+import json
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from benchmarks import dask_route  # noqa: E402
+
+
+def test_short_run_writes_every_row(tmp_path):
+    out = tmp_path / "dask_route.json"
+    assert dask_route.main(["--short", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    figures = [row["figure"] for row in rows]
+    assert "Dask route median / bare submit" in figures
+    assert any(f.startswith("Dask throughput") for f in figures)
+    for row in rows:
+        assert {"figure", "ours", "peer", "ratio", "unit", "goal", "peer_name"} <= set(row)
+        assert row["ours"] > 0 and row["peer"] > 0
