@@ -91,6 +91,7 @@ GOOD = {
     "kwargs": st.dictionaries(names, rich_values, max_size=2),
     "command": st.sampled_from(COMMANDS),
     "name": st.sampled_from(["primary", "secondary", "x"]),
+    "pool": st.sampled_from(["primary", "no-such-pool"]),
 }
 # hypothesis's one_of does not weight repeated branches: choose by sampled_from instead.
 TOKEN_CHOICES = ["token"] * 7 + ["missing", "wrong", "value"]

@@ -29,10 +29,11 @@ MEMBERS = {  # member -> values of a wrong type (or out of range)
     "kwargs": [[1], "x", 1, {1: 2}],
     "command": [[1], {"a": 1}, b"x", 1, 1.5, True, EXT, "no-such-command"],
     "name": [[1], {"a": 1}, b"x", 1, EXT, "no-such-breaker"],
+    "pool": [[1], {"a": 1}, b"x", 1, 1.5, True, EXT, "no-such-pool"],
 }
 COMMON = ("id", "v", "op", "timeout")
-READS = {"ping": COMMON, "health": COMMON, "execute": (*COMMON, "code", "vars"),
-         "call": (*COMMON, "target", "args", "kwargs"), "diag": (*COMMON, "command"),
+READS = {"ping": COMMON, "health": COMMON, "execute": (*COMMON, "code", "vars", "pool"),
+         "call": (*COMMON, "target", "args", "kwargs", "pool"), "diag": (*COMMON, "command"),
          "breaker": (*COMMON, "command", "name")}
 VALID = {"execute": {"code": "1"}, "call": {"target": "math:floor", "args": [1.5]},
          "diag": {"command": "help"}, "breaker": {"command": "status"}}
