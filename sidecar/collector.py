@@ -59,6 +59,12 @@ class SidecarCollector:
         for (op, outcome), n in sorted(s["calls"].items()):
             calls.add_metric([op, outcome if outcome in KNOWN_OUTCOMES else "internal"], n)
         yield calls
+        by_pool = CounterMetricFamily(f"{PREFIX}pool_calls", "execute/call requests answered, "
+                                      "by the pool they asked for and outcome",
+                                      labels=["pool", "outcome"])
+        for (pool, outcome), n in sorted(s["pool_calls"].items()):
+            by_pool.add_metric([pool, outcome if outcome in KNOWN_OUTCOMES else "internal"], n)
+        yield by_pool
         refused = CounterMetricFamily(f"{PREFIX}requests_refused", "Requests refused before "
                                       "they reached an op (size, decoding, token, shape)",
                                       labels=["kind"])

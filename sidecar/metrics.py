@@ -141,18 +141,22 @@ def percentile(bounds: tuple[float, ...], counts: list[int], q: float) -> float 
 class MeteredCall(Call):
     """The caller's call as ``Service.dispatch`` accepts it: observed once, as it is answered."""
 
-    __slots__ = ("op", "metrics", "reply")
+    __slots__ = ("op", "metrics", "reply", "pool")
 
     def __init__(self, metrics: Metrics, op: str, rid: Any, payload: bytes, timeout: float,
-                 reply: Callable[[bytes], None], now: float) -> None:
+                 reply: Callable[[bytes], None], now: float, pool: str | None = None) -> None:
         super().__init__(rid, payload, timeout, self.observed, now)
         self.op = op
         self.metrics = metrics
         self.reply = reply
+        self.pool = pool  # the named pool asked for (None: the primary)
 
     def observed(self, data: bytes) -> None:
         """This call's sink: observed once (``outcome`` already set), then sent on."""
-        self.metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
+        metrics = self.metrics
+        metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
+        key = (self.pool or "primary", self.outcome or "ok")
+        metrics.pool_calls[key] = metrics.pool_calls.get(key, 0) + 1
         self.reply(data)
 
 
@@ -164,6 +168,7 @@ class Metrics:
         self.clock = clock
         self.registry = CollectorRegistry()
         self.calls: dict[tuple[str, str], int] = {}
+        self.pool_calls: dict[tuple[str, str], int] = {}  # (pool asked for, outcome)
         self.refused: dict[str, int] = {}
         self.duration = LoopHistogram(DURATION_BUCKETS)
         self.queue_wait = LoopHistogram(DURATION_BUCKETS)
@@ -251,7 +256,8 @@ class Metrics:
     def copy_numbers(self) -> dict[str, Any]:
         """The loop's numbers, copied so another thread can read them at leisure."""
         lag_max, self.loop_lag_max = self.loop_lag_max, self.loop_lag
-        return {"calls": dict(self.calls), "refused": dict(self.refused),
+        return {"calls": dict(self.calls), "pool_calls": dict(self.pool_calls),
+                "refused": dict(self.refused),
                 "duration": self.duration.copy(), "queue_wait": self.queue_wait.copy(),
                 "output_size": self.output_size.copy(), "restarts": dict(self.restarts),
                 "loop_lag": self.loop_lag, "loop_lag_max": lag_max}

@@ -354,7 +354,7 @@ class Service:
             return
         call = MeteredCall(self.metrics, op, rid, payload,
                            request.get("timeout") or self.default_timeout, reply,
-                           self.loop.clock())
+                           self.loop.clock(), pool)
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
         self.executor.submit(call, pool)
 

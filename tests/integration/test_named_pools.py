@@ -157,6 +157,8 @@ def test_health_and_metrics_show_each_pool(sidecar, ml_venv):
         assert f'pool="{pool}"' in text, pool
     assert 'py3sidecar_breaker_state{breaker="ml",state="closed"} 1.0' in text
     assert 'py3sidecar_pool_status{pool="ml",status="' in text
+    assert 'py3sidecar_pool_calls_total{outcome="ok",pool="ml"}' in text
+    assert 'py3sidecar_pool_calls_total{outcome="ok",pool="primary"}' in text
 
 
 def test_the_cli_takes_a_pool(sidecar, ml_venv):
