@@ -41,7 +41,8 @@ class PoolSettings:
     cpu_limit: int = 0             # hard CPU seconds per call (RLIMIT_CPU, re-armed per call)
     address_space_limit: int = 0   # hard RLIMIT_AS per worker, bytes
     rss_sample_interval: float = 0.25  # at most one RSS reading per worker per interval
-    stack_capture_wait: float = 0.1    # how long to wait for a hung worker's stack dump
+    stack_capture_wait: float = 0.3    # how long to wait for a hung worker's stack dump (a
+                                       # loaded 2-core host needs more than 100 ms)
     fd_output: str = "log"             # workers' fd 1/2: "log" (rate-limited) or "discard"
     output_log_rate: int = 65536       # bytes per second of fd 1/2 output into the log (all)
     stack_root: str = ""               # where this pool's stack folder goes ("": temp folder)
