@@ -10,6 +10,7 @@ tests/unit/test_default_config.py keeps it equal to the models, key by key, with
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -552,6 +553,9 @@ class NamedPoolConfig(Section):
     @model_validator(mode="after")
     def _kind_fits(self) -> "NamedPoolConfig":
         if self.kind == "dask":
+            if importlib.util.find_spec("distributed") is None:
+                raise ValueError("kind: dask needs Dask's client, which is not installed here: "
+                                 "pip install 'py3sidecar[dask]'")
             if not re.match(r"^(tcp|tls|inproc|ucx)://\S+$", self.address):
                 raise ValueError(f"address = {self.address!r}: a dask pool needs its scheduler's "
                                  "address, e.g. tcp://10.0.0.5:8786")

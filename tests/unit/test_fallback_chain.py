@@ -132,3 +132,26 @@ def test_no_time_left_means_no_next_strategy(loop):
     primary.seen[0].fail(protocol.OVERLOADED, "full")
     assert second.seen == []
     assert "before the call's deadline" in replies[0]["error"]["message"]
+
+
+def test_each_pool_has_its_own_route_through_shared_strategies(loop):
+    primary, ml = ScriptedStrategy("primary"), ScriptedStrategy("ml", "overloaded")
+    stats = ScriptedStrategy("stats", "unavailable")
+    chain = FallbackChain(loop, [primary, ml, stats],
+                          routes={"primary": ["primary"], "ml": ["ml", "primary"],
+                                  "stats": ["stats"]})
+    replies: list[dict[str, Any]] = []
+
+    def submit(pool: str | None) -> dict[str, Any]:
+        chain.submit(Call(1, b"p", 5.0, lambda data: replies.append(unpack_raw(data)),
+                          loop.clock()), pool)
+        return replies[-1]
+
+    assert submit(None)["via"] == "primary" and not ml.seen  # no pool: the first route
+    assert submit("ml")["via"] == "primary"  # ml overloaded -> its route's next: primary
+    assert len(ml.seen) == 1
+    reply = submit("stats")  # a route of one: its own answer, nothing else tried
+    assert reply["error"]["kind"] == "unavailable" and reply["via"] == "stats"
+    assert chain.served == {"primary": 2, "ml": 0, "stats": 0}
+    assert chain.snapshot()["routes"] == {"primary": ["primary"], "ml": ["ml", "primary"],
+                                          "stats": ["stats"]}
