@@ -13,8 +13,6 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from dask_cluster import Cluster  # noqa: E402
-
 from bridge import codec  # noqa: E402
 from sidecar.call import Call  # noqa: E402
 from sidecar.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
@@ -22,14 +20,6 @@ from sidecar.loop import Loop  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = Cluster(workers=2, log_dir=tmp_path_factory.mktemp("dask"))
-    try:
-        yield c.start()
-    finally:
-        c.close()
 
 
 class Harness:
@@ -124,51 +114,43 @@ def test_timeout_is_answered_and_cancelled_on_the_cluster(harness, cluster):
     assert scheduler_tasks(cluster.address) == 0  # the scheduler forgot the cancelled task
 
 
-def test_killed_dask_worker_is_crashed(tmp_path):
-    c = Cluster(workers=1, log_dir=tmp_path)
+def test_killed_dask_worker_is_crashed(solo_cluster, tmp_path):
+    c = solo_cluster
+    h = Harness(c.address).start()
     try:
-        c.start()
-        h = Harness(c.address).start()
-        try:
-            pid_file = tmp_path / "pid"
-            rid = h.send({"op": "execute", "code": (
-                f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                "time.sleep(60)")}, timeout=40)
-            h.run_until(lambda: pid_file.exists() and pid_file.read_text(), 30)
-            pid = int(pid_file.read_text())
-            assert pid == c.workers[0].pid
-            os.kill(pid, signal.SIGKILL)
-            h.run_until(lambda: rid in h.replies, 30)
-            assert h.kinds[rid] == "crashed", h.replies[rid]
-        finally:
-            h.close()
+        pid_file = tmp_path / "pid"
+        rid = h.send({"op": "execute", "code": (
+            f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+            "time.sleep(60)")}, timeout=40)
+        h.run_until(lambda: pid_file.exists() and pid_file.read_text(), 30)
+        pid = int(pid_file.read_text())
+        assert pid == c.workers[0].pid
+        os.kill(pid, signal.SIGKILL)
+        h.run_until(lambda: rid in h.replies, 30)
+        assert h.kinds[rid] == "crashed", h.replies[rid]
     finally:
-        c.close()
+        h.close()
 
 
-def test_scheduler_down_is_unavailable_at_once_then_reconnects(tmp_path):
-    c = Cluster(workers=1, log_dir=tmp_path)
+def test_scheduler_down_is_unavailable_at_once_then_reconnects(solo_cluster):
+    c = solo_cluster
+    h = Harness(c.address, connect_timeout=2.0).start()
     try:
-        c.start()
-        h = Harness(c.address, connect_timeout=2.0).start()
-        try:
-            assert h.call({"op": "execute", "code": "1 + 1"})["value"] == 2
-            c.stop_scheduler()
-            h.run_until(lambda: not h.pool.connected, 30)
-            started = time.monotonic()
-            rid = h.send({"op": "execute", "code": "1 + 1"}, timeout=30)
-            h.run_until(lambda: rid in h.replies, 5)
-            assert h.kinds[rid] == "unavailable" and time.monotonic() - started < 2
-            assert "not connected" in h.replies[rid]["error"]["message"]
-            c.start_scheduler()
-            c.workers[0].kill()
-            c.start_worker()
-            h.run_until(lambda: h.pool.connected and h.pool.snapshot()["workers"] >= 1, 60)
-            assert h.call({"op": "execute", "code": "3 * 3"}, within=30)["value"] == 9
-        finally:
-            h.close()
+        assert h.call({"op": "execute", "code": "1 + 1"})["value"] == 2
+        c.stop_scheduler()
+        h.run_until(lambda: not h.pool.connected, 30)
+        started = time.monotonic()
+        rid = h.send({"op": "execute", "code": "1 + 1"}, timeout=30)
+        h.run_until(lambda: rid in h.replies, 5)
+        assert h.kinds[rid] == "unavailable" and time.monotonic() - started < 2
+        assert "not connected" in h.replies[rid]["error"]["message"]
+        c.start_scheduler()
+        c.workers[0].kill()
+        c.start_worker()
+        h.run_until(lambda: h.pool.connected and h.pool.snapshot()["workers"] >= 1, 60)
+        assert h.call({"op": "execute", "code": "3 * 3"}, within=30)["value"] == 9
     finally:
-        c.close()
+        h.close()
 
 
 def test_unreachable_scheduler_is_unavailable_at_once():

@@ -16,8 +16,6 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from dask_cluster import Cluster  # noqa: E402
-
 from bridge.client import (  # noqa: E402
     CallTimeout,
     PythonError,
@@ -28,14 +26,6 @@ from sidecar.testing import SidecarProcess, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    c = Cluster(workers=2, log_dir=tmp_path_factory.mktemp("dask"))
-    try:
-        yield c.start()
-    finally:
-        c.close()
 
 
 def sidecar_for(address: str, workdir: str, **extra) -> SidecarProcess:
@@ -75,26 +65,20 @@ def test_calls_run_on_the_cluster_with_the_same_kinds(cluster, tmp_path):
         assert 'py3sidecar_pool_status{pool="cluster",status="HEALTHY"} 1.0' in text
 
 
-def test_a_killed_dask_worker_is_crashed(tmp_path):
-    cluster = Cluster(workers=1, log_dir=tmp_path).start()
-    try:
-        with sidecar_for(cluster.address, str(tmp_path / "s")) as proc:
-            client = proc.client(timeout=30)
-            wait_until(lambda: connected(client), 30, message="connected")
-            pid = cluster.workers[0].pid
-            caller = proc.client(timeout=30)
-            outcome: list[BaseException | object] = []
-            thread = threading.Thread(target=lambda: outcome.append(_run(
-                caller, "import time; time.sleep(20)")))
-            thread.start()
-            wait_until(lambda: client.health()["pools"]["cluster"]["tasks_running"] >= 1
-                       or client.health()["pools"]["cluster"]["in_flight"] >= 1, 20)
-            os.killpg(pid, signal.SIGKILL)
-            thread.join(30)
-            assert isinstance(outcome[0], WorkerCrashed), outcome
-            assert client.execute("1+1").value == 2  # the primary pool never noticed
-    finally:
-        cluster.close()
+def test_a_killed_dask_worker_is_crashed(solo_cluster, tmp_path):
+    with sidecar_for(solo_cluster.address, str(tmp_path / "s")) as proc:
+        client = proc.client(timeout=30)
+        wait_until(lambda: connected(client), 30, message="connected")
+        outcome: list[BaseException | object] = []
+        caller = proc.client(timeout=30)
+        thread = threading.Thread(target=lambda: outcome.append(_run(
+            caller, "import time; time.sleep(20)")))
+        thread.start()
+        wait_until(lambda: client.health()["pools"]["cluster"]["tasks_running"] >= 1, 20)
+        os.killpg(solo_cluster.workers[0].pid, signal.SIGKILL)
+        thread.join(30)
+        assert isinstance(outcome[0], WorkerCrashed), outcome
+        assert client.execute("1+1").value == 2  # the primary pool never noticed
 
 
 def _run(client, code):
@@ -104,21 +88,17 @@ def _run(client, code):
         return exc
 
 
-def test_scheduler_gone_is_unavailable_and_the_other_pools_serve(tmp_path):
-    cluster = Cluster(workers=1, log_dir=tmp_path).start()
-    try:
-        with sidecar_for(cluster.address, str(tmp_path / "s")) as proc:
-            client = proc.client(timeout=30)
-            wait_until(lambda: connected(client), 30, message="connected")
-            cluster.close()
-            wait_until(lambda: not connected(client), 30, message="disconnect noticed")
-            with pytest.raises(Unavailable, match="not connected"):
-                client.execute("1", pool="cluster")
-            assert client.execute("1+1").value == 2
-            health = client.health()["pools"]["cluster"]
-            assert health["status"] == "UNHEALTHY" and "not connected" in health["status_reason"]
-    finally:
-        cluster.close()
+def test_scheduler_gone_is_unavailable_and_the_other_pools_serve(solo_cluster, tmp_path):
+    with sidecar_for(solo_cluster.address, str(tmp_path / "s")) as proc:
+        client = proc.client(timeout=30)
+        wait_until(lambda: connected(client), 30, message="connected")
+        solo_cluster.close()
+        wait_until(lambda: not connected(client), 30, message="disconnect noticed")
+        with pytest.raises(Unavailable, match="not connected"):
+            client.execute("1", pool="cluster")
+        assert client.execute("1+1").value == 2
+        health = client.health()["pools"]["cluster"]
+        assert health["status"] == "UNHEALTHY" and "not connected" in health["status_reason"]
 
 
 def test_a_scheduler_never_reached_does_not_stop_the_sidecar(tmp_path):
