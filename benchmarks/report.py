@@ -248,9 +248,10 @@ def measure_jython(short: bool) -> list[Row]:
 
 def measure_throughput(short: bool) -> list[Row]:
     if short:
-        rows = throughput.run_matrix(throughput.SHORT_WORKERS, throughput.SHORT_THREADS, 0.2)
+        rows = throughput.run_matrix(throughput.SHORT_WORKERS, throughput.SHORT_THREADS, 0.2,
+                                     repeats=1)
     else:
-        rows = throughput.run_matrix(seconds=0.5)
+        rows = throughput.run_matrix()
     out = [Row("throughput", r["figure"], r["ours"], r["peer"], r["unit"], r["peer_name"],
                r["goal"], extra={"workers": r["workers"], "threads": r["threads"]})
            for r in rows]
@@ -510,13 +511,17 @@ def write_png(rows: list[Row], path: Path) -> None:
     tp = [r for r in rows if r.section == "throughput" and r.figure.startswith("throughput")]
     for workers in sorted({r.extra["workers"] for r in tp}):
         mine = [r for r in tp if r.extra["workers"] == workers and r.figure.endswith("/ ppe")]
-        threads = [r.extra["threads"] for r in mine]
-        ax.plot(threads, [r.ours for r in mine], "o-", label=f"ours {workers}w")
-        ax.plot(threads, [r.peer for r in mine], "x--", label=f"PPE {workers}w")
+        ax.plot([r.extra["threads"] for r in mine], [r.ours for r in mine], "o-",
+                label=f"ours, {workers} workers")
+    for peer, name in (("/ ppe", "ProcessPoolExecutor"), ("/ mp_pool", "multiprocessing.Pool")):
+        two = [r for r in tp if r.extra["workers"] == 2 and r.figure.endswith(peer)]
+        if two:
+            ax.plot([r.extra["threads"] for r in two], [r.peer for r in two], "x--",
+                    label=f"{name}(2)")
     jy = [r for r in rows if r.section == "throughput" and r.figure.startswith("jython")]
     if jy:
         ax.plot([r.extra["threads"] for r in jy], [r.ours for r in jy], "s-k",
-                label="Jython gateway threads, 2w")
+                label="Jython gateway threads, 2 workers")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("client threads")
     ax.set_ylabel("calls/s")

@@ -6,9 +6,10 @@ Jython gateway threads against the CPython client's 8 threads on the same sideca
 
 Every call is ``operator.add(1, 2)``: the figure is the per-call cost under concurrency, not
 work. For each pool size one sidecar (scaling off, so the size stays put), one PPE and one
-``multiprocessing.Pool`` live side by side; for each thread count the three are measured one
-after the other, the order rotated, so a burst of load from the machine's other users falls on
-all of them alike. Writes ``benchmarks/results/throughput.json`` (rows as in results/README.md).
+``multiprocessing.Pool`` live side by side; for each thread count the three are measured in
+alternating windows (3 each, the order rotated; the median of each), so a burst of load from
+the machine's other users falls on all of them alike. Writes
+``benchmarks/results/throughput.json`` (rows as in results/README.md).
 
 Owns: these figures. Must not touch: the library (it only calls it).
 """
@@ -20,6 +21,7 @@ import json
 import multiprocessing
 import operator
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -75,15 +77,15 @@ def pool_config(workers: int) -> dict[str, Any]:
 
 
 def run_matrix(workers_list: tuple[int, ...] = WORKERS, threads_list: tuple[int, ...] = THREADS,
-               seconds: float = 0.5) -> list[dict[str, Any]]:
+               seconds: float = 0.3, repeats: int = 3) -> list[dict[str, Any]]:
     rows = []
     for workers in workers_list:
-        rows += measure_pool_size(workers, threads_list, seconds)
+        rows += measure_pool_size(workers, threads_list, seconds, repeats)
     return rows
 
 
-def measure_pool_size(workers: int, threads_list: tuple[int, ...],
-                      seconds: float) -> list[dict[str, Any]]:
+def measure_pool_size(workers: int, threads_list: tuple[int, ...], seconds: float,
+                      repeats: int = 3) -> list[dict[str, Any]]:
     rows = []
     sidecar = SidecarProcess(pool_config(workers))
     sidecar.start()
@@ -99,9 +101,14 @@ def measure_pool_size(workers: int, threads_list: tuple[int, ...],
                 for _ in range(20 * workers):
                     assert call() == 3, name
             for turn, threads in enumerate(threads_list):
-                names = list(peers)
-                names = names[turn % 3:] + names[:turn % 3]
-                got = {n: calls_per_second(peers[n], threads, seconds) for n in names}
+                # `repeats` windows each, alternating, the order rotated: median per peer
+                windows: dict[str, list[float]] = {n: [] for n in peers}
+                for repeat in range(repeats):
+                    names = list(peers)
+                    shift = (turn + repeat) % 3
+                    for n in names[shift:] + names[:shift]:
+                        windows[n].append(calls_per_second(peers[n], threads, seconds))
+                got = {n: statistics.median(v) for n, v in windows.items()}
                 for peer, peer_name in (("ppe", f"ProcessPoolExecutor({workers})"),
                                         ("mp_pool", f"multiprocessing.Pool({workers})")):
                     rows.append({"figure": f"throughput {workers}w {threads}t / {peer}",
@@ -184,17 +191,18 @@ def print_row(row: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="2 workers, 1 and 8 threads")
-    parser.add_argument("--seconds", type=float, default=0.5, help="window per figure")
+    parser.add_argument("--seconds", type=float, default=0.3,
+                        help="window per figure (3 windows each, alternating: the median)")
     parser.add_argument("--no-jython", action="store_true", help="skip the Jython threads")
     parser.add_argument("--out", default=str(RESULTS), help="where the JSON rows go")
     args = parser.parse_args(argv)
     if args.short:
-        rows = run_matrix(SHORT_WORKERS, SHORT_THREADS, min(args.seconds, 0.2))
+        rows = run_matrix(SHORT_WORKERS, SHORT_THREADS, min(args.seconds, 0.2), repeats=1)
     else:
         rows = run_matrix(seconds=args.seconds)
     if not args.no_jython:
         rows += run_jython(SHORT_JYTHON_THREADS if args.short else JYTHON_THREADS,
-                           seconds=min(args.seconds, 0.3) if args.short else 2 * args.seconds)
+                           seconds=min(args.seconds, 0.3) if args.short else 1.0)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
