@@ -112,15 +112,25 @@ def load_events(folder: Path) -> tuple[list[tuple[str, int]], list[str]]:
     return events, sorted(set(missing))
 
 
-# Milestones in another process that may come before the previous one is stamped (libzmq
-# delivers while the sender is still returning from ``send``): matched after their cause.
-CAUSES = {"s.handler>": "c.send>", "c.recv<": "s.reply>"}
+# A milestone in another process than the one before it may come before that one is stamped
+# (the reader wakes on the other core while the writer is still returning from its system
+# call): it is matched after its cause, the writer's entry stamp, instead. (cause, and the
+# milestone to look for the cause after; None: the cause is itself a milestone.)
+CAUSES = {"s.handler>": ("c.send>", "c.encode<"), "w.read<": ("s.pipe_write>", None),
+          "s.pipe_read<": ("w.write>", "w.encode<"), "c.recv<": ("s.reply>", None)}
 MISSED: dict[str, int] = defaultdict(int)  # the milestone a left-out call lacked first
 
 
+def first_after(stamps: list[int], t: float) -> int | None:
+    i = bisect.bisect_left(stamps, t)
+    return stamps[i] if i < len(stamps) else None
+
+
 def parts_per_call(events: list[tuple[str, int]]) -> tuple[list[list[int]], int]:
-    """For each call (c.call> .. c.call<), the ns between consecutive milestones; calls with a
-    milestone missing are counted and left out."""
+    """For each call (c.call> .. c.call<), the ns between consecutive milestones (negative
+    when two processes overlapped there); calls with a milestone missing are counted and left
+    out. The sidecar and worker may stamp after the client is done: their stamps are taken up
+    to the end of the next call."""
     by_label: dict[str, list[int]] = defaultdict(list)
     for label, t in events:
         by_label[label].append(t)
@@ -128,23 +138,22 @@ def parts_per_call(events: list[tuple[str, int]]) -> tuple[list[list[int]], int]
         stamps.sort()
     starts, ends = by_label["c.call>"], by_label["c.call<"]
     calls, skipped = [], 0
-    bounds = [*starts[1:], float("inf")]
-    for start, end, bound in zip(starts, ends, bounds):
-        # The sidecar may stamp its last milestone after the client is done: up to the next call.
-        times, previous, seen = [], start, {}
+    for n, (start, end) in enumerate(zip(starts, ends)):
+        bound = ends[n + 1] if n + 1 < len(ends) else float("inf")
+        times, previous, seen = [], start, {"c.call>": start}
         for label, _, _ in MILESTONES[1:]:
-            stamps = by_label.get(label, [])
-            after = CAUSES.get(label)
-            after_t = previous
-            if after:  # the other process may get there before this one stamps the previous
-                j = bisect.bisect_left(by_label.get(after, []), seen.get("c.call>", start))
-                after_t = by_label[after][j] if j < len(by_label.get(after, [])) else bound
-            i = bisect.bisect_left(stamps, after_t)
-            if i == len(stamps) or stamps[i] > (end if label.startswith("c.") else bound):
+            search_from: float | None = previous
+            if label in CAUSES:
+                cause, after = CAUSES[label]
+                search_from = seen[cause] if after is None else first_after(
+                    by_label.get(cause, []), seen[after])
+            found = None if search_from is None else first_after(by_label.get(label, []),
+                                                                 search_from)
+            if found is None or found > (end if label.startswith("c.") else bound):
                 MISSED[label] += 1
                 break
-            times.append(stamps[i] - previous)
-            previous = seen[label] = stamps[i]
+            times.append(found - previous)
+            previous = seen[label] = found
         if len(times) == len(MILESTONES) - 1:
             calls.append(times)
         else:
