@@ -47,9 +47,12 @@ fuzz: $(STAMP) system-deps
 	  $(BIN)/python tests/fuzz/atheris_decode.py -runs=300000 -max_len=2048 -print_final_stats=1; \
 	else echo "atheris is not installed here: the coverage-guided pass is skipped"; fi
 
+# One table of same-run ratios (benchmarks/report.py: peers, Jython, throughput, payload,
+# Datasets, recovery, the issue's goals), also as benchmarks/results/report.{csv,json,png};
+# then the success-metrics and recovery figures. `nice`: the machine is shared.
 bench: $(STAMP) system-deps
-	@echo "figures are printed at the end of the run"
-	$(BIN)/python benchmarks/jython_bench.py 20000
+	@echo "figures are printed at the end of each run"
+	nice $(BIN)/python benchmarks/report.py
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 # 10 minutes (PY3SIDECAR_SOAK_SECONDS to shorten): 8 callers, a worker SIGKILLed every 0.5 s,
