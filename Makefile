@@ -53,6 +53,7 @@ fuzz: $(STAMP) system-deps
 bench: $(STAMP) system-deps
 	@echo "figures are printed at the end of each run"
 	nice $(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/dask_route.py    # issue 13: our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 # 10 minutes (PY3SIDECAR_SOAK_SECONDS to shorten): 8 callers, a worker SIGKILLed every 0.5 s,
