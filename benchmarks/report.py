@@ -212,35 +212,80 @@ JYTHON_PAIRS = (  # (figure, ours, peer, which: 0 median / 1 p99)
 )
 
 
-def measure_jython(short: bool) -> list[Row]:
-    """Calls whatever ``benchmarks/jython_bench.py`` offers: ``run(n)`` returning
-    ``{figure: (median_us, p99_us)}``. Figures it gains later appear as rows of their own."""
+JYTHON_FIGURES: dict[str, Any] = {}  # this run's, kept for the datasets part
+JYTHON_DATASET_ROWS = 100_000  # the issue's 100,000 rows x 5 columns
+JYTHON_DATASET_OPS = ("send", "describe", "unchanged")
+
+
+def run_jython_bench(n: int, dataset_rows: int) -> dict[str, Any]:
+    """``jython_bench.run`` as the file in this checkout has it: ``run(n)``, or
+    ``run(n, datasets)`` (rows of its Dataset cases, 0 to skip them) once it has them."""
+    import inspect
+
     from benchmarks import jython_bench
 
+    params = inspect.signature(jython_bench.run).parameters
+    if len(params) >= 2:
+        return jython_bench.run(n, dataset_rows)
+    return jython_bench.run(n)
+
+
+def measure_jython(short: bool) -> list[Row]:
+    """Calls whatever ``benchmarks/jython_bench.py`` offers: ``run(...)`` returning
+    ``{figure: (median_us, p99_us)}`` (``dataset_*`` figures in ms go to the datasets part).
+    A figure ``<name>~echo`` (the echo sampled call by call alongside) is preferred as the
+    peer. Figures it gains later appear as rows of their own."""
     if shutil.which("java") is None:
-        raise RuntimeError("java is not installed: run `make system-deps`")
-    # --short: Py4J only (the transport Ignition uses by default), few timed calls
+        print("java is not installed (`make system-deps`): the Jython rows are not measured")
+        return []
+    # --short: Py4J only (the transport Ignition uses by default), few timed calls, no Datasets
     transports = os.environ.get("BENCH_TRANSPORTS")
     if short:
         os.environ["BENCH_TRANSPORTS"] = '["py4j"]'
     try:
-        figures = jython_bench.run(500 if short else 20000)
+        figures = run_jython_bench(500 if short else 20000, 0 if short else JYTHON_DATASET_ROWS)
     finally:
         if transports is None:
             os.environ.pop("BENCH_TRANSPORTS", None)
         else:
             os.environ["BENCH_TRANSPORTS"] = transports
+    JYTHON_FIGURES.clear()
+    JYTHON_FIGURES.update(figures)
     rows = []
     for figure, ours, peer, which in JYTHON_PAIRS:
+        if f"{ours}~echo" in figures and peer.startswith("bare"):
+            peer = f"{ours}~echo"
         o, p = figures.get(ours), figures.get(peer)
         rows.append(Row("jython", figure, o[which] if o else None, p[which] if p else None,
                         "us", peer.replace("_", " "),
                         note="" if o and p else "jython_bench.py gave no such figure"))
-    paired = {name for _, a, b, _ in JYTHON_PAIRS for name in (a, b)}
+    paired = {name for _, a, b, _ in JYTHON_PAIRS for name in (a, b, f"{a}~echo")}
     for name, value in figures.items():
-        if name not in paired:
+        if name not in paired and not name.startswith("dataset"):
             median = value[0] if isinstance(value, (tuple, list)) else value
             rows.append(Row("jython", f"{name} median", median, None, "us", note="no peer"))
+    return rows
+
+
+def jython_bench_dataset_rows() -> list[Row]:
+    """Rows from the ``dataset_*`` figures (ms) of this run's jython_bench: send, describe,
+    unchanged (``_jython``: the same without the helper jar), each against the bare py4j echo
+    of the same request (``dataset_echo_py4j``) when it has one."""
+    echo = JYTHON_FIGURES.get("dataset_echo_py4j")
+    cells = JYTHON_DATASET_ROWS * 5
+    rows = []
+    for name, value in JYTHON_FIGURES.items():
+        op = name.removeprefix("dataset_").removesuffix("_jython")
+        if not name.startswith("dataset_") or op not in JYTHON_DATASET_OPS:
+            continue
+        plain = name.endswith("_jython")
+        rows.append(Row("datasets", f"jython: {op} {cells:,} cells"
+                        + (" (no helper jar)" if plain else "") + " / bare py4j echo",
+                        value[0], echo[0] if echo else None, "ms",
+                        "bare py4j echo of the same request" if echo else "",
+                        note="real Jython 2.7 (benchmarks/jython_bench.py)",
+                        extra={"cells": cells, "op": op + ("_jython" if plain else ""),
+                               "from": "jython"}))
     return rows
 
 
@@ -309,15 +354,14 @@ def measure_datasets(short: bool) -> list[Row]:
     except Exception:  # the other benchmark is work in progress: fall back, say why
         traceback.print_exc()
         rows = None
-    if rows:
-        return rows
+    rows = (rows or []) + jython_bench_dataset_rows()
     cells_list = SHORT_DATASET_CELLS if short else DATASET_CELLS
     # pandas preloaded, as a user of it would: imported in a call, numpy's BLAS threads would
     # count as left behind and recycle the worker after every call (about 350 ms each here).
     sidecar = SidecarProcess({**throughput.pool_config(1), "worker": {"preload": ["pandas"]},
                               "bridge": {"max-message-size": 512 * MIB}})
     sidecar.start()
-    out = []
+    out = rows
     try:
         client = sidecar.client(timeout=300)
         with ProcessPoolExecutor(1) as ppe:
@@ -331,7 +375,7 @@ def measure_datasets(short: bool) -> list[Row]:
                     peer = best_of(lambda f=fn, v=value: ppe.submit(f, v).result(), cells)
                     out.append(Row("datasets", f"{op} {cells:,} cells / PPE", ours * 1e3,
                                    peer * 1e3, "ms", "ProcessPoolExecutor(1), pickle",
-                                   note="CPython client (no Jython Dataset benchmark yet)",
+                                   note="CPython client",
                                    extra={"cells": cells, "op": op, "from": "cpython"}))
                     print(f"dataset {op} {cells} cells: ours {ours * 1e3:.1f} ms, PPE "
                           f"{peer * 1e3:.1f} ms", flush=True)
@@ -432,7 +476,7 @@ def goal_rows(rows: list[Row]) -> list[Row]:
             continue
         note = hit.figure
         if wants == "Jython" and hit.extra.get("from") != "jython":
-            note += "; CPython client stands in (no Jython Dataset benchmark in this run)"
+            note += "; CPython client stands in (no Jython Dataset figure in this run)"
         out.append(Row("goals", figure, hit.ours, hit.peer, hit.unit, hit.peer_name, goal,
                        note, dict(hit.extra)))
     return out
@@ -542,8 +586,13 @@ def write_png(rows: list[Row], path: Path) -> None:
     ax.legend(fontsize=7)
     ax = axes[1][1]
     for op in ("send", "describe", "unchanged"):
+        from_jython = [r for r in rows if r.section == "datasets" and r.extra.get("op") == op
+                       and r.extra.get("from") == "jython" and r.ours]
+        if from_jython:
+            ax.plot([r.extra["cells"] for r in from_jython], [r.ours for r in from_jython], "s",
+                    label=f"Jython {op}")
         mine = [r for r in rows if r.section == "datasets" and r.extra.get("op") == op
-                and r.extra.get("cells")]
+                and r.extra.get("cells") and r.extra.get("from") != "jython"]
         if mine:
             cells = [r.extra["cells"] for r in mine]
             ax.plot(cells, [r.ours for r in mine], "o-", label=f"ours {op}")
