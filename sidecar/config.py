@@ -148,6 +148,7 @@ class WorkerConfig(Section):
     output_log_rate: Size = 64 << 10
     user: str = ""
     group: str = ""
+    spawn: Literal["template", "plain"] = "template"
 
     @model_validator(mode="after")
     def _account_exists(self) -> "WorkerConfig":

@@ -68,9 +68,14 @@ def worker_credentials(user: str, group: str) -> dict[str, Any]:
     return credentials
 
 
-def die_with_sidecar() -> None:
-    """First thing in a worker: SIGKILL when the sidecar dies, and exit if it already has."""
-    expected = os.environ.pop(ENV_SIDECAR_PID, "")
+def die_with_sidecar(expected: str | None = None) -> int:
+    """First thing in a worker: SIGKILL when the sidecar dies, and exit if it already has.
+
+    The parent must be the sidecar (a worker forked from a template is the sidecar's child
+    too: ``CLONE_PARENT``, see ``sidecar.template_server``). Returns the sidecar's pid (0:
+    not known); ``expected`` given, the pid is that, not read from the environment."""
+    if expected is None:
+        expected = os.environ.pop(ENV_SIDECAR_PID, "")
     libc = _libc()
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         error = ctypes.get_errno()
@@ -81,6 +86,7 @@ def die_with_sidecar() -> None:
         print(f"py3sidecar worker {os.getpid()}: the sidecar (pid {expected}) is gone; exiting",
               file=sys.stderr)
         os._exit(1)
+    return int(expected) if expected.isdigit() else 0
 
 
 def _capability_masks() -> dict[str, int]:

@@ -122,6 +122,7 @@ class Pool(WorkerLifecycle):
 
     # ------------------------------------------------------------ public API (loop thread)
     def start(self) -> None:
+        self.start_template()
         self.ensure_capacity()
 
     def submit(self, call: Call) -> None:

@@ -63,7 +63,7 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
         backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
         paths=list(worker.paths), preload=list(worker.preload),
-        user=worker.user.strip(), group=worker.group.strip(),
+        user=worker.user.strip(), group=worker.group.strip(), spawn=worker.spawn,
         max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,
