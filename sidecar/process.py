@@ -146,6 +146,7 @@ class WorkerProcess:
         widen_pipe(to_w)
         widen_pipe(from_r)
         self.pid = self.proc.pid
+        self.spawned = "plain" if isinstance(self.proc, subprocess.Popen) else "template"
         self.pidfd = os.pidfd_open(self.pid)
         self.to_worker = to_w
         self.unsent = OutBuffer(to_w)  # what its in-pipe has not taken yet

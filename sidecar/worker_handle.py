@@ -160,6 +160,6 @@ class WorkerHandle:
                 "success_rate": w.score.success_rate(),
                 "mean_execution_ms": w.score.mean_execution_ms(),
                 "last_failure": w.last_failure, "preload_errors": w.preload_errors,
-                "ping_ms": w.ping_ms or None,
+                "ping_ms": w.ping_ms or None, "spawned": w.process.spawned,
                 "bench_ratio": (w.bench_last / w.bench_baseline
                                 if w.bench_last and w.bench_baseline else None)}
