@@ -48,7 +48,8 @@ def worker_settings_json(settings: PoolSettings) -> str:
         "max_output_chars": settings.max_output_chars,
         "max_message_bytes": settings.max_message_bytes,
         "cpu_limit": settings.cpu_limit,
-        "address_space_limit": settings.address_space_limit})
+        "address_space_limit": settings.address_space_limit,
+        "cpu_affinity": settings.cpu_affinity})
 
 
 def worker_env(settings: PoolSettings) -> dict[str, str]:

@@ -34,6 +34,7 @@ from sidecar.config import (
 )
 from sidecar.emf import EmfSettings
 from sidecar.health import HealthSettings
+from sidecar.placement import parse_cpus
 from sidecar.pool_settings import PoolSettings
 from sidecar.quarantine import QuarantineConfig
 from sidecar.recovery import RecoverySettings
@@ -64,6 +65,7 @@ def pool_settings(config: Config, name: str = "primary") -> PoolSettings:
         backoff_max=recovery.restart_delay_max, python=python, env=dict(worker.env),
         paths=list(worker.paths), preload=list(worker.preload),
         user=worker.user.strip(), group=worker.group.strip(), spawn=worker.spawn,
+        cpu_affinity=parse_cpus(worker.cpu_affinity, "python3.worker.cpu-affinity"),
         max_output_chars=worker.max_output, max_message_bytes=c.bridge.max_message_size,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,

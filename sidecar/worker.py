@@ -31,7 +31,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import BAD_REQUEST, USER, error
-from sidecar import isolation, memtune, testhooks
+from sidecar import isolation, memtune, placement, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 from sidecar.confinement import die_with_sidecar, drop_capabilities
 
@@ -298,9 +298,10 @@ def parse_args(argv: list[str]) -> dict[str, str]:
 
 
 def preload(settings: dict[str, Any]) -> list[str]:
-    """The address-space limit, ``paths`` and ``preload`` of a worker's settings, done in this
+    """The CPUs, address-space limit, ``paths`` and ``preload`` of a worker's settings, done in this
     process (a worker, or the template workers are forked from); returns the preload errors."""
     errors: list[str] = []
+    placement.pin_process(list(settings.get("cpu_affinity") or ()))  # python3.worker.cpu-affinity
     address_space = int(settings.get("address_space_limit") or 0)
     if address_space:
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))

@@ -97,7 +97,7 @@ os.write(1, b"fd-one-of-a-forked-worker\\n")
 def test_a_forked_worker_keeps_the_guarantees_of_a_plain_spawn(sidecar):
     client = sidecar.client()
     probe = client.execute(PROBE).value
-    assert probe["ppid"] == sidecar.proc.pid  # the sidecar's child (CLONE_PARENT), not the template's
+    assert probe["ppid"] == sidecar.proc.pid  # the sidecar's child (CLONE_PARENT)
     assert probe["pgid"] == probe["pid"]  # leads its own process group
     assert probe["pdeathsig"] == signal.SIGKILL
     assert len(probe["high"]) >= 3 and all(probe["high"].values())  # in, out, stack: cloexec
