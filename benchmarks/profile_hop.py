@@ -69,11 +69,38 @@ def report(name: str, raw: str, calls: int, top: int = 12) -> None:
         print(f"  {n * per_call:7.1f} us  {func}")
 
 
+def schedstat(pid: int) -> dict[str, list[int]]:
+    """Per thread (by name): [ns on a CPU, ns waiting in the run queue, times scheduled in]."""
+    threads: dict[str, list[int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+            numbers = [int(x) for x in Path(f"/proc/{pid}/task/{tid}/schedstat").read_text()
+                       .split()]
+        except OSError:
+            continue
+        total = threads.setdefault(name, [0, 0, 0])
+        for i, value in enumerate(numbers[:3]):
+            total[i] += value
+    return threads
+
+
+def report_scheduling(name: str, before: dict, after: dict, calls: int) -> None:
+    print(f"\n{name}, per call: CPU us / run-queue wait us / times scheduled in")
+    for thread, (cpu, wait, slices) in sorted(after.items()):
+        cpu0, wait0, slices0 = before.get(thread, [0, 0, 0])
+        if slices - slices0 < calls // 20:
+            continue  # threads not on the call's path
+        cpu_us, wait_us = (cpu - cpu0) / calls / 1e3, (wait - wait0) / calls / 1e3
+        print(f"  {thread:18s} {cpu_us:7.1f} {wait_us:7.1f} {(slices - slices0) / calls:6.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("seconds", nargs="?", type=float, default=10.0)
     parser.add_argument("--op", choices=("execute", "call"), default="execute")
     parser.add_argument("--affinity", default="", help="python3.pool.cpu-affinity, e.g. 0")
+    parser.add_argument("--no-spy", action="store_true", help="scheduling figures only")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     config = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
@@ -89,24 +116,32 @@ def main() -> None:
         for _ in range(2000):
             run()
         out = Path(tempfile.mkdtemp(prefix="py3sidecar-spy-"))
+        targets = [] if args.no_spy else [("sidecar", proc.proc.pid), ("worker", worker)]
         spies = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(RATE),
                                    "--nonblocking", "--format", "raw", "--duration",
                                    str(int(args.seconds)), "--output", str(out / name)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for name, pid in (("sidecar", proc.proc.pid), ("worker", worker))]
+                 for name, pid in targets]
         time.sleep(1.0)  # py-spy attached
         calls, stop = 0, threading.Event()
+        pids = {"client (this process)": os.getpid(), "sidecar": proc.proc.pid, "worker": worker}
+        before = {name: schedstat(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         deadline = started + args.seconds - 2
         while time.perf_counter() < deadline:
             run()
             calls += 1
         elapsed = time.perf_counter() - started
+        after = {name: schedstat(pid) for name, pid in pids.items()}
         stop.set()
         for spy_proc in spies:
             spy_proc.wait(args.seconds + 30)
         print(f"{args.op}: {calls} calls in {elapsed:.1f} s, {elapsed / calls * 1e6:.0f} us "
               f"per call (one client thread, sampled at {RATE} Hz; pid {os.getpid()})")
+        for name in pids:
+            report_scheduling(name, before[name], after[name], calls)
+        print("\npy-spy (a blocked thread woken but not yet on a CPU counts as busy: on a "
+              "loaded machine the waits show as poll/read)")
         for name in ("sidecar", "worker"):
             path = out / name
             report(name, path.read_text() if path.exists() else "", calls)

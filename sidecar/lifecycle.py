@@ -41,7 +41,7 @@ from sidecar.events import (
     WorkerSpawned,
 )
 from sidecar.fd_output import FdOutput
-from sidecar.isolation import outside_view
+from sidecar.isolation import OutsideView
 from sidecar.loop import Loop, Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
@@ -128,7 +128,8 @@ class WorkerLifecycle:
         self.spawning.worker_ready()
         worker.state = IDLE
         worker.sample_rss(now)
-        worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
+        worker.outside = OutsideView(worker.pid)
+        worker.threads_at_ready = max(0, worker.outside.read()[0])
         log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
         self.publish(WorkerReady(self.settings.name, worker.id, worker.pid, worker.role,
                                  now - worker.spawned_at))
@@ -271,6 +272,8 @@ class WorkerLifecycle:
             self.counters["redispatched"] += 1
             self.queue.appendleft(call)
         worker.process.reap()  # descriptors, its last fd 1/2 words, stack file, its group
+        if worker.outside is not None:
+            worker.outside.close()
         self.workers.pop(worker.id, None)
         if worker in self.idle:
             self.idle.remove(worker)
@@ -435,6 +438,8 @@ class WorkerLifecycle:
             # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
             # their process group: nothing the pool started may outlive the sidecar's stop.
             worker.process.reap()
+            if worker.outside is not None:
+                worker.outside.close()
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):

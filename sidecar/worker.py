@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import faulthandler
+import gc
 import importlib
 import io
 import json
@@ -101,6 +102,7 @@ class Worker:
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
+        gc.freeze()  # the worker's start-up and preload: never scanned by a call's collection
         self.send({"op": "ready", "pid": self.pid, "preload_errors": self.preload_errors})
         while True:
             try:
@@ -179,7 +181,8 @@ class Worker:
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
-        self.baseline.restore_limits()  # whatever changed them since: the baseline first
+        # The limits are the baseline's: put back after every call (Baseline.left_behind), and
+        # nothing else runs in a worker between calls (a left-behind thread recycles it).
         cpu_started = time.process_time()
         if self.cpu_limit:
             self.arm_cpu_limit(cpu_started)
