@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sidecar.testing import SidecarProcess, wait_until  # noqa: E402
 
 RATE = 1000
+SPY_MODE = os.environ.get("PY3SIDECAR_SPY_MODE", "--nonblocking").split()
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
@@ -118,7 +119,7 @@ def main() -> None:
         out = Path(tempfile.mkdtemp(prefix="py3sidecar-spy-"))
         targets = [] if args.no_spy else [("sidecar", proc.proc.pid), ("worker", worker)]
         spies = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", str(RATE),
-                                   "--nonblocking", "--format", "raw", "--duration",
+                                   *SPY_MODE, "--format", "raw", "--duration",
                                    str(int(args.seconds)), "--output", str(out / name)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name, pid in targets]

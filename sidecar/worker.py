@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import faulthandler
-import gc
 import importlib
 import io
 import json
@@ -102,7 +101,6 @@ class Worker:
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
-        gc.freeze()  # the worker's start-up and preload: never scanned by a call's collection
         self.send({"op": "ready", "pid": self.pid, "preload_errors": self.preload_errors})
         while True:
             try:
