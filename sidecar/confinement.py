@@ -8,7 +8,8 @@ capability it inherited. Must not touch: the protocol, scheduling, the worker's 
 Why: a worker whose sidecar was SIGKILLed must not run on unsupervised; user code running as
 the sidecar's own account could signal it (``os.kill(os.getppid(), 9)``) or read its token.
 ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the worker ends: the pool spawns
-from the loop thread, which lives as long as the sidecar.
+from the loop thread, which lives as long as the sidecar. A worker forked from the template
+(``CLONE_PARENT``) has the template's parent, that same loop thread, as its own.
 """
 
 from __future__ import annotations

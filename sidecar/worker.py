@@ -1,6 +1,8 @@
 """The worker process: runs user code for the sidecar, one call at a time.
 
-Started by the pool as ``python -m sidecar.worker --in FD --out FD --settings JSON``. Requests
+Started by the pool as ``python -m sidecar.worker --in FD --out FD --settings JSON``, or forked
+from the pool's warm template (``sidecar.template_server``), which has done ``prepare_process``
+and ``preload`` once and calls ``run`` in the child: both ways share those three. Requests
 and replies travel as frames (``sidecar.channel``) over those two pipes, never over
 stdin/stdout, so user code that prints, closes fd 1 or writes junk cannot corrupt the protocol.
 
