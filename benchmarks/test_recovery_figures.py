@@ -53,14 +53,19 @@ def member_pid(client):
     return wait_until(find, 10, interval=0.001, message="a serving member")
 
 
+@pytest.mark.parametrize("spawn", ["plain", "template"])
 @pytest.mark.parametrize("spares", [1, 0], ids=["warm-spare", "no-spare"])
-def test_time_to_recover_after_sigkill(tmp_path, spares):
+def test_time_to_recover_after_sigkill(tmp_path, spares, spawn):
+    """Both spawn modes in the same run (python3.worker.spawn): plain starts a Python per
+    worker, template forks it from a warm process that did the preload (sidecar.template)."""
     kills = KILLS if spares else max(10, KILLS // 4)
     config = {"pool": {"initial-size": 1, "min-size": 1, "spares": spares,
-                       "max-restarts": 100000},
+                       "max-restarts": 100000}, "worker": {"spawn": spawn},
               "circuit-breaker": {"enabled": False}, "scaling": {"enabled": False}}
     with SidecarProcess(config, workdir=str(tmp_path)) as proc:
         client = proc.client(timeout=10)
+        if spawn == "template":
+            wait_until(lambda: client.health()["pool"]["template"]["state"] == "ready", 20)
         served, members, strength, recovered, raced = [], [], [], 0, 0
         for _ in range(kills):
             wait_until(lambda: full_strength(client), 10)
@@ -82,7 +87,8 @@ def test_time_to_recover_after_sigkill(tmp_path, spares):
                 continue
             strength.append(time.perf_counter() - t0)
             recovered += 1
-        label = f"{'with a warm spare' if spares else 'without a spare'}, {kills} SIGKILLs"
+        label = (f"{'with a warm spare' if spares else 'without a spare'}, {spawn} spawn, "
+                 f"{kills} SIGKILLs")
 
         def ms(values):
             return (f"median {statistics.median(values) * 1000:.1f} ms, p99 "

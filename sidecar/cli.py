@@ -49,6 +49,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.python3.logging.level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bridge.token import TokenError
+    from sidecar.placement import parse_cpus, pin_process
+
+    # Before any thread or worker starts: they inherit it (python3.pool.cpu-affinity).
+    pin_process(parse_cpus(config.python3.pool.cpu_affinity, "python3.pool.cpu-affinity"))
 
     try:
         service = Service(config)

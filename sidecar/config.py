@@ -120,6 +120,14 @@ class PoolConfig(Section):
     queue_size: int = 64
     max_restarts: int = 30
     restart_window: Duration = 10.0
+    cpu_affinity: str = ""
+
+    @model_validator(mode="after")
+    def _cpus(self) -> "PoolConfig":
+        from sidecar.placement import parse_cpus
+
+        parse_cpus(self.cpu_affinity, "python3.pool.cpu-affinity")
+        return self
 
     @model_validator(mode="after")
     def _sizes_in_order(self) -> "PoolConfig":
@@ -151,10 +159,15 @@ class WorkerConfig(Section):
     output_log_rate: Size = 64 << 10
     user: str = ""
     group: str = ""
+    spawn: Literal["template", "plain"] = "template"
+    cpu_affinity: str = ""
 
     @model_validator(mode="after")
     def _account_exists(self) -> "WorkerConfig":
         from sidecar.confinement import worker_credentials
+        from sidecar.placement import parse_cpus
+
+        parse_cpus(self.cpu_affinity, "python3.worker.cpu-affinity")
 
         worker_credentials(self.user.strip(), self.group.strip())  # names the missing account
         return self

@@ -8,7 +8,8 @@ capability it inherited. Must not touch: the protocol, scheduling, the worker's 
 Why: a worker whose sidecar was SIGKILLed must not run on unsupervised; user code running as
 the sidecar's own account could signal it (``os.kill(os.getppid(), 9)``) or read its token.
 ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the worker ends: the pool spawns
-from the loop thread, which lives as long as the sidecar.
+from the loop thread, which lives as long as the sidecar. A worker forked from the template
+(``CLONE_PARENT``) has the template's parent, that same loop thread, as its own.
 """
 
 from __future__ import annotations
@@ -68,9 +69,14 @@ def worker_credentials(user: str, group: str) -> dict[str, Any]:
     return credentials
 
 
-def die_with_sidecar() -> None:
-    """First thing in a worker: SIGKILL when the sidecar dies, and exit if it already has."""
-    expected = os.environ.pop(ENV_SIDECAR_PID, "")
+def die_with_sidecar(expected: str | None = None) -> int:
+    """First thing in a worker: SIGKILL when the sidecar dies, and exit if it already has.
+
+    The parent must be the sidecar (a worker forked from a template is the sidecar's child
+    too: ``CLONE_PARENT``, see ``sidecar.template_server``). Returns the sidecar's pid (0:
+    not known); ``expected`` given, the pid is that, not read from the environment."""
+    if expected is None:
+        expected = os.environ.pop(ENV_SIDECAR_PID, "")
     libc = _libc()
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         error = ctypes.get_errno()
@@ -81,6 +87,7 @@ def die_with_sidecar() -> None:
         print(f"py3sidecar worker {os.getpid()}: the sidecar (pid {expected}) is gone; exiting",
               file=sys.stderr)
         os._exit(1)
+    return int(expected) if expected.isdigit() else 0
 
 
 def _capability_masks() -> dict[str, int]:

@@ -64,14 +64,24 @@ class Baseline:
                 self.limits[name] = resource.getrlimit(which)
             except (ValueError, OSError):
                 continue
+        # The kernel's text of every limit: one pread tells "unchanged" (16 getrlimit calls
+        # otherwise, each a system call, on every call).
+        self.limits_file = ProcFile("/proc/self/limits")
+        self.limits_text = self.limits_file.read()
         self.threads = _thread._count()  # every Python thread, threading's or _thread's own
         self.thread_idents = {t.ident for t in threading.enumerate()}
         # _signal's raw handlers: signal.getsignal wraps each in an enum, 30 times a call
         self.handlers = {int(s): _signal.getsignal(s) for s in SIGNALS}
+        # One kernel thread (the usual worker): its own task's children file lists every child
+        # (an ended thread's children pass to a live one), kept open and re-read (pread).
+        self.own_children = ProcFile(f"/proc/self/task/{os.getpid()}/children")
+        self.single_task = ProcFile.count_threads("/proc/self/stat") == 1
 
     def restore_limits(self) -> list[str]:
         """Put every resource limit back to its start value; the names that could not be
         (a lowered hard limit cannot be raised again without privilege)."""
+        if self.limits_text is not None and self.limits_file.read() == self.limits_text:
+            return []
         failed = []
         for name, value in self.limits.items():
             which = LIMITS[name]
@@ -92,13 +102,23 @@ class Baseline:
         threads = self.extra_threads()
         if threads:
             reasons.append(f"it left {len(threads)} thread(s) running: {', '.join(threads)}")
-        reap_children()
-        children = live_children()
+        children = self.children()
+        if children:  # the list holds exited children too: reap, then look again
+            reap_children()
+            children = self.children()
         if children:
             reasons.append(f"it left {len(children)} child process(es) running: pids "
                            + ", ".join(map(str, children[:10])))
         reasons.extend(self.restore_signals())
         return reasons
+
+    def children(self) -> list[int]:
+        """This process's children (exited ones not reaped yet included)."""
+        if self.single_task and _thread._count() <= self.threads:
+            listed = self.own_children.read()
+            if listed is not None:
+                return sorted(int(p) for p in listed.split())
+        return live_children()
 
     def restore_signals(self) -> list[str]:
         """Put back signal handlers, interval timers and trace hooks a call left set (a
@@ -131,6 +151,73 @@ class Baseline:
         names = [t.name for t in threading.enumerate() if t.ident not in self.thread_idents]
         unnamed = _thread._count() - self.threads - len(names)
         return names[:10] + ([f"{unnamed} started with _thread"] if unnamed > 0 else [])
+
+
+class ProcFile:
+    """A /proc file kept open: ``pread`` at offset 0 has the kernel write it afresh, and the
+    descriptor names the process it was opened for (never a later one with the same pid)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1
+
+    def read(self) -> bytes | None:
+        if self.fd < 0:
+            return None
+        try:
+            return os.pread(self.fd, 65536, 0)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @staticmethod
+    def count_threads(path: str) -> int:
+        """Field 20 (num_threads) of a /proc stat file; -1 if unreadable."""
+        stat = ProcFile(path)
+        try:
+            return _num_threads(stat.read())
+        finally:
+            stat.close()
+
+
+def _num_threads(stat: bytes | None) -> int:
+    try:
+        return int(stat.rsplit(b")", 1)[1].split()[17]) if stat else -1  # type: ignore[union-attr]
+    except (ValueError, IndexError):
+        return -1
+
+
+class OutsideView:
+    """``outside_view`` of one worker with its /proc files kept open (the pool reads it at
+    every reply: two ``pread``, no path built, nothing opened); ``close`` with the worker."""
+
+    __slots__ = ("pid", "stat", "children")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.stat = ProcFile(f"/proc/{pid}/stat")
+        self.children = ProcFile(f"/proc/{pid}/task/{pid}/children")
+
+    def read(self) -> tuple[int, int]:
+        threads = _num_threads(self.stat.read())
+        if threads < 0:
+            return -1, -1
+        if threads > 1:
+            return outside_view(self.pid)
+        listed = self.children.read()
+        return threads, len(listed.split()) if listed is not None else 0
+
+    def close(self) -> None:
+        self.stat.close()
+        self.children.close()
 
 
 def reap_children() -> int:

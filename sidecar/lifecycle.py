@@ -5,7 +5,8 @@
 ``on_worker_output``) and events (``publish``). Processes are ``sidecar.process.WorkerProcess``;
 *whether* a start is allowed is ``sidecar.spawn_policy``'s decision.
 
-Owns: turning a role into a ready worker and a worker into a reaped one (at shutdown too),
+Owns: turning a role into a ready worker and a worker into a reaped one (at shutdown too), the
+pool's warm template (``sidecar.template``: started, renewed and stopped with the pool),
 replacement without dropping below the pool's size, the answer a dead worker's call gets,
 spawn failures and the restart limit as the pool logs and publishes them. Must not touch:
 admission and the queue (``sidecar.pool``), descriptors and signals (``sidecar.process``),
@@ -22,6 +23,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +41,12 @@ from sidecar.events import (
     WorkerSpawned,
 )
 from sidecar.fd_output import FdOutput
-from sidecar.isolation import outside_view
+from sidecar.isolation import OutsideView
 from sidecar.loop import Loop, Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.process import WorkerProcess, WorkerSpec
 from sidecar.spawn_policy import SpawnPolicy, clamp_size, missing_roles
+from sidecar.template import TEMPLATE, WorkerTemplate, template_unsupported
 from sidecar.worker_handle import (
     BUSY,
     CHECKING,
@@ -125,7 +128,8 @@ class WorkerLifecycle:
         self.spawning.worker_ready()
         worker.state = IDLE
         worker.sample_rss(now)
-        worker.threads_at_ready = max(0, outside_view(worker.pid)[0])
+        worker.outside = OutsideView(worker.pid)
+        worker.threads_at_ready = max(0, worker.outside.read()[0])
         log.debug("%s ready in %.1f ms", worker.describe(), (now - worker.spawned_at) * 1000)
         self.publish(WorkerReady(self.settings.name, worker.id, worker.pid, worker.role,
                                  now - worker.spawned_at))
@@ -235,6 +239,8 @@ class WorkerLifecycle:
         """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
         first, so no member is handed an old spare; a worker still starting is replaced once
         ready. Returns how many workers will be renewed."""
+        if self.spec.template is not None:  # its preload is stale too: forks come from a new one
+            self.spec.template.renew(reason)
         stale = sorted((w for w in self.workers.values()
                         if w.state != STOPPING and w.replaced_by is None),
                        key=lambda w: w.role != SPARE)
@@ -266,6 +272,8 @@ class WorkerLifecycle:
             self.counters["redispatched"] += 1
             self.queue.appendleft(call)
         worker.process.reap()  # descriptors, its last fd 1/2 words, stack file, its group
+        if worker.outside is not None:
+            worker.outside.close()
         self.workers.pop(worker.id, None)
         if worker in self.idle:
             self.idle.remove(worker)
@@ -340,6 +348,18 @@ class WorkerLifecycle:
                      restarts, window, self.spawning.wait())
         self.publish(RestartLimit(self.settings.name, restarts, window))
 
+    def start_template(self) -> None:
+        """The warm template workers are forked from (``sidecar.template``), if this pool
+        uses one: started with the pool; until it is ready, workers are spawned plain."""
+        reason = template_unsupported(self.settings)
+        if reason or self.process_factory is not WorkerProcess:  # doubles spawn by themselves
+            if self.settings.spawn == TEMPLATE and reason:
+                log.info("pool %s spawns its workers plain: %s", self.settings.name, reason)
+            return
+        self.spec = replace(self.spec, template=WorkerTemplate(self.loop, self.settings,
+                                                                self.spec))
+        self.spec.template.start()
+
     def ensure_capacity(self) -> None:
         """Fill missing members (promoting warm spares first) and missing spares."""
         if self.closing:
@@ -411,11 +431,15 @@ class WorkerLifecycle:
             if worker.state in (BUSY, STOPPING, CHECKING):
                 worker.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
+        if self.spec.template is not None:
+            self.spec.template.close(deadline)
         for worker in list(self.workers.values()):
             worker.process.wait(deadline)
             # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
             # their process group: nothing the pool started may outlive the sidecar's stop.
             worker.process.reap()
+            if worker.outside is not None:
+                worker.outside.close()
         self.workers.clear()
         self.idle.clear()
         for leftover in Path(self.stack_dir).glob("*"):

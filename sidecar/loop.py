@@ -1,18 +1,26 @@
 """The sidecar's single event loop: one thread owns the pool, the ZeroMQ front and the timers.
 
-Owns: waiting on ZeroMQ sockets and plain file descriptors at once (``zmq.Poller``; readers,
+Owns: waiting on ZeroMQ sockets and plain file descriptors at once (one ``epoll``; readers,
 and writers for fds whose output had to be buffered), timers,
 and hand-offs from other threads (``call_soon_threadsafe``). Must not touch: what the events
 mean. One thread means no locks on the hot path: a request read from the ROUTER socket is
 written to a worker's pipe in the same loop turn.
+
+A ZeroMQ socket is waited on through its ``ZMQ_FD`` (readable when libzmq has news for it),
+and its ``ZMQ_EVENTS`` are read after every wake-up: the news may have come in while another
+handler sent on it, and a handler that stopped early (a batch) leaves messages behind that no
+descriptor announces again. One ``epoll_wait`` per turn instead of ``zmq_poll``'s two
+``poll`` calls over every registered item (docs/performance.md, "The sidecar hop").
 """
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import logging
 import os
+import select
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +31,9 @@ import zmq
 log = logging.getLogger("py3sidecar.loop")
 
 # An error or hang-up wakes both sides: each finds out what happened from its own read/write.
-# Plain ints: pyzmq's flags are enum.IntFlag, and ``int & IntFlag`` runs Python-level enum code
-# on every event of every loop turn.
-_READ_EVENTS = int(zmq.POLLIN | zmq.POLLERR)
-_WRITE_EVENTS = int(zmq.POLLOUT | zmq.POLLERR)
+_READ_EVENTS = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
+_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+_ZMQ_POLLIN = int(zmq.POLLIN)
 
 
 class Timer:
@@ -47,9 +54,12 @@ class Timer:
 class Loop:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.poller = zmq.Poller()
+        self.epoll = select.epoll()
         self.handlers: dict[Any, Callable[[], None]] = {}
         self.writers: dict[Any, Callable[[], None]] = {}
+        self.sockets: dict[zmq.Socket, Callable[[], None]] = {}  # ZeroMQ readers
+        self.sources: dict[int, Any] = {}  # registered descriptor -> its source
+        self.masks: dict[int, int] = {}
         self.timers: list[tuple[float, int, Timer]] = []
         self.seq = itertools.count()
         self.pending: deque[Callable[[], None]] = deque()
@@ -63,10 +73,13 @@ class Loop:
     def add_reader(self, source: Any, callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever ``source`` (zmq socket or fd) is readable."""
         self.handlers[source] = callback
+        if isinstance(source, zmq.Socket):
+            self.sockets[source] = callback
         self._register(source)
 
     def remove_reader(self, source: Any) -> None:
         if self.handlers.pop(source, None) is not None:
+            self.sockets.pop(source, None)
             self._register(source)
 
     def add_writer(self, source: Any, callback: Callable[[], None]) -> None:
@@ -79,12 +92,35 @@ class Loop:
             self._register(source)
 
     def _register(self, source: Any) -> None:
-        flags = ((zmq.POLLIN if source in self.handlers else 0)
-                 | (zmq.POLLOUT if source in self.writers else 0))
-        if flags:
-            self.poller.register(source, flags)  # (re-)registering replaces the flags
-        elif source in self.poller:
-            self.poller.unregister(source)
+        if isinstance(source, zmq.Socket):
+            if source.closed:  # its descriptor went with it (and out of the epoll set)
+                for fd in [fd for fd, known in self.sources.items() if known is source]:
+                    self.sources.pop(fd)
+                    self.masks.pop(fd, None)
+                return
+            fd = source.getsockopt(zmq.FD)  # readable: libzmq has news (see the docstring)
+            mask = select.EPOLLIN if source in self.handlers else 0
+        else:
+            fd = source
+            mask = ((select.EPOLLIN if source in self.handlers else 0)
+                    | (select.EPOLLOUT if source in self.writers else 0))
+        try:
+            if not mask:
+                if self.masks.pop(fd, None) is not None:
+                    self.sources.pop(fd, None)
+                    self.epoll.unregister(fd)
+            elif fd in self.masks:
+                self.epoll.modify(fd, mask)
+            else:
+                self.epoll.register(fd, mask)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and mask:  # closed and reused since: a new one
+                self.epoll.register(fd, mask)
+            elif exc.errno not in (errno.EBADF, errno.ENOENT):
+                raise
+        if mask:
+            self.masks[fd] = mask
+            self.sources[fd] = source
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(self, when, callback)
@@ -133,22 +169,29 @@ class Loop:
         import threading
 
         self.thread_id = threading.get_ident()
-        poll = self.poller.poll
+        poll = self.epoll.poll
         handlers = self.handlers
         writers = self.writers
         pending = self.pending
         timers = self.timers
         clock = self.clock
+        sockets = self.sockets
+        sources = self.sources
         while not self.stopping and not (until is not None and until()):
-            timeout: float | None = None
-            if pending:
-                timeout = 0
+            # First, before any wait: whatever ran last turn may have sent on a socket, and a
+            # send can take in the news that a message arrived (then no descriptor tells).
+            zmq_ready = bool(sockets) and self._serve_sockets()
+            timeout = -1.0
+            if pending or zmq_ready:
+                timeout = 0.0
             elif timers:
-                timeout = max(0.0, (timers[0][0] - clock()) * 1000.0)
-                timeout = int(timeout) + (1 if timeout % 1 else 0)
-            if until is not None and (timeout is None or timeout > 50):
-                timeout = 50  # re-check the condition at least this often (ms)
-            for source, events in poll(timeout):
+                timeout = max(0.0, timers[0][0] - clock())
+            if until is not None and (timeout < 0 or timeout > 0.05):
+                timeout = 0.05  # re-check the condition at least this often
+            for fd, events in poll(timeout):
+                source = sources.get(fd)
+                if source is None or source in sockets:
+                    continue  # ZeroMQ sockets: their events are read below, every turn
                 if events & _READ_EVENTS:
                     handler = handlers.get(source)
                     if handler is not None:
@@ -170,6 +213,19 @@ class Loop:
                         self._safely(timer.callback)
         self.stopping = False  # consumed: see the docstring
 
+    def _serve_sockets(self) -> bool:
+        """Run the handler of every ZeroMQ socket with a message waiting; True when one still
+        has some afterwards (a handler reads a bounded batch): the next wait must not block."""
+        again = False
+        for sock, handler in list(self.sockets.items()):
+            if sock.closed or not sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN:
+                continue
+            self._safely(handler)
+            if (sock in self.sockets and not sock.closed
+                    and sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN):
+                again = True
+        return again
+
     @staticmethod
     def _safely(callback: Callable[[], None]) -> None:
         try:
@@ -178,6 +234,7 @@ class Loop:
             log.exception("internal error in event handler %r", callback)
 
     def close(self) -> None:
+        self.epoll.close()
         for fd in (self.wake_r, self.wake_w):
             try:
                 os.close(fd)

@@ -122,6 +122,7 @@ class Pool(WorkerLifecycle):
 
     # ------------------------------------------------------------ public API (loop thread)
     def start(self) -> None:
+        self.start_template()
         self.ensure_capacity()
 
     def submit(self, call: Call) -> None:
@@ -285,7 +286,8 @@ class Pool(WorkerLifecycle):
         started with, or any child, means the call's code may still run (sidecar.isolation)."""
         if worker.tainted or not worker.threads_at_ready:
             return
-        threads, children = outside_view(worker.pid)
+        threads, children = (worker.outside.read() if worker.outside is not None
+                             else outside_view(worker.pid))
         extra = threads - worker.threads_at_ready
         if extra > 0 or children > 0:
             self.taint(worker, {"reasons": [

@@ -48,4 +48,6 @@ class PoolSettings:
     stack_root: str = ""               # where this pool's stack folder goes ("": temp folder)
     user: str = ""                     # account workers run as ("": the sidecar's)
     group: str = ""                    # group workers run as ("": the user's own)
+    spawn: str = "template"            # "template": forked from a warm template; "plain"
+    cpu_affinity: list[int] = field(default_factory=list)  # workers' CPUs ([]: the sidecar's)
     score: ScoreConfig = field(default_factory=ScoreConfig)

@@ -30,5 +30,7 @@ def pool_snapshot(pool: Pool) -> dict[str, Any]:
         "fd_output": pool.fd_output.snapshot(),
         "errors": dict(pool.errors_by_kind),
         "spawn": pool.spawning.snapshot(),
+        "template": (pool.spec.template.snapshot() if pool.spec.template is not None
+                     else {"state": "off"}),
         "workers": [w.report(now) for w in pool.workers.values()],
     }

@@ -2,7 +2,8 @@
 
 Used by the pool (``sidecar.pool``) and by direct execution (``sidecar.fallback.DirectRun``).
 
-Owns: spawning a worker (its request and reply pipes, the pidfd, the fd 1/2 pipe, the account it
+Owns: spawning a worker (forked from the pool's template, ``sidecar.template``, or started
+plain; its request and reply pipes, the pidfd, the fd 1/2 pipe, the account it
 runs as, the stack file it dumps into), buffered non-blocking writes, signals to its process
 group, reaping (descriptors closed, stack file removed, what its calls left in the group
 killed), stack capture (faulthandler on SIGUSR1) and never-read detection (FIONREAD on our copy
@@ -22,7 +23,7 @@ import subprocess
 import termios
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from sidecar.fd_output import FdOutput
     from sidecar.loop import Loop
     from sidecar.pool_settings import PoolSettings
+    from sidecar.template import ForkedChild, WorkerTemplate
 
 log = logging.getLogger("py3sidecar.pool")
 
@@ -46,7 +48,8 @@ def worker_settings_json(settings: PoolSettings) -> str:
         "max_output_chars": settings.max_output_chars,
         "max_message_bytes": settings.max_message_bytes,
         "cpu_limit": settings.cpu_limit,
-        "address_space_limit": settings.address_space_limit})
+        "address_space_limit": settings.address_space_limit,
+        "cpu_affinity": settings.cpu_affinity})
 
 
 def worker_env(settings: PoolSettings) -> dict[str, str]:
@@ -89,6 +92,8 @@ class WorkerSpec:
     env: dict[str, str]
     credentials: dict[str, Any]
     max_message: int
+    # python3.worker.spawn: template (sidecar.template); None: every worker is spawned plain
+    template: WorkerTemplate | None = field(default=None, compare=False)
 
     @classmethod
     def from_settings(cls, settings: PoolSettings) -> WorkerSpec:
@@ -130,15 +135,7 @@ class WorkerProcess:
             if stack_file:
                 stack_fd = os.open(stack_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                                    | os.O_CLOEXEC, 0o600)
-            argv = [*spec.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
-                    str(from_w), "--settings", spec.settings_json]
-            if stack_fd >= 0:
-                argv += ["--stack-fd", str(stack_fd)]
-            output = {"stdout": out_w, "stderr": out_w} if out_w >= 0 else {}
-            self.proc = subprocess.Popen(
-                argv, pass_fds=tuple(fd for fd in (to_r, from_w, stack_fd) if fd >= 0),
-                stdin=subprocess.DEVNULL, env=spec.env, start_new_session=True,
-                **output, **spec.credentials)
+            self.proc = self.start(spec, to_r, from_w, out_w, stack_fd)
         except OSError:
             _close(to_r, to_w, from_r, from_w, out_r, out_w, stack_fd)
             raise
@@ -150,12 +147,34 @@ class WorkerProcess:
         widen_pipe(to_w)
         widen_pipe(from_r)
         self.pid = self.proc.pid
+        self.spawned = "plain" if isinstance(self.proc, subprocess.Popen) else "template"
         self.pidfd = os.pidfd_open(self.pid)
         self.to_worker = to_w
         self.unsent = OutBuffer(to_w)  # what its in-pipe has not taken yet
         self.unread_probe = to_r
         self.output_fd = out_r
         self.reader = FrameReader(from_r, spec.max_message)
+
+    @staticmethod
+    def start(spec: WorkerSpec, to_r: int, from_w: int, out_w: int,
+              stack_fd: int) -> subprocess.Popen[bytes] | ForkedChild:
+        """Forked from the pool's warm template when one is ready (milliseconds), else a plain
+        ``python -m sidecar.worker``. Either way: its own process group, our child, fd 1/2 on
+        ``out_w`` (or ours), the pipes moved to fds >= 200 by the worker itself."""
+        if spec.template is not None:
+            child = spec.template.fork({"in": to_r, "out": from_w, "output": out_w,
+                                        "stack": stack_fd})
+            if child is not None:
+                return child
+        argv = [*spec.python, "-m", "sidecar.worker", "--in", str(to_r), "--out",
+                str(from_w), "--settings", spec.settings_json]
+        if stack_fd >= 0:
+            argv += ["--stack-fd", str(stack_fd)]
+        output = {"stdout": out_w, "stderr": out_w} if out_w >= 0 else {}
+        return subprocess.Popen(
+            argv, pass_fds=tuple(fd for fd in (to_r, from_w, stack_fd) if fd >= 0),
+            stdin=subprocess.DEVNULL, env=spec.env, start_new_session=True,
+            **output, **spec.credentials)
 
     def watch(self, on_output: Callable[[], Any], on_exit: Callable[[], Any]) -> None:
         """Call ``on_output`` when it wrote to us, ``on_exit`` when its pidfd fires."""

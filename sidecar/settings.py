@@ -37,6 +37,7 @@ from sidecar.config import (
 )
 from sidecar.emf import EmfSettings
 from sidecar.health import HealthSettings
+from sidecar.placement import parse_cpus
 from sidecar.pool_settings import PoolSettings
 from sidecar.quarantine import QuarantineConfig
 from sidecar.recovery import RecoverySettings
@@ -73,7 +74,10 @@ def local_pool_settings(name: str, pool: PoolConfig, worker: WorkerConfig,
         restart_window=pool.restart_window, backoff_initial=recovery.restart_delay,
         backoff_max=recovery.restart_delay_max, python=worker.interpreter(sys.executable),
         env=dict(worker.env), paths=list(worker.paths), preload=list(worker.preload),
-        user=worker.user.strip(), group=worker.group.strip(),
+        user=worker.user.strip(), group=worker.group.strip(), spawn=worker.spawn,
+        cpu_affinity=parse_cpus(worker.cpu_affinity, "python3.worker.cpu-affinity"
+                                if name == "primary" else
+                                f"python3.pools.{name}.worker.cpu-affinity"),
         max_output_chars=worker.max_output, max_message_bytes=max_message_bytes,
         max_calls=res.max_calls_per_worker, max_calls_jitter=res.max_calls_jitter,
         max_memory=res.max_memory_per_worker, cpu_limit=res.cpu_limit,

@@ -1,6 +1,8 @@
 """The worker process: runs user code for the sidecar, one call at a time.
 
-Started by the pool as ``python -m sidecar.worker --in FD --out FD --settings JSON``. Requests
+Started by the pool as ``python -m sidecar.worker --in FD --out FD --settings JSON``, or forked
+from the pool's warm template (``sidecar.template_server``), which has done ``prepare_process``
+and ``preload`` once and calls ``run`` in the child: both ways share those three. Requests
 and replies travel as frames (``sidecar.channel``) over those two pipes, never over
 stdin/stdout, so user code that prints, closes fd 1 or writes junk cannot corrupt the protocol.
 
@@ -31,7 +33,7 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import BAD_REQUEST, USER, error
-from sidecar import isolation, memtune, testhooks
+from sidecar import isolation, memtune, placement, testhooks
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
 from sidecar.confinement import die_with_sidecar, drop_capabilities
 
@@ -82,7 +84,7 @@ class BoundedWriter(io.TextIOBase):
 
 class Worker:
     def __init__(self, in_fd: int, out_fd: int, settings: dict[str, Any],
-                 embedded: bool = False) -> None:
+                 preloaded: list[str] | None = None, embedded: bool = False) -> None:
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.max_output = int(settings.get("max_output_chars", 65536))
@@ -91,19 +93,9 @@ class Worker:
         self.pid = os.getpid()
         self.targets: dict[str, Any] = {}
         self.compiled: dict[str, tuple[Any, Any, str]] = {}
-        self.preload_errors: list[str] = []
         self.cpu_limit = int(settings.get("cpu_limit") or 0)
-        address_space = int(settings.get("address_space_limit") or 0)
-        if address_space:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-        for path in settings.get("paths") or ():
-            if path not in sys.path:
-                sys.path.insert(0, path)
-        for module in settings.get("preload") or ():
-            try:
-                importlib.import_module(module)
-            except BaseException as exc:  # a broken preload is reported, not fatal
-                self.preload_errors.append(f"{module}: {type(exc).__name__}: {exc}")
+        # Forked from a warm template (sidecar.template_server): the preload is done already.
+        self.preload_errors = preload(settings) if preloaded is None else list(preloaded)
         if not embedded:  # a host process (a Dask worker) keeps its own process settings
             isolation.become_subreaper()
         # What a call must not change for the next one: taken after start-up and preload, so
@@ -194,7 +186,8 @@ class Worker:
         err = BoundedWriter(self.max_output)
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
-        self.baseline.restore_limits()  # whatever changed them since: the baseline first
+        # The limits are the baseline's: put back after every call (Baseline.left_behind), and
+        # nothing else runs in a worker between calls (a left-behind thread recycles it).
         cpu_started = time.process_time()
         if self.cpu_limit:
             self.arm_cpu_limit(cpu_started)
@@ -330,37 +323,71 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return options
 
 
-def main(argv: list[str] | None = None) -> None:
-    # Before anything else: never outlive the sidecar, never hold what it holds.
-    die_with_sidecar()
+def preload(settings: dict[str, Any]) -> list[str]:
+    """The CPUs, address-space limit, ``paths`` and ``preload`` of a worker's settings, done in this
+    process (a worker, or the template workers are forked from); returns the preload errors."""
+    errors: list[str] = []
+    placement.pin_process(list(settings.get("cpu_affinity") or ()))  # python3.worker.cpu-affinity
+    address_space = int(settings.get("address_space_limit") or 0)
+    if address_space:
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    for path in settings.get("paths") or ():
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    for module in settings.get("preload") or ():
+        try:
+            importlib.import_module(module)
+        except BaseException as exc:  # a broken preload is reported, not fatal
+            errors.append(f"{module}: {type(exc).__name__}: {exc}")
+    return errors
+
+
+def prepare_process() -> int:
+    """Before anything else, in a worker or a template: never outlive the sidecar, never hold
+    what it holds, malloc tuned, SIGINT ignored, prints to fd 2. Returns the sidecar's pid."""
+    sidecar_pid = die_with_sidecar()
     drop_capabilities()
     memtune.keep_large_buffers()  # large messages reuse their pages (sidecar/memtune.py)
-    options = parse_args(sys.argv[1:] if argv is None else argv)
-    in_arg, out_arg = int(options["--in"]), int(options["--out"])
-    # Move the channel far from the low descriptors user code is likely to close or reuse,
-    # and keep it out of any process the user's code starts.
+    # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
+    sys.stdout = sys.stderr
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    return sidecar_pid
+
+
+def run(in_arg: int, out_arg: int, stack_arg: int, settings: dict[str, Any],
+        preloaded: list[str] | None = None) -> None:
+    """Serve as a worker on the pipes ``in_arg``/``out_arg`` until told to stop, then exit.
+
+    The channel moves far from the low descriptors user code is likely to close or reuse, and
+    out of any process the user's code starts. A hung worker's stack can be asked for with
+    SIGUSR1: the watchdog does so before a kill and reads the dump from ``stack_arg`` (opened
+    by the pool: we may not be allowed to open it; written by a C signal handler)."""
     import fcntl
 
     in_fd = fcntl.fcntl(in_arg, fcntl.F_DUPFD_CLOEXEC, 200)
     out_fd = fcntl.fcntl(out_arg, fcntl.F_DUPFD_CLOEXEC, 200)
     os.close(in_arg)
     os.close(out_arg)
-    # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
-    sys.stdout = sys.stderr
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-    settings = json.loads(options.get("--settings", "{}"))
-    # A hung worker's stack can be asked for with SIGUSR1: the watchdog does so before a kill
-    # and reads the dump from this file (written by a C signal handler: no GIL needed).
-    stack_file = options.get("--stack-file")
-    stack_out: Any = open(stack_file, "w") if stack_file else sys.__stderr__  # noqa: SIM115
-    if options.get("--stack-fd"):  # opened by the pool (we may not be allowed to open it)
-        stack_out = fcntl.fcntl(int(options["--stack-fd"]), fcntl.F_DUPFD_CLOEXEC, 200)
-        os.close(int(options["--stack-fd"]))
+    stack_out: Any = sys.__stderr__
+    if stack_arg >= 0:
+        stack_out = fcntl.fcntl(stack_arg, fcntl.F_DUPFD_CLOEXEC, 200)
+        os.close(stack_arg)
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
-    Worker(in_fd, out_fd, settings).serve()
+    Worker(in_fd, out_fd, settings, preloaded).serve()
     isolation.kill_children()
     sys.stderr.flush()
     os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    prepare_process()
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    settings = json.loads(options.get("--settings", "{}"))
+    stack_fd = int(options.get("--stack-fd", "-1"))
+    stack_file = options.get("--stack-file")
+    if stack_file and stack_fd < 0:
+        stack_fd = os.open(stack_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    run(int(options["--in"]), int(options["--out"]), stack_fd, settings)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from sidecar.call import Call
+from sidecar.isolation import OutsideView
 from sidecar.loop import Timer
 from sidecar.pool_settings import PoolSettings
 from sidecar.process import WorkerProcess
@@ -68,6 +69,7 @@ class WorkerHandle:
         self.recycle_when_ready = ""     # reason: it started before a renewal (code edited)
         self.tainted = ""                # reason: its last call left code running; no more calls
         self.threads_at_ready = 0        # kernel thread count before any call ran in it
+        self.outside: OutsideView | None = None  # its /proc files, read at every reply
         self.killing = False
         self.replaced_by: int | None = None
         self.replaces: WorkerHandle | None = None
@@ -160,6 +162,6 @@ class WorkerHandle:
                 "success_rate": w.score.success_rate(),
                 "mean_execution_ms": w.score.mean_execution_ms(),
                 "last_failure": w.last_failure, "preload_errors": w.preload_errors,
-                "ping_ms": w.ping_ms or None,
+                "ping_ms": w.ping_ms or None, "spawned": w.process.spawned,
                 "bench_ratio": (w.bench_last / w.bench_baseline
                                 if w.bench_last and w.bench_baseline else None)}

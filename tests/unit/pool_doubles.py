@@ -57,6 +57,7 @@ class FakeProcess:
         self.loop = loop
         self.pid = next(_PIDS)
         self.label = label
+        self.spawned = "plain"
         self.reader = FakeReader(-self.pid)
         self.written: list[bytes] = []
         self.signals: list[int] = []
