@@ -535,14 +535,8 @@ def write_json(rows: list[Row], path: Path) -> None:
                                indent=1))
 
 
-def write_png(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    ax = axes[0][0]
+def plot_latency(ax: Any, rows: list[Row]) -> None:
+    """Our median call against each peer's, same run."""
     lat = [r for r in rows if r.section == "latency" and "median / " in r.figure
            and r.figure.startswith("call")]
     if lat and all(r.ours and r.peer for r in lat):
@@ -551,7 +545,10 @@ def write_png(rows: list[Row], path: Path) -> None:
         ax.barh(names, values, color=["tab:red"] + ["tab:blue"] * len(lat))
         ax.set_xlabel("median us per call('operator:add'), same run")
         ax.set_title("latency against the peers")
-    ax = axes[0][1]
+
+
+def plot_throughput(ax: Any, rows: list[Row]) -> None:
+    """Calls/s against client threads, per pool size and peer."""
     tp = [r for r in rows if r.section == "throughput" and r.figure.startswith("throughput")]
     for workers in sorted({r.extra["workers"] for r in tp}):
         mine = [r for r in tp if r.extra["workers"] == workers and r.figure.endswith("/ ppe")]
@@ -571,7 +568,10 @@ def write_png(rows: list[Row], path: Path) -> None:
     ax.set_ylabel("calls/s")
     ax.set_title("throughput")
     ax.legend(fontsize=7, ncol=2)
-    ax = axes[1][0]
+
+
+def plot_payload(ax: Any, rows: list[Row]) -> None:
+    """MB/s against value size, ours and PPE's."""
     for kind in ("reply", "request", "round trip"):
         mine = [r for r in rows if r.section == "payload" and r.figure.startswith(kind + " ")
                 and "bytes" in r.extra]
@@ -584,7 +584,10 @@ def write_png(rows: list[Row], path: Path) -> None:
     ax.set_ylabel("MB/s")
     ax.set_title("payload scaling")
     ax.legend(fontsize=7)
-    ax = axes[1][1]
+
+
+def plot_datasets(ax: Any, rows: list[Row]) -> None:
+    """Milliseconds against Dataset cells, per operation."""
     for op in ("send", "describe", "unchanged"):
         from_jython = [r for r in rows if r.section == "datasets" and r.extra.get("op") == op
                        and r.extra.get("from") == "jython" and r.ours]
@@ -604,10 +607,24 @@ def write_png(rows: list[Row], path: Path) -> None:
     ax.set_ylabel("ms")
     ax.set_title("Datasets")
     ax.legend(fontsize=7)
+
+
+def write_png(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    for ax, draw in zip((axes[0][0], axes[0][1], axes[1][0], axes[1][1]),
+                        (plot_latency, plot_throughput, plot_payload, plot_datasets)):
+        draw(ax, rows)
     fig.suptitle("py3sidecar, same-run figures (benchmarks/report.py)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
 
 
 MEASURES: dict[str, Callable[[bool], list[Row]]] = {

@@ -26,22 +26,26 @@ def _role():
     return None
 
 
-def install(role, out_dir):
-    import json
-    import time
+class Probes:
+    """The stamps of one process: wrappers put around the library's functions, dumped at exit."""
 
-    stamp = time.perf_counter_ns
-    events = []
-    missing = []
-    add = events.append
+    def __init__(self, role, out_dir):
+        import time
 
-    def around(owner, name, label, when_result=None):
+        self.role, self.out_dir = role, out_dir
+        self.stamp = time.perf_counter_ns
+        self.events = []
+        self.missing = []
+        self.add = self.events.append
+
+    def around(self, owner, name, label, when_result=None):
         """Stamp ``label>`` on entry and ``label<`` on return of owner.name (when_result:
         stamp only calls whose result it accepts, e.g. a read that returned frames)."""
         original = getattr(owner, name, None)
         if original is None:
-            missing.append(f"{getattr(owner, '__name__', owner)}.{name}")
+            self.missing.append(f"{getattr(owner, '__name__', owner)}.{name}")
             return
+        stamp, add = self.stamp, self.add
 
         def probe(*args, **kwargs):
             t = stamp()
@@ -54,40 +58,43 @@ def install(role, out_dir):
         probe.__wrapped__ = original
         setattr(owner, name, probe)
 
-    def dump():
-        path = os.path.join(out_dir, f"{role}-{os.getpid()}.json")
+    def dump(self):
+        import json
+
+        path = os.path.join(self.out_dir, f"{self.role}-{os.getpid()}.json")
         with open(path, "w") as f:
-            json.dump({"role": role, "pid": os.getpid(), "missing": missing,
-                       "events": events}, f)
+            json.dump({"role": self.role, "pid": os.getpid(), "missing": self.missing,
+                       "events": self.events}, f)
 
-    from bridge import codec
-
-    if role == "worker":
+    def install_worker(self):
+        from bridge import codec
         from sidecar import channel, isolation
 
-        around(channel, "read_frame", "w.read", when_result=lambda r: r is not None)
-        around(codec, "unpackb", "w.decode")
-        around(isolation.Baseline, "left_behind", "w.isolation")
-        around(codec, "pack_buffer", "w.encode")
-        around(channel, "write_frame", "w.write")
-    else:
-        from bridge import zmq_server
+        self.around(channel, "read_frame", "w.read", when_result=lambda r: r is not None)
+        self.around(codec, "unpackb", "w.decode")
+        self.around(isolation.Baseline, "left_behind", "w.isolation")
+        self.around(codec, "pack_buffer", "w.encode")
+        self.around(channel, "write_frame", "w.write")
+
+    def install_sidecar(self):
+        from bridge import codec, zmq_server
         from sidecar import channel, process
 
+        stamp, add = self.stamp, self.add
         original_init = zmq_server.ZmqFront.__init__
 
-        def init(self, loop, handler, *args, **kwargs):
+        def init(front, loop, handler, *args, **kwargs):
             def handle(payload, reply):
                 add(("s.handler>", stamp()))
                 handler(payload, reply)
                 add(("s.handler<", stamp()))
-            original_init(self, loop, handle, *args, **kwargs)
+            original_init(front, loop, handle, *args, **kwargs)
 
         zmq_server.ZmqFront.__init__ = init
         original_replier = zmq_server.ZmqFront.replier
 
-        def replier(self, route):
-            reply = original_replier(self, route)
+        def replier(front, route):
+            reply = original_replier(front, route)
 
             def stamped(data):
                 add(("s.reply>", stamp()))
@@ -96,20 +103,30 @@ def install(role, out_dir):
             return stamped
 
         zmq_server.ZmqFront.replier = replier
-        around(process.WorkerProcess, "write", "s.pipe_write")
-        around(channel.FrameReader, "feed", "s.pipe_read", when_result=lambda r: bool(r))
-        around(codec, "splice_success", "s.splice")
+        self.around(process.WorkerProcess, "write", "s.pipe_write")
+        self.around(channel.FrameReader, "feed", "s.pipe_read", when_result=lambda r: bool(r))
+        self.around(codec, "splice_success", "s.splice")
 
-    real_exit = os._exit
+    def dump_at_exit(self):
+        import atexit
 
-    def exit_after_dump(code):
-        dump()
-        real_exit(code)
+        real_exit = os._exit
 
-    os._exit = exit_after_dump
-    import atexit
+        def exit_after_dump(code):
+            self.dump()
+            real_exit(code)
 
-    atexit.register(dump)
+        os._exit = exit_after_dump
+        atexit.register(self.dump)
+
+
+def install(role, out_dir):
+    probes = Probes(role, out_dir)
+    if role == "worker":
+        probes.install_worker()
+    else:
+        probes.install_sidecar()
+    probes.dump_at_exit()
 
 
 if DIR:
