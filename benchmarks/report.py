@@ -256,8 +256,10 @@ def measure_jython(short: bool) -> list[Row]:
         if f"{ours}~echo" in figures and peer.startswith("bare"):
             peer = f"{ours}~echo"
         o, p = figures.get(ours), figures.get(peer)
+        name = ("bare py4j echo, sampled call by call alongside" if peer.endswith("~echo")
+                else peer.replace("_", " "))
         rows.append(Row("jython", figure, o[which] if o else None, p[which] if p else None,
-                        "us", peer.replace("_", " "),
+                        "us", name,
                         note="" if o and p else "jython_bench.py gave no such figure"))
     paired = {name for _, a, b, _ in JYTHON_PAIRS for name in (a, b, f"{a}~echo")}
     for name, value in figures.items():
