@@ -52,9 +52,18 @@ def worker_settings_json(settings: PoolSettings) -> str:
         "cpu_affinity": settings.cpu_affinity})
 
 
+# Numeric libraries' own thread pools, one thread each unless the sidecar's environment or
+# python3.worker.env says otherwise, as Dask's nanny does for its workers: several worker
+# processes already use the cores, and a pool started by `import numpy` inside a call would be
+# threads the call left behind, so the worker would be recycled after every such call.
+LIBRARY_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def worker_env(settings: PoolSettings) -> dict[str, str]:
     """A worker's environment: ours, the configured extras, and this project importable."""
     env = dict(os.environ)
+    for name in LIBRARY_THREADS:
+        env.setdefault(name, "1")
     env.update(settings.env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH", "")) if p)
     env[ENV_SIDECAR_PID] = str(os.getpid())  # the worker checks its parent (sidecar.confinement)
