@@ -102,12 +102,13 @@ def test_jython_encoding_decodes_in_cpython(jython_run):
         decimal.Decimal("12.50"), decimal.Decimal("-0.001")]
     assert f("biginteger") == [5, _ext(3, codec.int_to_bytes(10 ** 30))]
     ds = f("dataset")
-    assert ds.code == 1
-    cols, types, rows = msgpack.unpackb(ds.data, raw=False, timestamp=3)
-    assert cols == ["id", "name", "temp", "when"]
-    assert types == ["int", "str", "double", "datetime"]
-    assert rows == [[1, "pump", 20.5, dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)],
-                    [2, None, -1.0, None]]
+    assert ds.code == codec.EXT_COLUMNS  # column-wise: numeric columns as blocks
+    back = codec.unpackb(msgpack.packb(ds))
+    assert back.columns == ["id", "name", "temp", "when"]
+    assert back.types == ["int", "str", "double", "datetime"]
+    assert back.rows == [
+        [1, "pump", 20.5, dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)],
+        [2, None, -1.0, None]]
 
 
 def test_huge_integers_from_jython_decode_in_cpython(jython_run):
