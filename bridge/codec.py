@@ -203,9 +203,12 @@ def _from_series(series: Any) -> tuple[str, Any, Any]:
         fill = False if kind == "bool" else 0
         target = {"bool": bool, "long": np.int64, "double": np.float64}[kind]
         return kind, series.to_numpy(dtype=target, na_value=fill), nulls if nulls.any() else None
-    values = series.tolist()
+    missing = series.isna().tolist()  # None, NaN, NaT, pd.NA: a null cell
+    values = [None if null else v for v, null in zip(series.tolist(), missing)]
     if kind == "datetime":
-        values = [None if v is None or v != v else v.to_pydatetime() for v in values]
+        values = [None if v is None else v.to_pydatetime() for v in values]
+    elif dtype.kind not in "biufM":
+        kind = _infer_type(values)
     return kind, values, None
 
 

@@ -52,12 +52,19 @@ def doubles_jar() -> str:
     return str(gateway_jar.compile_jar(DOUBLES, DOUBLES_JAR, []))
 
 
-def gateway_jars(helper: bool = True) -> list[str]:
+def gateway_jars(helper: bool = True, basic_dataset: bool = True) -> list[str]:
     """What the bundle puts on a gateway (msgpack-core, JeroMQ, py4j, and the helper jar unless
-    ``helper`` is False), plus the test double of Ignition's BasicDataset."""
-    jars = [str(JAVA_DIR / "msgpack-core.jar"), str(JAVA_DIR / "jeromq.jar"), py4j_jar(),
-            doubles_jar()]
+    ``helper`` is False), plus the test double of Ignition's BasicDataset (``basic_dataset``)."""
+    jars = [str(JAVA_DIR / "msgpack-core.jar"), str(JAVA_DIR / "jeromq.jar"), py4j_jar()]
+    if basic_dataset:
+        jars.append(doubles_jar())
     return [*jars, helper_jar()] if helper else jars
+
+
+# The two ways the library runs: with the helper jar, and without it (pure Jython; no
+# BasicDataset either, so Datasets are built by the system.dataset double, as before).
+LIBRARY_VARIANTS = {"helper": {"helper": True, "basic_dataset": True},
+                    "no_helper": {"helper": False, "basic_dataset": False}}
 
 
 def classpath(jars: list[str] | None = None) -> str:
