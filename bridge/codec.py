@@ -433,9 +433,11 @@ def _columns_from(data: bytes) -> Dataset:
         if size != nrows:
             shown = f"{size} value(s)" if size is not None else f"a {type(values).__name__}"
             raise DecodeError(f".data[{i}]", f"the column has {shown} for {nrows} rows")
-        if nulls is not None and not (getattr(nulls, "dtype", None) is not None
-                                      and nulls.dtype.kind == "b" and nulls.shape == (nrows,)
-                                      or isinstance(nulls, list) and len(nulls) == nrows):
+        if nulls is not None and not (  # a |b1 block (a list of bools without numpy)
+                getattr(nulls, "dtype", None) is not None and nulls.dtype.kind == "b"
+                and nulls.shape == (nrows,)
+                or isinstance(nulls, list) and len(nulls) == nrows
+                and all(type(n) is bool for n in nulls)):
             raise DecodeError(f".data[{i}]", f"its nulls must be {nrows} booleans (|b1) or nil")
         out.append((values, nulls))
     return Dataset.from_columns(columns, types, out)
