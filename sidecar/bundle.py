@@ -130,6 +130,8 @@ systemd/ runs the sidecar as {user}, the OS account of the Ignition service (set
        {python} -m sidecar ping
      (prints the sidecar's pid and "state": "running"; `... -m sidecar health` for the pool)
 4. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
+   (py3sidecar-gateway.jar is optional: the python3 library's codec in Java, Datasets above
+   all; without it the library runs its pure-Jython codec.)
 5. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
    py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
    <ignition>/data/projects/py3sidecar/. Settings: project library py3sidecar/settings
