@@ -1,5 +1,10 @@
 """py3sidecar.codec - msgpack encoding of the bridge envelope (docs/protocol.md), Jython 2.7.
 
+Owns: values <-> msgpack bytes on the gateway (Jython, Java and Ignition Dataset values), the
+choice between the Java helper (py3sidecar-gateway.jar) and the pure-Jython code, and building
+an Ignition Dataset from decoded columns. Must not touch: sockets (py3sidecar.transport), the
+envelope's meaning and failover (py3sidecar.client).
+
 Uses msgpack-java (org.msgpack.core, Debian libmsgpack-java: msgpack-core.jar) on the gateway.
 With the bundle's py3sidecar-gateway.jar on the class path (com.py3sidecar.gateway.FastCodec,
 sources in ignition-scripts/java/) the hot work runs in Java: whole envelopes, Datasets column by
