@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench fuzz lint system-deps venv clean screenshot soak
+.PHONY: run test bench fuzz lint system-deps venv clean screenshot soak gateway-jar
+
+# The Jython library's Java helper (ignition-scripts/java, javac --release 11; the bundle ships it).
+GATEWAY_JAR  := build/py3sidecar-gateway.jar
+JAVA_SOURCES := $(shell find ignition-scripts/java -name '*.java')
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +18,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the Jython tests need (real Jython 2.7, JeroMQ, msgpack-java).
+# Debian packages the Jython tests need (real Jython 2.7, JeroMQ, msgpack-java, and a JDK's javac
+# for the gateway helper jar).
 system-deps:
 	@if ! command -v jython >/dev/null || [ ! -e /usr/share/java/jeromq.jar ] || ! ls /usr/share/java/msgpack-core*.jar >/dev/null 2>&1; then \
 	  echo "installing Debian packages: jython libjeromq-java libmsgpack-java"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq jython libjeromq-java libmsgpack-java >/dev/null; \
+	fi
+	@if ! command -v javac >/dev/null || ! command -v jar >/dev/null; then \
+	  echo "installing Debian packages: default-jdk-headless (javac for $(GATEWAY_JAR))"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jdk-headless >/dev/null; \
 	fi
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  echo "installing Debian packages: chromium chromium-driver (the dashboard's browser test)"; \
@@ -27,13 +37,18 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+$(GATEWAY_JAR): $(JAVA_SOURCES) sidecar/gateway_jar.py | $(STAMP) system-deps
+	$(BIN)/python -m sidecar.gateway_jar $@
+
+gateway-jar: $(GATEWAY_JAR)
+
 run: $(STAMP)
 	@echo "py3sidecar: serving on tcp://127.0.0.1:5557 (embedded default config)."
 	@echo "  In another terminal:  $(BIN)/py3sidecar exec '1+1'"
 	@echo "                        $(BIN)/py3sidecar call statistics:mean '[1, 2, 3]'"
 	$(BIN)/py3sidecar serve
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps $(GATEWAY_JAR)
 	$(BIN)/ruff check bridge sidecar tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q tests
@@ -49,10 +64,10 @@ fuzz: $(STAMP) system-deps
 
 # One table of same-run ratios (benchmarks/report.py: peers, Jython, throughput, payload,
 # Datasets, recovery, the issue's goals), also as benchmarks/results/report.{csv,json,png};
-# then the success-metrics and recovery figures. `nice`: the machine is shared.
-bench: $(STAMP) system-deps
+# then the Dask route and the success-metrics and recovery figures.
+bench: $(STAMP) system-deps $(GATEWAY_JAR)
 	@echo "figures are printed at the end of each run"
-	nice $(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/dask_route.py    # issue 13: our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 

@@ -1,8 +1,8 @@
 """msgpack with the extension types py3sidecar carries across process boundaries.
 
-Owns: turning values into bytes and back (datetime, Decimal, big integers, Datasets, numpy and
-pandas values) and naming where in a structure an unsupported value sat. Must not touch:
-sockets, processes, the envelope's meaning (see ``protocol``).
+Owns: turning values into bytes and back (datetime, Decimal, big integers, Datasets column by
+column, numpy arrays and pandas values) and naming where in a structure an unsupported value
+sat. Must not touch: sockets, processes, the envelope's meaning (see ``protocol``).
 
 Two flavours:
 - ``packb``/``unpackb``: full conversion, used by the worker and by CPython clients;
@@ -27,6 +27,10 @@ EXT_DATASET = 1
 EXT_DECIMAL = 2
 EXT_BIGINT = 3
 EXT_NDARRAY = 4  # u32 header length, msgpack [dtype.str, shape], the C-order buffer
+EXT_COLUMNS = 5  # a Dataset column by column: [columns, types, nrows, [[values, nulls], ...]]
+
+# Dataset column types whose columns cross as one numeric block (an EXT_NDARRAY of this dtype)
+COLUMN_DTYPES = {"bool": "|b1", "int": "<i4", "long": "<i8", "float": "<f4", "double": "<f8"}
 
 # dtypes that cross as one buffer (others, e.g. object or strings, still become lists)
 NDARRAY_DTYPES = frozenset(f"{order}{kind}{size}" for order in "<>|" for kind, size in (
@@ -49,7 +53,7 @@ class EncodeError(TypeError):
 
 __all__ = ["DecodeError", "EncodeError", "Dataset", "packb", "unpackb", "pack_raw", "unpack_raw",
            "int_to_bytes", "int_from_bytes", "splice_success", "pack_buffer", "ndarray_ext",
-           "ndarray_from"]
+           "ndarray_from", "dataset_ext"]
 
 
 class Dataset:
@@ -57,35 +61,78 @@ class Dataset:
 
     Arrives in the worker for an Ignition Dataset; returned from user code it becomes an
     Ignition Dataset again. ``to_pandas()``/``from_pandas()`` convert when pandas is installed.
+    A Dataset that crossed the wire (or came from pandas) holds its columns (numeric ones as
+    numpy arrays): ``rows`` is built from them only when asked for, and ``to_pandas()`` and
+    the encoder use the columns as they are.
     """
 
-    __slots__ = ("columns", "types", "rows")
+    __slots__ = ("columns", "types", "_rows", "_data")
 
     def __init__(self, columns: Iterable[str], rows: Iterable[Iterable[Any]] = (),
                  types: Iterable[str] | None = None) -> None:
         self.columns = [str(c) for c in columns]
-        self.rows = [list(r) for r in rows]
-        for i, row in enumerate(self.rows):
+        self._data: list[tuple[Any, Any]] | None = None
+        self._rows = [list(r) for r in rows]
+        for i, row in enumerate(self._rows):
             if len(row) != len(self.columns):
                 raise ValueError(f"Dataset row {i} has {len(row)} values for "
                                  f"{len(self.columns)} columns")
         self.types = list(types) if types is not None else [
-            _infer_type(r[i] for r in self.rows) for i in range(len(self.columns))]
+            _infer_type(r[i] for r in self._rows) for i in range(len(self.columns))]
         if len(self.types) != len(self.columns):
             raise ValueError(f"Dataset has {len(self.columns)} columns but {len(self.types)} types")
 
+    @classmethod
+    def from_columns(cls, columns: Iterable[str], types: Iterable[str],
+                     data: Iterable[tuple[Any, Any]]) -> "Dataset":
+        """A Dataset over column data: per column ``(values, nulls)``, values a list or a numpy
+        array, nulls None or a sequence of booleans (True: the cell is null)."""
+        ds = cls.__new__(cls)
+        ds.columns = [str(c) for c in columns]
+        ds.types = list(types)
+        ds._data = [(values, nulls) for values, nulls in data]
+        ds._rows = None
+        if not (len(ds.types) == len(ds.columns) == len(ds._data)):
+            raise ValueError(f"Dataset has {len(ds.columns)} columns, {len(ds.types)} types and "
+                             f"{len(ds._data)} columns of data")
+        return ds
+
+    @property
+    def rows(self) -> list[list[Any]]:
+        if self._rows is None:
+            cells = [_column_values(values, nulls) for values, nulls in self._data or ()]
+            self._rows = [list(r) for r in zip(*cells)] if cells else []
+            # From now on the rows are the truth (the caller may change them in place).
+            self._data = None
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: Iterable[Iterable[Any]]) -> None:
+        self._rows = [list(r) for r in rows]
+        self._data = None
+
+    def column_data(self) -> list[tuple[Any, Any]]:
+        """Per column ``(values, nulls)`` (see ``from_columns``); from the rows if need be."""
+        if self._data is None:
+            return [([r[i] for r in self._rows], None) for i in range(len(self.columns))]
+        return self._data
+
     def __len__(self) -> int:
-        return len(self.rows)
+        if self._data is not None:
+            return len(self._data[0][0]) if self._data else 0
+        return len(self._rows)
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Dataset) and self.columns == other.columns
                 and self.types == other.types and self.rows == other.rows)
 
     def __repr__(self) -> str:
-        return f"Dataset(columns={self.columns!r}, types={self.types!r}, rows={len(self.rows)})"
+        return f"Dataset(columns={self.columns!r}, types={self.types!r}, rows={len(self)})"
 
     def column(self, name: str) -> list[Any]:
         i = self.columns.index(name)
+        if self._data is not None:
+            return _column_values(*self._data[i])
         return [r[i] for r in self.rows]
 
     def to_dicts(self) -> list[dict[str, Any]]:
@@ -94,7 +141,13 @@ class Dataset:
     def to_pandas(self) -> Any:
         import pandas as pd  # optional dependency, imported only when asked for
 
-        frame = pd.DataFrame(self.rows, columns=self.columns)
+        if self._data is None:
+            frame = pd.DataFrame(self._rows, columns=self.columns)
+        else:
+            series = {i: _pandas_column(pd, kind, values, nulls)
+                      for i, (kind, (values, nulls)) in enumerate(zip(self.types, self._data))}
+            frame = pd.DataFrame(series, index=pd.RangeIndex(len(self)), copy=True)
+            frame.columns = self.columns
         for name, kind in zip(self.columns, self.types):
             if kind == "datetime":
                 frame[name] = pd.to_datetime(frame[name], utc=True)
@@ -103,15 +156,60 @@ class Dataset:
     @classmethod
     def from_pandas(cls, frame: Any) -> "Dataset":
         columns = [str(c) for c in frame.columns]
-        types = [_pandas_type(frame[c]) for c in frame.columns]
-        cols = []
-        for c, kind in zip(frame.columns, types):
-            values = frame[c].tolist()
-            if kind == "datetime":
-                values = [None if v is None or v != v else v.to_pydatetime() for v in values]
-            cols.append(values)
-        rows = [list(r) for r in zip(*cols)] if cols else []
-        return cls(columns, rows, types)
+        types, data = [], []
+        for i in range(frame.shape[1]):
+            kind, values, nulls = _from_series(frame.iloc[:, i])
+            types.append(kind)
+            data.append((values, nulls))
+        return cls.from_columns(columns, types, data)
+
+
+def _column_values(values: Any, nulls: Any) -> list[Any]:
+    out = values.tolist() if hasattr(values, "tolist") else list(values)
+    if nulls is not None:
+        out = [None if null else v for v, null in zip(out, nulls.tolist()
+                                                      if hasattr(nulls, "tolist") else nulls)]
+    return out
+
+
+def _pandas_column(pd: Any, kind: str, values: Any, nulls: Any) -> Any:
+    """One column for a DataFrame: numpy arrays as they are; nulls as pandas' masked arrays
+    (Int64, boolean) or NaN (floats)."""
+    if not hasattr(values, "dtype") or kind not in COLUMN_DTYPES:
+        return _column_values(values, nulls) if nulls is not None else list(values)
+    if nulls is None or not nulls.any():
+        return values
+    import numpy as np
+
+    mask = np.asarray(nulls, dtype=bool)
+    if values.dtype.kind == "f":
+        return np.where(mask, np.nan, values)
+    if values.dtype.kind == "b":
+        return pd.arrays.BooleanArray(values.copy(), mask.copy())
+    return pd.arrays.IntegerArray(values.copy(), mask.copy())
+
+
+def _from_series(series: Any) -> tuple[str, Any, Any]:
+    """(type, values, nulls) of one pandas column, numeric ones as numpy arrays."""
+    import numpy as np
+
+    kind = _pandas_type(series)
+    dtype = series.dtype
+    if kind in ("bool", "long", "double") and dtype.kind in "biuf":
+        if isinstance(dtype, np.dtype):
+            target = {"bool": bool, "long": np.int64, "double": np.float64}[kind]
+            return kind, series.to_numpy().astype(target, copy=False), None
+        nulls = series.isna().to_numpy()  # a nullable extension dtype (Int64, boolean, Float64)
+        fill = False if kind == "bool" else 0
+        target = {"bool": bool, "long": np.int64, "double": np.float64}[kind]
+        return kind, series.to_numpy(dtype=target, na_value=fill), nulls if nulls.any() else None
+    missing = series.isna().tolist()  # None, NaN, NaT, pd.NA: a null cell
+    values = [None if null else v for v, null in zip(series.tolist(), missing)]
+    if kind == "datetime":
+        values = [None if v is None else v.to_pydatetime() for v in values]
+    elif dtype.kind not in "biufM":
+        kind = _infer_type(values)
+    return kind, values, None
 
 
 def _infer_type(values: Iterable[Any]) -> str:
@@ -159,7 +257,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, decimal.Decimal):
         return msgpack.ExtType(EXT_DECIMAL, str(obj).encode())
     if isinstance(obj, Dataset):
-        return msgpack.ExtType(EXT_DATASET, packb([obj.columns, obj.types, obj.rows]))
+        return dataset_ext(obj)
     module = type(obj).__module__.partition(".")[0]
     if module == "numpy" and type(obj).__name__ == "ndarray" and obj.dtype.str in NDARRAY_DTYPES:
         return ndarray_ext(obj)
@@ -174,6 +272,26 @@ def _default(obj: Any) -> Any:
             value = obj.to_pydatetime()
             return value if value.tzinfo else _default(value)
     raise TypeError(type(obj))
+
+
+def dataset_ext(ds: Dataset) -> msgpack.ExtType:
+    """A Dataset column by column (``EXT_COLUMNS``): a numeric column held as a numpy array is
+    one block (``EXT_NDARRAY``), its nulls a boolean block; other columns are lists."""
+    data = []
+    for kind, (values, nulls) in zip(ds.types, ds.column_data()):
+        dtype = COLUMN_DTYPES.get(kind)
+        if dtype is not None and hasattr(values, "dtype") and values.ndim == 1:
+            block = ndarray_ext(values if values.dtype.str == dtype else values.astype(dtype))
+            mask = None
+            if nulls is not None:
+                import numpy as np
+
+                mask = np.asarray(nulls, dtype=bool)
+                mask = ndarray_ext(mask) if mask.any() else None
+            data.append([block, mask])
+        else:
+            data.append([_column_values(values, nulls), None])
+    return msgpack.ExtType(EXT_COLUMNS, packb([ds.columns, ds.types, len(ds), data]))
 
 
 def ndarray_ext(array: Any) -> msgpack.ExtType:
@@ -289,7 +407,45 @@ def _dataset_from(data: bytes) -> Dataset:
     return Dataset(columns, rows, types)
 
 
+def _columns_from(data: bytes) -> Dataset:
+    """A Dataset from its column-wise payload (``EXT_COLUMNS``), each shape fault named
+    (``.data[2]``: see decode_check)."""
+    parts = unpackb(data)
+    if not (isinstance(parts, list) and len(parts) == 4):
+        raise DecodeError("", "the column-wise Dataset extension (code 5) must hold "
+                              "[columns, types, rows, data]")
+    columns, types, nrows, data = parts
+    for name, member in (("columns", columns), ("types", types)):
+        if not (isinstance(member, list) and all(isinstance(c, str) for c in member)):
+            raise DecodeError(f".{name}", "it must be a list of strings")
+    if len(types) != len(columns):
+        raise DecodeError(".types", f"{len(types)} types for {len(columns)} columns")
+    if not (type(nrows) is int and nrows >= 0):
+        raise DecodeError(".rows", f"the row count must be a non-negative integer, not {nrows!r}")
+    if not (isinstance(data, list) and len(data) == len(columns)):
+        raise DecodeError(".data", f"it must be a list of {len(columns)} columns")
+    out = []
+    for i, member in enumerate(data):
+        if not (isinstance(member, list) and len(member) == 2):
+            raise DecodeError(f".data[{i}]", "a column must be [values, nulls]")
+        values, nulls = member
+        size = len(values) if isinstance(values, list) or getattr(values, "ndim", 0) == 1 else None
+        if size != nrows:
+            shown = f"{size} value(s)" if size is not None else f"a {type(values).__name__}"
+            raise DecodeError(f".data[{i}]", f"the column has {shown} for {nrows} rows")
+        if nulls is not None and not (  # a |b1 block (a list of bools without numpy)
+                getattr(nulls, "dtype", None) is not None and nulls.dtype.kind == "b"
+                and nulls.shape == (nrows,)
+                or isinstance(nulls, list) and len(nulls) == nrows
+                and all(type(n) is bool for n in nulls)):
+            raise DecodeError(f".data[{i}]", f"its nulls must be {nrows} booleans (|b1) or nil")
+        out.append((values, nulls))
+    return Dataset.from_columns(columns, types, out)
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_COLUMNS:
+        return _columns_from(data)
     if code == EXT_DATASET:
         return _dataset_from(data)
     if code == EXT_DECIMAL:
@@ -301,7 +457,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
-_NESTED = {EXT_DATASET: ("columns", "types", "rows")}
+_NESTED = {EXT_DATASET: ("columns", "types", "rows"),
+           EXT_COLUMNS: ("columns", "types", "rows", "data")}
 RAW_EXPLAIN_BUDGET = 20_000  # values the sidecar's decoder looks at to name a bad one
 
 

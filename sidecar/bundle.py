@@ -10,6 +10,8 @@ Layout of OUT::
     py3sidecar-project.zip        the same, as Gateway > Config > Projects > Import takes it
     jars/py4j<version>.jar        from the installed py4j package (Py4J transport)
     jars/msgpack-core.jar         msgpack-java (the library's codec), from /usr/share/java
+    jars/py3sidecar-gateway.jar   the library's Java helper (codec hot paths), built from
+                                  ignition-scripts/java by sidecar.gateway_jar (optional)
     jars/jeromq.jar               only with --zmq (ZeroMQ transport)
     systemd/py3sidecar.service    runs `py3sidecar serve` as the gateway's user
     grafana/py3sidecar.json       a Grafana dashboard over the sidecar's /metrics
@@ -128,6 +130,8 @@ systemd/ runs the sidecar as {user}, the OS account of the Ignition service (set
        {python} -m sidecar ping
      (prints the sidecar's pid and "state": "running"; `... -m sidecar health` for the pool)
 4. Jars: copy jars/*.jar into <ignition>/lib/core/gateway/ and restart the gateway.
+   (py3sidecar-gateway.jar is optional: the python3 library's codec in Java, Datasets above
+   all; without it the library runs its pure-Jython codec.)
 5. Project: Gateway webpage > Config > Projects > Import: py3sidecar-project.zip (name it
    py3sidecar, inheritable), and make your projects inherit from it - or copy project/ into
    <ignition>/data/projects/py3sidecar/. Settings: project library py3sidecar/settings
@@ -213,8 +217,8 @@ def write_project(out: Path, report: BundleReport) -> None:
 
 
 def write_jars(jars: Path, report: BundleReport, *, zmq: bool, java_dir: Path) -> None:
-    """The gateway's jars: py4j always, msgpack-core, JeroMQ with ``--zmq``; a missing one is
-    a note that says which Debian package has it."""
+    """The gateway's jars: py4j always, msgpack-core, the helper jar (built when stale), JeroMQ
+    with ``--zmq``; a missing one is a note that says which Debian package has it."""
     if jars.exists():
         shutil.rmtree(jars)
     jars.mkdir()
@@ -233,6 +237,16 @@ def write_jars(jars: Path, report: BundleReport, *, zmq: bool, java_dir: Path) -
             report.notes.append(
                 f"{name} ({why}) is not in {java_dir}: install the Debian package {package} "
                 f"and run this again, or put that jar into {jars} yourself")
+    from sidecar import gateway_jar
+
+    try:
+        helper = gateway_jar.ensure_jar(java_dir=java_dir)
+    except gateway_jar.BuildError as exc:
+        report.notes.append(f"{exc}. Without {gateway_jar.JAR_NAME} the python3 library runs its "
+                            "pure-Jython codec: the same calls, slower (Datasets most)")
+    else:
+        shutil.copy2(helper, jars / helper.name)
+        report.files.append(jars / helper.name)
     if not zmq:
         report.notes.append("JeroMQ not included (the default transport is py4j); add --zmq "
                             "for TRANSPORT = 'zmq'")

@@ -46,7 +46,39 @@ def _dataset_payload(columns: list, types: list, rows: list) -> bytes:
     return msgpack.packb([columns, types, rows], use_bin_type=True)
 
 
+def _block(dtype: str, count: int, body: bytes) -> msgpack.ExtType:
+    """A numeric block (extension 4) as a Dataset column carries one; its body may not fit."""
+    header = msgpack.packb([dtype, [count]])
+    return msgpack.ExtType(codec.EXT_NDARRAY, len(header).to_bytes(4, "big") + header + body)
+
+
+def _columns_ext(columns: list, types: list, nrows: Any, data: list) -> msgpack.ExtType:
+    return msgpack.ExtType(codec.EXT_COLUMNS,
+                           msgpack.packb([columns, types, nrows, data], use_bin_type=True))
+
+
+def _well_formed_columns(shape: tuple[int, int]) -> Any:
+    nrows, ncols = shape
+    column = st.one_of(
+        st.tuples(st.lists(scalars, min_size=nrows, max_size=nrows), st.none()),
+        st.builds(lambda d, body: (_block(d, nrows, body), None),
+                  st.sampled_from(sorted(codec.COLUMN_DTYPES.values())), st.binary(max_size=16)))
+    return st.builds(lambda t, cols: _columns_ext([f"c{i}" for i in range(ncols)], t, nrows,
+                                                  [list(c) for c in cols]),
+                     st.lists(st.sampled_from(codec.COLUMN_TYPES), min_size=ncols,
+                              max_size=ncols),
+                     st.lists(column, min_size=ncols, max_size=ncols))
+
+
 extensions = st.one_of(
+    # column-wise Datasets (code 5): consistent shapes (lists, blocks that may not fit their
+    # rows), then wrong members and junk payloads
+    st.tuples(st.integers(0, 3), st.integers(0, 3)).flatmap(_well_formed_columns),
+    st.builds(_columns_ext, st.lists(st.text(max_size=3), max_size=2),
+              st.lists(st.sampled_from(codec.COLUMN_TYPES), max_size=2), scalars,
+              st.lists(st.lists(st.one_of(scalars, st.lists(scalars, max_size=2)), max_size=3),
+                       max_size=2)),
+    st.builds(lambda b: msgpack.ExtType(codec.EXT_COLUMNS, b), st.binary(max_size=16)),
     # bigint: linear-size valid ones (past 64 bits, either sign) and any payload
     st.integers(min_value=2 ** 64, max_value=2 ** 400), st.integers(max_value=-(2 ** 63) - 1,
                                                                       min_value=-(2 ** 400)),

@@ -14,6 +14,17 @@ from bridge import codec
 from bridge.client import BadRequest
 
 BIGINT, DECIMAL, DATASET = codec.EXT_BIGINT, codec.EXT_DECIMAL, codec.EXT_DATASET
+COLUMNS, NDARRAY = codec.EXT_COLUMNS, codec.EXT_NDARRAY
+
+
+def _columns(columns, types, nrows, data) -> msgpack.ExtType:
+    return msgpack.ExtType(COLUMNS, msgpack.packb([columns, types, nrows, data],
+                                                  use_bin_type=True))
+
+
+def _block(dtype: str, count: int, body: bytes) -> msgpack.ExtType:
+    header = msgpack.packb([dtype, [count]])
+    return msgpack.ExtType(NDARRAY, len(header).to_bytes(4, "big") + header + body)
 
 
 def _dataset(columns, types, rows) -> msgpack.ExtType:
@@ -44,6 +55,22 @@ CASES = {
                          "vars['v'].rows[0][0]", "outside the dates"),
     "dataset_types_mismatch": ({"v": _dataset(["a", "b"], ["int"], [])}, "vars['v'].types",
                                "1 types for 2 columns"),
+    "columns_not_four_members": ({"v": msgpack.ExtType(COLUMNS, msgpack.packb([1, 2]))},
+                                 "vars['v']", "[columns, types, rows, data]"),
+    "columns_short_column": ({"v": _columns(["a", "b"], ["long", "str"], 2,
+                                            [[[1, 2], None], [["x"], None]])},
+                             "vars['v'].data[1]", "1 value(s) for 2 rows"),
+    # (numeric blocks that decode would import numpy in the worker: its OpenBLAS threads
+    # recycle a worker without `python3.worker.preload: [numpy]`, so these cases use lists)
+    "columns_block_size": ({"v": _columns(["a"], ["double"], 2,
+                                          [[_block("<f8", 2, bytes(9)), None]])},
+                           "vars['v'].data[0][0]", "ndarray extension (code 4) holds 9 bytes"),
+    "columns_bad_nulls": ({"v": _columns(["a"], ["long"], 1,
+                                         [[[0], "junk"]])},
+                          "vars['v'].data[0]", "nulls"),
+    "columns_bad_cell": ({"v": _columns(["t"], ["datetime"], 1,
+                                        [[[msgpack.Timestamp(2 ** 40)], None]])},
+                         "vars['v'].data[0][0][0]", "outside the dates"),
 }
 
 

@@ -34,10 +34,43 @@ def py4j_jar() -> str:
     return path
 
 
+DOUBLES = HERE / "java"  # Java test doubles of Ignition's classes (BasicDataset)
+DOUBLES_JAR = REPO / "build" / "ignition-test-doubles.jar"
+
+
+def helper_jar() -> str:
+    """The bundle's gateway helper jar (com.py3sidecar.gateway), built when stale."""
+    from sidecar import gateway_jar
+
+    return str(gateway_jar.ensure_jar())
+
+
+def doubles_jar() -> str:
+    """The TEST DOUBLE of Ignition's BasicDataset, compiled for these tests only."""
+    from sidecar import gateway_jar
+
+    return str(gateway_jar.compile_jar(DOUBLES, DOUBLES_JAR, []))
+
+
+def gateway_jars(helper: bool = True, basic_dataset: bool = True) -> list[str]:
+    """What the bundle puts on a gateway (msgpack-core, JeroMQ, py4j, and the helper jar unless
+    ``helper`` is False), plus the test double of Ignition's BasicDataset (``basic_dataset``)."""
+    jars = [str(JAVA_DIR / "msgpack-core.jar"), str(JAVA_DIR / "jeromq.jar"), py4j_jar()]
+    if basic_dataset:
+        jars.append(doubles_jar())
+    return [*jars, helper_jar()] if helper else jars
+
+
+# The two ways the library runs: with the helper jar, and without it (pure Jython; no
+# BasicDataset either, so Datasets are built by the system.dataset double, as before).
+LIBRARY_VARIANTS = {"helper": {"helper": True, "basic_dataset": True},
+                    "no_helper": {"helper": False, "basic_dataset": False}}
+
+
 def classpath(jars: list[str] | None = None) -> str:
-    """jython.jar plus the gateway's jars (default: msgpack-core, JeroMQ, py4j)."""
+    """jython.jar plus the gateway's jars (default: ``gateway_jars()``, the helper included)."""
     if jars is None:
-        jars = [str(JAVA_DIR / "msgpack-core.jar"), str(JAVA_DIR / "jeromq.jar"), py4j_jar()]
+        jars = gateway_jars()
     jars = [str(JAVA_DIR / "jython.jar"), *jars]
     missing = [j for j in jars if not Path(j).exists()]
     if missing:

@@ -30,6 +30,7 @@ def bundle(tmp_path_factory):
 def test_bundle_files(bundle):
     jars = sorted(p.name for p in (bundle / "jars").iterdir())
     assert [j for j in jars if j.startswith("py4j")] and "msgpack-core.jar" in jars, jars
+    assert "py3sidecar-gateway.jar" in jars, jars  # the Java helper (cases_bundle uses it)
     assert not [j for j in jars if "jeromq" in j], "JeroMQ only with --zmq"
     unit = (bundle / "systemd" / "py3sidecar.service").read_text()
     assert "ExecStart=" in unit and "serve --config /etc/py3sidecar/config.yml" in unit

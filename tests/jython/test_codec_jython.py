@@ -53,6 +53,9 @@ def _write_cpython_side(folder: Path) -> None:
                           use_bin_type=True)
     w("dataset", _ext(1, inner))
     w("ext_unknown", _ext(42, b"x"))
+    w("dataset_rows_legacy", _ext(1, msgpack.packb([["a", "b"], ["long", "double"],
+                                                    [[1, 0.5], [None, 2.5]]])))
+    _write_columns_side(out)
     np = pytest.importorskip("numpy")
     (out / "ndarray.bin").write_bytes(codec.packb([
         np.arange(6, dtype="<f8").reshape(2, 3), np.array([1, -2], dtype=">i4"),
@@ -60,11 +63,31 @@ def _write_cpython_side(folder: Path) -> None:
         np.array([4000000000], dtype="<u4"), np.array([-1.5], dtype="<f4")]))
 
 
-@pytest.fixture(scope="module")
-def jython_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("codec_cases")
+def _write_columns_side(out: Path) -> None:
+    """Column-wise Datasets (extension 5) as the worker writes them: from a DataFrame with
+    nulls in every kind of column, and one of no rows."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({
+        "i": pd.array([1, None, -3], dtype="Int64"), "f": [0.5, float("nan"), -2.25],
+        "s": ["a", None, "\u20ac"], "b": pd.array([True, None, False], dtype="boolean"),
+        "t": pd.to_datetime(["2023-11-14T22:13:20.123Z", None, "1969-12-31T00:00:00.000Z"]),
+        "i32": pd.Series([7, 8, 9], dtype="int32")})
+    (out / "dataset_columns.bin").write_bytes(codec.packb(frame))
+    (out / "dataset_empty.bin").write_bytes(codec.packb(frame.iloc[0:0]))
+    # a typed Dataset: an int column (Integer cells), a float column
+    ds = codec.Dataset(["n", "x"], [[1, 1.5], [2, None]], ["int", "float"])
+    (out / "dataset_typed.bin").write_bytes(codec.packb(ds))
+
+
+@pytest.fixture(scope="module", params=sorted(jvm.LIBRARY_VARIANTS))
+def jython_run(request, tmp_path_factory):
+    """Every case twice: with the gateway helper jar and without it (pure-Jython codec)."""
+    folder = tmp_path_factory.mktemp(f"codec_cases_{request.param}")
     _write_cpython_side(folder)
-    results = jvm.run_cases([CASES], {"PY3_CASE_DIR": str(folder)}, timeout=300)
+    variant = jvm.LIBRARY_VARIANTS[request.param]
+    results = jvm.run_cases([CASES], {"PY3_CASE_DIR": str(folder),
+                                      "PY3_EXPECT_HELPER": "1" if variant["helper"] else "0"},
+                            timeout=300, jars=jvm.gateway_jars(**variant))
     return folder, results
 
 
@@ -102,12 +125,37 @@ def test_jython_encoding_decodes_in_cpython(jython_run):
         decimal.Decimal("12.50"), decimal.Decimal("-0.001")]
     assert f("biginteger") == [5, _ext(3, codec.int_to_bytes(10 ** 30))]
     ds = f("dataset")
-    assert ds.code == 1
-    cols, types, rows = msgpack.unpackb(ds.data, raw=False, timestamp=3)
-    assert cols == ["id", "name", "temp", "when"]
-    assert types == ["int", "str", "double", "datetime"]
-    assert rows == [[1, "pump", 20.5, dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)],
-                    [2, None, -1.0, None]]
+    assert ds.code == codec.EXT_COLUMNS  # column-wise: numeric columns as blocks
+    back = codec.unpackb(msgpack.packb(ds))
+    assert back.columns == ["id", "name", "temp", "when"]
+    assert back.types == ["int", "str", "double", "datetime"]
+    assert back.rows == [
+        [1, "pump", 20.5, dt.datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)],
+        [2, None, -1.0, None]]
+
+
+def test_jython_datasets_decode_in_cpython_column_by_column(jython_run):
+    folder, results = jython_run
+    assert results.get("cases_codec::test_encode_datasets_column_wise", ("MISSING",))[0] == "PASS"
+    raw = (folder / "from_jython" / "datasets.bin").read_bytes()
+    ext = codec.unpack_raw(raw)
+    assert [e.code for e in ext] == [codec.EXT_COLUMNS] * len(ext)
+    # numeric columns are one block each (extension 4), nulls a mask
+    first = msgpack.unpackb(ext[0].data, raw=False, timestamp=3)
+    assert [type(values).__name__ for values, _ in first[3]] == [
+        "ExtType", "ExtType", "ExtType", "list", "ExtType", "list"]
+    got = codec.unpackb(raw)
+    for ds in got:
+        assert ds.columns == ["id", "temp", "n", "name", "on", "when"]
+        assert ds.types == ["int", "double", "long", "str", "bool", "datetime"]
+        assert ds.rows == [
+            [1, 20.5, 2 ** 40, "pump", True, dt.datetime(2023, 11, 14, 22, 13, 20, 123000,
+                                                          tzinfo=UTC)],
+            [None, None, None, None, None, None],
+            [-7, -1.0, -(2 ** 63), "\u20ac", False, None]]
+    frame = codec.unpackb(raw)[0].to_pandas()  # from the columns (rows untouched)
+    assert str(frame["id"].dtype) == "Int32", frame.dtypes
+    assert frame["temp"].isna().tolist() == [False, True, False]
 
 
 def test_huge_integers_from_jython_decode_in_cpython(jython_run):

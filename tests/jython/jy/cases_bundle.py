@@ -20,6 +20,11 @@ def test_classpath_is_the_bundle():
         assert jar.endswith('jython.jar') or '/jars/' in jar, cp
 
 
+def test_the_bundle_s_helper_jar_is_in_use():
+    # jars/py3sidecar-gateway.jar: the codec's hot paths in Java (no other jar needed for it)
+    assert harness.MODULES['py3sidecar.codec'].java_helper() is not None
+
+
 def test_statistics_mean_is_2():
     python3 = harness.MODULES['python3']
     assert python3.call("statistics:mean", [[1, 2, 3]]) == 2

@@ -216,3 +216,131 @@ def test_dataset_round_trip_inside_jython():
     assert list(ds.getColumnNames()) == ['id', 'name', 'temp', 'when']
     assert ds.getValueAt(0, 3).getTime() == 1700000000123
     assert ds.getValueAt(1, 2) == -1.0
+
+
+# ---------------------------------------------------------------------------
+# The gateway helper jar and column-wise Datasets (extension 5); every case runs twice,
+# with the helper jar and without it (PY3_EXPECT_HELPER says which).
+# ---------------------------------------------------------------------------
+
+def _basic_dataset_class():
+    try:
+        from com.inductiveautomation.ignition.common import BasicDataset
+    except ImportError:
+        return None
+    return BasicDataset
+
+
+def test_helper_in_use_as_the_class_path_says():
+    expected = os.environ.get('PY3_EXPECT_HELPER') == '1'
+    assert (codec.java_helper() is not None) == expected, (codec.java_helper(), expected)
+    if expected:
+        assert codec.use_java_helper(False) is False and codec.java_helper() is None
+        assert codec.use_java_helper(True) is True
+
+
+DATASET_NAMES = ['id', 'temp', 'n', 'name', 'on', 'when']
+DATASET_CLASSES = ['java.lang.Integer', 'java.lang.Double', 'java.lang.Long', 'java.lang.String',
+                   'java.lang.Boolean', 'java.util.Date']
+
+
+def _dataset_rows():
+    return [[1, 20.5, 2 ** 40, u'pump', True, java.util.Date(1700000000123)],
+            [None, None, None, None, None, None],
+            [-7, -1.0, -2 ** 63, u'\u20ac', False, None]]
+
+
+def _java_basic_dataset():
+    BasicDataset = _basic_dataset_class()
+    import java.lang
+    rows = _dataset_rows()
+    boxes = [java.lang.Integer, java.lang.Double, java.lang.Long, None, java.lang.Boolean, None]
+    data = jarray.zeros(len(DATASET_NAMES), JClass.forName('[Ljava.lang.Object;'))
+    for c in range(len(DATASET_NAMES)):
+        cells = []
+        for r in rows:
+            v = r[c]
+            cells.append(None if v is None or boxes[c] is None else boxes[c](v))
+            if boxes[c] is None:
+                cells[-1] = v
+        data[c] = jarray.array(cells, java.lang.Object)
+    return BasicDataset(DATASET_NAMES, [_cls(n) for n in DATASET_CLASSES], data)
+
+
+def test_encode_datasets_column_wise():
+    double = ignition_double.DoubleDataset(DATASET_NAMES, [_cls(n) for n in DATASET_CLASSES],
+                                           _dataset_rows())
+    first = _java_basic_dataset() if _basic_dataset_class() is not None else double
+    _write('datasets', [first, double])
+
+
+def _cells(ds):
+    return [[ds.getValueAt(r, c) for c in range(len(list(ds.getColumnNames())))]
+            for r in range(ds.getRowCount())]
+
+
+def test_decode_column_wise_dataset_from_cpython():
+    ds = codec.decode(_read('dataset_columns'))
+    assert list(ds.getColumnNames()) == [u'i', u'f', u's', u'b', u't', u'i32']
+    rows = _cells(ds)
+    assert rows[0][:4] == [1, 0.5, u'a', True], rows[0]
+    assert rows[0][5] == 7 and rows[2][5] == 9, rows
+    assert isinstance(rows[0][4], java.util.Date) and rows[0][4].getTime() == 1700000000123
+    assert rows[1][0] is None and rows[1][2] is None and rows[1][3] is None, rows[1]
+    assert rows[1][1] != rows[1][1], 'a float NaN (pandas) is a NaN, not a null'
+    assert rows[1][4] is None, rows[1]
+    assert rows[2][:4] == [-3, -2.25, u'\u20ac', False], rows[2]
+    if _basic_dataset_class() is not None:
+        assert [codec.column_type_name(t) for t in ds.getColumnTypes()] == [
+            'long', 'double', 'str', 'bool', 'datetime', 'long']
+
+
+def test_decode_column_wise_dataset_without_rows():
+    ds = codec.decode(_read('dataset_empty'))
+    assert ds.getRowCount() == 0 and len(list(ds.getColumnNames())) == 6
+
+
+def test_decode_typed_columns_hold_their_class():
+    ds = codec.decode(_read('dataset_typed'))
+    assert _cells(ds) == [[1, 1.5], [2, None]], _cells(ds)
+    if _basic_dataset_class() is not None:
+        assert [codec.column_type_name(t) for t in ds.getColumnTypes()] == ['int', 'float']
+        # Jython shows a java.lang.Integer cell as int, a java.lang.Long one as long
+        assert type(ds.getValueAt(0, 0)) is int, type(ds.getValueAt(0, 0))
+        assert type(codec.decode(_read('dataset_columns')).getValueAt(0, 0)) is long
+
+
+def test_decode_row_wise_dataset_of_older_senders():
+    ds = codec.decode(_read('dataset_rows_legacy'))
+    assert _cells(ds) == [[1, 0.5], [None, 2.5]], _cells(ds)
+
+
+def test_dataset_column_wise_round_trip_inside_jython():
+    for ds in ([_java_basic_dataset()] if _basic_dataset_class() is not None else []) + [
+            ignition_double.DoubleDataset(DATASET_NAMES, [_cls(n) for n in DATASET_CLASSES],
+                                          _dataset_rows())]:
+        back = codec.decode(codec.encode(ds))
+        assert list(back.getColumnNames()) == DATASET_NAMES
+        got = _cells(back)
+        assert got[0][:5] == _dataset_rows()[0][:5] and got[2][:5] == _dataset_rows()[2][:5], got
+        assert got[0][5].getTime() == 1700000000123 and got[1] == [None] * 6, got
+
+
+def test_values_the_helper_hands_back_to_jython():
+    """Python values the Java encoder passes to the library's hook (datetime, Decimal,
+    bytearray, array.array) and errors that name their position, on either path."""
+    import decimal
+    env = {'v': 1, 'id': 1, 'token': 't', 'op': 'call',
+           'args': [datetime.datetime(2023, 11, 14, 22, 13, 20, 123456), decimal.Decimal('1.25'),
+                    bytearray('\x00\xff'), array.array('i', [1, 2]), array.array('B', [255])]}
+    got = codec.decode(codec.encode_request(env))
+    assert got['args'][0].getTime() == 1700000000123, got['args'][0]
+    assert got['args'][1].compareTo(java.math.BigDecimal('1.25')) == 0
+    assert list(got['args'][2]) == [0, -1] and got['args'][3] == [1, 2], got['args']
+    assert list(got['args'][4]) == [-1], got['args'][4]
+    try:
+        codec.encode_request({'v': 1, 'args': [1, [object()]]})
+    except codec.EncodeError, e:
+        assert e.path == 'args[1][0]', e.path
+    else:
+        raise AssertionError('no EncodeError')

@@ -112,16 +112,16 @@ class _Util(object):
         return self.project
 
     def enter_scope(self, scope):
+        # In gateway scope the function is absent (not a raising property: a lookup of a
+        # missing attribute costs Jython no exception, as on Ignition's own system.util).
         self._scope = scope
+        if scope == 'gateway':
+            self.__dict__.pop('getSystemFlags', None)
+        else:
+            self.getSystemFlags = lambda: self.DESIGNER_FLAG
 
     def scope(self):
         return self._scope
-
-    @property
-    def getSystemFlags(self):
-        if self.scope() == 'gateway':
-            raise AttributeError('getSystemFlags')  # Vision/Designer only
-        return lambda: self.DESIGNER_FLAG
 
     def register_message_handler(self, project, name, fn):
         self.handlers[(project, name)] = fn

@@ -1,6 +1,15 @@
 """py3sidecar.codec - msgpack encoding of the bridge envelope (docs/protocol.md), Jython 2.7.
 
+Owns: values <-> msgpack bytes on the gateway (Jython, Java and Ignition Dataset values), the
+choice between the Java helper (py3sidecar-gateway.jar) and the pure-Jython code, and building
+an Ignition Dataset from decoded columns. Must not touch: sockets (py3sidecar.transport), the
+envelope's meaning and failover (py3sidecar.client).
+
 Uses msgpack-java (org.msgpack.core, Debian libmsgpack-java: msgpack-core.jar) on the gateway.
+With the bundle's py3sidecar-gateway.jar on the class path (com.py3sidecar.gateway.FastCodec,
+sources in ignition-scripts/java/) the hot work runs in Java: whole envelopes, Datasets column by
+column (a numeric column as one binary block). Without it, the pure-Jython code below does the
+same, slower, with the same bytes on the wire (use_java_helper(False) forces it).
 
 Jython -> wire:
     None, bool, int/long (64-bit as msgpack int, beyond as ext 3), float, str/unicode (msgpack str),
@@ -8,11 +17,14 @@ Jython -> wire:
     dict/java.util.Map -> map, java.util.Date (and java.sql.Timestamp) / datetime.datetime
     (naive = UTC) -> timestamp (ext -1), java.math.BigDecimal / decimal.Decimal -> ext 2,
     java.math.BigInteger -> int or ext 3 (two's-complement bytes), Ignition Datasets (anything with getColumnNames,
-    getColumnTypes, getRowCount, getValueAt; PyDataSet through its underlying dataset) -> ext 1.
+    getColumnTypes, getRowCount, getValueAt; PyDataSet through its underlying dataset) -> ext 5
+    (column-wise: numeric columns as one block each, docs/protocol.md).
 wire -> Jython:
     nil/bool/int/float/str as Python values, bin -> jarray byte array ('b', signed),
     array -> list, map -> dict, timestamp -> java.util.Date, ext 2 -> BigDecimal, ext 3 -> long,
-    ext 1 -> an Ignition Dataset built by `dataset_factory(columns, types, rows)`.
+    ext 1 (row-wise, older senders) and ext 5 (column-wise) -> an Ignition Dataset: a BasicDataset
+    when Ignition's class is there, else built by `dataset_factory(columns, types, rows)`,
+    ext 4 (numpy array) -> nested lists.
 Anything else raises EncodeError naming the type and its position, e.g. args[0]['a'][2].
 """
 import array
@@ -33,6 +45,29 @@ EXT_DATASET = 1
 EXT_DECIMAL = 2
 EXT_BIGINT = 3
 EXT_NDARRAY = 4  # a numpy array from CPython: u32 header length, [dtype, shape], the buffer
+EXT_COLUMNS = 5  # a Dataset column by column: [columns, types, nrows, [[values, nulls], ...]]
+
+try:  # the bundle's helper jar (optional): the codec's hot paths in Java
+    from com.py3sidecar.gateway import FastCodec as _FastCodec
+except ImportError:
+    _FastCodec = None
+try:  # Ignition's own Dataset class: built from column-major cells in one call
+    from com.inductiveautomation.ignition.common import BasicDataset as _BasicDataset
+except ImportError:
+    _BasicDataset = None
+_fast = _FastCodec
+
+
+def use_java_helper(enabled=True):
+    """Turns the Java helper on or off (benchmarks, tests); True when it is now in use."""
+    global _fast
+    _fast = _FastCodec if enabled else None
+    return _fast is not None
+
+
+def java_helper():
+    """The helper's version when it is in use, else None (no jar, or turned off)."""
+    return _fast.VERSION if _fast is not None else None
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -314,29 +349,104 @@ class _Encoder(object):
             self.enc(item)
 
     def _dataset(self, ds):
+        """A Dataset as ext 5, column by column; a numeric column whose cells are all numbers
+        (or None) is one little-endian block plus a null mask (docs/protocol.md)."""
         names = [unicode(n) for n in ds.getColumnNames()]
         types = [column_type_name(c) for c in ds.getColumnTypes()]
         nrows = ds.getRowCount()
         ncols = len(names)
         inner = _Encoder()
         ip = inner.p
-        ip.packArrayHeader(3)
+        ip.packArrayHeader(4)
         ip.packArrayHeader(ncols)
         for n in names:
             ip.packString(n)
         ip.packArrayHeader(ncols)
         for t in types:
             ip.packString(t)
-        ip.packArrayHeader(nrows)
+        ip.packLong(nrows)
+        ip.packArrayHeader(ncols)
         enc = inner.enc
         get = ds.getValueAt
-        for r in xrange(nrows):
-            ip.packArrayHeader(ncols)
-            for c in xrange(ncols):
-                enc(get(r, c))
+        for c in xrange(ncols):
+            cells = [get(r, c) for r in xrange(nrows)]
+            ip.packArrayHeader(2)
+            if not inner._block(types[c], cells):
+                ip.packArrayHeader(nrows)
+                for v in cells:
+                    enc(v)
+                ip.packNil()
         payload = inner.bytes()
-        self.p.packExtensionTypeHeader(EXT_DATASET, len(payload))
+        self.p.packExtensionTypeHeader(EXT_COLUMNS, len(payload))
         self.p.writePayload(payload)
+
+    def _block(self, type_name, cells):
+        """Packs [block, nulls] for a numeric column; False (nothing packed) otherwise."""
+        spec = _BLOCKS.get(type_name)
+        if spec is None:
+            return False
+        dtype, width, put = spec
+        import java.nio
+        buf = java.nio.ByteBuffer.allocate(len(cells) * width)
+        buf.order(java.nio.ByteOrder.LITTLE_ENDIAN)
+        nulls = None
+        for i, v in enumerate(cells):
+            if v is None:
+                if nulls is None:
+                    nulls = [0] * len(cells)
+                nulls[i] = 1
+                continue
+            if not _fits(type_name, v):
+                return False
+            put(buf, i * width, v)
+        self._pack_block(dtype, buf.array(), len(cells))
+        if nulls is None:
+            self.p.packNil()
+        else:
+            self._pack_block('|b1', array.array('b', nulls), len(cells))
+        return True
+
+    def _pack_block(self, dtype, data, count):
+        head = _Encoder()
+        head.p.packArrayHeader(2)
+        head.p.packString(dtype)
+        head.p.packArrayHeader(1)
+        head.p.packLong(count)
+        header = head.bytes()
+        n = len(header)
+        self.p.packExtensionTypeHeader(EXT_NDARRAY, 4 + n + len(data))
+        self.p.writePayload(_u32(n))
+        self.p.writePayload(header)
+        self.p.writePayload(data)
+
+
+def _u32(n):
+    return array.array('b', [((n >> s) & 0xff) - (256 if (n >> s) & 0x80 else 0)
+                             for s in (24, 16, 8, 0)])
+
+
+def _fits(type_name, v):
+    if type_name == 'bool':
+        return isinstance(v, (bool, JBoolean))
+    if isinstance(v, (bool, JBoolean)) or not isinstance(v, (int, long, float, java.lang.Number)):
+        return False
+    if isinstance(v, (java.math.BigDecimal, java.math.BigInteger)):
+        return False
+    if type_name in ('int', 'long'):
+        if isinstance(v, (float, java.lang.Double, java.lang.Float)):
+            return False
+        v = long(v)
+        return (-(1 << 31) <= v < (1 << 31)) if type_name == 'int' else _INT64_MIN <= v <= _INT64_MAX
+    return True
+
+
+_BLOCKS = {
+    'bool': ('|b1', 1, lambda b, i, v: b.put(i, 1 if v else 0)),
+    'int': ('<i4', 4, lambda b, i, v: b.putInt(i, int(v))),
+    'long': ('<i8', 8, lambda b, i, v: b.putLong(i, long(v))),
+    'float': ('<f4', 4, lambda b, i, v: b.putFloat(i, float(v))),
+    'double': ('<f8', 8, lambda b, i, v: b.putDouble(i, float(v))),
+}
 
 
 def _children(v, path):
@@ -414,8 +524,33 @@ def to_bytes(text_or_seq):
     return _to_signed_bytes(text_or_seq)
 
 
+def _to_java(v):
+    """The helper's hook: a Python value it does not know, as one it does (None: unsupported,
+    the pure-Jython encoder then names the value's position)."""
+    if isinstance(v, datetime.datetime):
+        secs, nanos = _datetime_to_seconds_nanos(v)
+        ts = java.sql.Timestamp(secs * 1000)
+        ts.setNanos(nanos)
+        return ts
+    if isinstance(v, decimal.Decimal):
+        return java.math.BigDecimal(str(v)) if v.is_finite() else None
+    if isinstance(v, bytearray):
+        return _to_signed_bytes(v)
+    if isinstance(v, array.array):
+        if v.typecode in ('c', 'u', 'B'):
+            return _to_signed_bytes(v)
+        return list(v)
+    return None
+
+
 def encode(value, root='value'):
     """Encodes one value (normally the request envelope) to a Java byte[]."""
+    fast = _fast
+    if fast is not None:
+        try:
+            return fast.encode(value, _to_java)
+        except fast.Unsupported:
+            pass  # the pure-Jython encoder below names the value (or knows it after all)
     e = _Encoder()
     try:
         e.enc(value)
@@ -430,6 +565,12 @@ _HEAD_KEYS = ('v', 'id', 'token', 'op')
 def encode_request(envelope):
     """Encodes a request envelope; errors name positions relative to the envelope's fields
     (args[0], kwargs['x'], vars['y'])."""
+    fast = _fast
+    if fast is not None and type(envelope) is dict:
+        try:
+            return fast.encodeRequest(envelope, _to_java)
+        except fast.Unsupported:
+            pass  # the pure-Jython encoder below names the value (or knows it after all)
     e = _Encoder()
     p = e.p
     enc = e.enc
@@ -549,9 +690,31 @@ class _Decoder(object):
             inner = _Decoder(data, self.dataset_factory)
             cols, types, rows = inner.dec()
             return (self.dataset_factory or _default_dataset_factory)(cols, types, rows)
+        if code == EXT_COLUMNS:
+            return self._columns(data)
         if code == EXT_NDARRAY:
             return _ndarray_lists(data)
         raise DecodeError('unknown msgpack extension type %d' % code)
+
+    def _columns(self, data):
+        parts = _Decoder(data, self.dataset_factory).dec()
+        if not (isinstance(parts, list) and len(parts) == 4):
+            raise DecodeError('the column-wise Dataset extension (code 5) must hold '
+                              '[columns, types, rows, data]')
+        cols, types, nrows, data = parts
+        if len(types) != len(cols) or len(data) != len(cols):
+            raise DecodeError('the column-wise Dataset has %d types and %d columns of data for '
+                              '%d names' % (len(types), len(data), len(cols)))
+        columns = []
+        for c, member in enumerate(data):
+            values, nulls = member
+            if len(values) != nrows or nulls is not None and len(nulls) != nrows:
+                raise DecodeError('column %d of the Dataset does not hold %d values' % (c, nrows))
+            if nulls is not None:
+                values = [None if null else v for v, null in zip(values, nulls)]
+            columns.append(values)
+        rows = [list(r) for r in zip(*columns)] if columns else []
+        return (self.dataset_factory or _default_dataset_factory)(cols, types, rows)
 
 
 _NDARRAY_READERS = {
@@ -592,8 +755,30 @@ def _small(n):
         return n
 
 
+def _columns_factory(dataset_factory):
+    """The helper's Dataset factory: (names, types, column-major Java cells) -> a Dataset."""
+    if dataset_factory is None and _BasicDataset is not None:
+        return lambda names, types, columns: _BasicDataset(
+            list(names), [column_class(t) for t in types], columns)
+    build = dataset_factory or _default_dataset_factory
+    return lambda names, types, columns: build(list(names), list(types),
+                                               [list(r) for r in _fast.rows(columns)])
+
+
+_BASIC_FACTORY = _columns_factory(None)
+
+
 def decode(data, dataset_factory=None):
     """Decodes one msgpack value (normally a reply envelope) from a Java byte[]."""
+    fast = _fast
+    if fast is not None:
+        factory = _BASIC_FACTORY if dataset_factory is None else _columns_factory(dataset_factory)
+        try:
+            return fast.decode(data, factory)
+        except fast.DecodeFailure, e:
+            raise DecodeError(e.getMessage())
+        except (java.io.IOException, java.lang.RuntimeException), e:
+            raise DecodeError('malformed reply from the sidecar: %s' % e)
     try:
         return _Decoder(data, dataset_factory).dec()
     except CodecError:
