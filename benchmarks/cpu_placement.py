@@ -15,12 +15,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.measure import median_us, per_second  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
 CPUS = sorted(os.sched_getaffinity(0))
@@ -32,29 +32,8 @@ if len(CPUS) >= 2:
     }
 
 
-def median_us(call, n: int) -> float:
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
 
 
-def per_second(call, threads: int = 8, seconds: float = 0.5) -> float:
-    deadline = time.monotonic() + seconds
-
-    def loop(_):
-        done = 0
-        while time.monotonic() < deadline:
-            call()
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(loop, range(threads)))
-    return total / (time.monotonic() - started)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ scheduler and worker processes on loopback (``tests/integration/dask_cluster.py`
 from __future__ import annotations
 
 import argparse
-import json
 import operator
 import statistics
 import sys
@@ -31,6 +30,7 @@ sys.path.append(str(ROOT / "tests" / "integration"))
 
 from dask_cluster import Cluster  # noqa: E402
 
+from benchmarks.measure import write_rows  # noqa: E402
 from sidecar.testing import SidecarProcess, wait_until  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "dask_route.json"
@@ -153,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['figure']:52s} ours {r['ours']:9.3f} {r['unit']:8s} peer {r['peer']:9.3f} "
               f"{r['unit']:8s} {r['ratio']:6.2f}x{'   goal ' + r['goal'] if r['goal'] else ''}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

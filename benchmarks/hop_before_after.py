@@ -17,11 +17,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.measure import median_us, per_second  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
 CONFIG = {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2}}
@@ -35,29 +35,8 @@ class BeforeSidecar(SidecarProcess):
         return env
 
 
-def median_us(call, n: int) -> float:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e6
 
 
-def per_second(call, threads: int = 8, seconds: float = 0.5) -> float:
-    deadline = time.monotonic() + seconds
-
-    def loop(_):
-        done = 0
-        while time.monotonic() < deadline:
-            call()
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(loop, range(threads)))
-    return total / (time.monotonic() - started)
 
 
 def measure(run_exec, run_call, run_many, n: int, into: dict[str, list[float]]) -> None:

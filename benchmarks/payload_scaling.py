@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the checkout's root importable
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.measure import write_rows  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -111,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = SHORT_SIZES if args.short else tuple(s for s in SIZES if s <= args.max_mib * MIB)
     rows = run(sizes)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

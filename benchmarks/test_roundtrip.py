@@ -2,12 +2,12 @@
 ``ProcessPoolExecutor(1).submit(...).result()`` doing the same work in the same run."""
 
 import operator
-import time
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 from benchmarks.conftest import FIGURES, record
+from benchmarks.measure import per_second
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +42,6 @@ def test_ppe_add(benchmark, ppe):
     record("ppe_add", benchmark)
 
 
-def _throughput(call, threads: int = 8, seconds: float = 1.0) -> float:
-    """Calls per second from ``threads`` threads calling in a loop for about ``seconds``."""
-    deadline = time.monotonic() + seconds
-
-    def loop(_):
-        done = 0
-        while time.monotonic() < deadline:
-            call()
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        total = sum(pool.map(loop, range(threads)))
-    return total / (time.monotonic() - started)
 
 
 def test_throughput_2_workers_8_threads(bench_sidecar):
@@ -64,6 +49,7 @@ def test_throughput_2_workers_8_threads(bench_sidecar):
     assert client.call("operator:add", 1, 2) == 3
     with ProcessPoolExecutor(2) as executor:
         executor.submit(operator.add, 0, 0).result()
-        FIGURES["ppe2_per_s"] = _throughput(lambda: executor.submit(operator.add, 1, 2).result())
-    FIGURES["ours_per_s"] = _throughput(lambda: client.call("operator:add", 1, 2))
+        FIGURES["ppe2_per_s"] = per_second(lambda: executor.submit(operator.add, 1, 2).result(),
+                                           seconds=1.0)
+    FIGURES["ours_per_s"] = per_second(lambda: client.call("operator:add", 1, 2), seconds=1.0)
     assert FIGURES["ours_per_s"] > 0 and FIGURES["ppe2_per_s"] > 0

@@ -34,6 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the checkout's root importable
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.measure import write_rows  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
 THREADS = (1, 2, 4, 8, 16, 32, 64)
@@ -203,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_jython:
         rows += run_jython(SHORT_JYTHON_THREADS if args.short else JYTHON_THREADS,
                            seconds=min(args.seconds, 0.3) if args.short else 1.0)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {out}")
-    return 0
+    return write_rows(rows, args.out)
 
 
 if __name__ == "__main__":
