@@ -439,14 +439,25 @@ public final class FastCodec {
     }
 
     /** A Dataset's shape and cells, however it is reached. */
-    interface Table {
-        String[] names();
+    /** A Dataset as the encoder reads it: the shape, read once, then cell by cell. */
+    abstract static class Table {
+        String[] names;
+        String[] types;
+        int rows;
 
-        String[] types();
+        final String[] names() {
+            return names;
+        }
 
-        int rows();
+        final String[] types() {
+            return types;
+        }
 
-        Object cell(int row, int col);
+        final int rows() {
+            return rows;
+        }
+
+        abstract Object cell(int row, int col);
     }
 
     static final Map<String, String> TYPE_NAMES = new HashMap<>();
@@ -517,14 +528,11 @@ public final class FastCodec {
     }
 
     /** An Ignition Dataset (any Java object with its four methods), read by reflection. */
-    static final class JavaTable implements Table {
+    static final class JavaTable extends Table {
         private static final Map<Class<?>, Method[]> METHODS = new ConcurrentHashMap<>();
         private static final Method[] NONE = new Method[0];
         final Object ds;
         final Method valueAt;
-        final int rows;
-        final String[] names;
-        final String[] types;
 
         static Table of(Object v) throws IOException {
             Method[] m = METHODS.computeIfAbsent(v.getClass(), JavaTable::lookup);
@@ -566,19 +574,7 @@ public final class FastCodec {
             valueAt = m[3];
         }
 
-        public String[] names() {
-            return names;
-        }
-
-        public String[] types() {
-            return types;
-        }
-
-        public int rows() {
-            return rows;
-        }
-
-        public Object cell(int row, int col) {
+        Object cell(int row, int col) {
             try {
                 return valueAt.invoke(ds, row, col);
             } catch (ReflectiveOperationException e) {
@@ -588,11 +584,8 @@ public final class FastCodec {
     }
 
     /** A Dataset written in Jython (anything with the four methods): called through Jython. */
-    static final class PyTable implements Table {
+    static final class PyTable extends Table {
         final PyObject valueAt;
-        final String[] names;
-        final String[] types;
-        final int rows;
 
         PyTable(PyObject ds) {
             names = strings(ds.__getattr__("getColumnNames").__call__());
@@ -601,19 +594,7 @@ public final class FastCodec {
             valueAt = ds.__getattr__("getValueAt");
         }
 
-        public String[] names() {
-            return names;
-        }
-
-        public String[] types() {
-            return types;
-        }
-
-        public int rows() {
-            return rows;
-        }
-
-        public Object cell(int row, int col) {
+        Object cell(int row, int col) {
             return unwrap(valueAt.__call__(Py.newInteger(row), Py.newInteger(col)));
         }
     }
