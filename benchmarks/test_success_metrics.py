@@ -93,7 +93,9 @@ def chaos_config(tmp_path, flag: str) -> dict:
     (scripts / "chaos_gate.py").write_text(GATE)
     return {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2, "spares": 1,
                      "max-restarts": 100000},
-            "worker": {"paths": [str(scripts)], "preload": ["chaos_gate"],
+            # spawn: plain: the failed starts are injected by the preload of each new process
+            # (chaos_gate); a worker forked from the template does not run the preload again.
+            "worker": {"paths": [str(scripts)], "preload": ["chaos_gate"], "spawn": "plain",
                        "env": {"CHAOS_SPAWN_FLAG": flag}},
             "health": {"quick-check-interval": "100ms", "hang-after": "600ms",
                        "resource-check-interval": "200ms"},
