@@ -1,6 +1,6 @@
 """One worker process (``python -m sidecar.worker``) and the descriptors that lead to it.
 
-Used by the pool (``sidecar.pool``) and by direct execution (``sidecar.fallback.DirectRun``).
+Used by the pool (``sidecar.pool``) and by direct execution (``sidecar.strategies.DirectRun``).
 
 Owns: spawning a worker (forked from the pool's template, ``sidecar.template``, or started
 plain; its request and reply pipes, the pidfd, the fd 1/2 pipe, the account it

@@ -430,15 +430,13 @@ class Service:
         open_breakers = {n for n, b in breakers.items() if b.get("state") in ("open",
                                                                               "forced_open")}
         pool = self.primary.view("primary" in open_breakers)
-        for key in ("recovery", "watchdog", "reload"):  # shown at the top level, as always
-            pool.pop(key)
         return {"status": pool["status"], "reason": pool["status_reason"],
                 "checked_at": self.loop.clock(), "sidecar": self.op_ping(request), "pool": pool,
                 "pools": self.named.views(open_breakers),
-                "recovery": self.recovery.snapshot(), "watchdog": dict(self.watchdog.counters),
+                # the primary's, at the top level as they always were
+                "recovery": pool.pop("recovery"), "watchdog": pool.pop("watchdog"),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
-                "quarantine": self.quarantine.snapshot(),
-                "reload": self.reloader.snapshot() if self.reloader else None,
+                "quarantine": self.quarantine.snapshot(), "reload": pool.pop("reload"),
                 "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view(),
                 "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
                                "alerts": alert_state(self.recent_alerts)}}
