@@ -10,10 +10,9 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from benchmarks.report import Row
+from benchmarks.report_rows import Row
 
 
 def fmt(value: float | None, unit: str = "") -> str:
