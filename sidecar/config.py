@@ -1,6 +1,8 @@
 """Configuration: the YAML file, the embedded default, validation with messages that help.
 
-Owns: the models below, which are the one truth about every key and its default; reading
+Owns: the models below (with ``sidecar.config_fallback`` and ``sidecar.config_monitoring``
+for those sections, ``sidecar.config_types`` for units and ``Section``; all re-exported here),
+which are the one truth about every key and its default; reading
 YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``, ``worker``,
 ``bridge``, ...) and validating it once. Must not touch: processes, sockets, the components'
 own settings objects (``sidecar.settings`` builds those from these models).
@@ -15,76 +17,47 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from sidecar.config_fallback import (  # noqa: F401 - re-exported
+    FALL_THROUGH_ALLOWED,
+    FALLBACK_STRATEGIES,
+    DirectConfig,
+    FallbackConfig,
+    RemoteConfig,
+    SecondaryPoolConfig,
+)
+from sidecar.config_monitoring import (  # noqa: F401 - re-exported: the one place to import models
+    AlertChannelConfig,
+    AlertsConfig,
+    AlertThrottleConfig,
+    CloudWatchConfig,
+    HttpConfig,
+    MonitoringConfig,
+)
+from sidecar.config_types import (  # noqa: F401 - re-exported
+    ConfigError,
+    Duration,
+    ListenHost,
+    Port,
+    Section,
+    Size,
+    _positive,
+    _section,
+    parse_duration,
+    parse_size,
+)
+
 log = logging.getLogger("py3sidecar.config")
 
 DEFAULT_YAML = (Path(__file__).with_name("default.yml")).read_text()
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
-               "GB": 1000**3, "GiB": 1024**3}
-
-
-def _check_port(value: int) -> int:
-    if not 0 <= value <= 65535:
-        raise ValueError("expected a TCP port 0..65535 (0: any free port)")
-    return value
-
-
-def _check_host(value: str) -> str:
-    if not value.strip():
-        raise ValueError("expected a listen address such as 127.0.0.1")
-    return value.strip()
-
-
-Port = Annotated[int, AfterValidator(_check_port)]
-ListenHost = Annotated[str, AfterValidator(_check_host)]
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key, the value and what is allowed."""
-
-
-def parse_duration(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError("expected a duration such as 500ms, 30s, 5m, 1h or a number of seconds")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-
-
-def parse_size(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 512KiB or 64MiB")
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError("expected a size such as 65536, 512KiB or 64MiB")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-
-
-# A field's type says how its YAML value is read: "500ms" / "5m" -> seconds, "64MiB" -> bytes.
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 
 # Keys that were offered once and never did anything (no failure kind `oom` or `io` exists,
 # so no call was ever scored with them). A file that still has one is served as before, with a
@@ -95,21 +68,6 @@ REMOVED_KEYS = {
     "python3.health.score.io-penalty": "removed: no call fails with a kind `io` (a broken "
     "channel to a worker is `crashed`, and scored with crash-penalty)",
 }
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=lambda name: name.replace("_", "-"),
-                              populate_by_name=True, frozen=True)
-
-
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than 0")
-
-
-def _section(model: type[Section]) -> Any:
-    # Built when a config is loaded, not at import: WorkerConfig's check looks up accounts.
-    return Field(default_factory=model)
 
 
 class PoolConfig(Section):
@@ -244,14 +202,6 @@ class BridgeConfig(Section):
     max_message_size: Size = 64 << 20
     zmq: ZmqConfig = _section(ZmqConfig)
     py4j: Py4JConfig = _section(Py4JConfig)
-
-
-class HttpConfig(Section):
-    """``python3.http``: /metrics, /livez, /readyz, /health, /dashboard (see sidecar/http.py)."""
-
-    enabled: bool = True
-    host: ListenHost = "127.0.0.1"
-    port: Port = 5558
 
 
 class ScoreSection(Section):
@@ -395,152 +345,6 @@ class QuarantineSection(Section):
         _positive("window", self.window)
         _positive("ttl", self.ttl)
         return self
-
-
-FALLBACK_STRATEGIES = ("primary", "secondary", "direct", "remote")
-# Kinds a fallback may act on: the call did not run (or, for `crashed`, the operator accepts a
-# re-run). `user` and `timeout` never fall through: another strategy would fail the same way.
-FALL_THROUGH_ALLOWED = ("circuit_open", "overloaded", "unavailable", "crashed", "internal")
-
-
-class SecondaryPoolConfig(Section):
-    python: str = ""
-    env: dict[str, str] = {}
-    initial_size: int = 1
-    min_size: int = 0
-    max_size: int = 2
-    queue_size: int = 16
-
-    @model_validator(mode="after")
-    def _sizes_in_order(self) -> "SecondaryPoolConfig":
-        if not 0 <= self.min_size <= self.initial_size <= self.max_size or self.initial_size < 1:
-            raise ValueError(f"sizes must satisfy 0 <= min-size <= initial-size <= max-size and "
-                             f"initial-size >= 1, got {self.min_size} <= {self.initial_size} <= "
-                             f"{self.max_size}")
-        if self.queue_size < 0:
-            raise ValueError(f"queue-size = {self.queue_size} must be >= 0")
-        return self
-
-
-class DirectConfig(Section):
-    python: str = ""
-    max_concurrent: int = 2
-    start_timeout: Duration = 10.0
-
-    @model_validator(mode="after")
-    def _bounded(self) -> "DirectConfig":
-        if self.max_concurrent < 1:
-            raise ValueError(f"max-concurrent = {self.max_concurrent} must be >= 1")
-        _positive("start-timeout", self.start_timeout)
-        return self
-
-
-class RemoteConfig(Section):
-    endpoint: str = ""
-    token: str = ""
-    token_file: str = ""
-    grace: Duration = 0.5
-
-    @field_validator("endpoint")
-    @classmethod
-    def _tcp(cls, value: str) -> str:
-        if value and not re.match(r"^tcp://[^:]+:\d+$", value):
-            raise ValueError("expected tcp://HOST:PORT of another sidecar, e.g. "
-                             "tcp://10.0.0.2:5557")
-        return value
-
-
-class FallbackConfig(Section):
-    """``python3.fallback``: the ordered strategies behind the primary pool."""
-
-    strategies: list[str] = ["primary"]
-    fall_through: list[str] = ["circuit_open", "overloaded", "unavailable"]
-    secondary: SecondaryPoolConfig = _section(SecondaryPoolConfig)
-    direct: DirectConfig = _section(DirectConfig)
-    remote: RemoteConfig = _section(RemoteConfig)
-
-    @model_validator(mode="after")
-    def _combination(self) -> "FallbackConfig":
-        # Names beyond FALLBACK_STRATEGIES are named pools: Python3Config checks they exist.
-        if not self.strategies or self.strategies[0] != "primary":
-            raise ValueError(f"strategies = {self.strategies!r} must start with 'primary'")
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ValueError(f"strategies = {self.strategies!r} names a strategy twice")
-        never = [k for k in self.fall_through if k in ("user", "timeout")]
-        if never:
-            raise ValueError(f"fall-through = {self.fall_through!r}: {never!r} never fall "
-                             "through (the user's code or its time budget would fail the same "
-                             "way elsewhere)")
-        bad = [k for k in self.fall_through if k not in FALL_THROUGH_ALLOWED]
-        if bad:
-            raise ValueError(f"fall-through = {self.fall_through!r}: {bad!r} cannot fall "
-                             f"through; allowed: {', '.join(FALL_THROUGH_ALLOWED)}")
-        if "remote" in self.strategies:
-            if not self.remote.endpoint:
-                raise ValueError("strategies includes 'remote' but remote.endpoint is empty; "
-                                 "set it to the other sidecar's tcp://HOST:PORT")
-            if not (self.remote.token or self.remote.token_file):
-                raise ValueError("strategies includes 'remote' but neither remote.token nor "
-                                 "remote.token-file is set; use the other sidecar's token")
-        return self
-
-
-class AlertChannelConfig(Section):
-    url: str
-    levels: list[Literal["INFO", "WARNING", "CRITICAL"]] = ["WARNING", "CRITICAL"]
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if "://" not in value:
-            raise ValueError("expected an apprise URL such as mailto://, json://, mmost://")
-        return value
-
-
-class AlertThrottleConfig(Section):
-    max_per_hour: int = 10
-    group_wait: Duration = 30.0
-    group_interval: Duration = 300.0
-    repeat_interval: Duration = 14400.0
-
-    @field_validator("max_per_hour")
-    @classmethod
-    def _at_least_two(cls, value: int) -> int:
-        if value < 2:
-            raise ValueError("must be at least 2 (one slot is kept for the summary of "
-                             "suppressed alerts)")
-        return value
-
-
-class AlertsConfig(Section):
-    enabled: bool = True
-    channels: list[AlertChannelConfig] = []
-    throttle: AlertThrottleConfig = _section(AlertThrottleConfig)
-
-
-class CloudWatchConfig(Section):
-    enabled: bool = False
-    endpoint: str = "tcp://127.0.0.1:25888"
-    namespace: str = "py3sidecar"
-    interval: Duration = 60.0
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, value: str) -> str:
-        if not value.startswith(("tcp://", "udp://", "file://")):
-            raise ValueError("expected tcp://HOST:PORT (the CloudWatch agent's EMF listener), "
-                             "udp://HOST:PORT or file:///path/to/metrics.jsonl")
-        return value
-
-    @field_validator("interval")
-    @classmethod
-    def _interval(cls, value: float) -> float:
-        _positive("interval", value)
-        return value
-
-
-class MonitoringConfig(Section):
-    cloudwatch: CloudWatchConfig = _section(CloudWatchConfig)
 
 
 POOL_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")

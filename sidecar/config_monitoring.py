@@ -1,0 +1,82 @@
+"""The config sections of what lets operators see the sidecar: ``python3.http``, ``alerts``,
+``monitoring`` (CloudWatch).
+
+Owns: those models, their defaults and checks. Must not touch: reading YAML and the other
+sections (``sidecar.config``, which includes these in ``Python3Config``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    field_validator,
+)
+
+from sidecar.config_types import Duration, ListenHost, Port, Section, _positive, _section
+
+
+class HttpConfig(Section):
+    """``python3.http``: /metrics, /livez, /readyz, /health, /dashboard (see sidecar/http.py)."""
+
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    port: Port = 5558
+
+
+class AlertChannelConfig(Section):
+    url: str
+    levels: list[Literal["INFO", "WARNING", "CRITICAL"]] = ["WARNING", "CRITICAL"]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected an apprise URL such as mailto://, json://, mmost://")
+        return value
+
+
+class AlertThrottleConfig(Section):
+    max_per_hour: int = 10
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
+
+    @field_validator("max_per_hour")
+    @classmethod
+    def _at_least_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("must be at least 2 (one slot is kept for the summary of "
+                             "suppressed alerts)")
+        return value
+
+
+class AlertsConfig(Section):
+    enabled: bool = True
+    channels: list[AlertChannelConfig] = []
+    throttle: AlertThrottleConfig = _section(AlertThrottleConfig)
+
+
+class CloudWatchConfig(Section):
+    enabled: bool = False
+    endpoint: str = "tcp://127.0.0.1:25888"
+    namespace: str = "py3sidecar"
+    interval: Duration = 60.0
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not value.startswith(("tcp://", "udp://", "file://")):
+            raise ValueError("expected tcp://HOST:PORT (the CloudWatch agent's EMF listener), "
+                             "udp://HOST:PORT or file:///path/to/metrics.jsonl")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        _positive("interval", value)
+        return value
+
+
+class MonitoringConfig(Section):
+    cloudwatch: CloudWatchConfig = _section(CloudWatchConfig)
