@@ -162,7 +162,9 @@ class SidecarProcess:
             pool = client.health()["pool"]
         except SidecarError:
             return -1
-        return pool["workers_by_state"]["idle"] + pool["workers_by_state"]["busy"]
+        # Members only: a warm spare is "idle" in workers_by_state but serves no call.
+        return sum(1 for w in pool["workers"]
+                   if w["role"] == "member" and w["state"] in ("idle", "busy"))
 
     def client(self, timeout: float = 10.0, **kwargs: Any) -> Client:
         client = Client(self.endpoint, self.token, timeout=timeout, **kwargs)
