@@ -59,6 +59,15 @@ def member(sidecar: SidecarProcess) -> dict:
                       10, interval=0.002, message="an idle member")
 
 
+def kill_member(sidecar: SidecarProcess) -> None:
+    """SIGKILL an idle member and wait until the pool has seen it die (until then it is listed
+    idle, and a call sent to it in that instant is answered `crashed`)."""
+    pid = member(sidecar)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: pid not in [w["pid"] for w in sidecar.pool()["workers"]], 10,
+               message=f"worker {pid}'s death seen")
+
+
 def sidecar_children_are_its_own(sidecar: SidecarProcess) -> None:
     """Every child of the sidecar is a live worker or the template: no zombie, no stranger."""
     pool = sidecar.pool()
@@ -217,7 +226,7 @@ def test_a_reload_renews_the_template(tmp_path):
 def test_plain_spawn_when_asked_or_on_another_interpreter(tmp_path, worker):
     with SidecarProcess({**CONFIG, "worker": worker}, workdir=str(tmp_path)) as proc:
         client = proc.client()
-        os.kill(member(proc)["pid"], signal.SIGKILL)
+        kill_member(proc)
         proc.wait_full_strength(1)
         assert client.execute("1+1").value == 2
         assert template(proc) == {"state": "off"}
@@ -235,7 +244,7 @@ def test_a_preload_that_starts_threads_declines_the_template(tmp_path):
     with SidecarProcess(config, workdir=str(tmp_path / "sidecar")) as proc:
         wait_until(lambda: template(proc)["state"] == "declined", 20)
         assert "threads" in template(proc)["reason"]
-        os.kill(member(proc)["pid"], signal.SIGKILL)
+        kill_member(proc)
         proc.wait_full_strength(1)
         assert proc.client().execute("1+1").value == 2
         assert {w["spawned"] for w in proc.pool()["workers"]} == {"plain"}
