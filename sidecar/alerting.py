@@ -194,7 +194,11 @@ class AlertManager:
         self.channels.stop(timeout)
 
     def snapshot(self) -> dict[str, Any]:
+        due = self.policy.next_due()
+        timer = self.timer if self.timer is not None and not self.timer.cancelled else None
         return {"enabled": self.enabled, **self.policy.snapshot(),
+                "next_due_in": None if due is None else due - self.policy.clock(),
+                "timer_in": None if timer is None else timer.when - self.policy.clock(),
                 "delivery": self.channels.snapshot()}
 
 
