@@ -8,6 +8,7 @@ A sidecar from BEFORE and one from this tree (2 workers each), PPE(1) and PPE(2)
 ``execute("1+1")`` and ``call("operator:add", 1, 2)`` from one thread, calls/s from 8 threads;
 the order rotates every round so drift and the neighbours' load hit all alike. Run it from
 outside the tree (``python -m sidecar`` would find the current folder's package first).
+``BEFORE`` may name several trees, ``:``-separated; each is reported under its folder's name.
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ CONFIG = {"pool": {"initial-size": 2, "min-size": 2, "max-size": 2}}
 
 
 class BeforeSidecar(SidecarProcess):
+    """A sidecar run from another tree (its ``PYTHONPATH``)."""
+
+    def __init__(self, tree: str, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tree = tree
+
     @property
     def env(self) -> dict[str, str]:
         env = super().env
-        env["PYTHONPATH"] = os.environ.get("BEFORE", "/tmp/base")
+        env["PYTHONPATH"] = self.tree
         return env
-
-
-
-
 
 
 def measure(run_exec, run_call, run_many, n: int, into: dict[str, list[float]]) -> None:
@@ -47,8 +50,10 @@ def measure(run_exec, run_call, run_many, n: int, into: dict[str, list[float]]) 
 
 def main() -> None:
     n, rounds = int(os.environ.get("N", "600")), int(os.environ.get("ROUNDS", "6"))
-    procs = {"before": BeforeSidecar(CONFIG, workdir=tempfile.mkdtemp()).start(),
-             "after": SidecarProcess(CONFIG, workdir=tempfile.mkdtemp()).start()}
+    trees = os.environ.get("BEFORE", "/tmp/base").split(":")
+    procs = {os.path.basename(tree.rstrip("/")) or tree:
+             BeforeSidecar(tree, CONFIG, workdir=tempfile.mkdtemp()).start() for tree in trees}
+    procs["after"] = SidecarProcess(CONFIG, workdir=tempfile.mkdtemp()).start()
     results = {name: {"exec": [], "call": [], "rate": []} for name in [*procs, "ppe"]}
     try:
         clients = {name: proc.client(timeout=10) for name, proc in procs.items()}
@@ -60,7 +65,8 @@ def main() -> None:
             ppe2.submit(operator.add, 1, 2).result()
             for round_ in range(rounds):
                 order = [*clients, "ppe"]
-                for name in order[round_ % 3:] + order[:round_ % 3]:
+                turn = round_ % len(order)
+                for name in order[turn:] + order[:turn]:
                     if name == "ppe":
                         measure(lambda: ppe1.submit(eval, "1+1").result(),
                                 lambda: ppe1.submit(operator.add, 1, 2).result(),
@@ -79,7 +85,7 @@ def main() -> None:
           f"{ppe['call']:.0f} us; PPE(2), 8 threads: {ppe['rate']:.0f} calls/s")
     for name in procs:
         r = m[name]
-        print(f"  {name:7s} execute {r['exec']:5.0f} us ({r['exec'] / ppe['exec']:.2f}x)  call "
+        print(f"  {name:14s} execute {r['exec']:5.0f} us ({r['exec'] / ppe['exec']:.2f}x)  call "
               f"{r['call']:5.0f} us ({r['call'] / ppe['call']:.2f}x)  8 threads "
               f"{r['rate']:5.0f}/s ({r['rate'] / ppe['rate']:.2f}x)")
 

@@ -109,6 +109,24 @@ def test_one_crashing_caller_is_quarantined_and_others_keep_being_served(tmp_pat
         check_operators_list_and_clear_it(proc, fp, other, crasher)
 
 
+def test_crashes_back_to_back_with_the_default_breaker_never_refuse_another_caller(tmp_path):
+    # Finding 2 as reported: the same crashing request six times in a row, nothing in between,
+    # the default breaker (five consecutive failures open it). Before the quarantine the fifth
+    # crash opened the primary breaker and an unrelated caller got circuit_open.
+    with SidecarProcess({"pool": {"initial-size": 2, "max-size": 2},
+                         "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False}},
+                        workdir=str(tmp_path)) as proc:
+        crasher, other = proc.client(timeout=10), proc.client(timeout=10)
+        kinds = []
+        for _ in range(6):
+            with pytest.raises((WorkerCrashed, Quarantined)) as caught:
+                crasher.execute(POISON)
+            kinds.append(caught.value.kind)
+        assert kinds == ["crashed", "crashed"] + ["quarantined"] * 4
+        assert other.execute("1+1").value == 2
+        assert other.health()["breakers"]["primary"]["state"] == "closed"
+
+
 def test_op_bad_input_is_bad_request(sidecar):
     client = sidecar.client(timeout=5)
     with pytest.raises(BadRequest, match="unknown quarantine 'action' 'purge'"):
