@@ -214,3 +214,29 @@ def test_a_channel_url_apprise_cannot_use_is_refused_naming_it() -> None:
 
     with pytest.raises(ValueError, match="'nosuchservice://host' is not a URL apprise can"):
         Channel.build("nosuchservice://user:secret@host/x", ["CRITICAL"])
+
+
+def test_the_manager_shows_when_the_policy_is_due_and_when_the_loop_will_ask(clock) -> None:
+    from sidecar.alert_channels import AlertChannels
+    from sidecar.alerting import AlertManager
+    from sidecar.loop import Loop
+
+    loop = Loop(clock=clock)
+    policy = AlertPolicy(ThrottleSettings(group_wait=30, repeat_interval=3600), clock=clock)
+    manager = AlertManager(loop, policy, AlertChannels([]))
+    try:
+        assert manager.snapshot()["next_due_in"] is None
+        assert manager.snapshot()["timer_in"] is None
+        manager.raise_condition("worker_crashed/primary", "CRITICAL", "died", group="pool primary")
+        shown = manager.snapshot()
+        assert shown["next_due_in"] == pytest.approx(30) and shown["timer_in"] == pytest.approx(30)
+        clock.advance(30)
+        manager.flush()  # what the loop's timer calls at that time
+        shown = manager.snapshot()
+        assert shown["counts"]["sent"] == 1
+        # still firing: the reminder is next, and the loop's timer is armed for it
+        assert shown["next_due_in"] == pytest.approx(3600)
+        assert shown["timer_in"] == pytest.approx(3600)
+    finally:
+        manager.close()
+        loop.close()
