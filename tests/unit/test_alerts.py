@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from sidecar.alert_channels import AlertChannels
+from sidecar.alerting import AlertManager
 from sidecar.alerts import AlertPolicy, Level, ThrottleSettings
+from sidecar.loop import Loop
 
 
 class FakeClock:
@@ -217,10 +220,6 @@ def test_a_channel_url_apprise_cannot_use_is_refused_naming_it() -> None:
 
 
 def test_the_manager_shows_when_the_policy_is_due_and_when_the_loop_will_ask(clock) -> None:
-    from sidecar.alert_channels import AlertChannels
-    from sidecar.alerting import AlertManager
-    from sidecar.loop import Loop
-
     loop = Loop(clock=clock)
     policy = AlertPolicy(ThrottleSettings(group_wait=30, repeat_interval=3600), clock=clock)
     manager = AlertManager(loop, policy, AlertChannels([]))
