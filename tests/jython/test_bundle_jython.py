@@ -36,8 +36,9 @@ def test_bundle_files(bundle):
     assert "ExecStart=" in unit and "serve --config /etc/py3sidecar/config.yml" in unit
     assert "User=ignition" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
-    for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/transport",
-                   "py3sidecar/healthpoll", "py3sidecar/gatewayroute", "py3sidecar/client",
+    for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/datasets",
+                   "py3sidecar/decoder", "py3sidecar/valuepath", "py3sidecar/transport",
+                   "py3sidecar/breaker", "py3sidecar/healthpoll", "py3sidecar/gatewayroute", "py3sidecar/client",
                    "py3sidecar/background", "py3sidecar/endpoints"):
         for leaf in ("code.py", "resource.json"):
             assert f"ignition/script-python/{module}/{leaf}" in names, names

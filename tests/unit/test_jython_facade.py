@@ -73,7 +73,9 @@ def test_facade_reaches_the_wire_only_through_the_library_modules() -> None:
     code = "\n".join(line for line in FACADE.read_text().splitlines()
                      if not line.lstrip().startswith("#"))
     code = re.sub(r'"""[\s\S]*?"""', "", code)  # docstrings may name what they explain
-    for internal in ("py3sidecar.transport", "py3sidecar.codec", "getGlobals", "import java"):
+    for internal in ("py3sidecar.transport", "py3sidecar.breaker", "py3sidecar.codec",
+                     "py3sidecar.datasets", "py3sidecar.decoder", "py3sidecar.valuepath",
+                     "getGlobals", "import java"):
         assert internal not in code, f"{internal} belongs in py3sidecar.client"
 
 
@@ -84,4 +86,6 @@ def test_new_modules_ship_with_their_scope() -> None:
     assert scope("py3sidecar/client") == "G"       # drives the gateway-only transport
     assert scope("py3sidecar/endpoints") == "G"    # reads the sidecar's files on the gateway
     assert scope("py3sidecar/background") == "A"   # executeAsync in the Designer too
+    for part in ("datasets", "decoder", "valuepath", "breaker"):  # the codec's and transport's
+        assert scope(f"py3sidecar/{part}") == "G"
     assert scope("python3") == "A"

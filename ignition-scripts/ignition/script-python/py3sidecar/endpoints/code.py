@@ -7,7 +7,8 @@ entry's unset settings from its connection file (ports actually bound) and its t
 a Sidecar per entry: its transport (shared by every gateway thread, rebuilt when the connection
 or token file says something new) and its client circuit breaker, whose transitions it logs.
 Must not touch: the failover order and the caller's time budget (py3sidecar.client), the wire
-and the sockets (py3sidecar.transport), the public API (python3).
+and the sockets (py3sidecar.transport), the breaker's states (py3sidecar.breaker), the public
+API (python3).
 
 Gateway scope only (resource scope "G"): only py3sidecar.client uses it.
 """
@@ -115,8 +116,8 @@ class Sidecar(object):
         self.settings = settings
         self.protocol_version = protocol_version
         self.name = settings['name']
-        self.breaker = transport.CircuitBreaker(settings['breaker_failure_threshold'],
-                                                settings['breaker_open_ms'], name=self.name)
+        self.breaker = py3sidecar.breaker.CircuitBreaker(  # noqa: F821 (project library global)
+            settings['breaker_failure_threshold'], settings['breaker_open_ms'], name=self.name)
         self.breaker.listener = _log_transition
         self._file = java.io.File(settings['connection_file']) \
             if settings['connection_file'] else None
