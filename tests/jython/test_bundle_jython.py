@@ -38,8 +38,8 @@ def test_bundle_files(bundle):
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/datasets",
                    "py3sidecar/decoder", "py3sidecar/valuepath", "py3sidecar/transport",
-                   "py3sidecar/breaker", "py3sidecar/healthpoll", "py3sidecar/gatewayroute", "py3sidecar/client",
-                   "py3sidecar/background", "py3sidecar/endpoints"):
+                   "py3sidecar/breaker", "py3sidecar/healthpoll", "py3sidecar/gatewayroute",
+                   "py3sidecar/client", "py3sidecar/background", "py3sidecar/endpoints"):
         for leaf in ("code.py", "resource.json"):
             assert f"ignition/script-python/{module}/{leaf}" in names, names
     for leaf in ("handleTimerEvent.py", "resource.json"):  # the 8.3 gateway timer resource
