@@ -39,6 +39,7 @@ from bridge.protocol import (
     BadRequest,
     CallTimeout,
     CircuitOpen,
+    Forbidden,
     InternalError,
     Overloaded,
     PythonError,
@@ -52,7 +53,7 @@ from bridge.token import read_token
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
-           "InternalError", "Quarantined", "DEFAULT_ENDPOINT"]
+           "InternalError", "Quarantined", "Forbidden", "DEFAULT_ENDPOINT"]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 ENV_ENDPOINT = "PY3SIDECAR_ENDPOINT"

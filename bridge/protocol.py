@@ -25,8 +25,14 @@ BAD_REQUEST = "bad_request"
 UNAUTHORIZED = "unauthorized"
 INTERNAL = "internal"
 QUARANTINED = "quarantined"  # this very request crashed its worker repeatedly: refused for a TTL
+FORBIDDEN = "forbidden"  # a relayed request the sidecar's access policy does not grant (unrun)
 ERROR_KINDS = (USER, TIMEOUT, CRASHED, OVERLOADED, CIRCUIT_OPEN, UNAVAILABLE, BAD_REQUEST,
-               UNAUTHORIZED, INTERNAL, QUARANTINED)
+               UNAUTHORIZED, INTERNAL, QUARANTINED, FORBIDDEN)
+
+# The mark a relaying front (the gateway's message handler) puts on what it relays; the sidecar
+# applies python3.access.routed to marked requests only (docs/protocol.md, "routed").
+ROUTED_KEYS = ("route", "project", "user", "session")
+ROUTED_VALUE_MAX = 256
 
 
 class SidecarError(Exception):
@@ -99,9 +105,16 @@ class Quarantined(SidecarError):
     kind = QUARANTINED
 
 
+class Forbidden(SidecarError):
+    """A request relayed by the gateway's message handler that the sidecar does not grant to
+    that route (``python3.access.routed``); the message names the setting to change. Unrun."""
+    kind = FORBIDDEN
+
+
 EXCEPTIONS: dict[str, type[SidecarError]] = {
     cls.kind: cls for cls in (PythonError, CallTimeout, WorkerCrashed, Overloaded, CircuitOpen,
-                              Unavailable, BadRequest, Unauthorized, InternalError, Quarantined)
+                              Unavailable, BadRequest, Unauthorized, InternalError, Quarantined,
+                              Forbidden)
 }
 
 
@@ -148,6 +161,18 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _check_routed(routed: Any) -> None:
+    """The relay's mark: a map of ROUTED_KEYS to short strings or null, ``route`` a string."""
+    _require(isinstance(routed, dict) and isinstance(routed.get("route"), str)
+             and all(k in ROUTED_KEYS for k in routed),
+             f"'routed' must be a map with a 'route' string and only {', '.join(ROUTED_KEYS)}, "
+             f"got {_shown(routed)}")
+    for key, value in routed.items():
+        _require(value is None or (isinstance(value, str) and len(value) <= ROUTED_VALUE_MAX),
+                 f"'routed.{key}' must be a string of at most {ROUTED_VALUE_MAX} characters or "
+                 f"null, got {_shown(value)}")
+
+
 def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     """Check a decoded request's shape; raise ``BadRequest`` naming the bad member.
 
@@ -171,6 +196,9 @@ def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     pool = req.get("pool")
     _require(pool is None or isinstance(pool, str),
              f"'pool' must be the name of one of the sidecar's pools, got {_shown(pool)}")
+    routed = req.get("routed")
+    if routed is not None:
+        _check_routed(routed)
     if op == "execute":
         _require(isinstance(req.get("code"), str),
                  f"'code' must be a string, got {type(req.get('code')).__name__}")

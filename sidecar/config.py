@@ -1,10 +1,10 @@
 """Configuration: the YAML file, the embedded default, validation with messages that help.
 
-Owns: the models below (with ``sidecar.config_fallback`` and ``sidecar.config_monitoring``
-for those sections, ``sidecar.config_types`` for units and ``Section``; all re-exported here),
-which are the one truth about every key and its default; reading
-YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``, ``worker``,
-``bridge``, ...) and validating it once. Must not touch: processes, sockets, the components'
+Owns: the models below (with ``sidecar.config_fallback``, ``sidecar.config_monitoring`` and
+``sidecar.config_access`` for those sections, ``sidecar.config_types`` for units and
+``Section``; all re-exported here), which are the one truth about every key and its default;
+reading YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``,
+``worker``, ``bridge``, ...) and validating it once. Must not touch: processes, sockets, the components'
 own settings objects (``sidecar.settings`` builds those from these models).
 ``default.yml`` is the documented copy of the defaults (``config --print-default``);
 tests/unit/test_default_config.py keeps it equal to the models, key by key, with a comment each.
@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from sidecar.config_access import AccessConfig, RoutedAccessConfig  # noqa: F401 - re-exported
 from sidecar.config_fallback import (  # noqa: F401 - re-exported
     FALL_THROUGH_ALLOWED,
     FALLBACK_STRATEGIES,
@@ -402,7 +403,7 @@ class Python3Config(Section):
     http: HttpConfig = _section(HttpConfig)
     alerts: AlertsConfig = _section(AlertsConfig)
     monitoring: MonitoringConfig = _section(MonitoringConfig)
-
+    access: AccessConfig = _section(AccessConfig)  # sidecar/config_access.py
 
     @model_validator(mode="after")
     def _pools_and_chains(self) -> "Python3Config":

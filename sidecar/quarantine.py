@@ -38,8 +38,9 @@ from bridge.protocol import BadRequest
 
 Clock = Callable[[], float]
 
-# Envelope members that differ between identical requests: who sent it and how long it may run.
-_NOT_FINGERPRINTED = frozenset({"id", "token", "timeout"})
+# Envelope members that differ between identical requests: who sent (or relayed) it and how long
+# it may run.
+_NOT_FINGERPRINTED = frozenset({"id", "token", "timeout", "routed"})
 _LABEL_CHARS = 120  # the code's first line, shortened: enough to recognise, not to leak
 
 

@@ -1,6 +1,7 @@
 """The sidecar service: wires the loop, the pool and the fronts; answers the sidecar's own ops.
 
-Owns: request admission (size, decoding, token, validation, refusing quarantined requests),
+Owns: request admission (size, decoding, token, validation, refusing quarantined requests and
+what the gateway route is not granted),
 routing ``execute``/``call`` to the pool and answering ``ping``/``health``/``diag``/``breaker``/
 ``quarantine`` itself, start-up and graceful shutdown.
 Must not touch: worker processes (the pool), sockets (the fronts), YAML (the config).
@@ -99,6 +100,8 @@ class Service:
         self.watchdog, self.sizer = self.primary.watchdog, self.primary.sizer
         self.reloader = self.primary.reloader
         self.named = NamedPools(self.loop, config, self.pool.settings)
+        # What requests relayed by the gateway's message handler may do (python3.access.routed).
+        self.route_policy = settings.route_policy(config.python3.access.routed)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
         # (circuit breaker, fallbacks) that has the same ``submit(call)``.
         # Poison requests are refused before they reach the chain (python3.quarantine).
@@ -342,6 +345,9 @@ class Service:
         except protocol.BadRequest as exc:
             self.refuse(reply, rid, protocol.BAD_REQUEST, exc.message)
             return
+        # Relayed by the gateway's message handler: only what python3.access.routed grants.
+        if request.get("routed") is not None and self.refused_on_route(rid, request, reply):
+            return
         op = request["op"]
         if op not in protocol.WORKER_OPS:
             self.run_local_op(op, rid, request, reply)
@@ -379,6 +385,16 @@ class Service:
             self.refuse(reply, head.request_id, protocol.UNAUTHORIZED,
                         self.unauthorized_message(head))
             return False
+        return True
+
+    def refused_on_route(self, rid: Any, request: dict[str, Any],
+                         reply: Callable[[bytes], None]) -> bool:
+        """A marked request (``routed``): True, and refused ``forbidden``, unless the route is
+        granted it (sidecar/route_policy.py)."""
+        message = self.route_policy.refusal(request)
+        if message is None:
+            return False
+        self.refuse(reply, rid, protocol.FORBIDDEN, message)
         return True
 
     def refuse_quarantined(self, op: str, rid: Any, held: Any,

@@ -2,7 +2,7 @@
 
 Owns: one mapping function per component (pool, secondary and direct pools, score, health
 checks, watchdog, recovery, scaling, overload, circuit breaker, quarantine, alert throttle,
-CloudWatch), and the only
+CloudWatch, the gateway route's access policy), and the only
 renames between a YAML key and a component's field (``crash-penalty`` -> ``crashed_penalty``,
 ``circuit-breaker.timeout`` -> ``open_timeout``, ...). Must not touch: reading or validating
 YAML (``sidecar.config``), defaults (the models in ``sidecar.config`` hold them; the components'
@@ -29,6 +29,7 @@ from sidecar.config import (
     QuarantineSection,
     RecoveryConfig,
     ResourcesConfig,
+    RoutedAccessConfig,
     ScalingConfig,
     ScoreSection,
     SecondaryPoolConfig,
@@ -41,6 +42,7 @@ from sidecar.placement import parse_cpus
 from sidecar.pool_settings import PoolSettings
 from sidecar.quarantine import QuarantineConfig
 from sidecar.recovery import RecoverySettings
+from sidecar.route_policy import RoutePolicy
 from sidecar.scaling import ScalingSettings
 from sidecar.score import ScoreConfig
 from sidecar.watchdog import WatchdogSettings
@@ -158,3 +160,8 @@ def throttle_settings(section: AlertThrottleConfig) -> ThrottleSettings:
 def emf_settings(section: CloudWatchConfig) -> EmfSettings:
     """``python3.monitoring.cloudwatch``."""
     return by_name(EmfSettings, section)
+
+
+def route_policy(section: RoutedAccessConfig) -> RoutePolicy:
+    """``python3.access.routed``: what requests relayed by the gateway's handler may do."""
+    return RoutePolicy(tuple(section.allow_targets), section.execute, section.diag)

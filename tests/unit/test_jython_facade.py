@@ -19,7 +19,7 @@ PUBLIC = ["execute", "executeFull", "call", "callFull", "executeAsync", "callAsy
           "health", "clientStatus", "diagnostics", "close"]
 EXCEPTIONS = ["Python3Error", "PythonError", "Timeout", "WorkerCrashed", "Overloaded",
               "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized", "InternalError",
-              "Quarantined", "TypeConversionError"]
+              "Quarantined", "Forbidden", "TypeConversionError"]
 
 
 TOP = re.compile(r"^(def|class) (\w+)", re.M)
@@ -55,7 +55,7 @@ def test_facade_is_exceptions_then_public_api_then_a_short_private_tail() -> Non
     last_class = max(line for kind, _, line in items if kind == "class")
     first_function = min(line for kind, _, line in items if kind == "def")
     assert last_class < first_function, "exception classes first, then the functions"
-    assert len(FACADE.read_text().splitlines()) <= 280
+    assert len(FACADE.read_text().splitlines()) <= 290
 
 
 def test_full_and_plain_variants_share_one_implementation() -> None:

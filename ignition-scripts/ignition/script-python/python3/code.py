@@ -114,6 +114,12 @@ class Quarantined(Python3Error):
         return self.details.get('fingerprint')
 
 
+class Forbidden(Python3Error):
+    """Called from the Designer or a Vision client (through the gateway's message handler): the
+    sidecar does not grant this to that route; the message names its setting to change."""
+    kind = 'forbidden'
+
+
 class TypeConversionError(BadRequest):
     """A value of a type that cannot cross to Python 3; the message names the type and position."""
 
@@ -122,6 +128,7 @@ _KIND_CLASSES = {
     'user': PythonError, 'timeout': Timeout, 'crashed': WorkerCrashed, 'overloaded': Overloaded,
     'circuit_open': CircuitOpen, 'unavailable': Unavailable, 'bad_request': BadRequest,
     'unauthorized': Unauthorized, 'internal': InternalError, 'quarantined': Quarantined,
+    'forbidden': Forbidden,
 }
 
 # ---------------------------------------------------------------------------

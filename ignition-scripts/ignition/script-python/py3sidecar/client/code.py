@@ -33,6 +33,7 @@ _KIND_TEXT = {
     'unauthorized': 'the Python 3 sidecar rejected the token (check py3sidecar.settings TOKEN/TOKEN_FILE)',
     'internal': 'internal error in the Python 3 sidecar',
     'quarantined': 'the Python 3 sidecar refuses this request (quarantined: it kept crashing workers)',
+    'forbidden': 'the Python 3 sidecar does not grant this to calls from the Designer or Vision clients',
 }
 
 
@@ -106,13 +107,19 @@ class _Connection(object):
             py3sidecar.background.DaemonThreads('python3-async'))  # noqa: F821
         self.executor.allowCoreThreadTimeOut(True)
 
-    def request(self, op, fields, timeout_ms, client_timeout_ms):
+    def request(self, op, fields, timeout_ms, client_timeout_ms, routed=None):
         """One call, tried on each sidecar in order until one serves it (see the settings'
-        FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered)."""
+        FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered). `routed`: the
+        gateway route's mark (py3sidecar.gatewayroute), set last so no field can replace it."""
         env = {'v': _PROTOCOL_VERSION, 'id': self.ids.incrementAndGet(), 'op': op}
         if timeout_ms is not None:
             env['timeout'] = timeout_ms / 1000.0
         env.update(fields)
+        env['op'] = op
+        if routed is not None:
+            env['routed'] = routed
+        else:
+            env.pop('routed', None)
         t = _Tries(timeout_ms, client_timeout_ms)
         last = len(self.sidecars) - 1
         i = 0
@@ -295,9 +302,11 @@ def _connection():
         return conn
 
 
-def direct_request(op, fields, timeout_ms=None, control=False):
+def direct_request(op, fields, timeout_ms=None, control=False, routed=None):
     """One request from this JVM to the sidecars (gateway scope, and the gateway's message
-    handler): the reply map (with 'sidecar': who answered), or python3's typed error."""
+    handler): the reply map (with 'sidecar': who answered), or python3's typed error. `routed`
+    is the message handler's mark (the sidecar then grants only python3.access.routed); gateway
+    scripts never pass it and keep full access."""
     conn = _connection()
     cfg = conn.cfg
     if timeout_ms is None:
@@ -309,13 +318,13 @@ def direct_request(op, fields, timeout_ms=None, control=False):
     client_ms = timeout_ms + cfg['client_grace_ms']
     send_timeout = None if control else timeout_ms
     try:
-        return conn.request(op, fields, send_timeout, client_ms)
+        return conn.request(op, fields, send_timeout, client_ms, routed)
     except python3.Unavailable, e:
         # Closed by a library reload while this call was on its way: it was certainly not
         # run; once more on the fresh connection.
         if not conn.closed or e.details.get('sent') is not False:
             raise
-        return _connection().request(op, fields, send_timeout, client_ms)
+        return _connection().request(op, fields, send_timeout, client_ms, routed)
 
 
 def status():

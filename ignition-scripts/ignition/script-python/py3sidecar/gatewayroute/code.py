@@ -8,12 +8,27 @@ call on the gateway and returns its outcome. The caller sees the same values, th
 errors (python3.PythonError, Timeout, ...) and the same timeouts as a gateway script.
 
 Gateway and Perspective scripts (they run on the gateway) call the sidecar directly.
+
+Security: whoever can open a client of the project can call its message handlers (Ignition
+gives sendRequest no client permission). So the handler does not relay what it is sent: it
+builds the request itself from the fields each op has (a client's token, op, pool or mark
+never reach the sidecar), and marks it `routed` (ROUTE, the project that ran the handler, the
+user and session the client claims: Ignition hands a gateway message handler only the payload,
+so those two are prefixed 'claimed:'). The sidecar grants a marked request only what
+python3.access.routed allows (else python3.Forbidden); gateway scripts are unmarked and keep
+full access. See INSTALL.txt "Security: the gateway route".
 """
 import java.lang
 from java.util.concurrent import ArrayBlockingQueue, ThreadPoolExecutor, TimeUnit
 
 _SCOPE_DIRECT = 'direct'
 _SCOPE_GATEWAY = 'gateway'
+ROUTE = 'message-handler'  # routed.route: the sidecar's policy for what this handler relays
+# The members each op may carry through the handler; nothing else of a payload is relayed.
+_FIELDS = {'execute': ('code', 'vars', 'pool'), 'call': ('target', 'args', 'kwargs', 'pool'),
+           'ping': (), 'health': (), 'diag': ('command', 'args')}
+_CONTROL_OPS = ('ping', 'health', 'diag')
+_CLAIM_MAX = 200
 # Extra seconds sendRequest waits past the call's own deadline: the gateway answers `timeout`
 # itself when the call runs too long; this is only the backstop for a gateway that is gone.
 _ROUTE_GRACE_S = 5
@@ -53,7 +68,8 @@ def request(op, fields, timeout_ms, control):
     if timeout_ms is None:
         timeout_ms = s.CONTROL_TIMEOUT_MS if control else s.DEFAULT_TIMEOUT_MS
     timeout_ms = int(timeout_ms)
-    payload = {'op': op, 'fields': fields, 'timeoutMs': timeout_ms, 'control': bool(control)}
+    payload = {'op': op, 'fields': fields, 'timeoutMs': timeout_ms, 'control': bool(control),
+               'caller': _caller()}
     wait_s = int((timeout_ms + s.CLIENT_GRACE_MS) / 1000.0) + _ROUTE_GRACE_S
     handler = getattr(s, 'MESSAGE_HANDLER', 'py3sidecar')
     try:
@@ -79,17 +95,77 @@ def request(op, fields, timeout_ms, control):
     return dict(outcome.get('reply') or {})
 
 
+def _call_first(*names):
+    """The value of the first of system.<ns>.<fn> (names 'ns.fn') this scope has, else None."""
+    for name in names:
+        ns, fn = name.split('.')
+        f = getattr(getattr(system, ns, None), fn, None)  # noqa: F821 (Ignition global)
+        if f is not None:
+            try:
+                return f()
+            except (Exception, java.lang.Throwable):
+                return None
+    return None
+
+
+def _caller():
+    """Client side: who this client says it is (8.3 system.vision.*, 8.1 system.security /
+    system.util); the gateway can only take it as a claim."""
+    return {'user': _call_first('vision.getUsername', 'security.getUsername'),
+            'session': _call_first('vision.getClientId', 'util.getClientId')}
+
+
+def _claimed(value):
+    if value is None or not isinstance(value, basestring):
+        return None
+    return 'claimed:' + value[:_CLAIM_MAX]
+
+
+def _mark(payload):
+    """Gateway side: the `routed` mark of what this handler relays. `project` is the project
+    whose handler runs (the gateway's own knowledge); user and session only as claimed."""
+    caller = payload.get('caller')
+    caller = caller if hasattr(caller, 'get') else {}
+    project = None
+    try:
+        project = system.util.getProjectName()  # noqa: F821 (Ignition global)
+    except (Exception, java.lang.Throwable):
+        pass
+    return {'route': ROUTE, 'project': project if isinstance(project, basestring) else None,
+            'user': _claimed(caller.get('user')), 'session': _claimed(caller.get('session'))}
+
+
+def _fields(op, payload):
+    """The op's own members of the client's fields, nothing else (no token, op, v, id, mark)."""
+    sent = payload.get('fields')
+    sent = sent if hasattr(sent, 'get') else {}
+    fields = {}
+    for key in _FIELDS[op]:
+        value = sent.get(key)
+        if value is not None:
+            fields[key] = value
+    return fields
+
+
 def handle(payload):
     """Gateway side (the message handler's body): runs the request, returns its outcome as a
-    dict that crosses back to the caller; never raises."""
+    dict that crosses back to the caller; never raises. The request is built here, from the
+    op's fields of the payload, and marked `routed` (see the module's docstring)."""
     p3 = python3  # noqa: F821
     try:
         op = payload.get('op')
-        if op not in ('execute', 'call', 'ping', 'health', 'diag'):
+        if op not in _FIELDS:
             raise p3.BadRequest('unknown python3 op %r through the gateway route' % (op,))
-        fields = dict(payload.get('fields') or {})
+        timeout_ms = payload.get('timeoutMs')
+        if timeout_ms is not None:
+            try:
+                timeout_ms = int(timeout_ms)
+            except (TypeError, ValueError):
+                raise p3.BadRequest('timeoutMs must be a number of milliseconds, not %r'
+                                    % (timeout_ms,))
         reply = py3sidecar.client.direct_request(  # noqa: F821
-            op, fields, payload.get('timeoutMs'), control=bool(payload.get('control')))
+            op, _fields(op, payload), timeout_ms, control=op in _CONTROL_OPS,
+            routed=_mark(payload))
         keep = ('value', 'stdout', 'stderr', 'worker', 'ms', 'sidecar')
         return {'ok': True, 'reply': dict((k, reply.get(k)) for k in keep if k in reply)}
     except p3.Python3Error, e:
