@@ -4,8 +4,8 @@ Owns: the models below (with ``sidecar.config_fallback``, ``sidecar.config_monit
 ``sidecar.config_access`` for those sections, ``sidecar.config_types`` for units and
 ``Section``; all re-exported here), which are the one truth about every key and its default;
 reading YAML in the shape of the spec's ``application.yml`` (``python3:`` -> ``pool``,
-``worker``, ``bridge``, ...) and validating it once. Must not touch: processes, sockets, the components'
-own settings objects (``sidecar.settings`` builds those from these models).
+``worker``, ``bridge``, ...) and validating it once. Must not touch: processes, sockets, the
+components' own settings objects (``sidecar.settings`` builds those from these models).
 ``default.yml`` is the documented copy of the defaults (``config --print-default``);
 tests/unit/test_default_config.py keeps it equal to the models, key by key, with a comment each.
 """
