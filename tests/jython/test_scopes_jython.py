@@ -1,5 +1,7 @@
 """Designer / Script Console / Vision scope under real Jython: python3.* through the shipped
-gateway message handler (system.util.sendRequest test double), and the 8.3 timer resource."""
+gateway message handler (system.util.sendRequest test double), what the sidecar grants that
+route (python3.access.routed: execute refused as python3.Forbidden, an allow-listed call
+served, a client's own mark or token changing nothing), and the 8.3 timer resource."""
 from __future__ import annotations
 
 import json
@@ -15,11 +17,30 @@ pytestmark = pytest.mark.jython
 CASES = jvm.JY / "cases_scopes.py"
 
 
+# A module of the plant's own, on the workers' path: what the gateway route is granted, with
+# two standard ones (python3.access.routed); execute and diag stay off for the route.
+PLANTCALC = """
+def double_and_greet(x):
+    print("hi")
+    return x * 2
+
+
+def divide(a, b):
+    return a / b
+"""
+ROUTE_GRANTS = ["plantcalc:*", "statistics:mean", "operator:*", "time:sleep"]
+
+
 @pytest.fixture(scope="module")
 def scopes_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("jy_scopes")
+    (work / "lib").mkdir()
+    (work / "lib" / "plantcalc.py").write_text(PLANTCALC)
     sidecar = SidecarProcess({"pool": {"initial-size": 2, "spares": 0},
-                              "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False}},
-                             workdir=str(tmp_path_factory.mktemp("jy_scopes")), py4j_port=0)
+                              "worker": {"kill-grace": "200ms", "paths": [str(work / "lib")]},
+                              "scaling": {"enabled": False},
+                              "access": {"routed": {"allow-targets": ROUTE_GRANTS}}},
+                             workdir=str(work), py4j_port=0)
     sidecar.start()
     settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000}
     scripts = PROJECT_ROOT / "ignition-scripts"

@@ -54,7 +54,7 @@ def test_designer_call_goes_through_the_message_handler():
         assert SYSTEM.util.requests == [('plant', 'py3sidecar', 'designer')], \
             SYSTEM.util.requests
         assert SYSTEM.util.last_handler_thread == 'gateway-message-handler'
-        full = p3().executeFull('print("hi")\nx * 2', {'x': 21})
+        full = p3().callFull('plantcalc:double_and_greet', [21])
         assert full['value'] == 42 and full['stdout'] == 'hi\n', full
         assert full['worker'] is not None and full['sidecar'] == 'local', full
         assert p3().ping()['state'] == 'running'
@@ -65,7 +65,7 @@ def test_designer_call_goes_through_the_message_handler():
 def test_designer_user_error_is_python_error():
     _as_designer()
     try:
-        e = raises(p3().PythonError, p3().execute, '1/0')
+        e = raises(p3().PythonError, p3().call, 'plantcalc:divide', [1, 0])
         assert e.remoteType == 'ZeroDivisionError', e.remoteType
         assert 'ZeroDivisionError' in e.traceback and 'division' in e.message, e.traceback
         assert isinstance(e, p3().Python3Error) and e.kind == 'user'
@@ -128,6 +128,143 @@ def test_gateway_scope_calls_directly():
     del SYSTEM.util.requests[:]
     assert p3().call('operator:add', [2, 3]) == 5
     assert SYSTEM.util.requests == [], SYSTEM.util.requests
+
+
+def _as_vision():
+    SYSTEM.util.enter_scope('vision')
+    del SYSTEM.util.requests[:]
+
+
+def test_vision_execute_is_forbidden_naming_the_setting():
+    _as_vision()
+    try:
+        e = raises(p3().Forbidden, p3().execute, 'import os; os.getuid()')
+        assert e.kind == 'forbidden' and isinstance(e, p3().Python3Error), e
+        assert 'set python3.access.routed.execute to true' in e.message, e.message
+        assert "message-handler route of project 'plant'" in e.message, e.message
+        assert SYSTEM.util.requests == [('plant', 'py3sidecar', 'vision')], SYSTEM.util.requests
+        e = raises(p3().Forbidden, p3().executeFull, '1 + 1')
+        assert e.kind == 'forbidden', e
+    finally:
+        _as_gateway()
+
+
+def test_vision_allow_listed_call_is_served_and_others_forbidden():
+    _as_vision()
+    try:
+        assert p3().call('plantcalc:double_and_greet', [4]) == 8
+        assert p3().call('statistics:mean', [[2, 4]]) == 3
+        e = raises(p3().Forbidden, p3().call, 'os:getuid', [])
+        assert "python3.access.routed.allow-targets to include 'os:getuid'" in e.message, \
+            e.message
+        # a wildcard is one public name: no path to what the module imported
+        raises(p3().Forbidden, p3().call, 'statistics:random._os.getpid', [])
+        raises(p3().Forbidden, p3().call, 'statistics:median', [[1, 2]])  # not listed
+    finally:
+        _as_gateway()
+
+
+def test_vision_diagnostics_are_forbidden_ping_and_health_served():
+    _as_vision()
+    try:
+        e = raises(p3().Forbidden, p3().diagnostics, 'config')
+        assert 'set python3.access.routed.diag to true' in e.message, e.message
+        assert p3().ping()['state'] == 'running'
+        assert p3().health()['status'], 'health stays granted to the route'
+    finally:
+        _as_gateway()
+
+
+def test_gateway_scope_keeps_full_access():
+    _as_gateway()
+    del SYSTEM.util.requests[:]
+    assert p3().execute('import os; os.getpid()') > 0
+    assert p3().call('os:getuid', []) >= 0
+    assert 'python3' in p3().diagnostics('config')
+    assert SYSTEM.util.requests == [], SYSTEM.util.requests
+
+
+class _SentEnvelopes(object):
+    """Records each envelope the gateway's library encodes (what goes on the wire)."""
+
+    def __init__(self):
+        self.codec = harness.MODULES['py3sidecar.codec']
+        self.original = self.codec.encode_request
+        self.sent = []
+
+    def __enter__(self):
+        def recording(env):
+            self.sent.append(dict(env))
+            return self.original(env)
+        self.codec.encode_request = recording
+        return self
+
+    def __exit__(self, *exc):
+        self.codec.encode_request = self.original
+
+
+class _VisionSecurity(object):
+    """TEST DOUBLE of 8.3's system.vision user functions (what the client claims)."""
+
+    def getUsername(self):
+        return 'alice'
+
+    def getClientId(self):
+        return '5f3a'
+
+
+MARK = {'route': 'message-handler', 'project': 'plant', 'user': None, 'session': None}
+
+
+def test_a_client_payload_cannot_send_or_strip_the_mark():
+    """Payloads crafted as a modified client would send them, straight to sendRequest: their
+    own `routed`, `token`, `op` or `v` change nothing the gateway sends."""
+    _as_vision()
+    forged = {'route': 'gateway-script', 'project': None, 'user': 'admin', 'session': None}
+    try:
+        with _SentEnvelopes() as wire:
+            out = SYSTEM.util.sendRequest('plant', 'py3sidecar', {
+                'op': 'execute', 'routed': None, 'token': 'forged',
+                'fields': {'code': '1 + 1', 'routed': None, 'token': 'forged', 'op': 'ping',
+                           'v': 2, 'id': 7}})
+            assert not out['ok'] and out['error']['kind'] == 'forbidden', out
+            out = SYSTEM.util.sendRequest('plant', 'py3sidecar', {
+                'op': 'call', 'control': True,
+                'fields': {'target': 'operator:add', 'args': [1, 2], 'routed': forged,
+                           'token': 'forged'}})
+            assert out['ok'] and out['reply']['value'] == 3, out
+            out = SYSTEM.util.sendRequest('plant', 'py3sidecar', {
+                'op': 'ping', 'fields': {'code': 'x', 'target': 'os:getuid', 'pool': 'ml'}})
+            assert out['ok'], out
+        execute, call, ping = wire.sent
+        for env in wire.sent:
+            assert env['routed'] == MARK, env
+            assert env.get('token') != 'forged' and env['v'] == 1, env
+        assert execute['op'] == 'execute' and execute['code'] == '1 + 1', execute
+        assert 'timeout' in call, 'control comes from the op, not from the payload'
+        assert set(ping) == set(['v', 'id', 'op', 'routed', 'token']), ping
+    finally:
+        _as_gateway()
+
+
+def test_the_mark_names_the_user_and_session_as_the_client_claims_them():
+    _as_vision()
+    SYSTEM.vision = _VisionSecurity()
+    try:
+        with _SentEnvelopes() as wire:
+            assert p3().call('operator:add', [2, 2]) == 4
+            out = SYSTEM.util.sendRequest('plant', 'py3sidecar', {
+                'op': 'ping', 'project': 'evil', 'caller': {'user': 'x' * 500, 'session': 5}})
+            assert out['ok'], out
+        first, second = [env['routed'] for env in wire.sent]
+        assert first == {'route': 'message-handler', 'project': 'plant',
+                         'user': 'claimed:alice', 'session': 'claimed:5f3a'}, first
+        # the project is the one whose handler ran; a claim is cut short, a non-text one dropped
+        assert second == {'route': 'message-handler', 'project': 'plant',
+                          'user': 'claimed:' + 'x' * 200, 'session': None}, second
+    finally:
+        del SYSTEM.vision
+        _as_gateway()
 
 
 def test_timer_resource_runs_the_health_poll():
