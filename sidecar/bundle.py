@@ -148,6 +148,21 @@ systemd/ runs the sidecar as {user}, the OS account of the Ignition service (set
    - Startup: gateway-events/startup.py (warms the shared connection).
    On Ignition 8.3 the project already holds the timer as a resource
    (ignition/timer/py3sidecar-healthpoll); add the message handler and startup script as above.
+   Security: the gateway route. Whoever can open a Vision client or the Designer of a project
+   can call its message handlers (Ignition puts no client permission on sendRequest), so the
+   sidecar grants what the handler relays only what python3.access.routed in config.yml
+   allows: ping and health; `call` of the targets listed in allow-targets (e.g.
+   ["mymodule:predict", "plant.models.*"]); execute (any code, as the sidecar's user) only with
+   execute: true; diag, breaker and quarantine only with diag: true. Anything else raises
+   python3.Forbidden, naming the key to set (the Script Console test of step 7 needs
+   "statistics:mean" listed, or run it from a gateway script). Gateway scripts keep full
+   access. The handler marks what it relays (route, project, and the user and client id the
+   client claims, kept as "claimed:...": Ignition gives a handler only the payload); a client
+   can neither send nor strip the mark. Restrict the handler itself as well: Ignition's message
+   handler settings (Designer > Gateway Events > Message > modify `py3sidecar`) have a
+   Security option naming the security zones and roles allowed to request it - allow only
+   those that need python3 from a client. (Documented for 8.x message handlers; not checked
+   on an 8.3 gateway: verify the option is there on yours.)
 7. Test:
    - a gateway script, or the Script Console (it runs in the Designer and calls through the
      message handler of step 6; save the project first):

@@ -48,3 +48,13 @@ def test_a_bad_pattern_says_which_entry_and_what_to_write() -> None:
         routed('      allow-targets: ["ok:f", "m:f:g"]\n')
     text = str(caught.value)
     assert "entry 1" in text and "'m:f:g'" in text and "'module:function'" in text, text
+
+
+def test_install_text_says_what_the_route_grants() -> None:
+    from sidecar.bundle import INSTALL_TXT
+
+    text = INSTALL_TXT.format(user="ignition", python="/usr/bin/python3")
+    assert "Security: the gateway route" in text
+    for key in ("python3.access.routed", "allow-targets", "execute: true", "diag: true",
+                "python3.Forbidden", "Security option"):
+        assert key in text, key
