@@ -346,7 +346,8 @@ class Service:
             self.refuse(reply, rid, protocol.BAD_REQUEST, exc.message)
             return
         # Relayed by the gateway's message handler: only what python3.access.routed grants.
-        if request.get("routed") is not None and self.refused_on_route(rid, request, reply):
+        if request.get("routed") is not None and (refused := self.route_policy.refusal(request)):
+            self.refuse(reply, rid, protocol.FORBIDDEN, refused)
             return
         op = request["op"]
         if op not in protocol.WORKER_OPS:
@@ -385,16 +386,6 @@ class Service:
             self.refuse(reply, head.request_id, protocol.UNAUTHORIZED,
                         self.unauthorized_message(head))
             return False
-        return True
-
-    def refused_on_route(self, rid: Any, request: dict[str, Any],
-                         reply: Callable[[bytes], None]) -> bool:
-        """A marked request (``routed``): True, and refused ``forbidden``, unless the route is
-        granted it (sidecar/route_policy.py)."""
-        message = self.route_policy.refusal(request)
-        if message is None:
-            return False
-        self.refuse(reply, rid, protocol.FORBIDDEN, message)
         return True
 
     def refuse_quarantined(self, op: str, rid: Any, held: Any,

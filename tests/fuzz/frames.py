@@ -124,6 +124,10 @@ GOOD = {
     "command": st.sampled_from(COMMANDS),
     "name": st.sampled_from(["primary", "secondary", "x"]),
     "pool": st.sampled_from(["primary", "no-such-pool"]),
+    # the gateway route's mark: the access policy's path (python3.access.routed)
+    "routed": st.fixed_dictionaries({"route": st.just("message-handler")},
+                                    optional={"project": st.one_of(st.none(), st.text(max_size=8)),
+                                              "user": st.one_of(st.none(), st.text(max_size=8))}),
 }
 # hypothesis's one_of does not weight repeated branches: choose by sampled_from instead.
 TOKEN_CHOICES = ["token"] * 7 + ["missing", "wrong", "value"]
