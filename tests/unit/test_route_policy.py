@@ -144,3 +144,12 @@ def test_forbidden_is_a_kind_with_its_exception() -> None:
     assert protocol.FORBIDDEN in protocol.ERROR_KINDS
     exc = protocol.exception_from_error(protocol.error("forbidden", "set it"))
     assert isinstance(exc, protocol.Forbidden) and exc.kind == "forbidden"
+
+
+def test_the_mark_is_not_part_of_a_quarantine_fingerprint() -> None:
+    """A poison request is the same whoever relays it (sidecar/quarantine.py)."""
+    from sidecar.quarantine import fingerprint
+
+    plain = {"v": 1, "id": 1, "op": "execute", "code": "import os"}
+    assert fingerprint(plain) == fingerprint({**plain, "id": 2, "routed": MARK})
+    assert fingerprint(plain) != fingerprint({**plain, "code": "import sys"})
