@@ -42,6 +42,7 @@ from sidecar.config_monitoring import (  # noqa: F401 - re-exported: the one pla
     HttpConfig,
     MonitoringConfig,
 )
+from sidecar.config_tls import HttpTlsConfig, Py4JTlsConfig  # noqa: F401 - re-exported
 from sidecar.config_types import (  # noqa: F401 - re-exported
     ConfigError,
     Duration,
@@ -180,6 +181,7 @@ class Py4JConfig(Section):
     java_port: Port = 25333
     max_connections: int = 1024
     idle_timeout: Duration = 3600.0
+    tls: Py4JTlsConfig = _section(Py4JTlsConfig)
 
     @field_validator("max_connections")
     @classmethod
