@@ -118,6 +118,7 @@ class BoundedHTTPServer(socketserver.TCPServer):
         self.tls_context = tls_context
         self.waiting: queue.Queue = queue.Queue(maxsize=workers)
         self.local = threading.local()  # per pool thread: the current connection's deadline
+        self.workers: list[threading.Thread] = []  # (a failed bind calls server_close)
         super().__init__(address, handler)
         self.workers = [threading.Thread(target=self.work, name=f"py3sidecar-http-{i}",
                                          daemon=True) for i in range(workers)]
