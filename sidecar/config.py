@@ -42,7 +42,7 @@ from sidecar.config_monitoring import (  # noqa: F401 - re-exported: the one pla
     HttpConfig,
     MonitoringConfig,
 )
-from sidecar.config_tls import HttpTlsConfig, Py4JTlsConfig  # noqa: F401 - re-exported
+from sidecar.config_tls import HttpTlsConfig, Py4JTlsConfig, dask_tls_problem  # noqa: F401
 from sidecar.config_types import (  # noqa: F401 - re-exported
     ConfigError,
     Duration,
@@ -368,9 +368,15 @@ class NamedPoolConfig(Section):
     address: str = ""
     connect_timeout: Duration = 5.0
     max_in_flight: int = 1000
+    tls_ca_file: str = ""    # tls:// schedulers: distributed's Security (sidecar.config_tls)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @model_validator(mode="after")
     def _kind_fits(self) -> "NamedPoolConfig":
+        if problem := dask_tls_problem(self.address, self.tls_ca_file, self.tls_cert_file,
+                                       self.tls_key_file):
+            raise ValueError(problem)
         if self.kind == "dask":
             if importlib.util.find_spec("distributed") is None:
                 raise ValueError("kind: dask needs Dask's client, which is not installed here: "
