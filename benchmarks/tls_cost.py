@@ -99,7 +99,7 @@ def main() -> int:
         add = {"op": "call", "target": "operator:add", "args": [1, 2]}
         figures: dict[str, dict[str, list[float]]] = {
             name: {"call": [], "ping": [], "cpu_us": []} for name in sides}
-        for name, peer in peers.items():  # warm-up
+        for peer in peers.values():  # warm-up
             median_us(peer, add, 300)
         for _ in range(ROUNDS):
             for name, peer in peers.items():

@@ -26,6 +26,10 @@ What a JVM sends on a connection, and the answers (mirroring py4j's Python side,
 * Any other command: ``!xn\\n`` (py4j: "the protocol is broken", the connection stays).
   An empty object id line, or end of stream, closes the connection.
 
+Over TLS (``py4j_tls`` did the handshake) the socket is an ``SSLSocket``: reads go on record by
+record until ``SSLWantRead``, and decrypted bytes left inside it (``pending()``) are read next
+turn; the bounds below apply to the plaintext.
+
 Resource bounds: non-blocking sockets only; partial writes are buffered (at most one reply per
 connection is ever pending). A line larger than about twice the envelope limit (base64
 included) is dropped as it arrives and its call answered with a `bad_request` envelope (the

@@ -116,7 +116,11 @@ class Py4JFront:
         self.loop.add_reader(sock.fileno(), self.on_accept)
         if self.idle_timeout:
             self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
-        log.info("py4j front listening on %s:%s", self.host, self.port)
+        log.info("py4j front listening on %s:%s%s", self.host, self.port,
+                 " (TLS only)" if self.tls_context is not None else "")
+        if self.tls_context is None and not _loopback(self.host):
+            log.warning("py4j front: beyond loopback in clear text (the token, code and values "
+                        "can be read on the network); set python3.bridge.py4j.tls")
 
     def _pause_accepting(self) -> None:
         if self.listener is not None:
@@ -242,3 +246,7 @@ class Py4JFront:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _loopback(host: str) -> bool:
+    return host.strip("[]") in ("localhost", "::1") or host.startswith("127.")

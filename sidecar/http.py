@@ -107,7 +107,8 @@ class HttpFront:
         self.thread.start()
         if not self.loopback:
             log.warning("HTTP endpoints listen beyond loopback on %s: all but /livez and "
-                        "/readyz need the token", self.url)
+                        "/readyz need the token%s", self.url, "" if self.tls_context else
+                        ", which crosses the network in clear: set python3.http.tls")
         log.info("HTTP endpoints on %s (/metrics /livez /readyz /health /dashboard)", self.url)
 
     def stop(self) -> None:
