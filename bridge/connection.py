@@ -9,7 +9,8 @@ Shape (``version`` 1)::
 
     {"version": 1, "pid": 1234, "token_file": "/run/py3sidecar/token",
      "zmq": {"endpoint": "tcp://127.0.0.1:5557"},
-     "py4j": {"host": "127.0.0.1", "python_port": 25334, "java_port": 25333},
+     "py4j": {"host": "127.0.0.1", "python_port": 25334, "java_port": 25333,
+              "tls": false, "tls_cert_file": null},
      "http": {"url": "http://127.0.0.1:5558"}}
 
 ``zmq``/``py4j``/``http`` are ``null`` when that front is disabled (``http`` is

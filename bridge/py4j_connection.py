@@ -26,6 +26,10 @@ What a JVM sends on a connection, and the answers (mirroring py4j's Python side,
 * Any other command: ``!xn\\n`` (py4j: "the protocol is broken", the connection stays).
   An empty object id line, or end of stream, closes the connection.
 
+Over TLS (``py4j_tls`` did the handshake) the socket is an ``SSLSocket``: reads go on record by
+record until ``SSLWantRead``, and decrypted bytes left inside it (``pending()``) are read next
+turn; the bounds below apply to the plaintext.
+
 Resource bounds: non-blocking sockets only; partial writes are buffered (at most one reply per
 connection is ever pending). A line larger than about twice the envelope limit (base64
 included) is dropped as it arrives and its call answered with a `bad_request` envelope (the
@@ -41,6 +45,7 @@ import binascii
 import hmac
 import logging
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -67,6 +72,9 @@ Handler = Callable[[bytes, Callable[[bytes], None]], None]
 RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
 LINGER_0 = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST, not a FIN
+# Nothing to read or write now. Over TLS (``py4j_tls``) a read returns one record at most and a
+# record may wait for its rest (SSLWantRead); no renegotiation, so a read never needs a write.
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 #: What an oversized (dropped) line reads as: never a valid py4j part (those start with a type).
 OVERSIZED = b"\x00"
 
@@ -98,7 +106,7 @@ _AUTH, _AUTH_TOKEN, _AUTH_END, _COMMAND, _OBJECT, _METHOD, _ARGS, _GC_END = rang
 class Py4JConnection:
     __slots__ = ("front", "sock", "fd", "peer", "buf", "scan", "state", "command", "object_id",
                  "method", "args", "token", "cmd_bytes", "busy", "closed", "out", "feeding",
-                 "close_when_flushed", "limit", "skipping", "oversized", "last_active")
+                 "close_when_flushed", "limit", "skipping", "oversized", "last_active", "tls")
 
     def __init__(self, front: Front, sock: socket.socket, peer: str) -> None:
         self.front = front
@@ -120,6 +128,7 @@ class Py4JConnection:
         self.skipping = 0  # bytes of an oversized line dropped so far (0: not inside one)
         self.last_active = front.loop.clock()  # for the idle timeout
         self.oversized = 0  # the size of the last oversized line, for its bad_request
+        self.tls = isinstance(sock, ssl.SSLSocket)  # reads one record at a time: see on_readable
 
     @property
     def authenticated(self) -> bool:
@@ -127,11 +136,13 @@ class Py4JConnection:
 
     # ------------------------------------------------------------ input
     def on_readable(self) -> None:
+        if self.closed:  # a read scheduled for pending TLS bytes, after a close
+            return
         sock, buf = self.sock, self.buf
-        for _ in range(RECV_PER_TURN):
+        for _ in range(RECV_PER_TURN * 4 if self.tls else RECV_PER_TURN):
             try:
                 data = sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 break
             except OSError as exc:  # reset by the peer
                 log.debug("py4j connection from %s: %s", self.peer, exc)
@@ -145,7 +156,8 @@ class Py4JConnection:
                              "reply will be dropped", self.peer)
                 self.close(reset=not self.authenticated)
                 return
-            short_read = len(data) < RECV_SIZE
+            # Over TLS a read is one record: read on until SSLWantRead.
+            short_read = len(data) < RECV_SIZE and not self.tls
             self.last_active = self.front.loop.clock()
             if self.skipping:  # inside an oversized line: drop it up to its newline
                 nl = data.find(b"\n")
@@ -166,6 +178,9 @@ class Py4JConnection:
                 return
             if short_read:
                 break
+        else:
+            if self.tls and sock.pending():  # decrypted bytes the socket's readiness won't show
+                self.front.loop.call_later(0, self.on_readable)
         self.feed()
 
     def skip_line(self) -> bool:
@@ -356,7 +371,7 @@ class Py4JConnection:
         if not self.out:
             try:
                 sent = self.sock.send(data)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 sent = 0
             except OSError as exc:
                 log.debug("py4j connection from %s: write failed: %s", self.peer, exc)
@@ -374,7 +389,7 @@ class Py4JConnection:
             chunk = out[0]
             try:
                 sent = self.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 return
             except OSError as exc:
                 log.debug("py4j connection from %s: write failed: %s", self.peer, exc)

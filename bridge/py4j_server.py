@@ -20,20 +20,26 @@ Who listens, who connects (py4j 0.10.9.9, Jython 2.7.3, Java 17):
   are independent and their replies may complete in any order.
 * The sidecar never calls into the JVM, so `java_port` is never connected to (it is kept for the
   connection file only) and nothing is ever sent unprompted.
+* With ``tls_context`` (python3.bridge.py4j.tls) every accepted socket first goes through a TLS
+  handshake on the loop (``py4j_tls``, within ``handshake_timeout``); the JVM side gives the
+  ClientServer an SSLSocketFactory (py3sidecar.transport). Plain peers get nothing.
 """
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 
 from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
 from bridge.py4j_connection import LINGER_0, Handler, Py4JConnection
+from bridge.py4j_tls import TlsHandshake
 from bridge.py4j_wire import unescape  # noqa: F401 - re-exported (tests import it from here)
 
 log = logging.getLogger("py3sidecar.py4j")
 
 PRE_AUTH_LIMIT = 4096  # bytes a peer may send before it has authenticated (plus the token)
 AUTH_DEADLINE = 10.0   # seconds a new connection has to authenticate before it is reset
+HANDSHAKE_DEADLINE = 5.0  # seconds a new connection has to finish its TLS handshake
 ACCEPT_PER_TURN = 64
 
 
@@ -49,8 +55,12 @@ class Py4JFront:
     def __init__(self, loop, handler: Handler, host: str = "127.0.0.1",
                  java_port: int = 25333, python_port: int = 25334,
                  auth_token: str | None = None, max_message_bytes: int = 64 << 20,
-                 max_connections: int = 1024, idle_timeout: float = 3600.0) -> None:
+                 max_connections: int = 1024, idle_timeout: float = 3600.0,
+                 tls_context: ssl.SSLContext | None = None,
+                 handshake_timeout: float = HANDSHAKE_DEADLINE) -> None:
         self.loop = loop
+        self.tls_context = tls_context
+        self.handshake_timeout = handshake_timeout
         self.handler = handler
         self.host = host
         self.java_port = java_port
@@ -106,7 +116,11 @@ class Py4JFront:
         self.loop.add_reader(sock.fileno(), self.on_accept)
         if self.idle_timeout:
             self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
-        log.info("py4j front listening on %s:%s", self.host, self.port)
+        log.info("py4j front listening on %s:%s%s", self.host, self.port,
+                 " (TLS only)" if self.tls_context is not None else "")
+        if self.tls_context is None and not _loopback(self.host):
+            log.warning("py4j front: beyond loopback in clear text (the token, code and values "
+                        "can be read on the network); set python3.bridge.py4j.tls")
 
     def _pause_accepting(self) -> None:
         if self.listener is not None:
@@ -181,11 +195,29 @@ class Py4JFront:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-            conn = Py4JConnection(self, sock, peer)
-            self.connections.add(conn)
-            self.loop.add_reader(conn.fd, conn.on_readable)
-            if not conn.authenticated:
-                self.loop.call_later(AUTH_DEADLINE, lambda conn=conn: self.auth_expired(conn))
+            if self.tls_context is not None:
+                self.connections.add(TlsHandshake(self, sock, peer, self.tls_context,
+                                                  self.handshake_timeout))
+                continue
+            self.serve(sock, peer, AUTH_DEADLINE)
+
+    def serve(self, sock: socket.socket, peer: str, auth_deadline: float) -> Py4JConnection:
+        conn = Py4JConnection(self, sock, peer)
+        self.connections.add(conn)
+        self.loop.add_reader(conn.fd, conn.on_readable)
+        if not conn.authenticated:
+            self.loop.call_later(auth_deadline, lambda conn=conn: self.auth_expired(conn))
+        return conn
+
+    def handshake_done(self, handshake: TlsHandshake, sock: ssl.SSLSocket) -> None:
+        """A TLS handshake finished: py4j's conversation starts on the encrypted socket, with
+        what is left of the authentication deadline (it runs from the accept)."""
+        if self.listener is None:  # stopping
+            sock.close()
+            return
+        elapsed = self.loop.clock() - handshake.accepted_at
+        conn = self.serve(sock, handshake.peer, max(0.0, AUTH_DEADLINE - elapsed))
+        conn.on_readable()  # the client's first command may have come with its last flight
 
     def auth_expired(self, conn: Py4JConnection) -> None:
         """A peer that connects and never authenticates does not keep a socket forever."""
@@ -214,3 +246,7 @@ class Py4JFront:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _loopback(host: str) -> bool:
+    return host.strip("[]") in ("localhost", "::1") or host.startswith("127.")

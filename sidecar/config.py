@@ -43,6 +43,7 @@ from sidecar.config_monitoring import (  # noqa: F401 - re-exported: the one pla
     HttpConfig,
     MonitoringConfig,
 )
+from sidecar.config_tls import HttpTlsConfig, Py4JTlsConfig, dask_tls_problem  # noqa: F401
 from sidecar.config_types import (  # noqa: F401 - re-exported
     ConfigError,
     Duration,
@@ -181,6 +182,7 @@ class Py4JConfig(Section):
     java_port: Port = 25333
     max_connections: int = 1024
     idle_timeout: Duration = 3600.0
+    tls: Py4JTlsConfig = _section(Py4JTlsConfig)
 
     @field_validator("max_connections")
     @classmethod
@@ -367,9 +369,15 @@ class NamedPoolConfig(Section):
     address: str = ""
     connect_timeout: Duration = 5.0
     max_in_flight: int = 1000
+    tls_ca_file: str = ""    # tls:// schedulers: distributed's Security (sidecar.config_tls)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     @model_validator(mode="after")
     def _kind_fits(self) -> "NamedPoolConfig":
+        if problem := dask_tls_problem(self.address, self.tls_ca_file, self.tls_cert_file,
+                                       self.tls_key_file):
+            raise ValueError(problem)
         if self.kind == "dask":
             if importlib.util.find_spec("distributed") is None:
                 raise ValueError("kind: dask needs Dask's client, which is not installed here: "

@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from sidecar.config_tls import HttpTlsConfig
 from sidecar.config_types import Duration, ListenHost, Port, Section, _positive, _section
 
 
@@ -22,6 +23,32 @@ class HttpConfig(Section):
     enabled: bool = True
     host: ListenHost = "127.0.0.1"
     port: Port = 5558
+    max_connections: int = 16
+    header_timeout: Duration = 5.0
+    allowed_hosts: list[str] = []
+    tls: HttpTlsConfig = _section(HttpTlsConfig)
+
+    @field_validator("max_connections")
+    @classmethod
+    def _pool(cls, value: int) -> int:
+        if not 1 <= value <= 1024:
+            raise ValueError("expected 1 to 1024 threads serving HTTP connections")
+        return value
+
+    @field_validator("header_timeout")
+    @classmethod
+    def _header_deadline(cls, value: float) -> float:
+        _positive("header-timeout", value)
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host.strip() or any(c in host for c in " /@"):
+                raise ValueError(f"{host!r} is not a host name: expected names such as "
+                                 "scada-gw.plant.local or 10.0.0.5 (optionally with :PORT)")
+        return [h.strip().lower() for h in value]
 
 
 class AlertChannelConfig(Section):

@@ -44,6 +44,19 @@ class DaskPoolSettings:
     address: str
     connect_timeout: float = 5.0
     max_in_flight: int = 1000
+    tls_ca_file: str = ""    # a tls:// address: distributed's Security from these three
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    def security(self) -> Any:
+        """``distributed.security.Security`` for a ``tls://`` scheduler (encryption required,
+        the cluster's CA trusted, this client's certificate shown), else None."""
+        if not self.address.startswith("tls://"):
+            return None
+        from distributed.security import Security
+
+        return Security(tls_ca_file=self.tls_ca_file, tls_client_cert=self.tls_cert_file,
+                        tls_client_key=self.tls_key_file, require_encryption=True)
 
 
 class DaskPool:
@@ -203,7 +216,8 @@ class DaskPool:
         try:
             self.client = await Client(self.settings.address, asynchronous=True,
                                        timeout=self.settings.connect_timeout,
-                                       set_as_default=False)
+                                       set_as_default=False,
+                                       security=self.settings.security())
         except Exception as exc:  # unreachable: retried by _supervise
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("Dask pool %r: cannot connect to %s: %s", self.name,

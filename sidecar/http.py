@@ -1,7 +1,8 @@
 """The sidecar's HTTP endpoints: metrics, liveness, readiness, health, dashboard, diagnostics.
 
-Owns: the HTTP server (stdlib ``ThreadingHTTPServer`` in its own threads: no HTTP parsing
-here), routing, the access rules and the static dashboard files. Must not touch: the loop's
+Owns: the HTTP handler (stdlib ``BaseHTTPRequestHandler``: no HTTP parsing here; the threads,
+the header deadline and TLS are ``sidecar.http_server``'s), routing, the access rules (the
+``Host`` check, the token) and the static dashboard files. Must not touch: the loop's
 state directly: every request asks the loop thread for a snapshot by message, with a deadline
 (``sidecar.metrics.ask``); the loop never waits on an HTTP client.
 
@@ -14,17 +15,23 @@ Access (``python3.http.host``)::
     /api/diagnostics/<command>    token           token     (can show configuration)
 
 The token is the sidecar's own (``Authorization: Bearer <token>``, compared in constant time).
+Before any of it, a request whose ``Host`` is not the bound address, ``localhost``,
+``127.0.0.1``, ``[::1]`` or one of ``python3.http.allowed-hosts`` is answered 421 (a page whose
+DNS name was rebound to this address reads nothing).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hmac
+import io
 import json
 import logging
 import socket
+import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -34,6 +41,7 @@ from prometheus_client.exposition import choose_encoder
 from bridge import protocol
 from sidecar import views
 from sidecar.diagnostics import Pending
+from sidecar.http_server import SEND_TIMEOUT, BoundedHTTPServer, DeadlineReader, SendAll
 from sidecar.metrics import LoopUnresponsive, ask
 
 log = logging.getLogger("py3sidecar.http")
@@ -49,27 +57,49 @@ def is_loopback_host(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
+def host_name(header: str) -> str:
+    """``Host`` without its port, lower-case (``[::1]:5558`` -> ``[::1]``)."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 class HttpFront:
     """``start()`` binds and serves in a daemon thread; ``url`` is what was bound."""
 
-    def __init__(self, service: Any, host: str, port: int) -> None:
+    def __init__(self, service: Any, host: str, port: int, *, max_connections: int = 16,
+                 header_timeout: float = 5.0, allowed_hosts: list[str] | tuple[str, ...] = (),
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.service = service
         self.host = host
         self.port = port
         self.loopback = is_loopback_host(host)
-        self.server: ThreadingHTTPServer | None = None
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.tls_context = tls_context
+        bound = host.lower().strip("[]")
+        self.allowed = {name.lower() for name in (
+            *LOOPBACK_NAMES, f"[{bound}]" if ":" in bound else bound, *allowed_hosts)}
+        self.server: BoundedHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_context else 'http'}://{host}:{self.port}"
 
     def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_class = type("SidecarHTTPServer", (ThreadingHTTPServer,),
-                            {"address_family": family, "daemon_threads": True})
-        self.server = server_class((self.host, self.port), Handler)
+        server_class = type("SidecarHTTPServer", (BoundedHTTPServer,),
+                            {"address_family": family})
+        self.server = server_class((self.host, self.port), Handler,
+                                   workers=self.max_connections,
+                                   header_timeout=self.header_timeout,
+                                   tls_context=self.tls_context)
         self.server.front = self  # type: ignore[attr-defined]
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={
@@ -77,7 +107,8 @@ class HttpFront:
         self.thread.start()
         if not self.loopback:
             log.warning("HTTP endpoints listen beyond loopback on %s: all but /livez and "
-                        "/readyz need the token", self.url)
+                        "/readyz need the token%s", self.url, "" if self.tls_context else
+                        ", which crosses the network in clear: set python3.http.tls")
         log.info("HTTP endpoints on %s (/metrics /livez /readyz /health /dashboard)", self.url)
 
     def stop(self) -> None:
@@ -87,6 +118,13 @@ class HttpFront:
             self.server = None
 
     # ------------------------------------------------------------ access
+    def host_allowed(self, header: str | None) -> bool:
+        """A request without ``Host`` (not a browser's) passes; else its name must be ours, or
+        the entry with its port (``name:port``) must be listed."""
+        if header is None:
+            return True
+        return host_name(header) in self.allowed or header.strip().lower() in self.allowed
+
     def needs_token(self, path: str) -> bool:
         if path in ("/livez", "/readyz"):
             return False
@@ -103,11 +141,40 @@ class HttpFront:
 class Handler(BaseHTTPRequestHandler):
     server_version = "py3sidecar"
     protocol_version = "HTTP/1.1"
-    timeout = 10.0  # a client that opens a connection and sends nothing is dropped after this
 
     @property
     def front(self) -> HttpFront:
         return self.server.front  # type: ignore[attr-defined]
+
+    def setup(self) -> None:
+        """Reads through a ``DeadlineReader``: the first request's line and headers by the
+        deadline set at accept (``python3.http.header-timeout``), each next one's by a new one."""
+        self.connection = self.request
+        self.reader = DeadlineReader(self.connection)
+        self.reader.deadline = self.server.local.deadline  # type: ignore[attr-defined]
+        self.rfile = io.BufferedReader(self.reader)
+        self.wfile = SendAll(self.connection)
+
+    def handle_one_request(self) -> None:
+        if self.reader.deadline is None:  # a kept-alive connection: the next request's clock
+            self.reader.deadline = time.monotonic() + self.front.header_timeout
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """The headers are in: stop their clock; refuse a foreign ``Host`` before any handler
+        runs (DNS rebinding)."""
+        if not super().parse_request():
+            return False
+        self.reader.deadline = None
+        self.connection.settimeout(SEND_TIMEOUT)
+        host = self.headers.get("Host")
+        if not self.front.host_allowed(host):
+            self.close_connection = True
+            self.send_text(421, f"misdirected: this sidecar does not answer to the host "
+                           f"{host_name(host or '')!r}; if that name is really this sidecar's, "
+                           "add it to python3.http.allowed-hosts")
+            return False
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         log.debug("%s %s", self.address_string(), format % args)
@@ -165,8 +232,9 @@ class Handler(BaseHTTPRequestHandler):
     def diagnostics(self, command: str, query: dict[str, str]) -> None:
         """The same function the bridge's ``diag`` op runs, so every command is here too."""
         service = self.front.service
-        request: dict[str, Any] = {k: _plain(v) for k, v in query.items()}
-        request["command"] = command
+        # The query string holds the command's options, as the bridge's ``args`` map does.
+        request: dict[str, Any] = {"command": command,
+                                   "args": {k: _plain(v) for k, v in query.items()}}
         answer: concurrent.futures.Future = concurrent.futures.Future()
 
         def start() -> None:  # loop thread; a Pending (workers asked) completes there later

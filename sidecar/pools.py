@@ -136,7 +136,8 @@ class NamedPools:
 
                 self.dask[name] = DaskPool(loop, DaskPoolSettings(
                     name=name, address=section.address, connect_timeout=section.connect_timeout,
-                    max_in_flight=section.max_in_flight))
+                    max_in_flight=section.max_in_flight, tls_ca_file=section.tls_ca_file,
+                    tls_cert_file=section.tls_cert_file, tls_key_file=section.tls_key_file))
                 continue
             self.local[name] = SupervisedPool(
                 loop, dataclasses.replace(settings.pool_settings(config, name),

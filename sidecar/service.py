@@ -43,6 +43,7 @@ from bridge.preauth import (
     token_near_start_matches,
 )
 from bridge.py4j_server import Py4JFront
+from bridge.tls import server_context
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar import settings
@@ -116,7 +117,11 @@ class Service:
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
         http = config.python3.http
-        self.http = HttpFront(self, http.host, http.port) if http.enabled else None
+        self.http = HttpFront(  # python3.http.tls: HTTPS; the pool, header deadline, hosts
+            self, http.host, http.port, max_connections=http.max_connections,
+            header_timeout=http.header_timeout, allowed_hosts=http.allowed_hosts,
+            tls_context=server_context(http.tls.cert_file, http.tls.key_file)
+            if http.tls.enabled else None) if http.enabled else None
         self.http_error = ""
         self.fronts = self.build_fronts(bridge)
         # Tells clients (the Jython library, tests) the endpoints actually bound: see
@@ -157,7 +162,10 @@ class Service:
                                     bridge.py4j.java_port, bridge.py4j.python_port,
                                     auth_token=self.token, max_message_bytes=self.max_message,
                                     max_connections=bridge.py4j.max_connections,
-                                    idle_timeout=bridge.py4j.idle_timeout))
+                                    idle_timeout=bridge.py4j.idle_timeout,
+                                    tls_context=server_context(  # python3.bridge.py4j.tls
+                                        bridge.py4j.tls.cert_file, bridge.py4j.tls.key_file)
+                                    if bridge.py4j.tls.enabled else None))
         check_token_strength(self.token, token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
@@ -246,7 +254,10 @@ class Service:
                 info["zmq"] = {"endpoint": front.endpoint}
             elif isinstance(front, Py4JFront):
                 info["py4j"] = {"host": front.host, "python_port": front.port,
-                                "java_port": front.java_port}
+                                "java_port": front.java_port,
+                                "tls": front.tls_context is not None,  # docs/protocol.md
+                                "tls_cert_file": _absolute(
+                                    self.config.python3.bridge.py4j.tls.cert_file)}
         info["http"] = None if self.http is None else (
             {"url": None, "error": self.http_error} if self.http_error else {"url": self.http.url})
         try:
@@ -473,3 +484,8 @@ class Service:
 
     def diag_config(self) -> dict[str, Any]:
         return redact_secrets(self.config.model_dump(by_alias=True))  # sidecar/redaction.py
+
+
+def _absolute(path: str) -> str | None:
+    """A configured file as clients on this host find it whatever their working folder."""
+    return str(Path(path).resolve()) if path else None

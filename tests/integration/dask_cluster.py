@@ -38,9 +38,13 @@ def wait_port(port: int, deadline: float) -> None:
 
 
 class Cluster:
-    def __init__(self, workers: int = 2, log_dir: Path | None = None) -> None:
+    """``tls``: (ca, cert, key) PEM paths: every process talks tls:// with those files."""
+
+    def __init__(self, workers: int = 2, log_dir: Path | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
         self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
         self.n_workers = workers
         self.log_dir = log_dir
         self.scheduler: subprocess.Popen | None = None
@@ -51,14 +55,30 @@ class Cluster:
         return subprocess.Popen([DASK, *args], env=ENV, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
+    def tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        ca, cert, key = self.tls
+        return ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+
+    def security(self):
+        if self.tls is None:
+            return None
+        from distributed.security import Security
+
+        ca, cert, key = self.tls
+        return Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key),
+                        require_encryption=True)
+
     def start_scheduler(self) -> None:
+        protocol = ["--protocol", "tls", *self.tls_args()] if self.tls else []
         self.scheduler = self._spawn(["scheduler", "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--no-dashboard"], "scheduler")
+                                      str(self.port), "--no-dashboard", *protocol], "scheduler")
         wait_port(self.port, time.monotonic() + 30)
 
     def start_worker(self) -> subprocess.Popen:
         worker = self._spawn(["worker", self.address, "--nthreads", "1", "--no-nanny",
-                              "--no-dashboard", "--host", "127.0.0.1"],
+                              "--no-dashboard", "--host", "127.0.0.1", *self.tls_args()],
                              f"worker{len(self.workers)}")
         self.workers.append(worker)
         return worker
@@ -73,7 +93,7 @@ class Cluster:
     def wait_workers(self, n: int, deadline: float) -> None:
         from distributed import Client
 
-        with Client(self.address, timeout=10) as client:
+        with Client(self.address, timeout=10, security=self.security()) as client:
             client.wait_for_workers(n, timeout=max(1.0, deadline - time.monotonic()))
 
     def stop_scheduler(self) -> None:

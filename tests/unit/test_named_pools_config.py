@@ -62,3 +62,22 @@ def test_routes_name_every_pool_once_primary_first():
              "  pools:\n    ml: {fallback: [primary, direct]}\n"
              "    batch: {fallback: [ml]}\n")
     assert chained_names(c) == ["primary", "secondary", "direct", "ml", "batch"]
+
+
+def test_a_tls_dask_scheduler_needs_distributeds_three_files(tmp_path):
+    from sidecar.testing_tls import make_test_certificates
+
+    certs = make_test_certificates(tmp_path)
+    with pytest.raises(config.ConfigError) as info:
+        load("  pools:\n    c: {kind: dask, address: 'tls://h:8786'}\n")
+    assert "tls-ca-file is not set" in str(info.value) and "python3.pools.c" in str(info.value)
+    with pytest.raises(config.ConfigError) as info:
+        load(f"  pools:\n    c: {{kind: dask, address: 'tcp://h:8786', tls-ca-file: {certs.ca}}}\n")
+    assert "are for a tls:// scheduler address" in str(info.value)
+    with pytest.raises(config.ConfigError) as info:  # a key that is not the certificate's
+        load(f"  pools:\n    c: {{kind: dask, address: 'tls://h:8786', tls-ca-file: {certs.ca}, "
+             f"tls-cert-file: {certs.other_ca}, tls-key-file: {certs.key}}}\n")
+    assert "cannot be used" in str(info.value) and "BEGIN" not in str(info.value)
+    good = load(f"  pools:\n    c: {{kind: dask, address: 'tls://h:8786', tls-ca-file: {certs.ca},"
+                f" tls-cert-file: {certs.cert}, tls-key-file: {certs.key}}}\n")
+    assert good.python3.pools["c"].tls_key_file == str(certs.key)

@@ -29,7 +29,7 @@ def _read_file(path):
 
 
 _SIDECAR_KEYS = ('name', 'transport', 'connection_file', 'py4j_host', 'py4j_python_port',
-                 'zmq_endpoint', 'token', 'token_file')
+                 'zmq_endpoint', 'token', 'token_file', 'py4j_tls_cert')
 
 
 def sidecars(cfg):
@@ -94,6 +94,10 @@ def resolve(cfg):
             r['py4j_host'] = '127.0.0.1'
     if r['py4j_python_port'] is None:
         r['py4j_python_port'] = py4j.get('python_port') or 25334
+    # Py4J over TLS: the connection file says so (py4j.tls) and names the certificate to trust.
+    r['py4j_tls'] = bool(r.get('py4j_tls_cert')) or bool(py4j.get('tls'))
+    if not r.get('py4j_tls_cert') and py4j.get('tls'):
+        r['py4j_tls_cert'] = py4j.get('tls_cert_file')
     if r['zmq_endpoint'] is None:
         r['zmq_endpoint'] = (info.get('zmq') or {}).get('endpoint') or 'tcp://127.0.0.1:5557'
     if not r['token'] and not r['token_file']:
@@ -103,7 +107,8 @@ def resolve(cfg):
     return r
 
 
-_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token')
+_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token',
+               'py4j_tls_cert')
 
 
 class Sidecar(object):
@@ -143,13 +148,19 @@ class Sidecar(object):
                 self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
                                                         watch=bool(r.get('failover_sidecars')))
             elif r['transport'] == 'py4j':
+                if r['py4j_tls'] and not r['py4j_tls_cert']:
+                    raise transport.NotConnected(
+                        'the sidecar at %s serves Py4J over TLS (python3.bridge.py4j.tls) but no '
+                        'certificate to trust is known: set py3sidecar.settings.PY4J_TLS_CERT to '
+                        'its certificate (PEM) or its CA\'s' % self.address)
                 warm = {'v': self.protocol_version, 'id': 0, 'op': 'ping'}
                 if self.token:
                     warm['token'] = self.token
                 self.transport = transport.Py4JTransport(
                     r['py4j_host'], r['py4j_python_port'], self.token, r['connect_timeout_ms'],
                     r['default_timeout_ms'] + r['client_grace_ms'],
-                    py3sidecar.codec.encode_request(warm))  # noqa: F821
+                    py3sidecar.codec.encode_request(warm),  # noqa: F821
+                    tls_cert=r['py4j_tls_cert'] or None)
             else:
                 raise python3.BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j' or "
                                          "'zmq', not %r" % (r['transport'],))

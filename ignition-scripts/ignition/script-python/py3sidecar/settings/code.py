@@ -21,6 +21,11 @@ CONNECTION_FILE = '/var/lib/py3sidecar/runtime/connection.json'
 # None: from CONNECTION_FILE, else 127.0.0.1 / 25334.
 PY4J_HOST = None
 PY4J_PYTHON_PORT = None
+# Py4J over TLS (the sidecar's python3.bridge.py4j.tls): the PEM file of the certificate to
+# trust, the sidecar's own or the CA's that signed it. Set: TLS, with hostname verification
+# (PY4J_HOST must be a name or address in the certificate). None: from CONNECTION_FILE
+# (py4j.tls and py4j.tls_cert_file), else plain.
+PY4J_TLS_CERT = None
 
 # ZeroMQ: the sidecar's ROUTER endpoint (config key python3.bridge.zmq.endpoint).
 # None: from CONNECTION_FILE, else tcp://127.0.0.1:5557.
@@ -91,6 +96,7 @@ def get():
         'connection_file': CONNECTION_FILE,
         'py4j_host': PY4J_HOST,
         'py4j_python_port': PY4J_PYTHON_PORT,
+        'py4j_tls_cert': PY4J_TLS_CERT,
         'zmq_endpoint': ZMQ_ENDPOINT,
         'token': TOKEN,
         'token_file': TOKEN_FILE,

@@ -18,6 +18,11 @@ it): writing to it succeeds and the read then fails, which cannot tell "never de
 thread saw) is first checked with a ping; if the ping fails, only that socket is dropped and the
 request goes out on a fresh one. The request itself is never sent twice.
 
+Py4J over TLS (tls_cert set: the sidecar's python3.bridge.py4j.tls): each socket is a plain
+connect (connect_timeout_ms), then a TLS handshake trusting only the PEM certificates in
+tls_cert (the sidecar's certificate or the CA that signed it), with hostname verification on
+(the host as configured must be in the certificate: a DNS name or an IP address).
+
 ZeroMQ: JeroMQ 0.3.6 (Debian libjeromq-java, jeromq.jar), DEALER sockets pooled, one per call in
 flight; a socket whose call timed out is closed, never reused, so a late reply can't be misread.
 
@@ -26,9 +31,12 @@ Must not touch: the client-side circuit breaker (py3sidecar.breaker), what goes 
 """
 import threading
 
+import java.io
 import java.lang
 import java.net
 from java.util.concurrent import ConcurrentLinkedQueue
+from javax.net import SocketFactory
+from javax.net.ssl import SSLContext, SSLHandshakeException, TrustManagerFactory
 
 
 class TransportError(Exception):
@@ -91,7 +99,7 @@ class Py4JTransport(object):
     name = 'py4j'
 
     def __init__(self, host, port, token, connect_timeout_ms, backstop_timeout_ms, warm_payload=None,
-                 stale_after_ms=200):
+                 stale_after_ms=200, tls_cert=None):
         try:
             from py4j import ClientServer  # the py4j jar must be on the gateway class path
         except ImportError:
@@ -106,6 +114,9 @@ class Py4JTransport(object):
         self.connect_timeout_ms = int(connect_timeout_ms)
         self.backstop_timeout_ms = int(backstop_timeout_ms)
         self.warm_payload = warm_payload
+        self.tls_cert = tls_cert
+        self._sockets = tls_socket_factory(tls_cert, host, self.connect_timeout_ms) \
+            if tls_cert else None
         # A restart takes longer than this (a new CPython process must start and bind), so a
         # socket used successfully less than stale_after_ms ago still talks to a live sidecar.
         self.stale_after_ms = stale_after_ms
@@ -127,6 +138,8 @@ class Py4JTransport(object):
         b = b.connectTimeout(self.connect_timeout_ms).readTimeout(self.backstop_timeout_ms)
         if self.token:
             b = b.authToken(self.token)
+        if self._sockets is not None:
+            b = b.socketFactory(self._sockets)
         cs = b.build()
         self._cs = cs
         self._client = cs.getPythonClient()
@@ -210,6 +223,12 @@ class Py4JTransport(object):
             text = _cause_text(e)
             if _has_cause(e, java.net.SocketTimeoutException):
                 raise DeadlineHit('no reply from the sidecar before the deadline (%s)' % text)
+            if self._sockets is not None and _has_cause(e, SSLHandshakeException):
+                raise NotConnected('the TLS handshake with the sidecar at %s:%d failed (%s): '
+                                   'PY4J_TLS_CERT (%s) must hold the certificate of the sidecar '
+                                   '(python3.bridge.py4j.tls.cert-file) or of the CA that '
+                                   'signed it, and PY4J_HOST must be a name or address in it'
+                                   % (self.host, self.port, text, self.tls_cert))
             if 'Authentication' in text and 'unsuccessful' in text:
                 raise AuthFailed('the sidecar at %s:%d refused the py4j auth token (%s)'
                                  % (self.host, self.port, text))
@@ -229,6 +248,69 @@ class Py4JTransport(object):
                 cs.shutdown()
             except java.lang.Exception:
                 pass
+
+
+class _TlsSockets(SocketFactory):
+    """What py4j's PythonClient opens its sockets with (createSocket(InetAddress, port)): a
+    plain connect with the connect timeout, then TLS to `host` with hostname verification,
+    the handshake done here (under the connect timeout) so a failure is NotConnected."""
+
+    def __init__(self, ssl_factory, host, connect_timeout_ms):
+        self.ssl_factory = ssl_factory
+        self.host = host
+        self.connect_timeout_ms = connect_timeout_ms
+
+    def createSocket(self, *args):
+        if len(args) < 2:
+            raise java.net.SocketException('py3sidecar TLS: unconnected sockets are not used')
+        address, port = args[0], int(args[1])
+        if not isinstance(address, java.net.InetAddress):
+            address = java.net.InetAddress.getByName(address)
+        plain = java.net.Socket()
+        try:
+            plain.connect(java.net.InetSocketAddress(address, port), self.connect_timeout_ms)
+            plain.setTcpNoDelay(True)
+            sock = self.ssl_factory.createSocket(plain, self.host, port, True)
+            params = sock.getSSLParameters()
+            params.setEndpointIdentificationAlgorithm('HTTPS')  # hostname verification on
+            sock.setSSLParameters(params)
+            sock.setSoTimeout(self.connect_timeout_ms)
+            sock.startHandshake()
+            return sock
+        except java.io.IOException:
+            plain.close()
+            raise
+
+
+def tls_socket_factory(cert_path, host, connect_timeout_ms):
+    """A SocketFactory for py4j that trusts only the PEM certificate(s) in cert_path."""
+    from java.security import KeyStore
+    from java.security.cert import CertificateFactory
+
+    try:
+        stream = java.io.FileInputStream(cert_path)
+    except java.io.IOException, e:
+        raise NotConnected('PY4J_TLS_CERT = %r cannot be read (%s): it must be the sidecar\'s '
+                           'certificate (python3.bridge.py4j.tls.cert-file) or its CA\'s, in '
+                           'PEM' % (cert_path, e.getMessage()))
+    try:
+        certs = list(CertificateFactory.getInstance('X.509').generateCertificates(stream))
+    except java.lang.Exception, e:
+        raise NotConnected('PY4J_TLS_CERT = %r holds no PEM certificate (%s)'
+                           % (cert_path, e.getMessage()))
+    finally:
+        stream.close()
+    if not certs:
+        raise NotConnected('PY4J_TLS_CERT = %r holds no PEM certificate' % (cert_path,))
+    store = KeyStore.getInstance(KeyStore.getDefaultType())
+    store.load(None, None)
+    for i, cert in enumerate(certs):
+        store.setCertificateEntry('py3sidecar-%d' % i, cert)
+    trust = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm())
+    trust.init(store)
+    context = SSLContext.getInstance('TLS')
+    context.init(None, trust.getTrustManagers(), None)
+    return _TlsSockets(context.getSocketFactory(), host, connect_timeout_ms)
 
 
 class _Watched(object):
