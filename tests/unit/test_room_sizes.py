@@ -1,5 +1,7 @@
-"""Room sizes (issue 9): no function over 60 lines and no class over 400 in the project's Python,
-the loop's ``run`` aside; ``sidecar/pool.py`` under 450 lines.
+"""Covers: the size of every room (bridge/, sidecar/, benchmarks/, ignition-scripts/): no
+product module over 500 lines and no function over 60 anywhere, the loop's ``run`` aside;
+``sidecar/pool.py`` under 450 lines. A big class is split by composition, so classes have no
+cap of their own: the module's is what keeps a room walkable.
 
 CPython files are measured with ``ast``; the Jython 2.7 files (the Ignition library, the Jython
 test cases) do not parse as Python 3, so they are measured by indentation: a ``def``/``class``
@@ -16,7 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TREES = ("bridge", "sidecar", "benchmarks", "tests", "ignition-scripts")
-MAX_FUNCTION, MAX_CLASS, MAX_POOL = 60, 400, 450
+MAX_FUNCTION, MAX_MODULE, MAX_POOL = 60, 500, 450
+PRODUCT = ("bridge", "sidecar", "benchmarks", "ignition-scripts")
 EXEMPT = {("sidecar/loop.py", "run")}  # the event loop's one dispatch loop, kept whole on purpose
 _BLOCK = re.compile(r"^(\s*)(def|class)\s+(\w+)")
 
@@ -77,12 +80,14 @@ def test_a_long_function_is_found() -> None:
 
 
 @pytest.mark.parametrize("path", python_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_no_function_over_60_lines_and_no_class_over_400(path: Path) -> None:
+def test_no_function_over_60_lines_and_no_product_module_over_500(path: Path) -> None:
     rel = str(path.relative_to(ROOT))
     over = [f"{kind} {name} (line {start}): {size} lines"
             for kind, name, start, size in blocks(path)
-            if (rel, name) not in EXEMPT
-            and size > (MAX_CLASS if kind == "class" else MAX_FUNCTION)]
+            if (rel, name) not in EXEMPT and kind == "def" and size > MAX_FUNCTION]
+    lines = len(path.read_text().splitlines())
+    if rel.split("/")[0] in PRODUCT and lines > MAX_MODULE:
+        over.append(f"the module has {lines} lines (at most {MAX_MODULE}: split it by concern)")
     assert not over, f"{rel}: " + "; ".join(over)
 
 
