@@ -54,6 +54,7 @@ from sidecar.config_types import (  # noqa: F401 - re-exported
     parse_duration,
     parse_size,
 )
+from sidecar.redaction import shown_value
 
 log = logging.getLogger("py3sidecar.config")
 
@@ -107,6 +108,7 @@ class WorkerConfig(Section):
     paths: list[str] = []
     preload: list[str] = []
     env: dict[str, str] = {}
+    env_not_secret: list[str] = []  # env names shown whole (the rest read <redacted>)
     call_timeout: Duration = 30.0
     max_call_timeout: Duration = 3600.0
     kill_grace: Duration = 0.5
@@ -447,7 +449,7 @@ def _describe(error: dict[str, Any], source: str) -> str:
     if error["type"] == "missing":
         return f"{source}: key '{key}' is missing"
     value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    shown = "" if isinstance(value, dict) else f" = {shown_value(error['loc'], value)}"
     return f"{source}: {key or 'python3'}{shown}: {message}"
 
 
