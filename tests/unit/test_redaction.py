@@ -176,7 +176,7 @@ def test_a_channel_is_named_by_scheme_and_position(url, index, name) -> None:
 def test_a_channel_apprise_cannot_use_is_a_config_error_naming_the_key_not_the_secret(
         caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    token = "badbottoken-XYZ123"
+    token = "badbottoken"  # apprise logs this one whole
     with pytest.raises(config.ConfigError) as err:
         config.load(text=(
             "python3:\n  alerts:\n    channels:\n      - url: 'json://127.0.0.1/a'\n"
