@@ -31,7 +31,7 @@ from bridge.breaker import BreakerEvent, BreakerState
 from sidecar import events
 from sidecar.alert_channels import AlertChannels, Channel
 from sidecar.alerts import AlertPolicy, Level
-from sidecar.redaction import redact_notification
+from sidecar.redaction import redact_notification, redact_values
 from sidecar.settings import throttle_settings
 
 log = logging.getLogger("py3sidecar.alerts")
@@ -198,10 +198,11 @@ class AlertManager:
     def snapshot(self) -> dict[str, Any]:
         due = self.policy.next_due()
         timer = self.timer if self.timer is not None and not self.timer.cancelled else None
-        return {"enabled": self.enabled, **self.policy.snapshot(),
-                "next_due_in": None if due is None else due - self.policy.clock(),
-                "timer_in": None if timer is None else timer.when - self.policy.clock(),
-                "delivery": self.channels.snapshot()}
+        return redact_values({  # a condition's summary may quote a URL
+            "enabled": self.enabled, **self.policy.snapshot(),
+            "next_due_in": None if due is None else due - self.policy.clock(),
+            "timer_in": None if timer is None else timer.when - self.policy.clock(),
+            "delivery": self.channels.snapshot()})
 
 
 def build_alerts(loop: Any, config: Any) -> AlertManager:

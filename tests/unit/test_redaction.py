@@ -262,3 +262,28 @@ def test_an_alert_notification_loses_its_secrets() -> None:
     for secret in ("titlepw1", "dbpass123", "firepw22"):
         assert secret not in text
     assert note.title.endswith("@h/x down")  # the original is untouched
+
+
+def test_the_alert_manager_shows_and_delivers_no_secret_of_a_condition() -> None:
+    from sidecar.alert_channels import AlertChannels
+    from sidecar.alerting import AlertManager
+    from sidecar.alerts import AlertPolicy, ThrottleSettings
+    from sidecar.loop import Loop
+
+    now = [1000.0]
+    loop = Loop(clock=lambda: now[0])
+    policy = AlertPolicy(ThrottleSettings(group_wait=0, repeat_interval=3600),
+                         clock=lambda: now[0])
+    manager = AlertManager(loop, policy, AlertChannels([]))
+    seen: list[Notification] = []
+    manager.listeners.append(seen.append)
+    try:
+        manager.raise_condition("remote/x", "CRITICAL", "cannot reach tcp://u:condpw123@h:1",
+                                {"endpoint": "tcp://u:condpw123@h:1"}, group="remote")
+        assert "condpw123" not in json.dumps(manager.snapshot(), default=str)
+        manager.flush()
+        assert seen and "condpw123" not in json.dumps([n.view() for n in seen], default=str)
+        assert "condpw123" not in json.dumps(manager.snapshot(), default=str)
+    finally:
+        manager.close()
+        loop.close()
