@@ -287,3 +287,12 @@ def test_the_alert_manager_shows_and_delivers_no_secret_of_a_condition() -> None
     finally:
         manager.close()
         loop.close()
+
+
+@pytest.mark.parametrize("text", ["python3:\n  bridge:\n    token: abc: yamlsecret-1\n",
+                                  'python3:\n  bridge:\n    token: "yamlsecret-1\n  x: ['])
+def test_a_yaml_error_says_where_without_quoting_the_line(text) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text=text)
+    assert "is not valid YAML" in str(err.value) and "line 3, column" in str(err.value)
+    assert "yamlsecret" not in str(err.value)
