@@ -53,6 +53,7 @@ from sidecar.config_types import (  # noqa: F401 - re-exported
     _section,
     parse_duration,
     parse_size,
+    yaml_problem,
 )
 from sidecar.redaction import shown_value
 
@@ -453,17 +454,6 @@ def _describe(error: dict[str, Any], source: str) -> str:
     return f"{source}: {key or 'python3'}{shown}: {message}"
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """What and where, without the line's text (PyYAML quotes it, and it may hold a secret)."""
-    parts = []
-    for what, mark in ((getattr(exc, "context", None), getattr(exc, "context_mark", None)),
-                       (getattr(exc, "problem", None), getattr(exc, "problem_mark", None))):
-        if what:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            parts.append(f"{what}{where}")
-    return "; ".join(parts) or type(exc).__name__
-
-
 def _drop_removed(user: dict[str, Any], source: str) -> None:
     for dotted, why in REMOVED_KEYS.items():
         *parents, last = dotted.split(".")
@@ -488,7 +478,7 @@ def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
         try:
             user = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {_yaml_problem(exc)}") from None
+            raise ConfigError(f"{source} is not valid YAML: {yaml_problem(exc)}") from None
         if user is not None:
             if not isinstance(user, dict) or not isinstance(user.get("python3", {}), dict):
                 raise ConfigError(f"{source}: expected a mapping with a top-level key "
