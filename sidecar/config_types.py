@@ -1,5 +1,5 @@
 """The building blocks of the config models: sections, durations and sizes with units, ports,
-listen addresses, and the error every bad value becomes.
+listen addresses, the error every bad value becomes, and a YAML error told without its text.
 
 Owns: these types and their parsing. Must not touch: any section's keys (``sidecar.config``).
 """
