@@ -251,8 +251,9 @@ class Py4JConnection:
             elif self.command == b"g":
                 self.state = _GC_END
             else:
-                log.error("py4j connection from %s: unknown command %r", self.peer,
-                          self.command[:40])
+                # Never what it sent (it may be a token): its size and peer only.
+                log.error("py4j connection from %s: unknown command (a %d-byte line)",
+                          self.peer, len(self.command))
                 self.cmd_bytes = 0
                 self.state = _COMMAND
                 self.write(ERROR_RETURN)

@@ -3,7 +3,8 @@
 Owns: one delivery thread with a bounded queue, one ``apprise.Apprise`` per configured URL
 with the levels it takes, and the delivery outcome per channel. Must not touch: what is worth
 telling (``sidecar.alerts`` decides), the loop (``deliver`` only enqueues, so SMTP or HTTP
-never holds up a call).
+never holds up a call). A channel is named by its scheme and position (``json#0``) in health,
+logs, metrics and the dashboard: its URL, which often is the secret, stays in here.
 
 ```
  loop thread: AlertManager -- deliver(notification) --> queue (bounded: full = dropped, logged)
@@ -22,9 +23,9 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sidecar.alerts import Level, Notification
+from sidecar.redaction import channel_name, redact_text
 
 log = logging.getLogger("py3sidecar.alerts")
 
@@ -35,12 +36,47 @@ _LOG_LEVELS = {Level.INFO: logging.INFO, Level.WARNING: logging.WARNING,
                Level.CRITICAL: logging.CRITICAL}
 
 
-def describe_url(url: str) -> str:
-    """scheme://host[:port] only: user names, passwords and path tokens stay out of logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
+class _MuteThread(logging.Filter):
+    """Drops apprise's records from the threads checking a URL: apprise logs a URL it cannot
+    parse whole (``Unparseable Telegram URL tgram://<bot token>/...``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.threads
+
+
+_MUTE = _MuteThread()
+
+
+def _apprise_with(url: str) -> Any:
+    """An ``apprise.Apprise`` holding ``url``, or None when apprise cannot use it; apprise's
+    own complaint (which quotes the URL) is not logged."""
+    import apprise
+
+    apprise_log = logging.getLogger("apprise")
+    if _MUTE not in apprise_log.filters:
+        apprise_log.addFilter(_MUTE)
+    me = threading.get_ident()
+    _MUTE.threads.add(me)
+    try:
+        target = apprise.Apprise()
+        return target if target.add(url) else None
+    finally:
+        _MUTE.threads.discard(me)
+
+
+def unusable_url_problem(url: str) -> str | None:
+    """Why apprise cannot send to ``url`` (naming its scheme only), or None when it can."""
+    if _apprise_with(url) is not None:
+        return None
+    scheme = channel_name(url, 0).rpartition("#")[0]
+    return (f"apprise cannot use this {scheme}:// URL (an unknown scheme, or a token or "
+            "address in the wrong form; the URL is not shown, it may hold a secret); see the "
+            "apprise wiki for the URL of each service, e.g. mailto://, json://, mmost://, "
+            "slack://, tgram://")
 
 
 @dataclass
@@ -48,19 +84,15 @@ class Channel:
     url: str
     levels: frozenset[Level]
     target: Any          # apprise.Apprise holding this one URL
-    name: str
+    name: str            # scheme and position: json#0 (sidecar.redaction.channel_name)
 
     @classmethod
-    def build(cls, url: str, levels: list[str] | None) -> Channel:
-        import apprise
-
-        target = apprise.Apprise()
-        if not target.add(url):
-            raise ValueError(f"python3.alerts.channels: {describe_url(url)!r} is not a URL "
-                             "apprise can send to (see the apprise wiki for the URL of each "
-                             "service, e.g. mailto://, json://, mmost://, slack://)")
+    def build(cls, url: str, levels: list[str] | None, index: int = 0) -> Channel:
+        target = _apprise_with(url)
+        if target is None:
+            raise ValueError(f"python3.alerts.channels.{index}.url: {unusable_url_problem(url)}")
         chosen = frozenset(Level.parse(v) for v in (levels or ["WARNING", "CRITICAL"]))
-        return cls(url, chosen, target, describe_url(url))
+        return cls(url, chosen, target, channel_name(url, index))
 
 
 class AlertChannels:
@@ -125,7 +157,7 @@ class AlertChannels:
                                             title=notification.title, notify_type=kind))
             error = "" if ok else "the service refused it or could not be reached (see log)"
         except Exception as exc:  # a plugin bug must not end the delivery thread
-            ok, error = False, f"{type(exc).__name__}: {exc}"
+            ok, error = False, redact_text(f"{type(exc).__name__}: {exc}")
         outcome = "sent" if ok else "failed"
         if not ok:
             log.error("alert channel %s could not deliver %r: %s", channel.name,

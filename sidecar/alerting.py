@@ -31,6 +31,7 @@ from bridge.breaker import BreakerEvent, BreakerState
 from sidecar import events
 from sidecar.alert_channels import AlertChannels, Channel
 from sidecar.alerts import AlertPolicy, Level
+from sidecar.redaction import redact_notification, redact_values
 from sidecar.settings import throttle_settings
 
 log = logging.getLogger("py3sidecar.alerts")
@@ -173,6 +174,7 @@ class AlertManager:
         if self.closed:
             return
         for notification in self.policy.take_due():
+            notification = redact_notification(notification)  # no secret in alert text
             self.channels.deliver(notification)
             for listener in self.listeners:
                 listener(notification)
@@ -196,15 +198,17 @@ class AlertManager:
     def snapshot(self) -> dict[str, Any]:
         due = self.policy.next_due()
         timer = self.timer if self.timer is not None and not self.timer.cancelled else None
-        return {"enabled": self.enabled, **self.policy.snapshot(),
-                "next_due_in": None if due is None else due - self.policy.clock(),
-                "timer_in": None if timer is None else timer.when - self.policy.clock(),
-                "delivery": self.channels.snapshot()}
+        return redact_values({  # a condition's summary may quote a URL
+            "enabled": self.enabled, **self.policy.snapshot(),
+            "next_due_in": None if due is None else due - self.policy.clock(),
+            "timer_in": None if timer is None else timer.when - self.policy.clock(),
+            "delivery": self.channels.snapshot()})
 
 
 def build_alerts(loop: Any, config: Any) -> AlertManager:
     """From ``python3.alerts``; the log is always a channel."""
     c = config.python3.alerts
     policy = AlertPolicy(throttle_settings(c.throttle), clock=loop.clock)
-    channels = AlertChannels([Channel.build(ch.url, list(ch.levels)) for ch in c.channels])
+    channels = AlertChannels([Channel.build(ch.url, list(ch.levels), index)
+                              for index, ch in enumerate(c.channels)])
     return AlertManager(loop, policy, channels, enabled=c.enabled)

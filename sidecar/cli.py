@@ -48,6 +48,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=config.python3.logging.level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from sidecar.redaction import install_log_redaction, redact_text, remember_config_secrets
+
+    # No secret of the config by value in any log line (sidecar/redaction.py).
+    remember_config_secrets(config.model_dump(by_alias=True))
+    install_log_redaction()
     from bridge.token import TokenError
     from sidecar.placement import parse_cpus, pin_process
 
@@ -59,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except TokenError as exc:  # an unsafe token or token file: say what to do, no traceback
         print(f"py3sidecar: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    remember_config_secrets({"token": service.token})  # also when it came from its file
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: service.request_stop())
     # A signal that lands on another thread (py4j's, say) must still wake the loop's poll so
@@ -67,7 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         service.start()
     except Exception as exc:  # e.g. the port is taken
-        print(f"py3sidecar: cannot start: {exc}", file=sys.stderr)
+        print(f"py3sidecar: cannot start: {redact_text(str(exc))}", file=sys.stderr)
         service.close()
         return EXIT_ERROR
     service.run()

@@ -55,7 +55,9 @@ from sidecar.config_types import (  # noqa: F401 - re-exported
     _section,
     parse_duration,
     parse_size,
+    yaml_problem,
 )
+from sidecar.redaction import shown_value
 
 log = logging.getLogger("py3sidecar.config")
 
@@ -109,6 +111,7 @@ class WorkerConfig(Section):
     paths: list[str] = []
     preload: list[str] = []
     env: dict[str, str] = {}
+    env_not_secret: list[str] = []  # env names shown whole (the rest read <redacted>)
     call_timeout: Duration = 30.0
     max_call_timeout: Duration = 3600.0
     kill_grace: Duration = 0.5
@@ -456,7 +459,7 @@ def _describe(error: dict[str, Any], source: str) -> str:
     if error["type"] == "missing":
         return f"{source}: key '{key}' is missing"
     value = error.get("input")
-    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    shown = "" if isinstance(value, dict) else f" = {shown_value(error['loc'], value)}"
     return f"{source}: {key or 'python3'}{shown}: {message}"
 
 
@@ -484,7 +487,7 @@ def load(path: str | Path | None = None, *, text: str | None = None) -> Config:
         try:
             user = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+            raise ConfigError(f"{source} is not valid YAML: {yaml_problem(exc)}") from None
         if user is not None:
             if not isinstance(user, dict) or not isinstance(user.get("python3", {}), dict):
                 raise ConfigError(f"{source}: expected a mapping with a top-level key "

@@ -60,6 +60,11 @@ class AlertChannelConfig(Section):
     def _url(cls, value: str) -> str:
         if "://" not in value:
             raise ValueError("expected an apprise URL such as mailto://, json://, mmost://")
+        from sidecar.alert_channels import unusable_url_problem  # imports apprise: only here
+
+        problem = unusable_url_problem(value)  # what `serve` would refuse, named at load
+        if problem:
+            raise ValueError(problem)
         return value
 
 

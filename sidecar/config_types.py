@@ -1,5 +1,5 @@
 """The building blocks of the config models: sections, durations and sizes with units, ports,
-listen addresses, and the error every bad value becomes.
+listen addresses, the error every bad value becomes, and a YAML error told without its text.
 
 Owns: these types and their parsing. Must not touch: any section's keys (``sidecar.config``).
 """
@@ -83,3 +83,15 @@ def _positive(name: str, value: float) -> None:
 def _section(model: type[Section]) -> Any:
     # Built when a config is loaded, not at import: WorkerConfig's check looks up accounts.
     return Field(default_factory=model)
+
+
+def yaml_problem(exc: Any) -> str:
+    """A ``yaml.YAMLError``: what and where, without the line's text (PyYAML quotes it, and it
+    may hold a secret)."""
+    parts = []
+    for what, mark in ((getattr(exc, "context", None), getattr(exc, "context_mark", None)),
+                       (getattr(exc, "problem", None), getattr(exc, "problem_mark", None))):
+        if what:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            parts.append(f"{what}{where}")
+    return "; ".join(parts) or type(exc).__name__

@@ -147,9 +147,9 @@ def test_a_dead_worker_reaches_email_json_and_slack_format_hooks_then_resolves(
         assert not any("breaker" in m["Subject"] for m in smtp.messages)
         assert not any("breaker" in h["text"] for h in web.on("/hooks/hooktoken"))
         assert report["counts"]["sent"] >= 3 and report["recent"]
-        assert {c["name"] for c in report["delivery"]["channels"]} == {
-            f"mailto://127.0.0.1:{smtp.port}", f"json://127.0.0.1:{web.port}",
-            f"mmost://127.0.0.1:{web.port}"}
+        # named by scheme and position: a URL's host or path may be its secret
+        assert [c["name"] for c in report["delivery"]["channels"]] == [
+            "mailto#0", "json#1", "mmost#2"]
 
 
 def test_a_real_kill_storm_is_capped_and_the_last_notification_counts_the_rest(

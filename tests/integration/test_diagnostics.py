@@ -11,10 +11,15 @@ import pytest
 from bridge.protocol import BadRequest, SidecarError
 from sidecar.testing import SidecarProcess
 
+INLINE_TOKEN, ENV_PASSWORD = "diag-inline-token-5551", "diagdbpw77"
+
 
 @pytest.fixture(scope="module")
 def proc(tmp_path_factory):
-    with SidecarProcess({"pool": {"initial-size": 2, "spares": 1}},
+    # inline secrets, so `diag config` has something to redact (see test_bad_commands...)
+    with SidecarProcess({"pool": {"initial-size": 2, "spares": 1},
+                         "fallback": {"remote": {"token": INLINE_TOKEN}},
+                         "worker": {"env": {"DIAG_DB_URL": f"postgres://u:{ENV_PASSWORD}@db/x"}}},
                         workdir=str(tmp_path_factory.mktemp("diag"))) as p:
         p.wait_full_strength(2)
         yield p
@@ -104,8 +109,12 @@ def test_bad_commands_and_options_are_bad_requests(proc) -> None:
         client.diagnostics("memory", top="ten")
     with pytest.raises(BadRequest, match="'args' must be a map"):
         client.request({"op": "diag", "command": "history", "args": [1]})
-    bridge = client.diagnostics("config")["python3"]["bridge"]
-    assert bridge["token"] in ("", "<redacted>") and client.token not in str(bridge)  # redacted
+    shown = client.diagnostics("config")
+    text = json.dumps(shown)
+    for secret in (INLINE_TOKEN, ENV_PASSWORD, client.token):
+        assert secret not in text  # redacted by key, by value (worker.env), the file's token
+    assert shown["python3"]["fallback"]["remote"]["token"] == "<redacted>"
+    assert shown["python3"]["worker"]["env"] == {"DIAG_DB_URL": "<redacted>"}
 
 
 def test_cli_diag_prints_the_report_or_json(proc) -> None:

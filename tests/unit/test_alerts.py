@@ -215,8 +215,10 @@ python3:
 def test_a_channel_url_apprise_cannot_use_is_refused_naming_it() -> None:
     from sidecar.alert_channels import Channel
 
-    with pytest.raises(ValueError, match="'nosuchservice://host' is not a URL apprise can"):
-        Channel.build("nosuchservice://user:secret@host/x", ["CRITICAL"])
+    with pytest.raises(ValueError, match=r"python3.alerts.channels.3.url: apprise cannot use "
+                       "this nosuchservice:// URL") as err:
+        Channel.build("nosuchservice://user:hunter22@host/x", ["CRITICAL"], 3)
+    assert "hunter22" not in str(err.value) and "host" not in str(err.value)
 
 
 def test_the_manager_shows_when_the_policy_is_due_and_when_the_loop_will_ask(clock) -> None:

@@ -49,6 +49,7 @@ def test_every_secret_in_the_config_tree_is_redacted():
     tree = config.load(text=(
         "python3:\n  bridge:\n    token: bridge-secret\n"
         "  worker:\n    env: {DB_PASSWORD: pw-secret, API_KEY: key-secret, PLAIN: shown}\n"
+        "    env-not-secret: [PLAIN]\n"
         "  fallback:\n    remote:\n      token: remote-secret\n      token-file: /etc/t\n"
     )).model_dump(by_alias=True)
     tree["python3"]["extra"] = [{"nested": {"client_secret": "deep-secret"}}]
