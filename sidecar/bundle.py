@@ -36,8 +36,14 @@ from pathlib import Path
 
 from sidecar import gateway_project as gp
 from sidecar.bundle_install_text import INSTALL_TXT
-from sidecar.bundle_texts import (DEFAULT_GATEWAY_UNIT, DEFAULT_SIDECAR_USER, DEFAULT_TOKEN_GROUP,
-                                  DEFAULT_WORKER_USER, config_yml, systemd_unit)
+from sidecar.bundle_texts import (
+    DEFAULT_GATEWAY_UNIT,
+    DEFAULT_SIDECAR_USER,
+    DEFAULT_TOKEN_GROUP,
+    DEFAULT_WORKER_USER,
+    config_yml,
+    systemd_unit,
+)
 
 PROJECT_ROOT = gp.PROJECT_ROOT
 SCRIPTS = gp.SCRIPTS

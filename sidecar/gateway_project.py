@@ -14,9 +14,11 @@ once, and the library stays free of events.
 8.3 layouts (third-party measurements, not Inductive Automation's documentation: medium
 confidence; see docs/architecture.md "Ignition facts")::
 
-    ignition/timer/<name>/handleTimerEvent.py + resource.json (delay, fixedDelay, sharedThread, enabled)
-    ignition/message/<name>/handleMessage.py + resource.json  (enabled, threadType Shared|Dedicated)
-    ignition/startup/onStartup.py + resource.json             (a singleton: enabled)
+    ignition/timer/<name>/handleTimerEvent.py + resource.json
+        (attributes delay, fixedDelay, sharedThread, enabled)
+    ignition/message/<name>/handleMessage.py + resource.json
+        (enabled, threadType Shared|Dedicated)
+    ignition/startup/onStartup.py + resource.json   (a singleton: enabled)
 
 each file holding ``def <event>(<args>):`` and a tab-indented body.
 """
