@@ -333,6 +333,10 @@ def add_setup_commands(sub: Any) -> None:
                         "installed, not as an editable checkout")
     bundle.set_defaults(func=cmd_ignition_bundle)
 
+    from sidecar.install_cli import add_install_commands
+
+    add_install_commands(sub)  # install, uninstall, doctor
+
 
 def add_call_commands(sub: Any) -> None:
     """Running code in a worker: exec, call."""
