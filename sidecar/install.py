@@ -198,7 +198,10 @@ class Installer:
                 host.add_system_user(name)
                 self.manifest.add("users", name)
         for user in (o.sidecar_user, gateway_user):
-            if user == "root" or host.dry_run and not _exists_user(user):
+            if user == "root":
+                continue
+            if host.dry_run and not (_exists_user(user) and _exists_group(o.token_group)):
+                host.add_to_group(user, o.token_group)  # printed only
                 continue
             if not _member(user, o.token_group):
                 host.add_to_group(user, o.token_group)
@@ -228,10 +231,11 @@ class Installer:
             missing.append(probe)
             probe = probe.parent
         for folder in reversed(missing):
-            self.host.echo(f"$ mkdir -m {mode:o} {folder}")
+            folder_mode = mode if folder == path else 0o755  # parents: as mkdir -p makes them
+            self.host.echo(f"$ mkdir -m {folder_mode:o} {folder}")
             if not self.host.dry_run:
-                folder.mkdir(mode=mode)
-                os.chmod(folder, mode)
+                folder.mkdir(mode=folder_mode)
+                os.chmod(folder, folder_mode)
             self.manifest.add("dirs", str(folder))
         if (user or group) and path.exists():
             self.host.chown(path, user, group)
@@ -267,6 +271,8 @@ class Installer:
         site = host.path(SITE_FILE)
         if site.exists():
             host.echo(f"keeping the site settings {site} (an upgrade never replaces them)")
+            if str(site) in self.previous:  # still ours: uninstall removes it
+                self.manifest.entries("files").append(self.previous[str(site)])
         else:
             settings = {"CONNECTION_FILE": str(state / "runtime" / "connection.json")}
             self.write_file(site, text=json.dumps(settings, indent=2) + "\n")
@@ -305,13 +311,14 @@ class Installer:
         for name, write in sources.items():
             target = projects / name
             self.keep_aside(target)
-            self.host.echo(f"write the project {target} (owner {owner})")
+            self.host.echo(f"write the project {target} (chown -R {owner})")
             if not self.host.dry_run:
                 if target.exists():
                     shutil.rmtree(target)
                 write(target)
+                owner_ids = pwd.getpwnam(owner)
                 for path in [target, *target.rglob("*")]:
-                    self.host.chown(path, owner)
+                    os.chown(path, owner_ids.pw_uid, owner_ids.pw_gid)
             self.manifest.add("trees", str(target))
 
     def drop_stale_files(self) -> None:
