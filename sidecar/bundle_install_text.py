@@ -89,7 +89,8 @@ B. By hand, step by step
 6. Gateway events on 8.1 (doc: 8.1 keeps all of a project's gateway events in one binary
    resource; a timer written to disk is never run (reported)): open py3sidecar-gateway in the
    Designer, Project Browser > Scripting > Gateway Events, and paste from gateway-events/:
-   - Message > add handler `py3sidecar` (Threading: Shared): message-handler-py3sidecar.py.
+   - Message > add handler `py3sidecar` (Threading: Shared): message-handler-py3sidecar.py
+     (its body: return py3sidecar.gatewayroute.handle(payload)).
    - Timer > add `py3sidecar-healthpoll`: 10000 ms, Fixed Delay, Dedicated thread, Enabled:
      timer-healthpoll.py (writes the health tags; it runs once per gateway even if another
      project carries it too: a lease in system.util.getGlobals()).
@@ -118,6 +119,9 @@ C. Check it
   is active, the token's owner and mode, the jars (and that they are this release's), that the
   gateway's account can read connection.json and the token, ping and /readyz of the sidecar, the
   two projects and the parent of py3sidecar-gateway. Exit 0 only when all pass.
+- From the shell, as the gateway's account (it reads the token through the group):
+      sudo -u <gateway account> env PY3SIDECAR_RUNTIME_DIR=/var/lib/py3sidecar/runtime \\
+        {python} -m sidecar ping
 - On the gateway, from a gateway script (e.g. a Perspective button, or the startup script):
       print python3.selfTest()['report']     # which jar or setting is missing
   From the Script Console it checks the route and pings through the message handler.

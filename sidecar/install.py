@@ -348,6 +348,19 @@ def uninstall(host: Host, *, keep_site_settings: bool = False) -> Manifest:
             host.systemctl("disable", "--now", unit)
         except Exception as exc:  # a unit that is gone already must not stop the removal
             host.echo(f"(systemctl: {exc})")
+    remove_files(host, data, keep_site_settings)
+    remove_dirs(host, data)
+    remove_accounts(host, data)
+    if data.get("units"):
+        host.systemctl("daemon-reload")
+    for name in data.get("imported", []):
+        host.echo(f"note: delete the project {name} in the gateway's web page (Platform > "
+                  "System > Projects): it was imported over REST")
+    return manifest
+
+
+def remove_files(host: Host, data: dict, keep_site_settings: bool) -> None:
+    """Files and project folders install wrote; then what it had set aside goes back."""
     site = data.get("site_settings")
     for entry in reversed(data.get("files", [])):
         path = Path(entry["path"])
@@ -371,12 +384,17 @@ def uninstall(host: Host, *, keep_site_settings: bool = False) -> Manifest:
     manifest_path = host.path(MANIFEST)
     if not host.dry_run and manifest_path.exists():
         manifest_path.unlink()
+
+
+def remove_dirs(host: Host, data: dict) -> None:
+    """Folders install made, deepest first: the sidecar's state folder with what the sidecar
+    wrote into it (token, connection file); any other only when empty."""
     state = str(host.path(texts.STATE_DIR))
     for folder in sorted(data.get("dirs", []), key=len, reverse=True):
         path = Path(folder)
         if not path.is_dir():
             continue
-        if folder.startswith(state):  # the sidecar's own (its token, connection file, stacks)
+        if folder.startswith(state):
             host.echo(f"$ rm -r {path}")
             if not host.dry_run:
                 shutil.rmtree(path, ignore_errors=True)
@@ -384,6 +402,9 @@ def uninstall(host: Host, *, keep_site_settings: bool = False) -> Manifest:
             host.echo(f"$ rmdir {path}")
             if not host.dry_run:
                 path.rmdir()
+
+
+def remove_accounts(host: Host, data: dict) -> None:
     for user, group in data.get("memberships", []):
         if user not in data.get("users", []) and group not in data.get("groups", []):
             host.remove_from_group(user, group)
@@ -392,9 +413,3 @@ def uninstall(host: Host, *, keep_site_settings: bool = False) -> Manifest:
     for group in data.get("groups", []):
         if _exists_group(group):
             host.remove_group(group)
-    if data.get("units"):
-        host.systemctl("daemon-reload")
-    for name in data.get("imported", []):
-        host.echo(f"note: delete the project {name} in the gateway's web page (Platform > "
-                  "System > Projects): it was imported over REST")
-    return manifest

@@ -4,6 +4,7 @@ owners, systemctl recorded through the seam (PY3SIDECAR_INSTALL_RECORD: no syste
 sidecar for doctor's ping and /readyz, and a local HTTP double of the 8.3 gateway's REST API."""
 from __future__ import annotations
 
+import grp
 import hashlib
 import http.server
 import io
@@ -118,7 +119,6 @@ def test_install_doctor_break_upgrade_uninstall(site):
     assert manifest["gateway_user"] == site.gateway_user and manifest["ignition_version"] == "8.3"
     assert set(manifest["users"]) == {site.sidecar_user, site.worker_user}
     assert manifest["groups"] == [site.group]
-    import grp
     assert site.gateway_user in grp.getgrnam(site.group).gr_mem
     unit = (site.systemd / "py3sidecar.service").read_text()
     assert f"ExecStart={sys.executable} -m sidecar serve" in unit  # this interpreter
@@ -132,7 +132,26 @@ def test_install_doctor_break_upgrade_uninstall(site):
     records = [json.loads(line)["argv"] for line in site.record.read_text().splitlines()]
     assert ["systemctl", "enable", "--now", "py3sidecar.service"] in records
 
-    # the sidecar, as the unit would run it: its runtime folder, the token 0640 in the group
+    doctor_against_a_sidecar(site, state, child)
+    upgrade(site, library, manifest)
+
+    proc = run_cli("uninstall", "--root", str(site.root), env=site.env)
+    assert proc.returncode == 0, proc.stderr
+    assert tree_state(site.home) == before  # the site's own msgpack-core.jar is back
+    for user in (site.sidecar_user, site.worker_user):
+        with pytest.raises(KeyError):
+            pwd.getpwnam(user)
+    with pytest.raises(KeyError):
+        grp.getgrnam(site.group)
+    assert not (site.systemd / "py3sidecar.service").exists()
+    assert not (site.root / "etc" / "py3sidecar").exists() and not state.exists()
+    records = [json.loads(line)["argv"] for line in site.record.read_text().splitlines()]
+    assert ["systemctl", "disable", "--now", "py3sidecar.service"] in records
+
+
+def doctor_against_a_sidecar(site: Site, state: Path, child: Path) -> None:
+    """All checks pass against a real sidecar; each broken piece is named, with its fix."""
+    # the sidecar as the unit would run it: its runtime folder, the token 0640 in the group
     sidecar = SidecarProcess({"bridge": {"token-group": site.group},
                               "pool": {"initial-size": 1, "min-size": 1, "spares": 0},
                               "scaling": {"enabled": False}}, workdir=str(state))
@@ -178,7 +197,10 @@ def test_install_doctor_break_upgrade_uninstall(site):
     code, report = site.doctor()  # the sidecar down
     assert code == 1 and {"ping", "readyz"} & set(failed(report)), failed(report)
 
-    # upgrade: install again replaces what it wrote and keeps the site settings
+
+
+def upgrade(site: Site, library: Path, manifest: dict) -> None:
+    """Install again replaces what it wrote and keeps the site settings."""
     site_file = site.root / "etc" / "py3sidecar" / "ignition-site.json"
     edited = dict(json.loads(site_file.read_text()), HEALTH_TAG_PROVIDER="plant")
     site_file.write_text(json.dumps(edited))
@@ -191,19 +213,6 @@ def test_install_doctor_break_upgrade_uninstall(site):
     again = json.loads((site.root / "etc/py3sidecar/install-manifest.json").read_text())
     assert set(again["users"]) == {site.sidecar_user, site.worker_user}
     assert [f["path"] for f in again["files"]] == [f["path"] for f in manifest["files"]]
-
-    proc = run_cli("uninstall", "--root", str(site.root), env=site.env)
-    assert proc.returncode == 0, proc.stderr
-    assert tree_state(site.home) == before  # the site's own msgpack-core.jar is back
-    for user in (site.sidecar_user, site.worker_user):
-        with pytest.raises(KeyError):
-            pwd.getpwnam(user)
-    with pytest.raises(KeyError):
-        grp.getgrnam(site.group)
-    assert not (site.systemd / "py3sidecar.service").exists()
-    assert not (site.root / "etc" / "py3sidecar").exists() and not state.exists()
-    records = [json.loads(line)["argv"] for line in site.record.read_text().splitlines()]
-    assert ["systemctl", "disable", "--now", "py3sidecar.service"] in records
 
 
 def test_dry_run_changes_nothing(site):

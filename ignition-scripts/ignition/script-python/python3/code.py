@@ -226,14 +226,7 @@ def diagnostics(command='health', timeout=None, **options):
 
 
 def selfTest(timeout=None):
-    """Checks what this gateway needs and says what is missing: run it from a gateway script
-    (e.g. print python3.selfTest()['report']) after an install or an upgrade. In gateway scope it
-    checks the jars on the gateway class path (py4j or JeroMQ for TRANSPORT, msgpack-core, the
-    optional py3sidecar-gateway helper), the connection and token files the settings name, the
-    site settings file, then pings the sidecar; from the Designer, Script Console or a Vision
-    client it checks the route and pings through the gateway message handler. Returns a dict:
-    ok (True when every check passed), scope, checks (a list of {name, ok, detail, fix}) and
-    report (the same as text). Never raises."""
+    """Which jar or setting is missing, as {ok, scope, checks, report} (py3sidecar.selftest)."""
     return py3sidecar.selftest.run(timeout)  # noqa: F821
 
 
