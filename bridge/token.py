@@ -24,10 +24,29 @@ class TokenError(ValueError):
     """The token or its file is unsafe to serve with; the message says what to do."""
 
 
-def check_private(path: Path) -> None:
+def token_group_id(group: str) -> int | None:
+    """The gid of ``python3.bridge.token-group`` (None when empty); a missing group is named."""
+    if not group:
+        return None
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise TokenError(f"python3.bridge.token-group: there is no group {group!r} on this "
+                         "machine; create it (groupadd --system, or `py3sidecar install`) or "
+                         "leave the key empty") from None
+
+
+def check_private(path: Path, group: str = "") -> None:
     """Refuse a token file that group or others may read (or write): they could run Python as
-    this user through the sidecar."""
-    mode = stat.S_IMODE(os.stat(path).st_mode)
+    this user through the sidecar. With ``group`` (python3.bridge.token-group), that group may
+    read it (the gateway's account is its member), and nothing more."""
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    gid = token_group_id(group)
+    if gid is not None and st.st_gid == gid:
+        mode &= ~0o040
     if mode & 0o077:
         who = " and ".join(w for w, bits in (("its group", 0o070), ("other users", 0o007))
                            if mode & bits)
@@ -71,10 +90,18 @@ def read_token(path: str | Path | None = None) -> str | None:
         return None
 
 
-def ensure_token(configured: str = "", token_file: str = "") -> tuple[str, Path | None]:
+def share_with_group(path: Path, gid: int) -> None:
+    """The token file 0640 in group ``gid`` (python3.bridge.token-group)."""
+    os.chown(path, -1, gid)
+    os.chmod(path, 0o640)
+
+
+def ensure_token(configured: str = "", token_file: str = "",
+                 group: str = "") -> tuple[str, Path | None]:
     """The sidecar's token: environment, then config, then the file (created if missing).
 
     Returns the token and the file it was kept in (None when it came from env or config).
+    ``group``: the token file is made (or turned) 0640 in that group.
     """
     if os.environ.get(ENV_TOKEN):
         return os.environ[ENV_TOKEN], None
@@ -85,8 +112,12 @@ def ensure_token(configured: str = "", token_file: str = "") -> tuple[str, Path 
         existing = path.read_text().strip()
     except FileNotFoundError:
         existing = ""
+    gid = token_group_id(group)
     if existing:
-        check_private(path)
+        check_private(path, group)
+        if gid is not None and (path.stat().st_gid != gid
+                                or stat.S_IMODE(path.stat().st_mode) != 0o640):
+            share_with_group(path, gid)
         return existing, path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
@@ -95,4 +126,6 @@ def ensure_token(configured: str = "", token_file: str = "") -> tuple[str, Path 
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
     os.chmod(path, 0o600)
+    if gid is not None:
+        share_with_group(path, gid)
     return token, path

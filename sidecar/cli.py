@@ -262,7 +262,8 @@ def cmd_ignition_bundle(args: argparse.Namespace) -> int:
     from sidecar.bundle import build_bundle
 
     try:
-        report = build_bundle(args.out, zmq=args.zmq, user=args.user, python=args.python)
+        report = build_bundle(args.out, zmq=args.zmq, user=args.user, python=args.python,
+                              gateway_unit=args.gateway_unit)
     except (OSError, FileNotFoundError) as exc:
         print(f"py3sidecar: cannot write the bundle: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -328,12 +329,19 @@ def add_setup_commands(sub: Any) -> None:
     bundle.add_argument("out", help="output folder (created)")
     bundle.add_argument("--zmq", action="store_true",
                         help="also ship JeroMQ (for py3sidecar.settings.TRANSPORT = 'zmq')")
-    bundle.add_argument("--user", default="ignition",
-                        help="the gateway's OS user, who runs the sidecar (default: ignition)")
+    bundle.add_argument("--user", default="py3sidecar",
+                        help="the sidecar's own OS account (default: py3sidecar; `py3sidecar "
+                        "install` creates it); the gateway's account joins the token group")
+    bundle.add_argument("--gateway-unit", default="Ignition-Gateway.service",
+                        help="the gateway's systemd unit the sidecar starts before")
     bundle.add_argument("--python", help="the interpreter the systemd unit runs (default: "
                         "this one); it must be readable by --user and have py3sidecar "
                         "installed, not as an editable checkout")
     bundle.set_defaults(func=cmd_ignition_bundle)
+
+    from sidecar.install_cli import add_install_commands
+
+    add_install_commands(sub)  # install, uninstall, doctor
 
 
 def add_call_commands(sub: Any) -> None:

@@ -206,9 +206,17 @@ class Py4JConfig(Section):
 class BridgeConfig(Section):
     token: str = ""
     token_file: str = ""
+    token_group: str = ""  # the token file is 0640 in this group (the gateway's account's)
     max_message_size: Size = 64 << 20
     zmq: ZmqConfig = _section(ZmqConfig)
     py4j: Py4JConfig = _section(Py4JConfig)
+
+    @model_validator(mode="after")
+    def _token_group_exists(self) -> "BridgeConfig":
+        from bridge.token import token_group_id
+
+        token_group_id(self.token_group.strip())  # names the missing group
+        return self
 
 
 class ScoreSection(Section):

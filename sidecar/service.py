@@ -87,7 +87,8 @@ class Service:
         self.loop = Loop()
         # Before any worker is spawned: takes systemd's variables out of their environment.
         self.notify = SystemdNotify.from_environ()
-        self.token, self.token_file = ensure_token(bridge.token, bridge.token_file)
+        self.token, self.token_file = ensure_token(bridge.token, bridge.token_file,
+                                                   bridge.token_group.strip())
         self.stack_root = self.clean_runtime_folder()
         self.token_bytes = self.token.encode()
         self.max_message = bridge.max_message_size

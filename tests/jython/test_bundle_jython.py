@@ -34,16 +34,29 @@ def test_bundle_files(bundle):
     assert not [j for j in jars if "jeromq" in j], "JeroMQ only with --zmq"
     unit = (bundle / "systemd" / "py3sidecar.service").read_text()
     assert "ExecStart=" in unit and "serve --config /etc/py3sidecar/config.yml" in unit
-    assert "User=ignition" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
+    assert "User=py3sidecar" in unit and "PY3SIDECAR_RUNTIME_DIR=" in unit
+    assert "Before=Ignition-Gateway.service" in unit and "Group=py3sidecar-clients" in unit
+    assert "\nAmbientCapabilities=CAP_SETUID CAP_SETGID CAP_KILL" in unit  # workers: own user
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/datasets",
                    "py3sidecar/decoder", "py3sidecar/valuepath", "py3sidecar/transport",
                    "py3sidecar/breaker", "py3sidecar/healthpoll", "py3sidecar/gatewayroute",
-                   "py3sidecar/client", "py3sidecar/background", "py3sidecar/endpoints"):
+                   "py3sidecar/client", "py3sidecar/background", "py3sidecar/endpoints",
+                   "py3sidecar/selftest"):
         for leaf in ("code.py", "resource.json"):
             assert f"ignition/script-python/{module}/{leaf}" in names, names
-    for leaf in ("handleTimerEvent.py", "resource.json"):  # the 8.3 gateway timer resource
-        assert f"ignition/timer/py3sidecar-healthpoll/{leaf}" in names, names
+    # no gateway event in the inheritable library: they would run once per child project
+    assert not [n for n in names if n.startswith(("ignition/timer", "ignition/message",
+                                                  "ignition/startup"))], names
+    child = zipfile.ZipFile(bundle / "py3sidecar-gateway-project.zip").namelist()
+    for leaf in ("ignition/timer/py3sidecar-healthpoll/handleTimerEvent.py",
+                 "ignition/message/py3sidecar/handleMessage.py", "ignition/startup/onStartup.py",
+                 "project.json"):  # the 8.3 resources of the runnable child
+        assert leaf in child, child
+    assert zipfile.ZipFile(bundle / "py3sidecar-gateway-project-8.1.zip").namelist() == [
+        "project.json"]  # 8.1: the events are pasted into the Designer
+    parent = json.loads((bundle / "gateway-project" / "project.json").read_text())
+    assert parent["parent"] == "py3sidecar" and parent["inheritable"] is False, parent
     # gateway-only modules (they need the gateway's jars) say so; the facade runs everywhere
     for module, scope in (("python3", "A"), ("py3sidecar/codec", "G"),
                           ("py3sidecar/transport", "G"), ("py3sidecar/gatewayroute", "A")):
@@ -52,8 +65,17 @@ def test_bundle_files(bundle):
         assert meta["scope"] == scope, (module, meta["scope"])
     assert "project.json" in names
     assert json.loads((bundle / "project" / "project.json").read_text())["inheritable"] is True
+    import yaml
+
     from sidecar.config import load
-    load(bundle / "config.yml")  # the shipped config is valid
+    shipped = yaml.safe_load((bundle / "config.yml").read_text())
+    assert shipped["python3"]["worker"]["user"] == "py3sidecar-worker", shipped
+    assert shipped["python3"]["bridge"]["token-group"] == "py3sidecar-clients", shipped
+    # valid as shipped, once `py3sidecar install` has made its accounts (not made here)
+    shipped["python3"]["worker"].update(user="", group="")
+    shipped["python3"]["bridge"]["token-group"] = ""
+    (bundle / "config-check.yml").write_text(yaml.safe_dump(shipped))
+    load(bundle / "config-check.yml")
 
 
 def test_bundle_with_zmq_ships_jeromq(tmp_path):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from sidecar.gateway_project import write_gateway_project
 from sidecar.testing import PROJECT_ROOT, SidecarProcess
 
 from . import jvm
@@ -42,11 +43,15 @@ def scopes_run(tmp_path_factory):
                               "access": {"routed": {"allow-targets": ROUTE_GRANTS}}},
                              workdir=str(work), py4j_port=0)
     sidecar.start()
-    settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000}
+    # GATEWAY_PROJECT None: these cases send to the running project ('plant'), which holds the
+    # handler; the runnable py3sidecar-gateway project is test_gateway_project_jython's.
+    settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000,
+                "GATEWAY_PROJECT": None}
     scripts = PROJECT_ROOT / "ignition-scripts"
+    events = write_gateway_project(tmp_path_factory.mktemp("gateway_project") / "p")
     env = {"PY3_SETTINGS": json.dumps(settings),
            "PY3_GATEWAY_EVENTS": str(scripts / "gateway-events"),
-           "PY3_TIMER_RESOURCE": str(scripts / "ignition" / "timer" / "py3sidecar-healthpoll")}
+           "PY3_TIMER_RESOURCE": str(events / "ignition" / "timer" / "py3sidecar-healthpoll")}
     try:
         return jvm.run_cases([CASES], env, timeout=120)
     finally:

@@ -51,9 +51,9 @@ def test_a_bad_pattern_says_which_entry_and_what_to_write() -> None:
 
 
 def test_install_text_says_what_the_route_grants() -> None:
-    from sidecar.bundle import INSTALL_TXT
+    from sidecar.bundle import install_text
 
-    text = INSTALL_TXT.format(user="ignition", python="/usr/bin/python3")
+    text = install_text(user="ignition", python="/usr/bin/python3")
     assert "Security: the gateway route" in text
     for key in ("python3.access.routed", "allow-targets", "execute: true", "diag: true",
                 "python3.Forbidden", "Security option"):

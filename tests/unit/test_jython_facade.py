@@ -16,7 +16,7 @@ LIBRARY = Path(__file__).resolve().parents[2] / "ignition-scripts" / "ignition" 
 FACADE = LIBRARY / "python3" / "code.py"
 
 PUBLIC = ["execute", "executeFull", "call", "callFull", "executeAsync", "callAsync", "ping",
-          "health", "clientStatus", "diagnostics", "close"]
+          "health", "clientStatus", "diagnostics", "selfTest", "close"]
 EXCEPTIONS = ["Python3Error", "PythonError", "Timeout", "WorkerCrashed", "Overloaded",
               "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized", "InternalError",
               "Quarantined", "Forbidden", "TypeConversionError"]

@@ -232,6 +232,11 @@ def diagnostics(command='health', timeout=None, **options):
     return _request('diag', fields, timeout, control=True).get('value')
 
 
+def selfTest(timeout=None):
+    """Which jar or setting is missing, as {ok, scope, checks, report} (py3sidecar.selftest)."""
+    return py3sidecar.selftest.run(timeout)  # noqa: F821
+
+
 def close():
     """Closes the shared connection (the next call opens a new one)."""
     # py3sidecar.client is gateway-scope only: in the Designer/Vision scopes there is no

@@ -28,9 +28,17 @@ Every run calls python3.health() and writes memory tags under
 
 It never raises out of the timer: any failure is logged through system.util.getLogger and
 reported as Status UNREACHABLE.
+
+Once per gateway: the timer lives in the runnable project py3sidecar-gateway, but a project that
+inherits the library may carry it too (an 8.1 copy pasted into a second project, say). The first
+project to poll takes a lease kept in system.util.getGlobals() (one per JVM); while it renews it,
+every other project's timer returns at once (run() -> None) and writes nothing. When the holder
+stops polling (its project disabled or deleted), the lease lapses after HEALTH_POLL_LEASE_MS and
+the next timer takes it over.
 """
 import java.lang
 import java.util
+from java.util.concurrent.locks import ReentrantLock
 
 TAGS = [
     ('Status', 'String', ''),
@@ -54,6 +62,48 @@ TAGS = [
 ]
 
 UNREACHABLE = 'UNREACHABLE'
+
+_LEASE_KEY = 'py3sidecar.healthpoll.lease'   # (project, expires at ms): plain values only
+_LOCK_KEY = 'py3sidecar.healthpoll.lock'     # a Java lock: no project class pinned by globals
+
+
+def _now_ms():
+    return java.lang.System.currentTimeMillis()
+
+
+def _this_project():
+    try:
+        return system.util.getProjectName() or '?'  # noqa: F821
+    except Exception:
+        return '?'
+
+
+def lease_holder():
+    """The project whose timer polls (None before the first poll)."""
+    lease = system.util.getGlobals().get(_LEASE_KEY)  # noqa: F821
+    return lease[0] if lease else None
+
+
+def take_lease(project=None, now_ms=None):
+    """Whether this project's timer polls now: True when it holds the lease (renewed) or the
+    lease is free or has lapsed (taken); False while another project holds it."""
+    g = system.util.getGlobals()  # noqa: F821
+    lock = g.get(_LOCK_KEY)
+    if lock is None:
+        g.setdefault(_LOCK_KEY, ReentrantLock())
+        lock = g.get(_LOCK_KEY)
+    project = project or _this_project()
+    now = _now_ms() if now_ms is None else now_ms
+    length = int(getattr(py3sidecar.settings, 'HEALTH_POLL_LEASE_MS', 30000))  # noqa: F821
+    lock.lock()
+    try:
+        lease = g.get(_LEASE_KEY)
+        if lease is not None and lease[0] != project and lease[1] > now:
+            return False
+        g[_LEASE_KEY] = (project, now + length)
+        return True
+    finally:
+        lock.unlock()
 
 
 def _folder():
@@ -122,11 +172,18 @@ def sidecars_text(status):
 
 def run(timeout=None):
     """One poll: call python3.health() and write the tags. Never raises; returns the values
-    written (a dict), for tests and for callers that want them."""
+    written (a dict), for tests and for callers that want them, or None when another project's
+    timer holds the poll's lease (see the module's docstring) or the poll failed."""
     try:
         log = system.util.getLogger('%s.health' % py3sidecar.settings.LOGGER_NAME)  # noqa: F821
     except Exception:
         log = None
+    try:
+        if not take_lease():
+            return None
+    except Exception, e:  # a broken guard must not stop the poll
+        if log is not None:
+            log.warn('py3sidecar health poll: lease check failed (%s); polling anyway' % (e,))
     try:
         try:
             report = python3.health(timeout)  # noqa: F821 (project library global)

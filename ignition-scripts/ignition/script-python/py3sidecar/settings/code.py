@@ -75,11 +75,12 @@ ASYNC_QUEUE = 1000
 
 # Which JVM talks to the sidecar. 'auto': gateway and Perspective scripts directly; Designer,
 # Script Console and Vision client code (which run on the operator's PC) through the gateway
-# message handler MESSAGE_HANDLER of project GATEWAY_PROJECT (None: the running project, which
-# inherits the handler from the py3sidecar project). 'direct' / 'gateway' force one route.
+# message handler MESSAGE_HANDLER of project GATEWAY_PROJECT: the bundle's runnable project
+# py3sidecar-gateway (a child of this library) holds that handler, once per gateway (None: the
+# running project, which must then carry the handler itself). 'direct' / 'gateway' force one route.
 ROUTE = 'auto'
 MESSAGE_HANDLER = 'py3sidecar'
-GATEWAY_PROJECT = None
+GATEWAY_PROJECT = 'py3sidecar-gateway'
 
 # Logger name used through system.util.getLogger.
 LOGGER_NAME = 'python3'
@@ -87,6 +88,19 @@ LOGGER_NAME = 'python3'
 # Health polling timer script (py3sidecar.healthpoll.run): tag folder for the results.
 HEALTH_TAG_PROVIDER = 'default'
 HEALTH_TAG_FOLDER = 'Python3Sidecar'
+# The poll runs once per gateway however many projects carry the timer: the project whose timer
+# polled last keeps the lease (in system.util.getGlobals()); another project's timer skips, and
+# takes over when the lease has not been renewed for this long (3 x the timer's 10 s delay).
+HEALTH_POLL_LEASE_MS = 30000
+
+# Site settings: a JSON object of the names above (e.g. {"CONNECTION_FILE": "...",
+# "HEALTH_TAG_PROVIDER": "plant"}), applied over the values above each time this module runs
+# (gateway start, project save). It lives outside the project, so importing a new version of
+# py3sidecar (an upgrade) keeps it: `py3sidecar install` writes it once and never overwrites it.
+# Read where the file exists, i.e. on the gateway host: Designer and Vision clients run on
+# other PCs and keep the values above (so keep GATEWAY_PROJECT / MESSAGE_HANDLER as shipped, or
+# set them in this module of a child project). Its problems are in SITE_PROBLEMS (python3.selfTest()).
+SITE_SETTINGS_FILE = '/etc/py3sidecar/ignition-site.json'
 
 
 def get():
@@ -113,3 +127,39 @@ def get():
         'health_tag_provider': HEALTH_TAG_PROVIDER,
         'health_tag_folder': HEALTH_TAG_FOLDER,
     }
+
+
+def load_site(path=None):
+    """Applies the site settings file (default SITE_SETTINGS_FILE) over this module's values.
+    Returns (the file applied or None, [problems]); a missing file is no problem."""
+    import json
+    import os
+    path = path or SITE_SETTINGS_FILE
+    if not path or not os.path.isfile(path):
+        return None, []
+    try:
+        f = open(path)
+        try:
+            data = json.loads(f.read())
+        finally:
+            f.close()
+    except (IOError, OSError, ValueError), e:
+        return None, ['cannot read the site settings file %s (%s): fix its JSON or its '
+                      'permissions (the gateway\'s user must read it)' % (path, e)]
+    if not isinstance(data, dict):
+        return None, ['the site settings file %s must hold a JSON object of setting names'
+                      % path]
+    names = globals()
+    problems = []
+    for key, value in sorted(data.items()):
+        key = str(key)
+        if key == 'SITE_SETTINGS_FILE' or not key.isupper() or key.startswith('SITE_') \
+                or key not in names:
+            problems.append('unknown setting %r in %s (ignored): use the names of '
+                            'py3sidecar.settings' % (key, path))
+            continue
+        names[key] = value
+    return path, problems
+
+
+SITE_LOADED, SITE_PROBLEMS = load_site()

@@ -1,2 +1,0 @@
-def handleTimerEvent():
-	py3sidecar.healthpoll.run()
