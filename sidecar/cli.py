@@ -49,6 +49,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.python3.logging.level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bridge.token import TokenError
+    from bridge.zmq_auth import CurveKeyError
     from sidecar.placement import parse_cpus, pin_process
 
     # Before any thread or worker starts: they inherit it (python3.pool.cpu-affinity).
@@ -56,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         service = Service(config)
-    except TokenError as exc:  # an unsafe token or token file: say what to do, no traceback
+    except (TokenError, CurveKeyError) as exc:  # unsafe token/key file: what to do, no traceback
         print(f"py3sidecar: {exc}", file=sys.stderr)
         return EXIT_USAGE
     for signum in (signal.SIGINT, signal.SIGTERM):

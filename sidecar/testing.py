@@ -167,6 +167,7 @@ class SidecarProcess:
                    if w["role"] == "member" and w["state"] in ("idle", "busy"))
 
     def client(self, timeout: float = 10.0, **kwargs: Any) -> Client:
+        kwargs.setdefault("connection_file", str(self.connection_file))  # CURVE: its key
         client = Client(self.endpoint, self.token, timeout=timeout, **kwargs)
         self._clients.append(client)
         return client
