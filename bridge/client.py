@@ -114,11 +114,13 @@ class Result:
 class _Link:
     """One thread's DEALER socket to one endpoint (with a monitor when failover is on)."""
 
-    __slots__ = ("sock", "monitor", "poller", "created")
+    __slots__ = ("sock", "monitor", "poller", "created", "connecting")
 
-    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None) -> None:
+    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None,
+                 connecting: zmq.Socket | None = None) -> None:
         self.sock = sock
         self.monitor = monitor
+        self.connecting = connecting  # a monitor of the first handshake only (no failover)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
         if monitor is not None:
@@ -127,7 +129,10 @@ class _Link:
 
     def watch(self) -> None:
         """Start a socket monitor (kept for the link's life) to see the connection drop."""
-        self.monitor = self.sock.get_monitor_socket(_WATCHED)
+        if self.connecting is not None:  # one monitor per socket: keep the first one
+            self.monitor, self.connecting = self.connecting, None
+        else:
+            self.monitor = self.sock.get_monitor_socket(_WATCHED)
         self.poller.register(self.monitor, zmq.POLLIN)
 
     def events(self) -> list[int]:
@@ -139,12 +144,13 @@ class _Link:
         return found
 
     def close(self) -> None:
-        if self.monitor is not None:
-            try:
-                self.sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self.monitor.close(0)
+        for monitor in (self.monitor, self.connecting):
+            if monitor is not None:
+                try:
+                    self.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                monitor.close(0)
         self.sock.close(0)
 
 
@@ -398,9 +404,11 @@ class Client:
             raise Unavailable(f"the sidecar at {endpoint} is not connected; is it running?")
         deadline = time.monotonic() + self.connect_timeout - (0 if patient else waited)
         if link.monitor is None:
-            # Watched only while it connects (once per link): a refused token or key is told
-            # at once, not as an unreachable sidecar after connect_timeout.
-            monitor = link.sock.get_monitor_socket(_WATCHED)
+            # Watched only while it connects: a refused token or key is told at once, not as
+            # an unreachable sidecar after connect_timeout. libzmq does not retry a refused
+            # handshake, so the monitor was started before connect (``_link``).
+            monitor = link.connecting or link.sock.get_monitor_socket(_WATCHED)
+            link.connecting = None
             try:
                 self._await_connection(link, monitor, endpoint, deadline, patient, unreachable)
             except SidecarError:
@@ -411,7 +419,11 @@ class Client:
                     link.sock.disable_monitor()
                 monitor.close(0)
             return
-        self._await_connection(link, link.monitor, endpoint, deadline, patient, unreachable)
+        try:
+            self._await_connection(link, link.monitor, endpoint, deadline, patient, unreachable)
+        except Unauthorized:
+            self._discard_link(endpoint)
+            raise
 
     def _await_connection(self, link: _Link, monitor: zmq.Socket, endpoint: str,
                           deadline: float, patient: bool, unreachable: str) -> None:
@@ -451,11 +463,13 @@ class Client:
             sock.linger = 0
             sock.immediate = True
             self.security[endpoint].apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
-            monitor = None
+            monitor = connecting = None
             if not self._single:  # failover wants to see connections drop, at once
                 monitor = sock.get_monitor_socket(_WATCHED)
+            else:  # until the first connection: see _wait_connected
+                connecting = sock.get_monitor_socket(_WATCHED)
             sock.connect(endpoint)
-            link = links[endpoint] = _Link(sock, monitor)
+            link = links[endpoint] = _Link(sock, monitor, connecting)
             with self._lock:
                 self._links.append(link)
         return link
