@@ -151,7 +151,8 @@ def test_curve_any_client_with_the_server_key(tmp_path):
         assert key not in secret.read_text().split("secret-key")[1]  # the pair, not the key twice
         # The client finds the key in connection.json; a fresh client key pair is enough here.
         assert proc.client().call("operator:add", 1, 2) == 3
-        assert Client(proc.endpoint, proc.token, curve_server_key=key).ping()["pid"] == proc.proc.pid
+        pinged = Client(proc.endpoint, proc.token, curve_server_key=key).ping()
+        assert pinged["pid"] == proc.proc.pid
         # PLAIN and NULL peers of a CURVE front get nothing.
         for options in ({"plain_username": b"py3sidecar", "plain_password": proc.token.encode()},
                         {}):

@@ -29,7 +29,7 @@ def _read_file(path):
 
 
 _SIDECAR_KEYS = ('name', 'transport', 'connection_file', 'py4j_host', 'py4j_python_port',
-                 'zmq_endpoint', 'token', 'token_file')
+                 'zmq_endpoint', 'zmq_mechanism', 'token', 'token_file')
 
 
 def sidecars(cfg):
@@ -96,6 +96,10 @@ def resolve(cfg):
         r['py4j_python_port'] = py4j.get('python_port') or 25334
     if r['zmq_endpoint'] is None:
         r['zmq_endpoint'] = (info.get('zmq') or {}).get('endpoint') or 'tcp://127.0.0.1:5557'
+    if r.get('zmq_mechanism') is None:
+        # a connection file that names a ZeroMQ front but no mechanism: an older sidecar (NULL)
+        zinfo = info.get('zmq')
+        r['zmq_mechanism'] = (zinfo.get('mechanism') or 'null') if zinfo else 'plain'
     if not r['token'] and not r['token_file']:
         r['token_file'] = info.get('token_file')
     if not r['token'] and r['token_file']:
@@ -103,7 +107,8 @@ def resolve(cfg):
     return r
 
 
-_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token')
+_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'zmq_mechanism',
+               'token')
 
 
 class Sidecar(object):
@@ -140,8 +145,9 @@ class Sidecar(object):
         self.transport, self.error = None, None
         try:
             if r['transport'] == 'zmq':
-                self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
-                                                        watch=bool(r.get('failover_sidecars')))
+                self.transport = transport.zmq_transport(
+                    r['zmq_endpoint'], r['zmq_mechanism'], self.token, r['connect_timeout_ms'],
+                    watch=bool(r.get('failover_sidecars')))
             elif r['transport'] == 'py4j':
                 warm = {'v': self.protocol_version, 'id': 0, 'op': 'ping'}
                 if self.token:
