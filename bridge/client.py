@@ -77,9 +77,9 @@ FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
 _CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
 _LOST = zmq.EVENT_DISCONNECTED
 _REFUSED = zmq.EVENT_CONNECT_RETRIED
-# The sidecar refused our PLAIN token or CURVE key (or speaks another mechanism).
-_AUTH_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+# The sidecar refused our PLAIN token or CURVE key (its ZAP handler said no). Not a handshake
+# cut short by a sidecar that died or restarted meanwhile: that is a protocol failure.
+_AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
 _WATCHED = _CONNECTED | _LOST | _REFUSED | _AUTH_FAILED
 # A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
 # python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor

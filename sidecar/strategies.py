@@ -244,8 +244,7 @@ class DirectStrategy(Strategy):
 # ---------------------------------------------------------------- remote sidecar
 
 REMOTE_HEARTBEAT_MS = 1000  # remote sidecar's connection: ping interval; 3 missed: reconnect
-_HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 class RemoteStrategy(Strategy):

@@ -172,6 +172,15 @@ class SidecarProcess:
         self._clients.append(client)
         return client
 
+    def authenticate(self, sock: Any) -> Any:
+        """Gives a test's raw ZeroMQ socket the handshake's credentials (PLAIN with the token,
+        or CURVE with the server key from the connection file): call before ``connect``."""
+        from bridge.zmq_auth import client_security
+
+        key = ((self.connection.get("zmq") or {}).get("curve") or {}).get("server-key")
+        client_security(self.token, key).apply(sock)
+        return sock
+
     def pool(self) -> dict[str, Any]:
         return self.probe().health()["pool"]
 
