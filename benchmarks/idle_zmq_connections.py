@@ -21,10 +21,11 @@ from bridge.protocol import SidecarError
 from sidecar.testing import SidecarProcess, wait_until
 
 
-def open_idle(ctx: zmq.Context, endpoint: str, count: int) -> list[zmq.Socket]:
+def open_idle(ctx: zmq.Context, proc: SidecarProcess, count: int) -> list[zmq.Socket]:
     socks = []
+    endpoint = proc.endpoint
     for _ in range(count):
-        sock = ctx.socket(zmq.DEALER)
+        sock = proc.authenticate(ctx.socket(zmq.DEALER))  # handshaken: PLAIN with the token
         sock.linger = 0
         sock.connect(endpoint)
         socks.append(sock)
@@ -49,7 +50,7 @@ def main(n: int) -> None:
                          "health": {"enabled": False}}) as proc:
         side = psutil.Process(proc.proc.pid)
         fds0, rss0 = side.num_fds(), side.memory_info().rss
-        socks = open_idle(ctx, proc.endpoint, n)
+        socks = open_idle(ctx, proc, n)
         wait_until(lambda: side.num_fds() >= fds0 + n, 60, message=f"{n} connections")
         fds1, rss1 = side.num_fds(), side.memory_info().rss
         print(f"sidecar at rest: {fds0} fds, {rss0 >> 20} MiB RSS")
@@ -59,7 +60,7 @@ def main(n: int) -> None:
         margin = 50
         _, hard = side.rlimit(psutil.RLIMIT_NOFILE)
         side.rlimit(psutil.RLIMIT_NOFILE, (fds1 + margin, hard))
-        more = open_idle(ctx, proc.endpoint, 2 * margin)
+        more = open_idle(ctx, proc, 2 * margin)
         wait_until(lambda: side.num_fds() >= fds1 + margin - 5, 30, message="limit reached")
         cpu0, t0 = sum(side.cpu_times()[:2]), time.monotonic()
         works = new_client_works(proc)

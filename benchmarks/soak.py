@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bridge import codec, protocol  # noqa: E402
+from bridge.zmq_auth import client_security  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
 CALLERS = 8
@@ -106,6 +107,7 @@ def caller(n: int, endpoint: str, token: str, book: Book, stop: threading.Event,
     table = {m[0]: m for m in MIX}
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    client_security(token).apply(sock)  # PLAIN at the handshake (bridge/zmq_auth.py)
     sock.connect(endpoint)
     seq = 0
     last_sent: dict[str, float] = {}

@@ -14,6 +14,12 @@ endpoint. Must not touch: anything on the sidecar's side.
     # breaker is open, and probed again after ``breaker.open_timeout``:
     Client(["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"])   # or "tcp://a:5557,tcp://b:5557"
 
+The ZeroMQ handshake authenticates the client (bridge/zmq_auth.py): PLAIN with the token by
+default; CURVE when the sidecar's public key is known (``curve_server_key`` or
+$PY3SIDECAR_CURVE_SERVER_KEY, else ``zmq.curve.server-key`` of the connection file when it names
+the endpoint), with the client's own key pair from ``client_key_file`` (or
+$PY3SIDECAR_CLIENT_KEY_FILE; none: a fresh pair, which a sidecar with client-keys-dir refuses).
+
 Failover happens when an endpoint cannot be reached, when the connection drops while a reply is
 awaited (detected at once with a socket monitor; such a call may have partly run on the lost
 sidecar and is re-sent), and when a sidecar answers ``unavailable`` or ``circuit_open`` (the
@@ -35,6 +41,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from bridge import codec, protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
+from bridge.connection import read_connection_file
 from bridge.protocol import (
     BadRequest,
     CallTimeout,
@@ -50,6 +57,7 @@ from bridge.protocol import (
     WorkerCrashed,
 )
 from bridge.token import read_token
+from bridge.zmq_auth import ClientSecurity, client_security
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -57,6 +65,8 @@ __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "Wo
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5557"
 ENV_ENDPOINT = "PY3SIDECAR_ENDPOINT"
+ENV_CURVE_SERVER_KEY = "PY3SIDECAR_CURVE_SERVER_KEY"
+ENV_CLIENT_KEY_FILE = "PY3SIDECAR_CLIENT_KEY_FILE"
 
 # One failed connection or lost reply opens an endpoint's breaker: the next calls skip it at
 # once (or fail at once, with one endpoint) until a single probe finds it back.
@@ -68,6 +78,10 @@ FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
 _CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
 _LOST = zmq.EVENT_DISCONNECTED
 _REFUSED = zmq.EVENT_CONNECT_RETRIED
+# The sidecar refused our PLAIN token or CURVE key (its ZAP handler said no). Not a handshake
+# cut short by a sidecar that died or restarted meanwhile: that is a protocol failure.
+_AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
+_WATCHED = _CONNECTED | _LOST | _REFUSED | _AUTH_FAILED
 # A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
 # python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
 # on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
@@ -101,11 +115,13 @@ class Result:
 class _Link:
     """One thread's DEALER socket to one endpoint (with a monitor when failover is on)."""
 
-    __slots__ = ("sock", "monitor", "poller", "created")
+    __slots__ = ("sock", "monitor", "poller", "created", "connecting")
 
-    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None) -> None:
+    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None,
+                 connecting: zmq.Socket | None = None) -> None:
         self.sock = sock
         self.monitor = monitor
+        self.connecting = connecting  # a monitor of the first handshake only (no failover)
         self.poller = zmq.Poller()
         self.poller.register(sock, zmq.POLLIN)
         if monitor is not None:
@@ -114,7 +130,10 @@ class _Link:
 
     def watch(self) -> None:
         """Start a socket monitor (kept for the link's life) to see the connection drop."""
-        self.monitor = self.sock.get_monitor_socket(_CONNECTED | _LOST | _REFUSED)
+        if self.connecting is not None:  # one monitor per socket: keep the first one
+            self.monitor, self.connecting = self.connecting, None
+        else:
+            self.monitor = self.sock.get_monitor_socket(_WATCHED)
         self.poller.register(self.monitor, zmq.POLLIN)
 
     def events(self) -> list[int]:
@@ -126,12 +145,13 @@ class _Link:
         return found
 
     def close(self) -> None:
-        if self.monitor is not None:
-            try:
-                self.sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-            self.monitor.close(0)
+        for monitor in (self.monitor, self.connecting):
+            if monitor is not None:
+                try:
+                    self.sock.disable_monitor()
+                except zmq.ZMQError:
+                    pass
+                monitor.close(0)
         self.sock.close(0)
 
 
@@ -146,10 +166,15 @@ class Client:
 
     def __init__(self, endpoint: str | Sequence[str] | None = None, token: str | None = None,
                  timeout: float = 30.0, *, connect_timeout: float = 1.0, grace: float = 2.0,
-                 token_file: str | None = None, breaker: BreakerConfig | None = None) -> None:
+                 token_file: str | None = None, breaker: BreakerConfig | None = None,
+                 curve_server_key: str | bytes | None = None,
+                 client_key_file: str | None = None,
+                 connection_file: str | None = None) -> None:
         self.endpoints = parse_endpoints(endpoint)
         self.endpoint = self.endpoints[0]
         self.token = token if token is not None else read_token(token_file)
+        self.security = self._handshake_security(curve_server_key, client_key_file,
+                                                 connection_file)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.grace = grace
@@ -165,6 +190,23 @@ class Client:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed = False
+
+    def _handshake_security(self, server_key: str | bytes | None, key_file: str | None,
+                            connection_file: str | None) -> dict[str, ClientSecurity]:
+        """Per endpoint: CURVE where the sidecar's public key is known, else PLAIN."""
+        server_key = server_key or os.environ.get(ENV_CURVE_SERVER_KEY) or None
+        key_file = key_file or os.environ.get(ENV_CLIENT_KEY_FILE) or None
+        known: dict[str, str] = {}
+        if not server_key:  # the local sidecar tells its key in its connection file
+            info = (read_connection_file(connection_file) or {}).get("zmq") or {}
+            key = (info.get("curve") or {}).get("server-key")
+            if info.get("mechanism") == "curve" and key and info.get("endpoint"):
+                known[info["endpoint"]] = key
+        plain = client_security(self.token)
+        curve = client_security(self.token, server_key, key_file) if server_key else None
+        found = {key: client_security(self.token, key, key_file, "connection.json")
+                 for key in set(known.values())}
+        return {e: curve or (found[known[e]] if e in known else plain) for e in self.endpoints}
 
     # ------------------------------------------------------------ public API
     def execute(self, code: str, variables: dict[str, Any] | None = None,
@@ -240,7 +282,7 @@ class Client:
             except Unavailable:
                 permit.record(protocol.UNAVAILABLE)
                 raise
-            except BadRequest:  # refused for its size: the sidecar is fine
+            except (BadRequest, Unauthorized):  # its size, or our credentials: the sidecar is fine
                 permit.record(None)
                 raise
             permit.record(None)
@@ -279,7 +321,7 @@ class Client:
                 permit.record(protocol.UNAVAILABLE)
                 problems.append(exc.message)
                 continue
-            except BadRequest:  # too large for this sidecar: for the others too
+            except (BadRequest, Unauthorized):  # too large, or our credentials: not its health
                 permit.record(None)
                 raise
             permit.record(None)  # it answered: alive, whatever the answer says
@@ -363,13 +405,32 @@ class Client:
             raise Unavailable(f"the sidecar at {endpoint} is not connected; is it running?")
         deadline = time.monotonic() + self.connect_timeout - (0 if patient else waited)
         if link.monitor is None:
-            if not link.sock.poll(int(self.connect_timeout * 1000), zmq.POLLOUT):
+            # Watched only while it connects: a refused token or key is told at once, not as
+            # an unreachable sidecar after connect_timeout. libzmq does not retry a refused
+            # handshake, so the monitor was started before connect (``_link``).
+            monitor = link.connecting or link.sock.get_monitor_socket(_WATCHED)
+            link.connecting = None
+            try:
+                self._await_connection(link, monitor, endpoint, deadline, patient, unreachable)
+            except SidecarError:
                 self._discard_link(endpoint)
-                raise Unavailable(unreachable)
+                raise
+            finally:
+                if not link.sock.closed:
+                    link.sock.disable_monitor()
+                monitor.close(0)
             return
+        try:
+            self._await_connection(link, link.monitor, endpoint, deadline, patient, unreachable)
+        except Unauthorized:
+            self._discard_link(endpoint)
+            raise
+
+    def _await_connection(self, link: _Link, monitor: zmq.Socket, endpoint: str,
+                          deadline: float, patient: bool, unreachable: str) -> None:
         poller = zmq.Poller()
         poller.register(link.sock, zmq.POLLOUT)
-        poller.register(link.monitor, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         while True:
             left = deadline - time.monotonic()
             ready = dict(poller.poll(max(0, int(left * 1000)))) if left > 0 else {}
@@ -377,7 +438,17 @@ class Client:
                 return
             if not ready:
                 raise Unavailable(unreachable)
-            if _REFUSED in link.events() and not patient:
+            events = []
+            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                events.append(parse_monitor_message(monitor.recv_multipart())["event"])
+            if any(event & _AUTH_FAILED for event in events):
+                raise Unauthorized(
+                    f"the sidecar at {endpoint} refused this client at the ZeroMQ handshake "
+                    f"({self.security[endpoint].mechanism.upper()}): use its token (its token "
+                    "file, $PY3SIDECAR_TOKEN), and under CURVE its server key (zmq.curve."
+                    "server-key in its connection.json) and a client key listed in its "
+                    "python3.bridge.zmq.curve.client-keys-dir")
+            if _REFUSED in events and not patient:
                 raise Unavailable(f"the sidecar at {endpoint} refused the connection; is it "
                                   "running?")
 
@@ -392,11 +463,14 @@ class Client:
             sock = self._context.socket(zmq.DEALER)
             sock.linger = 0
             sock.immediate = True
-            monitor = None
+            self.security[endpoint].apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
+            monitor = connecting = None
             if not self._single:  # failover wants to see connections drop, at once
-                monitor = sock.get_monitor_socket(_CONNECTED | _LOST | _REFUSED)
+                monitor = sock.get_monitor_socket(_WATCHED)
+            else:  # until the first connection: see _wait_connected
+                connecting = sock.get_monitor_socket(_WATCHED)
             sock.connect(endpoint)
-            link = links[endpoint] = _Link(sock, monitor)
+            link = links[endpoint] = _Link(sock, monitor, connecting)
             with self._lock:
                 self._links.append(link)
         return link

@@ -1,8 +1,10 @@
 """The ZeroMQ ROUTER front: one frame in, one envelope to ``Service.dispatch``, one frame out.
 
 Owns: the ROUTER socket, routing envelopes (DEALER ``[id, payload]`` and REQ
-``[id, "", payload]`` peers), a hard size cap enforced by libzmq. Must not touch: the envelope's
-meaning (the service decides), workers. Runs in the sidecar's loop thread.
+``[id, "", payload]`` peers), a hard size cap enforced by libzmq, and switching on the handshake's
+mechanism (``bridge.zmq_auth``: PLAIN or CURVE, so an unauthenticated peer's messages never reach
+it). Must not touch: the envelope's meaning (the service decides), workers. Runs in the
+sidecar's loop thread (the ZAP handler runs in its own, once per connection).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import zmq
 
 from bridge import protocol
 from bridge.codec import pack_raw
+from bridge.zmq_auth import ServerSecurity
 
 log = logging.getLogger("py3sidecar.zmq")
 
@@ -24,8 +27,10 @@ BATCH = 64  # requests taken per loop turn, so worker replies are never starved
 
 class ZmqFront:
     def __init__(self, loop, handler: Handler, endpoint: str, max_message_bytes: int,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 security: ServerSecurity | None = None) -> None:
         self.loop = loop
+        self.security = security  # None: NULL (tests of the bare front only)
         self.handler = handler
         self.endpoint = endpoint
         self.max_message_bytes = max_message_bytes
@@ -40,11 +45,15 @@ class ZmqFront:
         # more than this before we ever see it, so nobody can make us buffer gigabytes.
         sock.maxmsgsize = self.max_message_bytes * 2 + (1 << 16)
         sock.sndhwm = sock.rcvhwm = 10000
+        if self.security is not None:
+            self.security.start(self.context)  # the ZAP handler first: it must answer at once
+            self.security.apply(sock)
         sock.bind(self.endpoint)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.socket = sock
         self.loop.add_reader(sock, self.on_readable)
-        log.info("ZeroMQ front listening on %s", self.endpoint)
+        log.info("ZeroMQ front listening on %s (%s)", self.endpoint,
+                 self.security.mechanism if self.security is not None else "NULL")
 
     def stop(self, flush: float = 1.0) -> None:
         """Stop listening. Replies already handed to libzmq (the last calls a drain answered)
@@ -53,6 +62,8 @@ class ZmqFront:
             self.loop.remove_reader(self.socket)
             self.socket.close(linger=int(flush * 1000))
             self.socket = None
+        if self.security is not None:
+            self.security.stop()
 
     def on_readable(self) -> None:
         sock = self.socket

@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     remember_config_secrets(config.model_dump(by_alias=True))
     install_log_redaction()
     from bridge.token import TokenError
+    from bridge.zmq_auth import CurveKeyError
     from sidecar.placement import parse_cpus, pin_process
 
     # Before any thread or worker starts: they inherit it (python3.pool.cpu-affinity).
@@ -61,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         service = Service(config)
-    except TokenError as exc:  # an unsafe token or token file: say what to do, no traceback
+    except (TokenError, CurveKeyError) as exc:  # unsafe token/key file: what to do, no traceback
         print(f"py3sidecar: {exc}", file=sys.stderr)
         return EXIT_USAGE
     remember_config_secrets({"token": service.token})  # also when it came from its file

@@ -167,9 +167,26 @@ class WorkerConfig(Section):
         return self
 
 
+class ZmqCurveConfig(Section):
+    """``python3.bridge.zmq.curve``: encrypt the ZeroMQ front (bridge/zmq_auth.py)."""
+
+    enabled: bool = False
+    client_keys_dir: str = ""
+
+    @field_validator("client_keys_dir")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"{value!r} is not a folder; create it and put the clients' public "
+                             "CURVE key files (zmq.auth's .key format) there, or leave it empty "
+                             "to let any client that holds the server key connect")
+        return value
+
+
 class ZmqConfig(Section):
     enabled: bool = True
     endpoint: str = "tcp://127.0.0.1:5557"
+    curve: ZmqCurveConfig = _section(ZmqCurveConfig)
 
     @field_validator("endpoint")
     @classmethod

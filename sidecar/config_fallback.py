@@ -56,6 +56,32 @@ class RemoteConfig(Section):
     token: str = ""
     token_file: str = ""
     grace: Duration = 0.5
+    curve_server_key: str = ""
+    client_key_file: str = ""
+
+    @field_validator("curve_server_key")
+    @classmethod
+    def _z85(cls, value: str) -> str:
+        if value:
+            from bridge.zmq_auth import CurveKeyError, check_server_key
+
+            try:
+                check_server_key(value, "python3.fallback.remote.curve-server-key")
+            except CurveKeyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("client_key_file")
+    @classmethod
+    def _key_file(cls, value: str) -> str:
+        if value:
+            from bridge.zmq_auth import CurveKeyError, load_client_keys
+
+            try:
+                load_client_keys(value)
+            except CurveKeyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("endpoint")
     @classmethod

@@ -38,6 +38,7 @@ from typing import Any
 from bridge import protocol
 from bridge.breaker import BreakerEvent, BreakerState, CircuitBreaker
 from bridge.codec import extend_map_encoded, pack_raw, unpack_raw
+from bridge.zmq_auth import client_security
 from sidecar.call import Call
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool
@@ -284,7 +285,11 @@ def build_chain(loop: Loop, config: Any, primary: Pool, named: Any = None,
         else:
             section = fallback.remote
             token = section.token or read_remote_token(section.token_file)
-            strategy = RemoteStrategy(loop, section.endpoint, token, grace=section.grace)
+            security = client_security(token, section.curve_server_key or None,
+                                       section.client_key_file or None,
+                                       "python3.fallback.remote.curve-server-key")
+            strategy = RemoteStrategy(loop, section.endpoint, token, grace=section.grace,
+                                      security=security)
         if name != "direct":
             strategy.breaker = CircuitBreaker(breaker_settings, clock=loop.clock, name=name)
         strategies.append(strategy)

@@ -45,6 +45,7 @@ from bridge.preauth import (
 from bridge.py4j_server import Py4JFront
 from bridge.tls import server_context
 from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
+from bridge.zmq_auth import CurveKeyError, build_server_security
 from bridge.zmq_server import ZmqFront
 from sidecar import settings
 from sidecar.alerting import build_alerts
@@ -157,7 +158,7 @@ class Service:
         fronts: list[Any] = []
         if bridge.zmq.enabled:
             fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
-                                   self.max_message))
+                                   self.max_message, security=self.zmq_security(bridge.zmq)))
         if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
             fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                     bridge.py4j.java_port, bridge.py4j.python_port,
@@ -171,6 +172,25 @@ class Service:
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
         return fronts
+
+    def zmq_security(self, zmq_config: Any) -> Any:
+        """PLAIN with the token, or CURVE (python3.bridge.zmq.curve): bridge/zmq_auth.py."""
+        curve = zmq_config.curve
+        try:
+            security = build_server_security(self.token, curve.enabled, curve.client_keys_dir,
+                                             connection_file_for(self.token_file).parent)
+        except (CurveKeyError, OSError) as exc:
+            raise CurveKeyError(f"python3.bridge.zmq.curve: {exc}") from None
+        if not is_loopback(zmq_config.endpoint):
+            if not curve.enabled:
+                log.warning("the ZeroMQ front listens beyond loopback on %s without "
+                            "encryption: tokens, code and values cross the network in clear. "
+                            "Set python3.bridge.zmq.curve.enabled: true", zmq_config.endpoint)
+            elif not curve.client_keys_dir:
+                log.warning("the ZeroMQ front on %s takes any client that holds its CURVE "
+                            "server key (connection.json); list the clients allowed in "
+                            "python3.bridge.zmq.curve.client-keys-dir", zmq_config.endpoint)
+        return security
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -252,7 +272,8 @@ class Service:
                                 "zmq": None, "py4j": None}
         for front in self.fronts:
             if isinstance(front, ZmqFront):
-                info["zmq"] = {"endpoint": front.endpoint}
+                info["zmq"] = {"endpoint": front.endpoint,
+                               **(front.security.connection_info() if front.security else {})}
             elif isinstance(front, Py4JFront):
                 info["py4j"] = {"host": front.host, "python_port": front.port,
                                 "java_port": front.java_port,

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from bridge import protocol
 from bridge.breaker import CircuitBreaker
 from bridge.codec import pack_raw, unpack_raw
+from bridge.zmq_auth import ClientSecurity
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
 from sidecar.pool import PoolSettings
@@ -242,18 +244,24 @@ class DirectStrategy(Strategy):
 # ---------------------------------------------------------------- remote sidecar
 
 REMOTE_HEARTBEAT_MS = 1000  # remote sidecar's connection: ping interval; 3 missed: reconnect
+_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 class RemoteStrategy(Strategy):
-    """Forward the envelope to another sidecar's ROUTER with its token (non-blocking DEALER)."""
+    """Forward the envelope to another sidecar's ROUTER with its token (non-blocking DEALER),
+    authenticated at the handshake as every client is (PLAIN with the token, or CURVE)."""
 
     name = "remote"
 
     def __init__(self, loop: Loop, endpoint: str, token: str, *, grace: float,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 security: ClientSecurity | None = None) -> None:
         self.loop = loop
         self.endpoint = endpoint
         self.token = token
+        self.security = security or ClientSecurity(token)
+        self.monitor: zmq.Socket | None = None
+        self.refused_handshake = False
         self.grace = grace
         self.context = context or zmq.Context.instance()
         self.socket: zmq.Socket | None = None
@@ -270,9 +278,27 @@ class RemoteStrategy(Strategy):
         # hold this one socket dead forever: ZMTP heartbeats drop it, and libzmq reconnects.
         sock.heartbeat_ivl = REMOTE_HEARTBEAT_MS
         sock.heartbeat_timeout = REMOTE_HEARTBEAT_MS * 3
+        self.security.apply(sock)
+        # Handshake outcomes only (a few per connection): a refused token or key is named.
+        self.monitor = sock.get_monitor_socket(_HANDSHAKE_EVENTS)
+        self.loop.add_reader(self.monitor, self.on_handshake_event)
         sock.connect(self.endpoint)
         self.socket = sock
         self.loop.add_reader(sock, self.on_readable)
+
+    def on_handshake_event(self) -> None:
+        for _ in range(16):
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.Again:
+                return
+            refused = event != zmq.EVENT_HANDSHAKE_SUCCEEDED
+            if refused and not self.refused_handshake:
+                log.warning("the remote sidecar at %s refused this sidecar at the ZeroMQ "
+                            "handshake (%s): check python3.fallback.remote.token/token-file "
+                            "and, under CURVE, curve-server-key and client-key-file",
+                            self.endpoint, self.security.mechanism.upper())
+            self.refused_handshake = refused
 
     def submit(self, attempt: Attempt) -> None:
         if self.closing or self.socket is None:
@@ -289,9 +315,13 @@ class RemoteStrategy(Strategy):
         try:
             self.socket.send(pack_raw(request), zmq.NOBLOCK)
         except zmq.Again:
-            attempt.fail(protocol.UNAVAILABLE,
-                         f"the remote sidecar at {self.endpoint} is not connected "
-                         "(python3.fallback.remote.endpoint); is it running?")
+            attempt.fail(protocol.UNAVAILABLE, (
+                f"the remote sidecar at {self.endpoint} refused this sidecar at the ZeroMQ "
+                f"handshake ({self.security.mechanism.upper()}); check python3.fallback.remote"
+                ".token and, under CURVE, curve-server-key and client-key-file")
+                if self.refused_handshake else
+                f"the remote sidecar at {self.endpoint} is not connected "
+                "(python3.fallback.remote.endpoint); is it running?")
             return
         self.forwarded += 1
         self.pending[forward_id] = attempt
@@ -344,6 +374,12 @@ class RemoteStrategy(Strategy):
             attempt = self.pending.pop(forward_id)
             attempt.fail(protocol.UNAVAILABLE, "the sidecar shut down while the remote "
                          "sidecar was running this call; its effects are unknown")
+        if self.monitor is not None:
+            self.loop.remove_reader(self.monitor)
+            if self.socket is not None:
+                self.socket.disable_monitor()
+            self.monitor.close(0)
+            self.monitor = None
         if self.socket is not None:
             self.loop.remove_reader(self.socket)
             self.socket.close(0)

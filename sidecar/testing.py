@@ -167,9 +167,19 @@ class SidecarProcess:
                    if w["role"] == "member" and w["state"] in ("idle", "busy"))
 
     def client(self, timeout: float = 10.0, **kwargs: Any) -> Client:
+        kwargs.setdefault("connection_file", str(self.connection_file))  # CURVE: its key
         client = Client(self.endpoint, self.token, timeout=timeout, **kwargs)
         self._clients.append(client)
         return client
+
+    def authenticate(self, sock: Any) -> Any:
+        """Gives a test's raw ZeroMQ socket the handshake's credentials (PLAIN with the token,
+        or CURVE with the server key from the connection file): call before ``connect``."""
+        from bridge.zmq_auth import client_security
+
+        key = ((self.connection.get("zmq") or {}).get("curve") or {}).get("server-key")
+        client_security(self.token, key).apply(sock)
+        return sock
 
     def pool(self) -> dict[str, Any]:
         return self.probe().health()["pool"]

@@ -39,8 +39,8 @@ def fuzzed(tmp_path_factory):
 
 
 class ZmqSender:
-    def __init__(self, endpoint: str) -> None:
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+    def __init__(self, endpoint: str, proc: SidecarProcess) -> None:
+        self.sock = proc.authenticate(zmq.Context.instance().socket(zmq.DEALER))
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
 
@@ -90,7 +90,7 @@ def _crashes(probe) -> int:
 @pytest.mark.parametrize("front", ["zmq", "py4j"])
 def test_fuzzed_frames_get_one_well_formed_reply_and_never_internal(fuzzed, front):
     if front == "zmq":
-        sender = ZmqSender(fuzzed.endpoint)
+        sender = ZmqSender(fuzzed.endpoint, fuzzed)
         send, extra = sender.round_trip, sender.extra_reply
     else:
         peer = Py4JPeer(fuzzed.py4j_port, fuzzed.token)

@@ -43,7 +43,7 @@ CASES = [(op, member, value) for op, members in READS.items() for member in memb
 
 @pytest.fixture(scope="module")
 def raw(sidecar):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock = sidecar.authenticate(zmq.Context.instance().socket(zmq.DEALER))
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(sidecar.endpoint)
     counter = itertools.count(1)

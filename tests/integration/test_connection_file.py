@@ -19,7 +19,7 @@ def test_port_zero_is_reported_and_the_file_removed_on_stop(tmp_path):
     with sidecar:
         info = sidecar.connection
         assert info["pid"] == sidecar.proc.pid
-        assert info["zmq"] == {"endpoint": sidecar.endpoint}
+        assert info["zmq"] == {"endpoint": sidecar.endpoint, "mechanism": "plain"}
         assert info["token_file"] == str(sidecar.runtime_dir / "token")
         port = sidecar.py4j_port
         assert port and port != 25334 and info["py4j"]["host"] == "127.0.0.1"

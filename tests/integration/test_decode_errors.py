@@ -113,7 +113,7 @@ def _raw_request(sidecar, variables):
     payload = codec.packb({"v": 1, "id": 7, "op": "execute", "token": sidecar.token,
                            "code": "v", "vars": variables})
     payload = payload.replace(b"\xc7\x05\x05", b"\xc7\x05\xff")  # ext 5 -> ext -1
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock = sidecar.authenticate(zmq.Context.instance().socket(zmq.DEALER))
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(sidecar.endpoint)

@@ -16,7 +16,7 @@ from sidecar.testing import SidecarProcess, free_port
 @pytest.fixture
 def raw(sidecar):
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
+    sock = sidecar.authenticate(ctx.socket(zmq.DEALER))
     sock.linger = 0
     sock.connect(sidecar.endpoint)
 
@@ -77,7 +77,7 @@ def test_wrong_and_missing_tokens_are_unauthorized(sidecar, client, raw):
 
 def test_req_sockets_are_answered_too(sidecar):
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
+    sock = sidecar.authenticate(ctx.socket(zmq.REQ))
     sock.linger = 0
     sock.connect(sidecar.endpoint)
     sock.send(envelope(sidecar))

@@ -43,10 +43,10 @@ def proc(tmp_path):
         yield p
 
 
-def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    sock = ctx.socket(zmq.DEALER)
+def dealer(ctx: zmq.Context, proc: SidecarProcess) -> zmq.Socket:
+    sock = proc.authenticate(ctx.socket(zmq.DEALER))
     sock.linger = 0
-    sock.connect(endpoint)
+    sock.connect(proc.endpoint)
     return sock
 
 
@@ -59,8 +59,8 @@ def exchange(sock: zmq.Socket, data: bytes) -> dict:
 def measure(proc: SidecarProcess, ctx: zmq.Context, frame: bytes, rounds: int = 3):
     """Round trips of ``frame`` (unauthenticated) and the worst latency of pings sent
     concurrently from another connection, in the same run."""
-    sender = dealer(ctx, proc.endpoint)
-    pinger = dealer(ctx, proc.endpoint)
+    sender = dealer(ctx, proc)
+    pinger = dealer(ctx, proc)
     ping = msgpack.packb({"v": 1, "id": 1, "token": proc.token, "op": "ping"})
     exchange(pinger, ping)
     worst: list[float] = []
@@ -112,7 +112,7 @@ def test_hostile_frame_before_auth_is_bounded_in_memory_and_loop_time(proc):
 
 def test_unauthenticated_replies_echo_only_a_short_id(proc):
     ctx = zmq.Context()
-    sock = dealer(ctx, proc.endpoint)
+    sock = dealer(ctx, proc)
     try:
         reply = exchange(sock, msgpack.packb({"v": 1, "id": "i" * (4 << 20), "op": "ping",
                                               "token": "wrong"}))

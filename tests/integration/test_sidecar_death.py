@@ -62,7 +62,7 @@ def stack_folder(worker_pid: int) -> Path:
 def start_busy_call(sidecar: SidecarProcess, pid_file: Path) -> zmq.Socket:
     """Sends a call that sleeps in user code (its worker reads nothing) after writing its pid;
     returns the DEALER socket it was sent on (the reply never comes: nobody waits for it)."""
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock = sidecar.authenticate(zmq.Context.instance().socket(zmq.DEALER))
     sock.linger = 0
     sock.connect(sidecar.endpoint)
     sock.send(codec.packb({"v": 1, "id": 1, "token": sidecar.token, "op": "execute",

@@ -45,7 +45,7 @@ def test_dataset_comes_back_as_a_dataset_with_the_same_columns():
 
 def test_zmq_without_jeromq_is_a_clear_error():
     python3 = harness.MODULES['python3']
-    harness.save_project(TRANSPORT='zmq')
+    harness.save_project(TRANSPORT='zmq', ZMQ_MECHANISM='null')  # an older sidecar: JeroMQ
     try:
         e = harness.raises(python3.Unavailable, python3.call, 'operator:add', [1, 2])
         assert 'jeromq.jar' in str(e), e

@@ -214,8 +214,9 @@ def test_client_side_deadline_when_the_sidecar_is_silent():
     zport = router.bindToRandomPort('tcp://127.0.0.1')
     try:
         def case(tr):
+            # a JeroMQ ROUTER speaks NULL (ZMTP/2.0): the JeroMQ transport reaches it
             save_project(TRANSPORT=tr, PY4J_PYTHON_PORT=silent.getLocalPort(),
-                         ZMQ_ENDPOINT='tcp://127.0.0.1:%d' % zport, TOKEN='t',
+                         ZMQ_ENDPOINT='tcp://127.0.0.1:%d' % zport, TOKEN='t', ZMQ_MECHANISM='null',
                          DEFAULT_TIMEOUT_MS=1000, CLIENT_GRACE_MS=200)
             t0 = time.time()
             e = raises(p3().Timeout, p3().call, 'operator:add', [1, 2], timeout=300)

@@ -29,7 +29,7 @@ def _read_file(path):
 
 
 _SIDECAR_KEYS = ('name', 'transport', 'connection_file', 'py4j_host', 'py4j_python_port',
-                 'zmq_endpoint', 'token', 'token_file', 'py4j_tls_cert')
+                 'zmq_endpoint', 'zmq_mechanism', 'token', 'token_file', 'py4j_tls_cert')
 
 
 def sidecars(cfg):
@@ -100,6 +100,10 @@ def resolve(cfg):
         r['py4j_tls_cert'] = py4j.get('tls_cert_file')
     if r['zmq_endpoint'] is None:
         r['zmq_endpoint'] = (info.get('zmq') or {}).get('endpoint') or 'tcp://127.0.0.1:5557'
+    if r.get('zmq_mechanism') is None:
+        # a connection file that names a ZeroMQ front but no mechanism: an older sidecar (NULL)
+        zinfo = info.get('zmq')
+        r['zmq_mechanism'] = (zinfo.get('mechanism') or 'null') if zinfo else 'plain'
     if not r['token'] and not r['token_file']:
         r['token_file'] = info.get('token_file')
     if not r['token'] and r['token_file']:
@@ -107,8 +111,8 @@ def resolve(cfg):
     return r
 
 
-_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'token',
-               'py4j_tls_cert')
+_WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'zmq_mechanism',
+               'token', 'py4j_tls_cert')
 
 
 class Sidecar(object):
@@ -145,8 +149,9 @@ class Sidecar(object):
         self.transport, self.error = None, None
         try:
             if r['transport'] == 'zmq':
-                self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
-                                                        watch=bool(r.get('failover_sidecars')))
+                self.transport = transport.zmq_transport(
+                    r['zmq_endpoint'], r['zmq_mechanism'], self.token, r['connect_timeout_ms'],
+                    watch=bool(r.get('failover_sidecars')))
             elif r['transport'] == 'py4j':
                 if r['py4j_tls'] and not r['py4j_tls_cert']:
                     raise transport.NotConnected(

@@ -7,7 +7,8 @@ shared connection notices that the settings changed and reconnects.
 Units: all times are milliseconds, as in Ignition's own system.* functions.
 """
 
-# 'py4j' (default, lowest latency) or 'zmq' (JeroMQ, needs jeromq.jar on the gateway).
+# 'py4j' (default, lowest latency) or 'zmq' (the sidecar's ZeroMQ front: needs
+# py3sidecar-gateway.jar, or jeromq.jar for an older sidecar, on the gateway).
 TRANSPORT = 'py4j'
 
 # The sidecar's connection file (<runtime dir>/connection.json, written by the sidecar each
@@ -30,6 +31,11 @@ PY4J_TLS_CERT = None
 # ZeroMQ: the sidecar's ROUTER endpoint (config key python3.bridge.zmq.endpoint).
 # None: from CONNECTION_FILE, else tcp://127.0.0.1:5557.
 ZMQ_ENDPOINT = None
+# How the ZeroMQ handshake authenticates: 'plain' (the token, through py3sidecar-gateway.jar),
+# 'null' (JeroMQ, for an older sidecar that authenticates inside the envelope only).
+# None: what CONNECTION_FILE says (zmq.mechanism), else 'plain'. A sidecar with
+# python3.bridge.zmq.curve.enabled is not reachable over ZeroMQ from Jython: use 'py4j'.
+ZMQ_MECHANISM = None
 
 # Token: either the token itself, or the path of the sidecar's token file
 # (<runtime dir>/token, readable by the gateway's user). TOKEN wins when set.
@@ -112,6 +118,7 @@ def get():
         'py4j_python_port': PY4J_PYTHON_PORT,
         'py4j_tls_cert': PY4J_TLS_CERT,
         'zmq_endpoint': ZMQ_ENDPOINT,
+        'zmq_mechanism': ZMQ_MECHANISM,
         'token': TOKEN,
         'token_file': TOKEN_FILE,
         'failover_sidecars': [dict(s) for s in (FAILOVER_SIDECARS or [])],

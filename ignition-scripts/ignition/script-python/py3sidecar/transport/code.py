@@ -23,8 +23,13 @@ connect (connect_timeout_ms), then a TLS handshake trusting only the PEM certifi
 tls_cert (the sidecar's certificate or the CA that signed it), with hostname verification on
 (the host as configured must be in the certificate: a DNS name or an IP address).
 
-ZeroMQ: JeroMQ 0.3.6 (Debian libjeromq-java, jeromq.jar), DEALER sockets pooled, one per call in
-flight; a socket whose call timed out is closed, never reused, so a late reply can't be misread.
+ZeroMQ: the sidecar's ROUTER authenticates at the handshake (PLAIN, password = the token), which
+JeroMQ 0.3.6 (Debian libjeromq-java, ZMTP/2.0 only) cannot do. PlainZmqTransport speaks ZMTP/3.0
+PLAIN through the gateway helper jar (com.py3sidecar.gateway.ZmtpPlainDealer); ZmqTransport
+(JeroMQ) is kept for a sidecar whose connection file names no mechanism (older ones). Either
+pools DEALER connections, one per call in flight; one whose call timed out is closed, never
+reused, so a late reply can't be misread. CURVE is not offered from Jython: its encrypted path
+is Py4J over TLS.
 
 Must not touch: the client-side circuit breaker (py3sidecar.breaker), what goes in the payload
 (py3sidecar.codec), which sidecar to ask (py3sidecar.endpoints, py3sidecar.client).
@@ -449,6 +454,115 @@ class ZmqTransport(object):
             self._ctx.term()
         except java.lang.Exception:
             pass
+
+
+class PlainZmqTransport(object):
+    """ZMTP/3.0 PLAIN (username py3sidecar, password: the token) through the helper jar's
+    ZmtpPlainDealer. A pooled connection the sidecar closed while it sat idle (a restart) is
+    found without blocking before the request is sent, and replaced: the request is never sent
+    twice. A connection lost after sending is LinkLost at once, with or without failover."""
+    name = 'zmq'
+
+    def __init__(self, endpoint, token, connect_timeout_ms, max_idle_sockets=16,
+                 max_message_bytes=2 * (64 << 20)):
+        try:
+            from com.py3sidecar.gateway import ZmtpPlainDealer
+        except ImportError:
+            raise NotConnected("TRANSPORT = 'zmq' needs py3sidecar-gateway.jar on the gateway class "
+                               "path: the sidecar's ZeroMQ front asks for PLAIN authentication, "
+                               "which JeroMQ 0.3.6 cannot do (or use TRANSPORT = 'py4j')")
+        if not token:
+            raise NotConnected('no token for the sidecar at %s: set py3sidecar.settings.TOKEN or '
+                               'TOKEN_FILE (its ZeroMQ front authenticates with it)' % endpoint)
+        if not endpoint.startswith('tcp://') or ':' not in endpoint[6:]:
+            raise NotConnected('ZMQ_ENDPOINT must be tcp://HOST:PORT, not %r' % (endpoint,))
+        host, port = endpoint[6:].rsplit(':', 1)
+        self._Dealer = ZmtpPlainDealer
+        self.endpoint = endpoint
+        self.host, self.port = host.strip('[]'), int(port)
+        self.token = token
+        self.connect_timeout_ms = int(connect_timeout_ms)
+        self.max_idle = max_idle_sockets
+        self.max_message_bytes = max_message_bytes
+        self._idle = ConcurrentLinkedQueue()
+        self._lock = threading.Lock()
+        self._all = set()
+        self._closed = False
+
+    def _connect(self):
+        try:
+            d = self._Dealer(self.host, self.port, 'py3sidecar', self.token,
+                             self.connect_timeout_ms, self.max_message_bytes)
+        except self._Dealer.HandshakeRefused, e:
+            raise AuthFailed('the sidecar at %s refused the token at the ZeroMQ handshake (%s)'
+                             % (self.endpoint, e.getMessage()))
+        except java.io.IOException, e:
+            raise NotConnected('cannot connect to the sidecar at %s via ZeroMQ (%s)'
+                               % (self.endpoint, _cause_text(e)))
+        with self._lock:
+            if self._closed:
+                d.close()
+                raise NotConnected('the python3 connection was closed (library reloaded?)')
+            self._all.add(d)
+        return d
+
+    def _discard(self, d):
+        with self._lock:
+            self._all.discard(d)
+        d.close()
+
+    def request(self, payload, timeout_ms):
+        if self._closed:
+            raise NotConnected('the python3 connection was closed (library reloaded?)')
+        d = self._idle.poll()
+        while d is not None and not d.isOpen():
+            self._discard(d)  # closed by the sidecar while idle: nothing of ours was on it
+            d = self._idle.poll()
+        if d is None:
+            d = self._connect()
+        ok = False
+        try:
+            try:
+                d.send(payload, max(1, int(timeout_ms)))
+                reply = d.recv(max(1, int(timeout_ms)))
+            except java.io.IOException, e:
+                raise LinkLost('the connection to the sidecar at %s was lost while this call was '
+                               'running there; its effects are unknown (%s)'
+                               % (self.endpoint, _cause_text(e)))
+            if reply is None:
+                raise DeadlineHit('no reply from the sidecar at %s before the deadline'
+                                  % self.endpoint)
+            ok = True
+            return reply
+        finally:
+            if ok and not self._closed and self._idle.size() < self.max_idle:
+                self._idle.offer(d)
+            else:
+                self._discard(d)
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            items = list(self._all)
+            self._all.clear()
+        self._idle.clear()
+        for d in items:
+            d.close()
+
+
+def zmq_transport(endpoint, mechanism, token, connect_timeout_ms, watch):
+    """The ZeroMQ transport for the sidecar's mechanism ('plain', 'null', 'curve')."""
+    if mechanism == 'curve':
+        raise NotConnected("the sidecar at %s encrypts its ZeroMQ front with CURVE "
+                           "(python3.bridge.zmq.curve.enabled), which the Jython library does "
+                           "not speak: use TRANSPORT = 'py4j' (python3.bridge.py4j.tls for "
+                           "encryption), or turn python3.bridge.zmq.curve.enabled off" % endpoint)
+    if mechanism == 'null':
+        return ZmqTransport(endpoint, connect_timeout_ms, watch=watch)
+    if mechanism != 'plain':
+        raise NotConnected("py3sidecar.settings.ZMQ_MECHANISM must be None, 'plain' or 'null', "
+                           "not %r" % (mechanism,))
+    return PlainZmqTransport(endpoint, token, connect_timeout_ms)
 
 
 def _now_ms():
