@@ -11,15 +11,23 @@ from sidecar.call import Call
 from sidecar.config import ConfigError, load
 from sidecar.fallback import FallbackChain, Strategy
 from sidecar.loop import Loop
+from sidecar import quarantine as quarantine_module
 from sidecar.quarantine import (
     Quarantine,
     QuarantineConfig,
     QuarantineEvent,
-    fingerprint,
     quarantine_op,
     refusal,
 )
 from sidecar.settings import quarantine_config
+
+
+KEY = b"quarantine-test-key"  # the key of every Quarantine made by make(): see fingerprint()
+
+
+def fingerprint(request: dict):
+    """The fingerprint a Quarantine made by ``make`` gives ``request``."""
+    return quarantine_module.fingerprint(request, KEY)
 
 
 class FakeClock:
@@ -45,7 +53,8 @@ def clock():
 
 
 def make(clock, events=None, **config) -> Quarantine:
-    q = Quarantine(QuarantineConfig(**config), clock=clock, wall_clock=lambda: 1_700_000_000.0)
+    q = Quarantine(QuarantineConfig(**config), clock=clock, wall_clock=lambda: 1_700_000_000.0,
+                   key=KEY)
     if events is not None:
         q.subscribe(events.append)
     return q
