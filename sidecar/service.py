@@ -412,13 +412,14 @@ class Service:
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
-        where = (f"the token file {self.token_file}" if self.token_file
-                 else "python3.bridge.token or $PY3SIDECAR_TOKEN")
+        # Told to a peer that has not authenticated: nothing of this host's layout (no path);
+        # the operator finds the token file in the sidecar's start-up log line.
         if head is not None and head.over_budget:
             return (f"no token among the first {ELEMENT_BUDGET} values of the request; send "
                     "'token' before large members (docs/protocol.md)")
         sent = "a wrong" if head is None or head.token is not None else "no"
-        return f"{sent} token was sent; the sidecar's token is in {where}"
+        return (f"{sent} token was sent; send the sidecar's token (its operator finds where it "
+                "is kept, python3.bridge.token-file, in the sidecar's log at start-up)")
 
     # ------------------------------------------------------------ the sidecar's own ops
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:
