@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
@@ -58,24 +57,19 @@ from sidecar.notify import SystemdNotify
 from sidecar.pools import NamedPools, build_primary
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.redaction import redact_secrets
+from sidecar.serve_checks import is_loopback  # config --check runs the same checks
 from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.views import alert_state
 
 log = logging.getLogger("py3sidecar.service")
 
 VERSION = "0.1.0"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def token_source(configured: str, token_file: Any) -> str:
     if token_file:
         return f"the token file {token_file}"
     return f"${ENV_TOKEN}" if os.environ.get(ENV_TOKEN) else "python3.bridge.token"
-
-
-def is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class Service:

@@ -7,11 +7,11 @@ import pytest
 from bridge import protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
+from sidecar import quarantine as quarantine_module
 from sidecar.call import Call
 from sidecar.config import ConfigError, load
 from sidecar.fallback import FallbackChain, Strategy
 from sidecar.loop import Loop
-from sidecar import quarantine as quarantine_module
 from sidecar.quarantine import (
     Quarantine,
     QuarantineConfig,
@@ -20,7 +20,6 @@ from sidecar.quarantine import (
     refusal,
 )
 from sidecar.settings import quarantine_config
-
 
 KEY = b"quarantine-test-key"  # the key of every Quarantine made by make(): see fingerprint()
 
