@@ -140,8 +140,15 @@ class Sidecar(object):
         self.transport, self.error = None, None
         try:
             if r['transport'] == 'zmq':
+                watch = bool(r.get('failover_sidecars'))
+                probe = None
+                if watch:  # a long wait checks the link with a ping on its own socket
+                    probe = {'v': self.protocol_version, 'id': transport.PROBE_ID, 'op': 'ping'}
+                    if self.token:
+                        probe['token'] = self.token
+                    probe = py3sidecar.codec.encode_request(probe)  # noqa: F821
                 self.transport = transport.ZmqTransport(r['zmq_endpoint'], r['connect_timeout_ms'],
-                                                        watch=bool(r.get('failover_sidecars')))
+                                                        watch=watch, probe_payload=probe)
             elif r['transport'] == 'py4j':
                 warm = {'v': self.protocol_version, 'id': 0, 'op': 'ping'}
                 if self.token:
@@ -187,11 +194,11 @@ class Sidecar(object):
         self.refresh(self.transport)
         return self.breaker.probe_now('the connection file changed (the sidecar restarted)')
 
-    def send(self, payload, wait_ms):
+    def send(self, payload, wait_ms, check=None):
         tr = self.transport
         if tr is None:
             raise self.transport_mod.NotConnected(self.error or 'no transport')
-        return tr.request(payload, wait_ms)
+        return tr.request(payload, wait_ms, check)
 
     def status(self, active):
         snap = self.breaker.snapshot()
