@@ -191,17 +191,11 @@ class _Connection(object):
                                      details={'sent': False, 'sidecar': sc.name})
             t.problems.append('%s: %s' % (sc.name, e))
             return _NEXT
-        except transport.ReplyMismatch, e:
+        except transport.LinkLost, e:  # a ReplyMismatch too: out of step, the socket dropped
             sc.breaker.record(gen, False, str(e))
-            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: %s; the call may or '
-                                     'may not have run' % e,
-                                     details={'sent': True, 'sidecar': sc.name})
-            t.problems.append('%s: %s' % (sc.name, e))
-            return _NEXT
-        except transport.LinkLost, e:
-            sc.breaker.record(gen, False, str(e))
-            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: the connection '
-                                     'broke, the call may or may not have run: %s' % e,
+            what = 'the link' if isinstance(e, transport.ReplyMismatch) else 'the connection'
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: %s broke, the call '
+                                     'may or may not have run: %s' % (what, e),
                                      details={'sent': True, 'sidecar': sc.name})
             t.problems.append('%s: %s' % (sc.name, e))
             return _NEXT
