@@ -41,49 +41,48 @@ def test_the_key_is_what_makes_them_differ():
     assert Quarantine(key=key).fingerprint(REQUEST) == Quarantine(key=key).fingerprint(REQUEST)
 
 
-class CrashThenTimeoutStrategy(Strategy):
-    """Test double: every other call's worker is killed from outside; the others run to their
-    timeout (the request is a long job, not a poison)."""
+class ScriptedStrategy(Strategy):
+    """Test double: each call's attempt fails with the next kind of ``kinds``, in turn."""
 
     name = "primary"
+    MESSAGES = {protocol.CRASHED: "the worker died with signal 9",
+                protocol.TIMEOUT: "the call ran past its timeout of 5s"}
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: list[str]) -> None:
+        self.kinds = kinds
         self.calls = 0
 
     def submit(self, attempt) -> None:
+        kind = self.kinds[self.calls % len(self.kinds)]
         self.calls += 1
-        if self.calls % 2:
-            attempt.fail(protocol.CRASHED, "the worker died with signal 9")
-        else:
-            attempt.fail(protocol.TIMEOUT, "the call ran past its timeout of 5s")
+        attempt.fail(kind, self.MESSAGES[kind])
 
 
-def test_a_call_that_ran_to_its_timeout_forgets_its_crashes():
+def run_chain(kinds: list[str], calls: int) -> tuple[Quarantine, list[str]]:
+    """``calls`` of REQUEST through a chain whose one strategy answers ``kinds`` in turn."""
     loop = Loop()
     try:
         quarantine = Quarantine(QuarantineConfig(crashes=2), clock=loop.clock)
-        chain = FallbackChain(loop, [CrashThenTimeoutStrategy()], quarantine=quarantine)
+        chain = FallbackChain(loop, [ScriptedStrategy(kinds)], quarantine=quarantine)
         replies: list[dict] = []
-        for _ in range(6):
+        for _ in range(calls):
             chain.submit(Call(1, pack_raw(REQUEST), 5.0,
                               lambda data: replies.append(unpack_raw(data)), loop.clock()))
-        assert [r["error"]["kind"] for r in replies] == ["crashed", "timeout"] * 3
-        assert quarantine.entries() == [] and not quarantine.tracking
+        return quarantine, [r["error"]["kind"] for r in replies]
     finally:
         loop.close()
+
+
+def test_a_call_that_ran_to_its_timeout_forgets_its_crashes():
+    # A long job whose worker is killed from outside every other run, and otherwise runs to
+    # its timeout: not a poison (a poison crashes every time it runs).
+    quarantine, kinds = run_chain([protocol.CRASHED, protocol.TIMEOUT], 6)
+    assert kinds == ["crashed", "timeout"] * 3
+    assert quarantine.entries() == [] and not quarantine.tracking
 
 
 def test_crashes_with_nothing_in_between_still_quarantine():
     # The other half of the rule: the timeout outcome is what forgets, not the passing of calls.
-    loop = Loop()
-    try:
-        quarantine = Quarantine(QuarantineConfig(crashes=2), clock=loop.clock)
-        strategy = CrashThenTimeoutStrategy()
-        strategy.calls = 0
-        chain = FallbackChain(loop, [strategy], quarantine=quarantine)
-        for _ in range(2):
-            strategy.calls = 0  # crash every time
-            chain.submit(Call(1, pack_raw(REQUEST), 5.0, lambda data: None, loop.clock()))
-        assert [e["label"] for e in quarantine.entries()] == ["plant.door:unlock"]
-    finally:
-        loop.close()
+    quarantine, kinds = run_chain([protocol.CRASHED], 2)
+    assert kinds == ["crashed"] * 2
+    assert [e["label"] for e in quarantine.entries()] == ["plant.door:unlock"]
