@@ -145,8 +145,8 @@ class _Connection(object):
         raise self._exhausted(t)
 
     def _attempt(self, sc, gen, env, wait_ms, t):
-        """Sends env to sc: the decoded reply (its id checked), or _RETRY (same sidecar, rebuilt transport) or
-        _NEXT (not served: the error is in t); raises what no failover can help."""
+        """Sends env to sc: the decoded reply (its id checked), or _RETRY (same sidecar, rebuilt
+        transport) or _NEXT (not served: the error is in t); raises what no failover can help."""
         codec, transport = self.codec, self.transport_mod
         p3 = python3  # noqa: F821 (project library global: the exception classes)
         if sc.token:
@@ -210,7 +210,7 @@ class _Connection(object):
         transport = self.transport_mod
         reply = self.codec.decode(raw)
         if not isinstance(reply, dict):
-            return reply  # _answer says what is wrong with it
+            raise self.codec.DecodeError('the sidecar sent a reply that is not a map')
         got = reply.get('id')
         if got == rid or got is None and not reply.get('ok'):
             return reply
@@ -227,9 +227,6 @@ class _Connection(object):
     def _answer(self, sc, reply, env, more, t):
         """The reply of sc: returned when it is a value, None when it says to try the next
         sidecar (more of them left, and it answered unavailable/circuit_open), else raised."""
-        p3 = python3  # noqa: F821 (project library global: the exception classes)
-        if not isinstance(reply, dict):
-            raise p3.InternalError('the Python 3 sidecar sent a reply that is not a map')
         self.active = sc
         if reply.get('ok'):
             reply['sidecar'] = sc.name
