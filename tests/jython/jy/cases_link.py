@@ -108,5 +108,17 @@ def test_with_failover_a_reset_mid_reply_ends_at_once():
         assert time.time() < deadline, p3().clientStatus()
 
 
+def test_with_failover_a_long_call_on_a_sound_link_is_answered():
+    # The link checks (a ping after 500 ms, then every second) must not disturb the call: its
+    # reply, even one that arrives while a ping is out, is the call's.
+    backup = {'NAME': 'backup', 'ZMQ_ENDPOINT': INFO['nobody_endpoint'], 'TOKEN': 'unused'}
+    at_peer(ZMQ_ENDPOINT=INFO['proxy_endpoint'], TOKEN=None, TOKEN_FILE=INFO['token_file'],
+            DEFAULT_TIMEOUT_MS=TIMEOUT_MS, CLIENT_GRACE_MS=GRACE_MS, CONNECT_TIMEOUT_MS=1000,
+            FAILOVER_SIDECARS=[backup])
+    for seconds in (0.6, 1.55, 2.5):
+        r = p3().callFull('time:sleep', [seconds])
+        assert r['sidecar'] == 'local' and r['value'] is None, r
+
+
 def teardown_module():
     p3().close()
