@@ -364,10 +364,13 @@ class Client:
             # ZMQ_IMMEDIATE: nothing is queued until a connection exists. Wait for one, briefly.
             self._wait_connected(link, endpoint, patient)
             sock.send(payload, zmq.NOBLOCK)
-        remaining_ms = int(wait * 1000)
+        # One deadline for the whole wait: stale replies and monitor events that arrive meanwhile
+        # do not start it again.
+        deadline = time.monotonic() + wait
         poll = link.poller.poll
         while True:
-            ready = poll(remaining_ms)
+            left = deadline - time.monotonic()
+            ready = poll(max(1, int(left * 1000))) if left > 0 else []
             if not ready:
                 # The sidecar took the request but never answered: drop the socket so a late
                 # reply cannot be mistaken for the next call's.
@@ -387,7 +390,7 @@ class Client:
                         raise Unavailable(f"the connection to the sidecar at {endpoint} was "
                                           "lost while this call was running there; its "
                                           "effects are unknown")
-                    continue  # an event that changes nothing; the wait restarts (rare)
+                    continue  # an event that changes nothing; the wait goes on (rare)
             reply = codec.unpackb(sock.recv(copy=False).buffer)  # no copy of a large reply
             if not isinstance(reply, dict):
                 raise InternalError(f"malformed reply from the sidecar: {reply!r}")

@@ -280,15 +280,17 @@ def cmd_ignition_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from bridge.token import TokenError
     from sidecar.config import DEFAULT_YAML, ConfigError, load
+    from sidecar.serve_checks import check_before_serving
 
     if args.print_default:
         sys.stdout.write(DEFAULT_YAML)
         return 0
     if args.check:
         try:
-            load(args.check)
-        except ConfigError as exc:
+            check_before_serving(load(args.check))  # what `serve` refuses, refused here too
+        except (ConfigError, TokenError) as exc:
             print(f"py3sidecar: {exc}", file=sys.stderr)
             return EXIT_USAGE
         print(f"{args.check}: valid")

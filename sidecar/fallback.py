@@ -42,7 +42,7 @@ from bridge.zmq_auth import client_security
 from sidecar.call import Call
 from sidecar.loop import Loop, Timer
 from sidecar.pool import Pool
-from sidecar.quarantine import Quarantine, QuarantineEvent, fingerprint
+from sidecar.quarantine import Quarantine, QuarantineEvent
 from sidecar.settings import breaker_config, direct_pool_settings
 from sidecar.strategies import (
     DirectStrategy,
@@ -53,6 +53,8 @@ from sidecar.strategies import (
 )
 
 log = logging.getLogger("py3sidecar.fallback")
+# Outcomes of a call that ran to its end in a live worker (quarantine: not a poison's crash).
+RAN_TO_ITS_END = frozenset({None, protocol.USER, protocol.TIMEOUT})
 
 QUARANTINE_SWEEP = 5.0  # seconds between checks for quarantined fingerprints past their TTL
 
@@ -139,7 +141,9 @@ class FallbackChain:
     def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
         strategy = self.strategies[attempt.index]
         counted = outcome != protocol.CRASHED or self.record_crash(attempt.caller)
-        if outcome in (None, protocol.USER) and self.quarantine and self.quarantine.tracking:
+        # It ran to its end (a value, its own exception, or its whole `timeout`): crashes of the
+        # same request were someone else's kill, not a poison's.
+        if outcome in RAN_TO_ITS_END and self.quarantine and self.quarantine.tracking:
             self.record_run(attempt.caller)
         if attempt.permit is not None:
             if counted:
@@ -203,7 +207,8 @@ class FallbackChain:
             request = unpack_raw(caller.payload)  # admitted, so it decodes; crashes are rare
         except Exception:
             return True
-        return self.quarantine.record_crash(fingerprint(request), caller.accepted_at)
+        return self.quarantine.record_crash(self.quarantine.fingerprint(request),
+                                            caller.accepted_at)
 
     def record_run(self, caller: Call) -> None:
         """It ran to its end: crashes of the same request were someone else's kill, not its own."""

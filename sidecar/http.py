@@ -184,9 +184,10 @@ class Handler(BaseHTTPRequestHandler):
         path = parts.path.rstrip("/") or "/"
         if self.front.needs_token(path) and not self.front.authorized(
                 self.headers.get("Authorization")):
-            where = self.front.service.token_file or "python3.bridge.token"
-            self.send_text(401, f"unauthorized: send 'Authorization: Bearer <token>' with the "
-                           f"sidecar's token (in {where})",
+            # No path for a peer without the token: its operator finds it in the start-up log.
+            self.send_text(401, "unauthorized: send 'Authorization: Bearer <token>' with the "
+                           "sidecar's token (python3.bridge.token-file; where it is kept is in "
+                           "the sidecar's log at start-up)",
                            extra={"WWW-Authenticate": 'Bearer realm="py3sidecar"'})
             return
         try:

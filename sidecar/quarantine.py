@@ -16,16 +16,21 @@ sleeping, like ``bridge/breaker.py``.
         first crash of this fingerprint in the window: counts toward the breaker
         a repeat: does not count (one caller cannot open the breaker for all)
         the `crashes`-th within `window`: quarantined for `ttl` -> QuarantineEvent
-    FallbackChain: it ran to its end (value or `user`) -> record_run(request): its crashes are
-        forgotten (it was in flight when a worker was killed from outside: not a poison)
+    FallbackChain: it ran to its end (value, `user` or `timeout`) -> record_run(request): its
+        crashes are forgotten (it was in flight when a worker was killed from outside: not a
+        poison; a poison crashes every time, it never runs its whole timeout)
 
 Only the fingerprint's hash, its op and the code's first line (or the call's target) are kept:
-never the arguments, which may hold process data or secrets.
+never the arguments, which may hold process data or secrets. The hash is keyed (blake2b, 16
+bytes, with a random key per ``Quarantine``, i.e. per sidecar run): a fingerprint shown in
+health or diagnostics cannot be used to guess low-entropy arguments (a PIN, a recipe number)
+by hashing candidates.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 import time
 from collections import OrderedDict, deque
@@ -42,6 +47,8 @@ Clock = Callable[[], float]
 # it may run.
 _NOT_FINGERPRINTED = frozenset({"id", "token", "timeout", "routed"})
 _LABEL_CHARS = 120  # the code's first line, shortened: enough to recognise, not to leak
+KEY_BYTES = 16     # the per-sidecar secret key of the fingerprint hash
+DIGEST_BYTES = 16  # 32 hex characters
 
 
 @dataclass(frozen=True)
@@ -100,11 +107,13 @@ def _canonical(value: Any, depth: int) -> Any:
     return value
 
 
-def fingerprint(request: Mapping[str, Any]) -> Fingerprint:
-    """The fingerprint of a decoded (``unpack_raw``) request envelope."""
+def fingerprint(request: Mapping[str, Any], key: bytes) -> Fingerprint:
+    """The fingerprint of a decoded (``unpack_raw``) request envelope, hashed with ``key``
+    (a ``Quarantine``'s own secret key: ``Quarantine.fingerprint``)."""
     op, label = request_label(request)
     body = {k: v for k, v in request.items() if k not in _NOT_FINGERPRINTED}
-    digest = hashlib.blake2b(pack_raw(_canonical(body, 2)), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(pack_raw(_canonical(body, 2)), digest_size=DIGEST_BYTES,
+                             key=key).hexdigest()
     return Fingerprint(digest, op, label)
 
 
@@ -135,8 +144,10 @@ class Quarantine:
     """Thread-safe (a tiny lock, never held while subscribers run); see the module docstring."""
 
     def __init__(self, config: QuarantineConfig | None = None, *, clock: Clock = time.monotonic,
-                 wall_clock: Clock = time.time) -> None:
+                 wall_clock: Clock = time.time, key: bytes | None = None) -> None:
         self.config = config or QuarantineConfig()
+        # Secret, never shown: fingerprints cannot be recomputed outside this sidecar.
+        self._key = secrets.token_bytes(KEY_BYTES) if key is None else key
         self._clock = clock
         self._wall = wall_clock
         self._lock = threading.Lock()
@@ -155,6 +166,10 @@ class Quarantine:
 
     # -- callers --------------------------------------------------------------------------
 
+    def fingerprint(self, request: Mapping[str, Any]) -> Fingerprint:
+        """The request's fingerprint under this quarantine's key (what ``record_crash`` takes)."""
+        return fingerprint(request, self._key)
+
     def check(self, request: Mapping[str, Any]) -> dict[str, Any] | None:
         """The quarantine entry (``describe``) that refuses this request, or None to run it."""
         if not self._held:  # the hot path: nothing is quarantined
@@ -165,7 +180,7 @@ class Quarantine:
             self._expire(now, events)
             entry = None
             if request_label(request) in self._held:
-                record = self._records.get(fingerprint(request).id)
+                record = self._records.get(fingerprint(request, self._key).id)
                 if record is not None and record.since is not None:
                     self.refused += 1
                     entry = self._describe(record, now)
@@ -222,7 +237,8 @@ class Quarantine:
         return counts
 
     def record_run(self, request: Mapping[str, Any]) -> None:
-        """A call ran to its end (a value or the user's own exception) without a crash.
+        """A call ran to its end (a value, the user's own exception, or its whole ``timeout``)
+        without a crash.
 
         A poison request crashes every time it runs; an innocent one that was merely in flight
         when its worker was killed from outside (the OOM killer, an operator) runs fine in
@@ -233,7 +249,7 @@ class Quarantine:
         with self._lock:
             if request_label(request) not in self._tracked:
                 return
-            key = fingerprint(request).id
+            key = fingerprint(request, self._key).id
             record = self._records.get(key)
             if record is not None and record.since is None:
                 self._drop(key, "forgotten", self._clock(), "", [])

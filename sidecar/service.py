@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 
@@ -61,24 +60,19 @@ from sidecar.notify import SystemdNotify
 from sidecar.pools import NamedPools, build_primary
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.redaction import redact_secrets
+from sidecar.serve_checks import is_loopback  # config --check runs the same checks
 from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
 from sidecar.views import alert_state
 
 log = logging.getLogger("py3sidecar.service")
 
 VERSION = "0.1.0"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def token_source(configured: str, token_file: Any) -> str:
     if token_file:
         return f"the token file {token_file}"
     return f"${ENV_TOKEN}" if os.environ.get(ENV_TOKEN) else "python3.bridge.token"
-
-
-def is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 class Service:
@@ -452,13 +446,14 @@ class Service:
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
-        where = (f"the token file {self.token_file}" if self.token_file
-                 else "python3.bridge.token or $PY3SIDECAR_TOKEN")
+        # Told to a peer that has not authenticated: nothing of this host's layout (no path);
+        # the operator finds the token file in the sidecar's start-up log line.
         if head is not None and head.over_budget:
             return (f"no token among the first {ELEMENT_BUDGET} values of the request; send "
                     "'token' before large members (docs/protocol.md)")
         sent = "a wrong" if head is None or head.token is not None else "no"
-        return f"{sent} token was sent; the sidecar's token is in {where}"
+        return (f"{sent} token was sent; send the sidecar's token (its operator finds where it "
+                "is kept, python3.bridge.token-file, in the sidecar's log at start-up)")
 
     # ------------------------------------------------------------ the sidecar's own ops
     def op_ping(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,24 @@ def test_wrong_and_missing_tokens_are_unauthorized(sidecar, client, raw):
     assert client.execute("1+1").value == 2
 
 
+def test_refusals_to_unauthenticated_peers_name_no_path(sidecar, client, raw):
+    # A peer without the token learns nothing of the host's layout; the operator's log does.
+    token_file = sidecar.runtime_dir / "token"
+    assert token_file.exists()
+    replies = [raw(envelope(sidecar, token="not-the-token")), raw(envelope(sidecar, token=None)),
+               raw(msgpack.packb({"v": 1, "id": 8, "op": "ping"}))]
+    for reply in replies:
+        message = reply["error"]["message"]
+        assert reply["error"]["kind"] == "unauthorized", reply
+        assert "/" not in message and str(sidecar.runtime_dir) not in message, message
+        assert "python3.bridge.token-file" in message, message
+    with pytest.raises(Unauthorized) as info:
+        Client(sidecar.endpoint, "wrong", timeout=5).execute("1+1")
+    assert str(token_file) not in str(info.value)
+    assert f"token file {token_file}" in sidecar.log()
+    assert client.execute("1+1").value == 2
+
+
 def test_req_sockets_are_answered_too(sidecar):
     ctx = zmq.Context()
     sock = sidecar.authenticate(ctx.socket(zmq.REQ))

@@ -159,6 +159,7 @@ def test_diagnostics_need_the_token_even_on_loopback(metered):
     assert get(url)[0] == 401
     status, headers, body = get(url, token="wrong")
     assert status == 401 and "Bearer" in headers["WWW-Authenticate"] and "token" in body
+    assert str(metered.runtime_dir) not in body and "/" not in body, body  # no host layout
     status, _, body = get(url, token=metered.token)
     assert status == 200
     workers = json.loads(body)["value"]

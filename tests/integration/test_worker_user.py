@@ -1,6 +1,8 @@
 """``python3.worker.user``: workers run as another account, so user code can neither kill the
-sidecar (``os.kill(os.getppid(), 9)``) nor read its token file. Real sidecar, real account (the
-test creates a system user when it is root, as the tests are here)."""
+sidecar (``os.kill(os.getppid(), 9)``) nor read its token file. Real sidecar, real accounts: the
+tests create system users of their own (``useradd --system``, a name per run, so parallel runs
+never share or delete each other's) when they are root, as they are here and in CI, and delete
+them afterwards; without root they skip."""
 from __future__ import annotations
 
 import os
@@ -15,24 +17,34 @@ import psutil
 import pytest
 
 from bridge.client import CallTimeout, PythonError
-from sidecar.testing import PROJECT_ROOT, SidecarProcess
+from sidecar.testing import PROJECT_ROOT, SidecarProcess, wait_until
 
-ACCOUNT = "py3sidecar-test"
+ACCOUNT = f"py3sc-worker-{os.getpid()}"    # the workers' account (python3.worker.user)
+SERVICE_ACCOUNT = f"py3sc-svc-{os.getpid()}"  # the sidecar's own, as the shipped unit runs it
+
+
+def system_account(name: str):
+    """Creates the system account ``name``; yields it; deletes it (and its group) after."""
+    if os.getuid() != 0:
+        pytest.skip("starting workers as another account needs root (or CAP_SETUID/CAP_SETGID)")
+    if shutil.which("useradd") is None or shutil.which("userdel") is None:
+        pytest.skip("useradd/userdel are not available to create the test account")
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    name], check=True, capture_output=True, timeout=60)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
-def account() -> pwd.struct_passwd:
-    if os.getuid() != 0:
-        pytest.skip("starting workers as another account needs root (or CAP_SETUID/CAP_SETGID)")
-    try:
-        return pwd.getpwnam(ACCOUNT)
-    except KeyError:
-        pass
-    if shutil.which("useradd") is None:
-        pytest.skip("useradd is not available to create the test account")
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                    ACCOUNT], check=True, capture_output=True, timeout=60)
-    return pwd.getpwnam(ACCOUNT)
+def account():
+    yield from system_account(ACCOUNT)
+
+
+@pytest.fixture(scope="module")
+def service_account():
+    yield from system_account(SERVICE_ACCOUNT)
 
 
 def worker_python(account: pwd.struct_passwd) -> tuple[str, dict[str, str]]:
@@ -84,11 +96,14 @@ def test_workers_run_as_the_account_without_the_sidecars_groups(sidecar, account
 
 def test_user_code_cannot_kill_the_sidecar(sidecar):
     client = sidecar.client()
+    worker = client.execute("import os\nos.getpid()").value
     with pytest.raises(PythonError) as info:
         client.execute("import os\nos.kill(os.getppid(), 9)")
     assert info.value.kind == "user" and info.value.remote_type == "PermissionError"
     assert sidecar.proc.poll() is None
     assert client.ping()["pid"] == sidecar.proc.pid
+    # the same worker serves on: a `user` error costs nothing
+    assert client.execute("import os\nos.getpid()").value == worker
     assert client.execute("1 + 1").value == 2
 
 
@@ -131,18 +146,6 @@ def test_direct_execution_runs_as_the_account_too(account, tmp_path_factory):
         assert sidecar.proc.poll() is None
 
 
-SERVICE_ACCOUNT = "py3sidecar-svc"
-
-
-def system_account(name: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                        "/usr/sbin/nologin", name], check=True, capture_output=True, timeout=60)
-        return pwd.getpwnam(name)
-
-
 class UnprivilegedSidecar(SidecarProcess):
     """The sidecar as the shipped unit runs it with worker.user set: its own account,
     NoNewPrivileges, and only CAP_SETUID/CAP_SETGID/CAP_KILL as ambient capabilities."""
@@ -167,8 +170,9 @@ class UnprivilegedSidecar(SidecarProcess):
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
-def test_an_unprivileged_sidecar_with_ambient_caps_hands_none_to_user_code(account):
-    service = system_account(SERVICE_ACCOUNT)
+def test_an_unprivileged_sidecar_with_ambient_caps_hands_none_to_user_code(account,
+                                                                           service_account):
+    service = service_account
     python, env = worker_python(service)
     workdir = tempfile.mkdtemp(prefix="py3sidecar-unprivileged-")
     os.chown(workdir, service.pw_uid, service.pw_gid)  # its runtime folder, token, log
@@ -188,12 +192,22 @@ def test_an_unprivileged_sidecar_with_ambient_caps_hands_none_to_user_code(accou
             assert [int(c, 16) for c in caps] == [0, 0, 0], "user code kept capabilities"
             with pytest.raises(PythonError) as info:
                 client.execute("import os\nos.kill(os.getppid(), 9)")
-            assert info.value.remote_type == "PermissionError"
-            assert sidecar.proc.poll() is None
-            # CAP_KILL lets the sidecar still stop the worker's group (a timeout kills it).
+            assert info.value.kind == "user" and info.value.remote_type == "PermissionError"
+            assert sidecar.proc.poll() is None and client.ping()["pid"] == sidecar.proc.pid
+            # CAP_KILL lets the sidecar still stop the worker's group (a timeout kills it); its
+            # replacement is forked from the warm template (python3.worker.spawn, the default),
+            # and is confined the same way.
+            wait_until(lambda: sidecar.pool()["template"]["state"] == "ready", 30,
+                       message="the worker template never became ready")
             with pytest.raises(CallTimeout):
                 client.execute("import time\ntime.sleep(30)", timeout=0.5)
             sidecar.wait_full_strength(1)
+            assert [w["spawned"] for w in sidecar.pool()["workers"]] == ["template"]
+            assert client.execute("import os\nos.getuid()").value == account.pw_uid
+            with pytest.raises(PythonError) as info:
+                client.execute("import os\nos.kill(os.getppid(), 9)")
+            assert info.value.kind == "user" and info.value.remote_type == "PermissionError"
+            assert client.ping()["pid"] == sidecar.proc.pid
             assert client.execute("1 + 1").value == 2
         assert sidecar.proc.returncode == 0
     finally:

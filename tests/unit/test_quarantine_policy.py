@@ -7,6 +7,7 @@ import pytest
 from bridge import protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
+from sidecar import quarantine as quarantine_module
 from sidecar.call import Call
 from sidecar.config import ConfigError, load
 from sidecar.fallback import FallbackChain, Strategy
@@ -15,11 +16,17 @@ from sidecar.quarantine import (
     Quarantine,
     QuarantineConfig,
     QuarantineEvent,
-    fingerprint,
     quarantine_op,
     refusal,
 )
 from sidecar.settings import quarantine_config
+
+KEY = b"quarantine-test-key"  # the key of every Quarantine made by make(): see fingerprint()
+
+
+def fingerprint(request: dict):
+    """The fingerprint a Quarantine made by ``make`` gives ``request``."""
+    return quarantine_module.fingerprint(request, KEY)
 
 
 class FakeClock:
@@ -45,7 +52,8 @@ def clock():
 
 
 def make(clock, events=None, **config) -> Quarantine:
-    q = Quarantine(QuarantineConfig(**config), clock=clock, wall_clock=lambda: 1_700_000_000.0)
+    q = Quarantine(QuarantineConfig(**config), clock=clock, wall_clock=lambda: 1_700_000_000.0,
+                   key=KEY)
     if events is not None:
         q.subscribe(events.append)
     return q

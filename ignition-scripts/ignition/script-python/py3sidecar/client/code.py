@@ -141,19 +141,19 @@ class _Connection(object):
                     t.spent = True
                     t.problems.append('%s: not tried, the call\'s time was spent' % sc.name)
                     break
-            raw = self._attempt(sc, gen, env, wait_ms, t)
-            if raw is _RETRY:
+            got = self._attempt(sc, gen, env, wait_ms, t)
+            if got is _RETRY:
                 continue
-            if raw is not _NEXT:
-                reply = self._answer(sc, raw, env, i < last, t)
+            if got is not _NEXT:
+                reply = self._answer(sc, got, env, i < last, t)
                 if reply is not None:
                     return reply
             i += 1
         raise self._exhausted(t)
 
     def _attempt(self, sc, gen, env, wait_ms, t):
-        """Sends env to sc: the raw reply, or _RETRY (same sidecar, rebuilt transport) or
-        _NEXT (not served: the error is in t); raises what no failover can help."""
+        """Sends env to sc: the decoded reply (its id checked), or _RETRY (same sidecar, rebuilt
+        transport) or _NEXT (not served: the error is in t); raises what no failover can help."""
         codec, transport = self.codec, self.transport_mod
         p3 = python3  # noqa: F821 (project library global: the exception classes)
         if sc.token:
@@ -168,7 +168,10 @@ class _Connection(object):
                                                           'type': e.type_name})
         tr = sc.transport
         try:
-            raw = sc.send(payload, wait_ms)
+            reply = sc.send(payload, wait_ms, lambda raw: self._read_reply(raw, env['id']))
+        except codec.CodecError, e:
+            sc.breaker.record(gen, True)  # it answered, with bytes we cannot read
+            raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
         except transport.DeadlineHit, e:
             sc.breaker.record(gen, False, 'no reply before the client-side deadline')
             t.error = p3.Timeout('Python 3 call timed out: no reply within %d ms (client-side '
@@ -195,30 +198,42 @@ class _Connection(object):
                                      details={'sent': False, 'sidecar': sc.name})
             t.problems.append('%s: %s' % (sc.name, e))
             return _NEXT
-        except transport.LinkLost, e:
+        except transport.LinkLost, e:  # a ReplyMismatch too: out of step, the socket dropped
             sc.breaker.record(gen, False, str(e))
-            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: the connection '
-                                     'broke, the call may or may not have run: %s' % e,
+            what = 'the link' if isinstance(e, transport.ReplyMismatch) else 'the connection'
+            t.error = p3.Unavailable('the Python 3 sidecar is unavailable: %s broke, the call '
+                                     'may or may not have run: %s' % (what, e),
                                      details={'sent': True, 'sidecar': sc.name})
             t.problems.append('%s: %s' % (sc.name, e))
             return _NEXT
         sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
-        return raw
+        return reply
 
-    def _answer(self, sc, raw, env, more, t):
+    def _read_reply(self, raw, rid):
+        """The transport's check, run before a socket goes back to its pool: the decoded
+        reply; None for the answer to a link check (py3sidecar.transport.PROBE_ID); raises
+        ReplyMismatch for a reply that is not this request's (a success must name it; only a
+        failure may say id null: the sidecar could not read the request)."""
+        transport = self.transport_mod
+        reply = self.codec.decode(raw)
+        if not isinstance(reply, dict):
+            raise self.codec.DecodeError('the sidecar sent a reply that is not a map')
+        got = reply.get('id')
+        if got == rid or got is None and not reply.get('ok'):
+            return reply
+        if got == transport.PROBE_ID:
+            return None
+        if got is None:
+            raise transport.ReplyMismatch('the sidecar answered with a success that names no '
+                                          'request (reply id null, this call\'s is %r): the '
+                                          'link is out of step, its socket was dropped' % rid)
+        raise transport.ReplyMismatch('the sidecar\'s reply is for another call (reply id %r, '
+                                      'this call\'s is %r): the link is out of step, its '
+                                      'socket was dropped' % (got, rid))
+
+    def _answer(self, sc, reply, env, more, t):
         """The reply of sc: returned when it is a value, None when it says to try the next
         sidecar (more of them left, and it answered unavailable/circuit_open), else raised."""
-        codec = self.codec
-        p3 = python3  # noqa: F821 (project library global: the exception classes)
-        try:
-            reply = codec.decode(raw)
-        except codec.CodecError, e:
-            raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
-        if not isinstance(reply, dict):
-            raise p3.InternalError('the Python 3 sidecar sent a reply that is not a map')
-        if reply.get('id') not in (env['id'], None):
-            raise p3.InternalError('reply id %r does not match request id %r'
-                                   % (reply.get('id'), env['id']))
         self.active = sc
         if reply.get('ok'):
             reply['sidecar'] = sc.name

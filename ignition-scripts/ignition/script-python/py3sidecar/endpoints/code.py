@@ -149,9 +149,16 @@ class Sidecar(object):
         self.transport, self.error = None, None
         try:
             if r['transport'] == 'zmq':
+                watch = bool(r.get('failover_sidecars'))
+                probe = None
+                if watch:  # a long wait checks the link with a ping on its own socket
+                    probe = {'v': self.protocol_version, 'id': transport.PROBE_ID, 'op': 'ping'}
+                    if self.token:
+                        probe['token'] = self.token
+                    probe = py3sidecar.codec.encode_request(probe)  # noqa: F821
                 self.transport = transport.zmq_transport(
                     r['zmq_endpoint'], r['zmq_mechanism'], self.token, r['connect_timeout_ms'],
-                    watch=bool(r.get('failover_sidecars')))
+                    watch=watch, probe_payload=probe)
             elif r['transport'] == 'py4j':
                 if r['py4j_tls'] and not r['py4j_tls_cert']:
                     raise transport.NotConnected(
@@ -203,11 +210,11 @@ class Sidecar(object):
         self.refresh(self.transport)
         return self.breaker.probe_now('the connection file changed (the sidecar restarted)')
 
-    def send(self, payload, wait_ms):
+    def send(self, payload, wait_ms, check=None):
         tr = self.transport
         if tr is None:
             raise self.transport_mod.NotConnected(self.error or 'no transport')
-        return tr.request(payload, wait_ms)
+        return tr.request(payload, wait_ms, check)
 
     def status(self, active):
         snap = self.breaker.snapshot()

@@ -1,10 +1,14 @@
 """py3sidecar.transport - byte transports from the gateway to the sidecar, Jython 2.7.
 
-Each transport has `request(payload, timeout_ms) -> reply` (Java byte[] in and out) and `close()`.
-It raises TransportError subclasses only:
+Each transport has `request(payload, timeout_ms, check=None) -> reply` (Java byte[] in; the
+reply, or what `check(reply)` made of it) and `close()`. `check` (py3sidecar.client's) reads the
+reply and raises ReplyMismatch when it is not this request's: it runs before a socket goes back
+to its pool, so a socket that got someone else's reply is dropped, never reused. It raises
+TransportError subclasses only:
     NotConnected  - the request was certainly not delivered (sidecar down, refused, no token)
     AuthFailed    - (a NotConnected) py4j's handshake refused the token
     LinkLost      - the connection broke after the request was sent: it may or may not have run
+    ReplyMismatch - (a LinkLost) the reply names another request (or none, on a success)
     DeadlineHit   - no reply before the client-side deadline
 Both are thread-safe; one instance is shared by every gateway thread.
 
@@ -30,6 +34,14 @@ PLAIN through the gateway helper jar (com.py3sidecar.gateway.ZmtpPlainDealer); Z
 pools DEALER connections, one per call in flight; one whose call timed out is closed, never
 reused, so a late reply can't be misread. CURVE is not offered from Jython: its encrypted path
 is Py4J over TLS.
+
+The JeroMQ transport (ZMQ_MECHANISM 'null'), with failover set (watch=True): a call that waits
+longer than PROBE_AFTER_MS sends a ping with id PROBE_ID on its own socket (again every PROBE_EVERY_MS once answered): JeroMQ 0.3.6 says
+nothing when a reset cuts a frame in half (its engine just stops reading), but the next send on
+that socket makes it notice (EVENT_DISCONNECTED), and a ping not answered within
+connect_timeout_ms means the link is gone: LinkLost at once, not DeadlineHit at the deadline.
+A reply that arrives while a ping is out is kept until the ping is answered: JeroMQ hands up the
+cut frame, zero-filled, just before it reports the disconnection.
 
 Must not touch: the client-side circuit breaker (py3sidecar.breaker), what goes in the payload
 (py3sidecar.codec), which sidecar to ask (py3sidecar.endpoints, py3sidecar.client).
@@ -62,6 +74,25 @@ class DeadlineHit(TransportError):
 
 class AuthFailed(NotConnected):
     """The sidecar refused the py4j auth token (nothing was sent)."""
+
+
+class ReplyMismatch(LinkLost):
+    """The reply names another request (or none, on a success): the link is out of step."""
+
+
+PROBE_ID = 'py3sidecar-link-check'  # the id of the watched ZeroMQ sockets' link-check pings
+PROBE_AFTER_MS = 500
+PROBE_EVERY_MS = 1000
+
+
+def _checked(check, reply):
+    """check(reply), which must be the call's own reply (not a link check's answer)."""
+    if check is None:
+        return reply
+    value = check(reply)
+    if value is None:
+        raise ReplyMismatch('the sidecar answered a link check this call never sent')
+    return value
 
 
 def _cause_text(exc):
@@ -163,7 +194,7 @@ class Py4JTransport(object):
         except java.lang.Exception:
             pass
 
-    def request(self, payload, timeout_ms):
+    def request(self, payload, timeout_ms, check=None):
         if self._closed:
             raise NotConnected('the python3 connection was closed (library reloaded?)')
         generation = self._generation
@@ -196,6 +227,13 @@ class Py4JTransport(object):
                 except java.net.SocketException:
                     local.sock = None
         reply = self._apply(proxy, payload, generation)
+        try:
+            reply = _checked(check, reply)
+        except ReplyMismatch:
+            conn = client.getPerThreadConnection()
+            if conn is not None:
+                self._drop_thread_socket(client, conn)  # out of step: never used again
+            raise
         local.conn, local.last_ok_ms, local.epoch = \
             client.getPerThreadConnection(), _now_ms(), self._epoch
         return reply
@@ -211,6 +249,12 @@ class Py4JTransport(object):
             return True
         except java.lang.Exception:
             pass
+        self._drop_thread_socket(client, conn)
+        return False
+
+    def _drop_thread_socket(self, client, conn):
+        """Shuts this thread's socket; the other threads check theirs before their next call."""
+        self._local.sock = None
         with self._lock:
             self._epoch += 1
         try:
@@ -219,7 +263,6 @@ class Py4JTransport(object):
             pass
         if client.getPerThreadConnection() is conn:
             client.setPerThreadConnection(None)
-        return False
 
     def _apply(self, proxy, payload, generation):
         try:
@@ -335,9 +378,11 @@ class _Watched(object):
 class ZmqTransport(object):
     name = 'zmq'
 
-    def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16, watch=False):
+    def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16, watch=False,
+                 probe_payload=None):
         """watch=True (failover configured): each socket has a monitor, so a connection lost
-        while a reply is awaited raises LinkLost at once instead of waiting for the deadline."""
+        while a reply is awaited raises LinkLost at once instead of waiting for the deadline;
+        probe_payload (a ping with id PROBE_ID) is what a long wait sends to check the link."""
         try:
             from org.zeromq import ZMQ  # jeromq.jar on the gateway class path
         except ImportError:
@@ -348,6 +393,7 @@ class ZmqTransport(object):
         self.connect_timeout_ms = int(connect_timeout_ms)
         self.max_idle = max_idle_sockets
         self.watch = watch
+        self.probe_payload = probe_payload
         self._ctx = ZMQ.context(1)
         self._idle = ConcurrentLinkedQueue()
         self._lock = threading.Lock()
@@ -393,7 +439,7 @@ class ZmqTransport(object):
             self._all.discard(item)
         self._close_item(item)
 
-    def request(self, payload, timeout_ms):
+    def request(self, payload, timeout_ms, check=None):
         if self._closed:
             raise NotConnected('the python3 connection was closed (library reloaded?)')
         item = self._idle.poll()
@@ -402,7 +448,7 @@ class ZmqTransport(object):
         ok = False
         try:
             if self.watch:
-                reply = self._watched_request(item, payload, timeout_ms)
+                reply = self._watched_request(item, payload, timeout_ms, check)
             else:
                 s = item
                 if not s.send(payload, 0):
@@ -410,9 +456,12 @@ class ZmqTransport(object):
                                        % (self.endpoint, self.connect_timeout_ms))
                 s.setReceiveTimeOut(max(1, int(timeout_ms)))
                 reply = s.recv(0)
+                if reply is not None:
+                    reply = _checked(check, reply)  # before the socket is pooled again
             if reply is None:
                 raise DeadlineHit('no reply from the sidecar at %s before the deadline'
                                   % self.endpoint)
+            reply = _checked(check, reply)  # before the connection is pooled again
             ok = True
             return reply
         finally:
@@ -421,26 +470,35 @@ class ZmqTransport(object):
             else:
                 self._discard(item)
 
-    def _watched_request(self, w, payload, timeout_ms):
+    def _watched_request(self, w, payload, timeout_ms, check):
+        """The reply (what check made of it), or None at the deadline; LinkLost when the
+        monitor saw the connection drop or a link check went unanswered."""
         ZMQ = self._ZMQ
         while ZMQ.Event.recv(w.mon, ZMQ.DONTWAIT) is not None:
             pass  # disconnections from before this call are not ours
         if not w.sock.send(payload, 0):
             raise NotConnected('cannot reach the sidecar at %s within %d ms'
                                % (self.endpoint, self.connect_timeout_ms))
-        deadline = java.lang.System.currentTimeMillis() + max(1, int(timeout_ms))
+        now = java.lang.System.currentTimeMillis()
+        deadline = now + max(1, int(timeout_ms))
+        probe = _LinkCheck(self, w, now)
         while True:
-            left = deadline - java.lang.System.currentTimeMillis()
-            if left <= 0:
+            now = java.lang.System.currentTimeMillis()
+            if now >= deadline:
                 return None
-            w.poller.poll(left)
-            if w.poller.pollin(0):
-                return w.sock.recv(ZMQ.DONTWAIT)
-            if w.poller.pollin(1):
+            w.poller.poll(max(1, min(deadline, probe.due()) - now))
+            if w.poller.pollin(1):  # first: a drop seen before a reply is taken
                 event = ZMQ.Event.recv(w.mon, ZMQ.DONTWAIT)
                 if event is not None and event.getEvent() == ZMQ.EVENT_DISCONNECTED:
                     raise LinkLost('the connection to the sidecar at %s was lost while this call '
                                    'was running there; its effects are unknown' % self.endpoint)
+            if w.poller.pollin(0):
+                raw = w.sock.recv(ZMQ.DONTWAIT)
+                if raw is not None:
+                    done = probe.take(raw, check)
+                    if done is not None:
+                        return done
+            probe.tick(java.lang.System.currentTimeMillis())
 
     def close(self):
         with self._lock:
@@ -511,7 +569,7 @@ class PlainZmqTransport(object):
             self._all.discard(d)
         d.close()
 
-    def request(self, payload, timeout_ms):
+    def request(self, payload, timeout_ms, check=None):
         if self._closed:
             raise NotConnected('the python3 connection was closed (library reloaded?)')
         d = self._idle.poll()
@@ -532,6 +590,7 @@ class PlainZmqTransport(object):
             if reply is None:
                 raise DeadlineHit('no reply from the sidecar at %s before the deadline'
                                   % self.endpoint)
+            reply = _checked(check, reply)  # before the connection is pooled again
             ok = True
             return reply
         finally:
@@ -550,7 +609,7 @@ class PlainZmqTransport(object):
             d.close()
 
 
-def zmq_transport(endpoint, mechanism, token, connect_timeout_ms, watch):
+def zmq_transport(endpoint, mechanism, token, connect_timeout_ms, watch, probe_payload=None):
     """The ZeroMQ transport for the sidecar's mechanism ('plain', 'null', 'curve')."""
     if mechanism == 'curve':
         raise NotConnected("the sidecar at %s encrypts its ZeroMQ front with CURVE "
@@ -558,11 +617,72 @@ def zmq_transport(endpoint, mechanism, token, connect_timeout_ms, watch):
                            "not speak: use TRANSPORT = 'py4j' (python3.bridge.py4j.tls for "
                            "encryption), or turn python3.bridge.zmq.curve.enabled off" % endpoint)
     if mechanism == 'null':
-        return ZmqTransport(endpoint, connect_timeout_ms, watch=watch)
+        return ZmqTransport(endpoint, connect_timeout_ms, watch=watch,
+                            probe_payload=probe_payload)
     if mechanism != 'plain':
         raise NotConnected("py3sidecar.settings.ZMQ_MECHANISM must be None, 'plain' or 'null', "
                            "not %r" % (mechanism,))
     return PlainZmqTransport(endpoint, token, connect_timeout_ms)
+
+
+class _LinkCheck(object):
+    """The link-check pings of one watched call (see the module docstring)."""
+
+    def __init__(self, transport, watched, started_ms):
+        self.t, self.w = transport, watched
+        self.enabled = transport.probe_payload is not None
+        self.next_ms = started_ms + PROBE_AFTER_MS  # when the next ping goes out
+        self.sent_ms = None  # when the ping now out went out (None: none is out)
+        self.held = None  # the call's reply, kept until the ping out is answered
+
+    def due(self):
+        if not self.enabled:
+            return 1 << 62
+        if self.sent_ms is None:
+            return self.next_ms
+        return self.sent_ms + max(1, self.t.connect_timeout_ms)
+
+    def take(self, raw, check):
+        """A frame from the sidecar: the call's reply when it may be returned, else None."""
+        try:
+            reply = check(raw) if check is not None else raw
+        except TransportError:
+            raise
+        except Exception, e:  # unreadable: a frame JeroMQ cut, if the link check fails
+            if self.sent_ms is None:
+                raise
+            self.held = _Unreadable(e)
+            return None
+        if reply is None:  # a ping's answer: the link works; a held reply is the call's
+            self.sent_ms = None
+            self.next_ms = java.lang.System.currentTimeMillis() + PROBE_EVERY_MS
+            reply, self.held = self.held, None
+            if isinstance(reply, _Unreadable):
+                raise reply.error
+            return reply
+        if self.sent_ms is None:
+            return reply
+        self.held = reply  # kept until the ping out is answered (or the link is found gone)
+        return None
+
+    def tick(self, now):
+        if not self.enabled:
+            return
+        if self.sent_ms is None:
+            if now >= self.next_ms:
+                self.w.sock.send(self.t.probe_payload, self.t._ZMQ.DONTWAIT)
+                self.sent_ms = now
+        elif now - self.sent_ms >= self.t.connect_timeout_ms:
+            raise LinkLost('the sidecar at %s did not answer a link check within %d ms while '
+                           'this call was running there; the link is gone, the call\'s effects '
+                           'are unknown' % (self.t.endpoint, self.t.connect_timeout_ms))
+
+
+class _Unreadable(object):
+    """A reply check() could not read, held while a link check is out."""
+
+    def __init__(self, error):
+        self.error = error
 
 
 def _now_ms():

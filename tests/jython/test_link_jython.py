@@ -1,0 +1,125 @@
+"""The python3 library's JeroMQ link under real Jython 2.7 (issue 19, smaller findings):
+
+- a reply whose ``id`` is not the request's (or a success with ``id: null``) is a link error
+  (``python3.Unavailable``, ``sent: True``), checked before the socket goes back to the pool:
+  that socket is dropped, the next call goes out on a new one;
+- with failover set, a connection reset in the middle of the reply ends the call at once
+  (``LinkLost``, then the next sidecar), not after the whole deadline.
+
+The wrong replies come from a TEST DOUBLE of a sidecar: a pyzmq ROUTER on loopback that answers
+as the test tells it and records each caller's routing identity (one per JeroMQ socket). The
+reset comes from the fault-injecting proxy (tests/faults/proxy.py) in front of a real sidecar.
+Cases: tests/jython/jy/cases_link.py, in one JVM.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+
+from sidecar.testing import SidecarProcess, free_port
+from tests.faults.proxy import REPLY, FaultProxy
+
+from . import jvm
+
+pytestmark = pytest.mark.jython
+
+CASES = jvm.JY / "cases_link.py"
+CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
+          "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False},
+          "health": {"enabled": False}}
+
+
+class ScriptedPeer:
+    """TEST DOUBLE of a sidecar's ROUTER: answers each request as ``mode`` says.
+
+    ok: the request's id; wrong: another id; null: a success with ``id: null``; null-error: a
+    ``bad_request`` with ``id: null`` (what a sidecar sends when it could not read a request).
+    """
+
+    def __init__(self) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind("tcp://127.0.0.1:0")
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.mode = "ok"
+        self.identities: list[str] = []  # the caller's socket, per request, in order
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def reply_for(self, request: dict[str, Any]) -> dict[str, Any]:
+        rid = request.get("id")
+        if self.mode == "wrong":
+            return {"id": rid + 1000, "ok": True, "value": "not yours"}
+        if self.mode == "null":
+            return {"id": None, "ok": True, "value": "whose?"}
+        if self.mode == "null-error":
+            return {"id": None, "ok": False, "error": {"kind": "bad_request", "type": None,
+                                                       "message": "unreadable", "traceback": None}}
+        return {"id": rid, "ok": True, "value": "fake"}
+
+    def serve(self) -> None:
+        while not self.closed.is_set():
+            if not self.sock.poll(100):
+                continue
+            peer, payload = self.sock.recv_multipart()
+            self.identities.append(peer.hex())
+            request = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+            self.sock.send_multipart([peer, msgpack.packb(self.reply_for(request))])
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join(10)
+        self.sock.close(0)
+        self.ctx.term()
+
+
+@pytest.fixture(scope="module")
+def link_run(tmp_path_factory):
+    sidecar = SidecarProcess(CONFIG, workdir=str(tmp_path_factory.mktemp("jy_link")))
+    sidecar.start()
+    proxy = FaultProxy(sidecar.port)
+    peer = ScriptedPeer()
+
+    def control(request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "info":
+            return {"peer_endpoint": peer.endpoint, "proxy_endpoint": proxy.endpoint,
+                    "token_file": str(sidecar.runtime_dir / "token"),
+                    "nobody_endpoint": f"tcp://127.0.0.1:{free_port()}"}
+        if cmd == "figure":
+            print(f"FIGURE {request['name']} = {request['value']}")
+            return None
+        if cmd == "mode":
+            peer.mode = request["mode"]
+            return None
+        if cmd == "identities":
+            return list(peer.identities)
+        if cmd == "reset-reply":
+            proxy.resets = 0
+            proxy.reset_next(REPLY)
+            return None
+        if cmd == "heal":
+            proxy.heal()
+            return proxy.resets
+        raise ValueError(f"unknown control command {cmd!r}")
+
+    try:
+        results = jvm.run_cases([CASES], {"PY3_SETTINGS": json.dumps({})}, timeout=120,
+                                control=control)
+    finally:
+        peer.close()
+        proxy.close()
+        sidecar.stop()
+    return results
+
+
+@pytest.mark.parametrize("name", jvm.case_names(CASES))
+def test_jython_link(link_run, name):
+    jvm.assert_case_passed(link_run, "cases_link", name)
