@@ -45,6 +45,14 @@ class ScriptedPeer:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
+        # A PLAIN server as the sidecar's front is (pyzmq's ZAP handler, the library's token),
+        # so the library's default ZeroMQ transport (ZMTP/3.0 PLAIN) reaches it.
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_plain(domain="*", passwords={"py3sidecar": "peer-token"})
+        self.sock.plain_server = True
         self.sock.bind("tcp://127.0.0.1:0")
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.mode = "ok"
@@ -77,6 +85,7 @@ class ScriptedPeer:
         self.closed.set()
         self.thread.join(10)
         self.sock.close(0)
+        self.auth.stop()
         self.ctx.term()
 
 
