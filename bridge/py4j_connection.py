@@ -62,7 +62,8 @@ from bridge.py4j_wire import (
 
 log = logging.getLogger("py3sidecar.py4j")
 
-Handler = Callable[[bytes, Callable[[bytes], None]], None]
+# (payload, reply, peer): the peer is "py4j:ADDRESS:PORT", for the audit log.
+Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 
 RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
@@ -343,7 +344,7 @@ class Py4JConnection:
                 self.feed()  # a command that arrived meanwhile (py4j never sends one)
 
         try:
-            front.handler(payload, reply)
+            front.handler(payload, reply, "py4j:" + self.peer)
         except Exception as exc:  # the handler must not raise; never let the JVM hang on it
             log.exception("py4j front: the request handler raised")
             if not replied:

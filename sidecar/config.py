@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from sidecar.config_audit import AuditConfig  # noqa: F401 - re-exported
 from sidecar.config_fallback import (  # noqa: F401 - re-exported
     FALL_THROUGH_ALLOWED,
     FALLBACK_STRATEGIES,
@@ -402,6 +403,7 @@ class Python3Config(Section):
     http: HttpConfig = _section(HttpConfig)
     alerts: AlertsConfig = _section(AlertsConfig)
     monitoring: MonitoringConfig = _section(MonitoringConfig)
+    audit: AuditConfig = _section(AuditConfig)
 
 
     @model_validator(mode="after")

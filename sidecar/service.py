@@ -46,6 +46,7 @@ from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
 from sidecar import settings
 from sidecar.alerting import build_alerts
+from sidecar.audit import OPERATOR_OPS, build_audit
 from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
 from sidecar.diagnostics import Diagnostics, Pending
@@ -112,6 +113,11 @@ class Service:
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
+        # python3.audit: a JSON line per call, refusal and operator action (sidecar/audit.py);
+        # ``admitting``: the peer and (once authenticated) the request dispatch is deciding on.
+        self.audit = build_audit(config.python3.audit, connection_file_for(self.token_file).parent,
+                                 self.metrics.registry)
+        self.admitting: tuple[str, Any] = ("", None)
         http = config.python3.http
         self.http = HttpFront(self, http.host, http.port) if http.enabled else None
         self.http_error = ""
@@ -154,7 +160,7 @@ class Service:
                                     bridge.py4j.java_port, bridge.py4j.python_port,
                                     auth_token=self.token, max_message_bytes=self.max_message,
                                     max_connections=bridge.py4j.max_connections,
-                                    idle_timeout=bridge.py4j.idle_timeout))
+                                    idle_timeout=bridge.py4j.idle_timeout, pass_peer=True))
         check_token_strength(self.token, token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
@@ -172,6 +178,7 @@ class Service:
             if endpoint and not is_loopback(endpoint):
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
+        self.audit.open()  # a file that cannot be opened is logged; the sidecar serves on
         self.alerts.start()
         self.emf.start()
         self.primary.start()
@@ -267,6 +274,7 @@ class Service:
             front.stop()
         if self.http is not None:
             self.http.stop()
+        self.audit.close()  # the last lines, written within a deadline
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
         self.notify.stop_watchdog()
@@ -306,9 +314,10 @@ class Service:
             log.error("HTTP endpoints not served: %s", self.http_error)
 
     # ------------------------------------------------------------ admission (loop thread)
-    def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
+    def dispatch(self, payload: bytes, reply: Callable[[bytes], None], peer: str = "") -> None:
         # The fast path (every call): size, token bytes, decode, token, validate, submit. Only
         # refusals and the sidecar's own ops leave it for the methods below.
+        self.admitting = peer, None
         if len(payload) > self.max_message:
             self.refuse(reply, None, protocol.BAD_REQUEST,
                         f"the request is {len(payload)} bytes, above the limit of "
@@ -337,6 +346,7 @@ class Service:
             # duplicate key): the envelope is what counts.
             self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return
+        self.admitting = peer, request
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
         except protocol.BadRequest as exc:
@@ -359,11 +369,14 @@ class Service:
         call = MeteredCall(self.metrics, op, rid, payload,
                            request.get("timeout") or self.default_timeout, reply,
                            self.loop.clock(), pool)
+        if self.audit.enabled:  # its line is written when it is answered (MeteredCall)
+            call.audited = self.audit.entry(request, peer)
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
         self.executor.submit(call, pool)
 
     def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
         self.metrics.count_refused(kind)
+        self.audit.record(kind, *self.admitting)  # before the reply: it may dispatch again
         reply(pack_raw(protocol.error_reply(rid, kind, message)))
 
     def token_found(self, payload: bytes, reply: Callable[[bytes], None]) -> bool:
@@ -386,12 +399,13 @@ class Service:
         message, details = refusal(held)
         self.metrics.record_quarantined(1)
         self.metrics.count(op, protocol.QUARANTINED)
+        self.audit.record(protocol.QUARANTINED, *self.admitting)
         reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message, **details)))
 
     def run_local_op(self, op: str, rid: Any, request: dict[str, Any],
                      reply: Callable[[bytes], None]) -> None:
         """``ping``, ``health``, ``diag``, ``breaker``, ``quarantine``: answered here."""
-        handler = self.local_ops.get(op)
+        handler, started, peer = self.local_ops.get(op), self.loop.clock(), self.admitting[0]
         if handler is None:
             self.refuse(reply, rid, protocol.BAD_REQUEST,
                         f"op {op!r} is not offered by this sidecar")
@@ -407,8 +421,15 @@ class Service:
             return
         self.metrics.count(op)
         if isinstance(value, Pending):  # diag commands that wait on workers (bounded)
-            value.then(lambda done: reply(pack_raw({"id": rid, "ok": True, "value": done})))
+            value.then(lambda done: self.answer_local(reply, rid, done, request, peer, started))
             return
+        self.answer_local(reply, rid, value, request, peer, started)
+
+    def answer_local(self, reply: Callable[[bytes], None], rid: Any, value: Any,
+                     request: dict[str, Any], peer: str, started: float) -> None:
+        """A local op's success; operator actions are audited (ping and health are not)."""
+        if request["op"] in OPERATOR_OPS:
+            self.audit.record(None, peer, request, self.loop.clock() - started)
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
@@ -437,6 +458,7 @@ class Service:
                 "recovery": pool.pop("recovery"), "watchdog": pool.pop("watchdog"),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(), "reload": pool.pop("reload"),
+                "audit": self.audit.snapshot(),  # sidecar/audit.py
                 "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view(),
                 "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
                                "alerts": alert_state(self.recent_alerts)}}
