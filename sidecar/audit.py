@@ -266,7 +266,10 @@ class AuditLog:
         self.enabled = False
         assert self.listener is not None and self.file is not None
         if self.listener.stop(timeout):
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError as exc:  # the last flush failed (a full disk): said, not raised
+                log.warning("audit log %s: closing it failed (%s)", self.path, exc)
         else:
             log.warning("audit log: the writer did not finish within %gs (a hung disk?); "
                         "%d line(s) still queued are lost", timeout, self.queue.qsize())
