@@ -43,6 +43,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 
 from bridge import protocol
+from bridge.connection import connection_file_for
 
 log = logging.getLogger("py3sidecar.audit")
 
@@ -294,9 +295,10 @@ class AuditCollector:
                                   "Audit lines lost to write errors", value=failures)
 
 
-def build_audit(section: Any, runtime_folder: Path, registry: Any) -> AuditLog:
-    """The service's audit log (not yet open) with its metrics registered."""
-    audit = AuditLog.from_config(section, runtime_folder)
+def build_audit(section: Any, token_file: Path | str | None, registry: Any) -> AuditLog:
+    """The service's audit log (not yet open; next to the token unless ``file`` says where)
+    with its metrics registered."""
+    audit = AuditLog.from_config(section, connection_file_for(token_file).parent)
     registry.register(AuditCollector(audit))
     return audit
 

@@ -150,7 +150,7 @@ class MeteredCall(Call):
         self.metrics = metrics
         self.reply = reply
         self.pool = pool  # the named pool asked for (None: the primary)
-        self.audited: Any = None  # a sidecar.audit.AuditEntry when python3.audit is on
+        self.audited: Any = False  # a sidecar.audit.AuditEntry when python3.audit is on
 
     def observed(self, data: bytes) -> None:
         """This call's sink: observed once (``outcome`` already set), then sent on."""
@@ -158,7 +158,7 @@ class MeteredCall(Call):
         metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
         key = (self.pool or "primary", self.outcome or "ok")
         metrics.pool_calls[key] = metrics.pool_calls.get(key, 0) + 1
-        if self.audited is not None:
+        if self.audited:  # a sidecar.audit.AuditEntry
             self.audited.finish(self.outcome, metrics.clock() - self.accepted_at)
         self.reply(data)
 

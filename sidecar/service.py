@@ -113,11 +113,8 @@ class Service:
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
-        # python3.audit: a JSON line per call, refusal and operator action (sidecar/audit.py);
-        # ``admitting``: the peer and (once authenticated) the request dispatch is deciding on.
-        self.audit = build_audit(config.python3.audit, connection_file_for(self.token_file).parent,
-                                 self.metrics.registry)
-        self.admitting: tuple[str, Any] = ("", None)
+        # python3.audit: a JSON line per call, refusal and operator action (sidecar/audit.py)
+        self.audit = build_audit(config.python3.audit, self.token_file, self.metrics.registry)
         http = config.python3.http
         self.http = HttpFront(self, http.host, http.port) if http.enabled else None
         self.http_error = ""
@@ -317,7 +314,7 @@ class Service:
     def dispatch(self, payload: bytes, reply: Callable[[bytes], None], peer: str = "") -> None:
         # The fast path (every call): size, token bytes, decode, token, validate, submit. Only
         # refusals and the sidecar's own ops leave it for the methods below.
-        self.admitting = peer, None
+        self.admitting = peer, None  # whom a refusal answers, for its audit line
         if len(payload) > self.max_message:
             self.refuse(reply, None, protocol.BAD_REQUEST,
                         f"the request is {len(payload)} bytes, above the limit of "
@@ -369,8 +366,7 @@ class Service:
         call = MeteredCall(self.metrics, op, rid, payload,
                            request.get("timeout") or self.default_timeout, reply,
                            self.loop.clock(), pool)
-        if self.audit.enabled:  # its line is written when it is answered (MeteredCall)
-            call.audited = self.audit.entry(request, peer)
+        call.audited = self.audit.enabled and self.audit.entry(request, peer)  # when answered
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
         self.executor.submit(call, pool)
 
@@ -405,7 +401,7 @@ class Service:
     def run_local_op(self, op: str, rid: Any, request: dict[str, Any],
                      reply: Callable[[bytes], None]) -> None:
         """``ping``, ``health``, ``diag``, ``breaker``, ``quarantine``: answered here."""
-        handler, started, peer = self.local_ops.get(op), self.loop.clock(), self.admitting[0]
+        handler = self.local_ops.get(op)
         if handler is None:
             self.refuse(reply, rid, protocol.BAD_REQUEST,
                         f"op {op!r} is not offered by this sidecar")
@@ -420,16 +416,11 @@ class Service:
             self.refuse(reply, rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         self.metrics.count(op)
+        if op in OPERATOR_OPS:  # diag, breaker, quarantine (ping and health are probes)
+            self.audit.record(None, *self.admitting)
         if isinstance(value, Pending):  # diag commands that wait on workers (bounded)
-            value.then(lambda done: self.answer_local(reply, rid, done, request, peer, started))
+            value.then(lambda done: reply(pack_raw({"id": rid, "ok": True, "value": done})))
             return
-        self.answer_local(reply, rid, value, request, peer, started)
-
-    def answer_local(self, reply: Callable[[bytes], None], rid: Any, value: Any,
-                     request: dict[str, Any], peer: str, started: float) -> None:
-        """A local op's success; operator actions are audited (ping and health are not)."""
-        if request["op"] in OPERATOR_OPS:
-            self.audit.record(None, peer, request, self.loop.clock() - started)
         reply(pack_raw({"id": rid, "ok": True, "value": value}))
 
     def unauthorized_message(self, head: EnvelopeHead | None) -> str:
