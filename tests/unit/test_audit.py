@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.audit import AuditLog, build_audit
 from sidecar.config import ConfigError, load
+from sidecar.testing import wait_until
 
 SECRET_CODE = "password = 'hunter2-SECRET-in-code'\nresult = password"
 SECRET_VALUE = "sk-live-SECRET-VALUE-42"
@@ -113,6 +114,23 @@ def test_routed_marks_are_copied_from_the_envelope(tmp_path):
     assert not {"route", "project", "user"} & set(odd)
 
 
+def test_whatever_a_peer_sends_a_line_stays_one_json_object_on_one_line(tmp_path):
+    path = tmp_path / "audit.log"
+    audit = opened(path)
+    hostile = 'm:f"}\n{"outcome":"ok"}\u2028\x00'
+    audit.entry({"op": "call", "target": hostile, "pool": hostile,
+                 "routed": {"route": hostile, "user": "J\u00e9r\u00f4me", "project": 7}},
+                'zmq:"\n').finish("user", 0.25)
+    audit.record("bad_request", "zmq:tcp://127.0.0.1", {"op": "diag", "command": hostile})
+    audit.close()
+    call, diag = lines(path)  # exactly two lines, each valid JSON
+    assert call["target"] == call["pool"] == call["route"] == hostile
+    assert call["user"] == "J\u00e9r\u00f4me" and "project" not in call  # not a string
+    assert call["outcome"] == "user" and call["peer"] == 'zmq:"\n'
+    assert diag["command"] == hostile[:40]
+    assert path.read_bytes().isascii()
+
+
 def test_the_file_rotates_by_size_keeping_the_backups(tmp_path):
     path = tmp_path / "audit.log"
     audit = opened(path, max_bytes=2048, backups=2)
@@ -137,19 +155,22 @@ def test_a_full_queue_drops_and_counts_the_lines_and_the_loop_never_waits(tmp_pa
     assert audit.open()
     audit.file.acquire()  # the writer blocks on the file (a hung disk) ...
     try:
+        audit.record("unauthorized", "zmq:tcp://127.0.0.1")
+        wait_until(lambda: not audit.pending, 10, message="the writer taking the first line")
         for i in range(20):  # ... and recording goes on, never waiting for it
             audit.entry({"op": "call", "target": f"m:f{i}"}, "zmq:tcp://127.0.0.1").finish(
                 None, 0.0)
-        dropped = audit.snapshot()["dropped"]
-        assert 15 <= dropped <= 16  # 4 queued, at most 1 taken by the writer
-        assert registry.get_sample_value("py3sidecar_audit_dropped_total") == dropped
+        assert audit.snapshot()["dropped"] == 16  # 4 queued
+        assert registry.get_sample_value("py3sidecar_audit_dropped_total") == 16
     finally:
         audit.file.release()
     with caplog.at_level(logging.WARNING, logger="py3sidecar.audit"):
         audit.close()
-    assert audit.snapshot()["written"] == 20 - dropped == len(lines(path))
-    assert registry.get_sample_value("py3sidecar_audit_lines_total") == 20 - dropped
-    assert "dropped" in caplog.text and "python3.audit.queue-size" in caplog.text
+    assert audit.snapshot()["written"] == 5 == len(lines(path))
+    assert [line.get("target") for line in lines(path)] == [None, "m:f0", "m:f1", "m:f2",
+                                                            "m:f3"]
+    assert registry.get_sample_value("py3sidecar_audit_lines_total") == 5
+    assert "16 line(s) dropped" in caplog.text and "python3.audit.queue-size" in caplog.text
 
 
 def test_a_file_that_cannot_be_opened_is_a_clear_error_and_recording_is_a_no_op(tmp_path,
@@ -162,7 +183,7 @@ def test_a_file_that_cannot_be_opened_is_a_clear_error_and_recording_is_a_no_op(
     assert not audit.enabled
     assert "python3.audit.file" in caplog.text and str(blocker / "audit.log") in caplog.text
     audit.record("unauthorized", "zmq:tcp://127.0.0.1")  # no error, nothing queued
-    assert audit.queue.qsize() == 0
+    assert not audit.pending
     snapshot = audit.snapshot()
     assert snapshot["enabled"] is False and "python3.audit.file" in snapshot["error"]
     audit.close()
