@@ -10,8 +10,10 @@ import time
 
 import psutil
 import pytest
+import zmq
 
 from benchmarks.conftest import FIGURES, LINES, RATIOS, record
+from bridge.zmq_server import ZmqFront
 from sidecar.audit import AuditFile, AuditLog, AuditWriter
 from sidecar.metrics import MeteredCall, Metrics
 from sidecar.testing import SidecarProcess
@@ -19,6 +21,8 @@ from sidecar.testing import SidecarProcess
 RATIOS.extend([
     ("MeteredCall with vs without its audit line (create + answer)", "audited_answer",
      "unaudited_answer"),
+    ("ZeroMQ receive with the peer vs recv_multipart", "zmq_receive_with_peer",
+     "zmq_receive_recv_multipart"),
     ("execute('1+1') audit on vs off", "audit_on_execute", "audit_off_execute"),
     ("call('operator:add') audit on vs off", "audit_on_call", "audit_off_call"),
 ])
@@ -73,6 +77,34 @@ def test_writer_per_line(benchmark, tmp_path):
     writer.file.close()
     if benchmark.stats is not None:
         FIGURES["audit_writer_per_line"] = benchmark.stats.stats.median / 1000
+
+
+@pytest.fixture(scope="module")
+def router_pair():
+    context = zmq.Context.instance()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    front = ZmqFront(None, None, f"tcp://127.0.0.1:{port}", 1 << 20, context)
+    yield router, dealer, front
+    router.close(0)
+    dealer.close(0)
+
+
+@pytest.mark.parametrize("how", ["recv_multipart", "with_peer"])
+def test_zmq_receive(benchmark, router_pair, how):
+    """The ZeroMQ front's receive: pyzmq's recv_multipart (before) against ZmqFront.receive,
+    which also tells the peer (a Peer-Address read once per connection, then a dict lookup)."""
+    router, dealer, front = router_pair
+
+    def one_message_waiting():
+        dealer.send(PAYLOAD)
+        assert router.poll(5000)
+        return (), {}
+    receive = (lambda: router.recv_multipart(zmq.NOBLOCK)) if how == "recv_multipart" else (
+        lambda: front.receive(router))
+    benchmark.pedantic(receive, setup=one_message_waiting, rounds=3000, warmup_rounds=10)
+    record(f"zmq_receive_{how}", benchmark)
 
 
 @pytest.fixture(scope="module")
