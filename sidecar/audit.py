@@ -66,15 +66,18 @@ BATCH_DELAY = 0.05  # seconds the writer gathers lines before it writes them (on
 
 
 quote = encode_basestring_ascii  # a JSON string literal, ASCII only, in C
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text (writer thread)
+_second: tuple[float, str] = (-1.0, "")  # the last whole second formatted, and its text
 
 
 def iso_utc(wall: float) -> str:
     """``2026-12-06T20:34:04.329Z``; the date and time are formatted once per second."""
+    global _second
     second, fraction = divmod(wall, 1.0)
-    if second != _second[0]:
-        _second[:] = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second[1]}.{min((int(fraction * 1e6 + 0.5)) // 1000, 999):03d}Z"
+    cached = _second  # one read: another writer (a test's) may replace it meanwhile
+    if cached[0] != second:
+        cached = _second = (second, datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{min(int(fraction * 1e6 + 0.5) // 1000, 999):03d}Z"
 
 
 def _text(value: Any, limit: int = TEXT_LIMIT) -> str | None:
@@ -156,7 +159,7 @@ class AuditWriter(threading.Thread):
 
     def write_pending(self) -> None:
         pending, lines = self.audit.pending, []
-        while pending:
+        for _ in range(len(pending)):  # what is there now; later lines wait for the next batch
             item = pending.popleft()
             try:
                 lines.append(format_line(item))
