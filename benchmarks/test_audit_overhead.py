@@ -29,7 +29,7 @@ RATIOS.extend([
 METRICS = Metrics()
 PAYLOAD = b"\x83\xa2id\x01\xa2ok\xc3\xa5value\x02"
 REQUEST = {"v": 1, "id": 1, "op": "execute", "code": "1+1"}
-CPU_CALLS = 3000
+CPU_CALLS = 2000
 
 
 def _sink(data: bytes) -> None:
@@ -119,7 +119,7 @@ def pair(tmp_path_factory):
     off.stop()
 
 
-def interleaved(pair, fn_of, rounds: int = 21, calls: int = 200) -> tuple[float, float]:
+def interleaved(pair, fn_of, rounds: int = 15, calls: int = 150) -> tuple[float, float]:
     """Median seconds per call of each sidecar, in alternating blocks (which goes first
     alternates too), so a loaded machine slows both alike."""
     on, off = (fn_of(proc.client(timeout=10)) for proc in pair)
