@@ -86,6 +86,7 @@ class Front(Protocol):
     hash_code: int
     connections: set[Py4JConnection]
     dropped_replies: int
+    on_refusal: Callable[[str, str], None]
 
 
 def _error_envelope(kind: str, message: str) -> bytes:
@@ -269,6 +270,7 @@ class Py4JConnection:
                 self.write(AUTH_OK)
             else:
                 log.warning("py4j connection from %s refused: wrong auth token", self.peer)
+                self.front.on_refusal(protocol.UNAUTHORIZED, "py4j:" + self.peer)
                 self.write(ERROR_RETURN)
                 self.close_when_flushed = True
                 self.state = _AUTH  # nothing more is read

@@ -51,12 +51,15 @@ class Py4JFront:
                  java_port: int = 25333, python_port: int = 25334,
                  auth_token: str | None = None, max_message_bytes: int = 64 << 20,
                  max_connections: int = 1024, idle_timeout: float = 3600.0,
-                 pass_peer: bool = False) -> None:
+                 pass_peer: bool = False,
+                 on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.loop = loop
         # pass_peer: the handler takes a third argument, the peer ("py4j:ADDRESS:PORT", for
         # the audit log; Service.dispatch does); a plain (payload, reply) handler is wrapped.
         self.handler = handler if pass_peer else (
             lambda payload, reply, peer: handler(payload, reply))
+        # (kind, peer) of a refusal made here, before any request (a wrong token): audited
+        self.on_refusal = on_refusal or (lambda kind, peer: None)
         self.host = host
         self.java_port = java_port
         self.python_port = python_port

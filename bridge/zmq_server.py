@@ -26,7 +26,8 @@ PEERS_KEPT = 4096  # routing ids whose peer address is remembered (then forgotte
 
 class ZmqFront:
     def __init__(self, loop, handler: Handler, endpoint: str, max_message_bytes: int,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None,
+                 on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.loop = loop
         self.handler = handler
         self.endpoint = endpoint
@@ -35,6 +36,8 @@ class ZmqFront:
         self.socket: zmq.Socket | None = None
         self.dropped_replies = 0
         self.peers: dict[bytes, str] = {}  # routing id -> peer, for libzmq's own ids only
+        # (kind, peer) of a refusal made here, before any envelope is read: audited
+        self.on_refusal = on_refusal or (lambda kind, peer: None)
 
     def start(self) -> None:
         sock = self.context.socket(zmq.ROUTER)
@@ -70,6 +73,7 @@ class ZmqFront:
                 route, body = frames[:1], frames[1:]  # a DEALER peer
             reply = self.replier(route)
             if len(body) != 1:
+                self.on_refusal(protocol.BAD_REQUEST, peer)
                 reply(pack_raw(protocol.error_reply(
                     None, protocol.BAD_REQUEST,
                     f"expected exactly one frame holding a msgpack envelope, got {len(body)}")))

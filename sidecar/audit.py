@@ -343,10 +343,10 @@ class AuditCollector:
                                   "Audit lines lost to write errors", value=failures)
 
 
-def build_audit(section: Any, token_file: Path | str | None, registry: Any) -> AuditLog:
-    """The service's audit log (not yet open; next to the token unless ``file`` says where)
-    with its metrics registered."""
-    audit = AuditLog.from_config(section, connection_file_for(token_file).parent)
+def build_audit(config: Any, token_file: Path | str | None, registry: Any) -> AuditLog:
+    """The service's audit log from ``python3.audit`` of ``config`` (not yet open; next to the
+    token unless ``file`` says where), with its metrics registered."""
+    audit = AuditLog.from_config(config.python3.audit, connection_file_for(token_file).parent)
     registry.register(AuditCollector(audit))
     return audit
 

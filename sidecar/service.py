@@ -113,8 +113,7 @@ class Service:
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
-        # python3.audit: a JSON line per call, refusal and operator action (sidecar/audit.py)
-        self.audit = build_audit(config.python3.audit, self.token_file, self.metrics.registry)
+        self.audit = build_audit(config, self.token_file, self.metrics.registry)  # sidecar/audit.py
         http = config.python3.http
         self.http = HttpFront(self, http.host, http.port) if http.enabled else None
         self.http_error = ""
@@ -151,13 +150,14 @@ class Service:
         fronts: list[Any] = []
         if bridge.zmq.enabled:
             fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
-                                   self.max_message))
+                                   self.max_message, on_refusal=self.audit.record))
         if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
             fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                     bridge.py4j.java_port, bridge.py4j.python_port,
                                     auth_token=self.token, max_message_bytes=self.max_message,
                                     max_connections=bridge.py4j.max_connections,
-                                    idle_timeout=bridge.py4j.idle_timeout, pass_peer=True))
+                                    idle_timeout=bridge.py4j.idle_timeout, pass_peer=True,
+                                    on_refusal=self.audit.record))
         check_token_strength(self.token, token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])

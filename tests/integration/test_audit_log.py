@@ -158,6 +158,30 @@ def test_a_py4j_call_is_audited_with_its_address_and_port(sidecar):
     assert line["peer"] == peer and line["outcome"] == "ok"
 
 
+def test_refusals_the_fronts_make_themselves_are_audited(sidecar):
+    with socket.create_connection(("127.0.0.1", sidecar.py4j_port), timeout=DEADLINE) as sock:
+        host, port = sock.getsockname()[:2]
+        sock.sendall(b"A\nnot-the-token\ne\n")
+        assert sock.recv(64).startswith(b"!xn")
+    line = wait_for_line(sidecar, lambda line: line.get("peer") == f"py4j:{host}:{port}",
+                         "the py4j wrong-token line")
+    assert set(line) == {"ts", "outcome", "peer"} and line["outcome"] == "unauthorized"
+    def unauthenticated_bad_requests() -> int:
+        return sum(1 for line in audit_lines(sidecar)
+                   if line["outcome"] == "bad_request" and "op" not in line)
+    before = unauthenticated_bad_requests()
+    context = zmq.Context.instance()
+    with context.socket(zmq.DEALER) as two_frames:
+        two_frames.linger = 0
+        two_frames.connect(sidecar.endpoint)
+        two_frames.send_multipart([b"one", SECRET_VALUE.encode()])
+        assert two_frames.poll(DEADLINE * 1000)
+        two_frames.recv()
+    wait_until(lambda: unauthenticated_bad_requests() > before, DEADLINE,
+               message="the two-frame message's line")
+    assert SECRET_VALUE not in (sidecar.runtime_dir / "audit.log").read_text()
+
+
 def test_health_and_metrics_show_the_audit_log(sidecar):
     audit = sidecar.probe().health()["audit"]
     assert audit["enabled"] and audit["file"] == str(sidecar.runtime_dir / "audit.log")

@@ -150,8 +150,8 @@ def test_the_file_rotates_by_size_keeping_the_backups(tmp_path):
 def test_a_full_queue_drops_and_counts_the_lines_and_the_loop_never_waits(tmp_path, caplog):
     path = tmp_path / "audit.log"
     registry = CollectorRegistry()
-    section = load(text=f"python3: {{audit: {{file: '{path}', queue-size: 4}}}}").python3.audit
-    audit = build_audit(section, tmp_path / "token", registry)
+    config = load(text=f"python3: {{audit: {{file: '{path}', queue-size: 4}}}}")
+    audit = build_audit(config, tmp_path / "token", registry)
     assert audit.open()
     audit.file.acquire()  # the writer blocks on the file (a hung disk) ...
     try:
