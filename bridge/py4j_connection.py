@@ -67,7 +67,8 @@ from bridge.py4j_wire import (
 
 log = logging.getLogger("py3sidecar.py4j")
 
-Handler = Callable[[bytes, Callable[[bytes], None]], None]
+# (payload, reply, peer): the peer is "py4j:ADDRESS:PORT", for the audit log.
+Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 
 RECV_SIZE = 256 * 1024
 RECV_PER_TURN = 16  # reads per readable event, so one big sender cannot starve the loop
@@ -93,6 +94,7 @@ class Front(Protocol):
     hash_code: int
     connections: set[Py4JConnection]
     dropped_replies: int
+    on_refusal: Callable[[str, str], None]
 
 
 def _error_envelope(kind: str, message: str) -> bytes:
@@ -284,6 +286,7 @@ class Py4JConnection:
                 self.write(AUTH_OK)
             else:
                 log.warning("py4j connection from %s refused: wrong auth token", self.peer)
+                self.front.on_refusal(protocol.UNAUTHORIZED, "py4j:" + self.peer)
                 self.write(ERROR_RETURN)
                 self.close_when_flushed = True
                 self.state = _AUTH  # nothing more is read
@@ -359,7 +362,7 @@ class Py4JConnection:
                 self.feed()  # a command that arrived meanwhile (py4j never sends one)
 
         try:
-            front.handler(payload, reply)
+            front.handler(payload, reply, "py4j:" + self.peer)
         except Exception as exc:  # the handler must not raise; never let the JVM hang on it
             log.exception("py4j front: the request handler raised")
             if not replied:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
 from bridge.py4j_connection import LINGER_0, Handler, Py4JConnection
@@ -52,16 +53,23 @@ class Py4JFront:
 
     description = "py3sidecar Py4J entry point"
 
-    def __init__(self, loop, handler: Handler, host: str = "127.0.0.1",
+    def __init__(self, loop, handler: Handler | Callable[..., None], host: str = "127.0.0.1",
                  java_port: int = 25333, python_port: int = 25334,
                  auth_token: str | None = None, max_message_bytes: int = 64 << 20,
                  max_connections: int = 1024, idle_timeout: float = 3600.0,
                  tls_context: ssl.SSLContext | None = None,
-                 handshake_timeout: float = HANDSHAKE_DEADLINE) -> None:
+                 handshake_timeout: float = HANDSHAKE_DEADLINE,
+                 pass_peer: bool = False,
+                 on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.loop = loop
         self.tls_context = tls_context
         self.handshake_timeout = handshake_timeout
-        self.handler = handler
+        # pass_peer: the handler takes a third argument, the peer ("py4j:ADDRESS:PORT", for
+        # the audit log; Service.dispatch does); a plain (payload, reply) handler is wrapped.
+        self.handler = handler if pass_peer else (
+            lambda payload, reply, peer: handler(payload, reply))
+        # (kind, peer) of a refusal made here, before any request (a wrong token): audited
+        self.on_refusal = on_refusal or (lambda kind, peer: None)
         self.host = host
         self.java_port = java_port
         self.python_port = python_port

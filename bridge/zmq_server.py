@@ -20,15 +20,18 @@ from bridge.zmq_auth import ServerSecurity
 
 log = logging.getLogger("py3sidecar.zmq")
 
-Handler = Callable[[bytes, Callable[[bytes], None]], None]
+# (payload, reply, peer): the peer is "zmq:tcp://ADDRESS", for the audit log.
+Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 
 BATCH = 64  # requests taken per loop turn, so worker replies are never starved
+PEERS_KEPT = 4096  # routing ids whose peer address is remembered (then forgotten at once)
 
 
 class ZmqFront:
     def __init__(self, loop, handler: Handler, endpoint: str, max_message_bytes: int,
                  context: zmq.Context | None = None,
-                 security: ServerSecurity | None = None) -> None:
+                 security: ServerSecurity | None = None,
+                 on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.loop = loop
         self.security = security  # None: NULL (tests of the bare front only)
         self.handler = handler
@@ -37,6 +40,9 @@ class ZmqFront:
         self.context = context or zmq.Context.instance()
         self.socket: zmq.Socket | None = None
         self.dropped_replies = 0
+        self.peers: dict[bytes, str] = {}  # routing id -> peer, for libzmq's own ids only
+        # (kind, peer) of a refusal made here, before any envelope is read: audited
+        self.on_refusal = on_refusal or (lambda kind, peer: None)
 
     def start(self) -> None:
         sock = self.context.socket(zmq.ROUTER)
@@ -69,7 +75,7 @@ class ZmqFront:
         sock = self.socket
         for _ in range(BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames, peer = self.receive(sock)
             except zmq.Again:
                 return
             if len(frames) >= 3 and frames[1] == b"":
@@ -78,11 +84,39 @@ class ZmqFront:
                 route, body = frames[:1], frames[1:]  # a DEALER peer
             reply = self.replier(route)
             if len(body) != 1:
+                self.on_refusal(protocol.BAD_REQUEST, peer)
                 reply(pack_raw(protocol.error_reply(
                     None, protocol.BAD_REQUEST,
                     f"expected exactly one frame holding a msgpack envelope, got {len(body)}")))
                 continue
-            self.handler(body[0], reply)
+            self.handler(body[0], reply, peer)
+
+    def receive(self, sock: zmq.Socket) -> tuple[list[bytes], str]:
+        """One message and its peer (libzmq's ``Peer-Address`` of the connection). The address
+        needs a frame received without copying, which costs; it is remembered per routing id,
+        so the common case costs one dict lookup. Only ids libzmq made (a leading zero byte,
+        unique for the socket's life) are remembered: an id a peer chose may be reused by
+        another peer after a reconnect."""
+        first = sock.recv(zmq.NOBLOCK)
+        frames, peer = [first], self.peers.get(first)
+        if peer is None and sock.getsockopt(zmq.RCVMORE):
+            frame = sock.recv(zmq.NOBLOCK, copy=False)
+            peer = self.peer_of(frame)
+            if first[:1] == b"\x00":
+                if len(self.peers) >= PEERS_KEPT:
+                    self.peers.clear()
+                self.peers[first] = peer
+            frames.append(frame.bytes)
+        while sock.getsockopt(zmq.RCVMORE):
+            frames.append(sock.recv(zmq.NOBLOCK))
+        return frames, peer or "zmq:unknown"
+
+    def peer_of(self, frame: zmq.Frame) -> str:
+        try:
+            address = frame.get("Peer-Address")
+        except zmq.ZMQError:  # ipc://, inproc://: no address to tell
+            return f"zmq:{self.endpoint.split(':', 1)[0]}"
+        return f"zmq:tcp://[{address}]" if ":" in address else f"zmq:tcp://{address}"
 
     def replier(self, route: list[bytes]) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from sidecar.config_access import AccessConfig, RoutedAccessConfig  # noqa: F401 - re-exported
+from sidecar.config_audit import AuditConfig  # noqa: F401 - re-exported
 from sidecar.config_fallback import (  # noqa: F401 - re-exported
     FALL_THROUGH_ALLOWED,
     FALLBACK_STRATEGIES,
@@ -391,6 +392,7 @@ class Python3Config(Section):
     alerts: AlertsConfig = _section(AlertsConfig)
     monitoring: MonitoringConfig = _section(MonitoringConfig)
     access: AccessConfig = _section(AccessConfig)  # sidecar/config_access.py
+    audit: AuditConfig = _section(AuditConfig)
 
     @model_validator(mode="after")
     def _pools_and_chains(self) -> "Python3Config":

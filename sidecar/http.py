@@ -237,9 +237,16 @@ class Handler(BaseHTTPRequestHandler):
         request: dict[str, Any] = {"command": command,
                                    "args": {k: _plain(v) for k, v in query.items()}}
         answer: concurrent.futures.Future = concurrent.futures.Future()
+        host, port = self.client_address[:2]
+        peer, seen = f"http:{host}:{port}", {"op": "diag", "command": command}
 
         def start() -> None:  # loop thread; a Pending (workers asked) completes there later
-            value = service.op_diag(request)
+            try:
+                value = service.op_diag(request)
+            except protocol.SidecarError as exc:  # an operator action: audited either way
+                service.audit.record(exc.kind, peer, seen)
+                raise
+            service.audit.record(None, peer, seen)
             if isinstance(value, Pending):
                 value.then(answer.set_result)
             else:

@@ -141,7 +141,7 @@ def percentile(bounds: tuple[float, ...], counts: list[int], q: float) -> float 
 class MeteredCall(Call):
     """The caller's call as ``Service.dispatch`` accepts it: observed once, as it is answered."""
 
-    __slots__ = ("op", "metrics", "reply", "pool")
+    __slots__ = ("op", "metrics", "reply", "pool", "audited")
 
     def __init__(self, metrics: Metrics, op: str, rid: Any, payload: bytes, timeout: float,
                  reply: Callable[[bytes], None], now: float, pool: str | None = None) -> None:
@@ -150,6 +150,7 @@ class MeteredCall(Call):
         self.metrics = metrics
         self.reply = reply
         self.pool = pool  # the named pool asked for (None: the primary)
+        self.audited: Any = False  # a sidecar.audit.AuditEntry when python3.audit is on
 
     def observed(self, data: bytes) -> None:
         """This call's sink: observed once (``outcome`` already set), then sent on."""
@@ -157,6 +158,8 @@ class MeteredCall(Call):
         metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
         key = (self.pool or "primary", self.outcome or "ok")
         metrics.pool_calls[key] = metrics.pool_calls.get(key, 0) + 1
+        if self.audited:  # a sidecar.audit.AuditEntry
+            self.audited.finish(self.outcome, metrics.clock() - self.accepted_at)
         self.reply(data)
 
 

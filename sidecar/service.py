@@ -48,6 +48,7 @@ from bridge.zmq_auth import CurveKeyError, build_server_security
 from bridge.zmq_server import ZmqFront
 from sidecar import settings
 from sidecar.alerting import build_alerts
+from sidecar.audit import OPERATOR_OPS, build_audit
 from sidecar.collector import SidecarCollector, scrape_view
 from sidecar.config import Config
 from sidecar.diagnostics import Diagnostics, Pending
@@ -112,6 +113,7 @@ class Service:
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
         self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
+        self.audit = build_audit(config, self.token_file, self.metrics.registry)  # sidecar/audit.py
         http = config.python3.http
         self.http = HttpFront(  # python3.http.tls: HTTPS; the pool, header deadline, hosts
             self, http.host, http.port, max_connections=http.max_connections,
@@ -152,7 +154,8 @@ class Service:
         fronts: list[Any] = []
         if bridge.zmq.enabled:
             fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
-                                   self.max_message, security=self.zmq_security(bridge.zmq)))
+                                   self.max_message, security=self.zmq_security(bridge.zmq),
+                                   on_refusal=self.audit.record))
         if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
             fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                     bridge.py4j.java_port, bridge.py4j.python_port,
@@ -161,7 +164,8 @@ class Service:
                                     idle_timeout=bridge.py4j.idle_timeout,
                                     tls_context=server_context(  # python3.bridge.py4j.tls
                                         bridge.py4j.tls.cert_file, bridge.py4j.tls.key_file)
-                                    if bridge.py4j.tls.enabled else None))
+                                    if bridge.py4j.tls.enabled else None,
+                                    pass_peer=True, on_refusal=self.audit.record))
         check_token_strength(self.token, token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
@@ -198,6 +202,7 @@ class Service:
             if endpoint and not is_loopback(endpoint):
                 log.warning("listening beyond loopback on %s: anyone holding the token can run "
                             "Python as this user", endpoint)
+        self.audit.open()  # a file that cannot be opened is logged; the sidecar serves on
         self.alerts.start()
         self.emf.start()
         self.primary.start()
@@ -297,6 +302,7 @@ class Service:
             front.stop()
         if self.http is not None:
             self.http.stop()
+        self.audit.close()  # the last lines, written within a deadline
         context = zmq.Context.instance()
         context.destroy(linger=1000)  # waits (bounded) until queued replies have left
         self.notify.stop_watchdog()
@@ -336,9 +342,10 @@ class Service:
             log.error("HTTP endpoints not served: %s", self.http_error)
 
     # ------------------------------------------------------------ admission (loop thread)
-    def dispatch(self, payload: bytes, reply: Callable[[bytes], None]) -> None:
+    def dispatch(self, payload: bytes, reply: Callable[[bytes], None], peer: str = "") -> None:
         # The fast path (every call): size, token bytes, decode, token, validate, submit. Only
         # refusals and the sidecar's own ops leave it for the methods below.
+        self.admitting = peer, None  # whom a refusal answers, for its audit line
         if len(payload) > self.max_message:
             self.refuse(reply, None, protocol.BAD_REQUEST,
                         f"the request is {len(payload)} bytes, above the limit of "
@@ -367,6 +374,7 @@ class Service:
             # duplicate key): the envelope is what counts.
             self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return
+        self.admitting = peer, request
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
         except protocol.BadRequest as exc:
@@ -393,11 +401,13 @@ class Service:
         call = MeteredCall(self.metrics, op, rid, payload,
                            request.get("timeout") or self.default_timeout, reply,
                            self.loop.clock(), pool)
+        call.audited = self.audit.enabled and self.audit.entry(request, peer)  # when answered
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
         self.executor.submit(call, pool)
 
     def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
         self.metrics.count_refused(kind)
+        self.audit.record(kind, *self.admitting)  # before the reply: it may dispatch again
         reply(pack_raw(protocol.error_reply(rid, kind, message)))
 
     def token_found(self, payload: bytes, reply: Callable[[bytes], None]) -> bool:
@@ -420,6 +430,7 @@ class Service:
         message, details = refusal(held)
         self.metrics.record_quarantined(1)
         self.metrics.count(op, protocol.QUARANTINED)
+        self.audit.record(protocol.QUARANTINED, *self.admitting)
         reply(pack_raw(protocol.error_reply(rid, protocol.QUARANTINED, message, **details)))
 
     def run_local_op(self, op: str, rid: Any, request: dict[str, Any],
@@ -440,6 +451,8 @@ class Service:
             self.refuse(reply, rid, protocol.INTERNAL, f"{type(exc).__name__}: {exc}")
             return
         self.metrics.count(op)
+        if op in OPERATOR_OPS:  # diag, breaker, quarantine (ping and health are probes)
+            self.audit.record(None, *self.admitting)
         if isinstance(value, Pending):  # diag commands that wait on workers (bounded)
             value.then(lambda done: reply(pack_raw({"id": rid, "ok": True, "value": done})))
             return
@@ -472,6 +485,7 @@ class Service:
                 "recovery": pool.pop("recovery"), "watchdog": pool.pop("watchdog"),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(), "reload": pool.pop("reload"),
+                "audit": self.audit.snapshot(),  # sidecar/audit.py
                 "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view(),
                 "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
                                "alerts": alert_state(self.recent_alerts)}}
