@@ -10,8 +10,7 @@ endpoint. Must not touch: anything on the sidecar's side.
         py.execute("import math; math.sqrt(x)", {"x": 2.0}).value
         py.call("statistics:mean", [1, 2, 3])
 
-    # several sidecars, tried in order; a dead one is skipped in microseconds while its
-    # breaker is open, and probed again after ``breaker.open_timeout``:
+    # several sidecars, tried in order (a dead one skipped while its breaker is open):
     Client(["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"])   # or "tcp://a:5557,tcp://b:5557"
 
 The ZeroMQ handshake authenticates the client (bridge/zmq_auth.py): PLAIN with the token by

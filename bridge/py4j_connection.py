@@ -278,20 +278,24 @@ class Py4JConnection:
             self.token = line
             self.state = _AUTH_END
         elif state == _AUTH_END:  # py4j reads the END line without looking at it
-            token, self.token = self.token, b""
-            self.cmd_bytes = 0
-            if hmac.compare_digest(token, self.front.token_bytes):
-                self.state = _COMMAND
-                self.limit = self.front.max_command_bytes
-                self.write(AUTH_OK)
-            else:
-                log.warning("py4j connection from %s refused: wrong auth token", self.peer)
-                self.front.on_refusal(protocol.UNAUTHORIZED, "py4j:" + self.peer)
-                self.write(ERROR_RETURN)
-                self.close_when_flushed = True
-                self.state = _AUTH  # nothing more is read
-                if not self.out:
-                    self.close(reset=True)
+            self.check_token()
+
+    def check_token(self) -> None:
+        """The auth command is complete: serve commands, or refuse and close."""
+        token, self.token = self.token, b""
+        self.cmd_bytes = 0
+        if hmac.compare_digest(token, self.front.token_bytes):
+            self.state = _COMMAND
+            self.limit = self.front.max_command_bytes
+            self.write(AUTH_OK)
+            return
+        log.warning("py4j connection from %s refused: wrong auth token", self.peer)
+        self.front.on_refusal(protocol.UNAUTHORIZED, "py4j:" + self.peer)
+        self.write(ERROR_RETURN)
+        self.close_when_flushed = True
+        self.state = _AUTH  # nothing more is read
+        if not self.out:
+            self.close(reset=True)
 
     # ------------------------------------------------------------ calls
     def call(self, object_id: bytes, method_line: bytes, parts: list[bytes]) -> None:

@@ -28,11 +28,8 @@ from bridge import protocol
 from bridge.accept_guard import raise_open_files_limit
 from bridge.codec import pack_raw, unpack_raw
 from bridge.connection import (
-    FILE_NAME,
     connection_file_for,
     remove_connection_file,
-    remove_stale_connection_file,
-    write_connection_file,
 )
 from bridge.preauth import (
     ELEMENT_BUDGET,
@@ -43,10 +40,9 @@ from bridge.preauth import (
 )
 from bridge.py4j_server import Py4JFront
 from bridge.tls import server_context
-from bridge.token import ENV_TOKEN, check_token_strength, ensure_token
-from bridge.zmq_auth import CurveKeyError, build_server_security
+from bridge.token import check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
-from sidecar import settings
+from sidecar import runtime_folder, settings
 from sidecar.alerting import build_alerts
 from sidecar.audit import OPERATOR_OPS, build_audit
 from sidecar.collector import SidecarCollector, scrape_view
@@ -62,18 +58,12 @@ from sidecar.pools import NamedPools, build_primary
 from sidecar.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.redaction import redact_secrets
 from sidecar.serve_checks import is_loopback  # config --check runs the same checks
-from sidecar.stacks import create_stack_root, remove_stack_root, remove_stale_stack_folders
+from sidecar.stacks import remove_stack_root
 from sidecar.views import alert_state
 
 log = logging.getLogger("py3sidecar.service")
 
 VERSION = "0.1.0"
-
-
-def token_source(configured: str, token_file: Any) -> str:
-    if token_file:
-        return f"the token file {token_file}"
-    return f"${ENV_TOKEN}" if os.environ.get(ENV_TOKEN) else "python3.bridge.token"
 
 
 class Service:
@@ -166,29 +156,10 @@ class Service:
                                         bridge.py4j.tls.cert_file, bridge.py4j.tls.key_file)
                                     if bridge.py4j.tls.enabled else None,
                                     pass_peer=True, on_refusal=self.audit.record))
-        check_token_strength(self.token, token_source(bridge.token, self.token_file),
+        check_token_strength(self.token, runtime_folder.token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
         return fronts
-
-    def zmq_security(self, zmq_config: Any) -> Any:
-        """PLAIN with the token, or CURVE (python3.bridge.zmq.curve): bridge/zmq_auth.py."""
-        curve = zmq_config.curve
-        try:
-            security = build_server_security(self.token, curve.enabled, curve.client_keys_dir,
-                                             connection_file_for(self.token_file).parent)
-        except (CurveKeyError, OSError) as exc:
-            raise CurveKeyError(f"python3.bridge.zmq.curve: {exc}") from None
-        if not is_loopback(zmq_config.endpoint):
-            if not curve.enabled:
-                log.warning("the ZeroMQ front listens beyond loopback on %s without "
-                            "encryption: tokens, code and values cross the network in clear. "
-                            "Set python3.bridge.zmq.curve.enabled: true", zmq_config.endpoint)
-            elif not curve.client_keys_dir:
-                log.warning("the ZeroMQ front on %s takes any client that holds its CURVE "
-                            "server key (connection.json); list the clients allowed in "
-                            "python3.bridge.zmq.curve.client-keys-dir", zmq_config.endpoint)
-        return security
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -250,41 +221,16 @@ class Service:
                                          or self.chain.busy())
                       or self.loop.clock() >= deadline)
 
+    def zmq_security(self, zmq_config: Any) -> Any:
+        return runtime_folder.zmq_server_security(self.token, self.token_file, zmq_config)
+
     def clean_runtime_folder(self) -> Path | None:
-        """Removes what a sidecar that died without cleaning up (SIGKILL) left next to the token:
-        a connection file naming it, its stack folder. Returns this sidecar's stack folder."""
-        folder = connection_file_for(self.token_file).parent
-        stale = remove_stale_connection_file(folder / FILE_NAME)
-        if stale is not None:
-            log.info("removed the stale connection file %s (it named pid %s, which is not "
-                     "running)", folder / FILE_NAME, stale.get("pid"))
-        remove_stale_stack_folders(folder)
-        try:
-            return create_stack_root(folder)
-        except OSError as exc:  # the pools fall back to the system's temp folder
-            log.warning("cannot create a stack folder in %s: %s", folder, exc)
-            return None
+        return runtime_folder.clean(self.token_file)
 
     def write_connection_file(self) -> None:
-        info: dict[str, Any] = {"version": 1, "pid": os.getpid(),
-                                "token_file": str(self.token_file) if self.token_file else None,
-                                "zmq": None, "py4j": None}
-        for front in self.fronts:
-            if isinstance(front, ZmqFront):
-                info["zmq"] = {"endpoint": front.endpoint,
-                               **(front.security.connection_info() if front.security else {})}
-            elif isinstance(front, Py4JFront):
-                info["py4j"] = {"host": front.host, "python_port": front.port,
-                                "java_port": front.java_port,
-                                "tls": front.tls_context is not None,  # docs/protocol.md
-                                "tls_cert_file": _absolute(
-                                    self.config.python3.bridge.py4j.tls.cert_file)}
-        info["http"] = None if self.http is None else (
-            {"url": None, "error": self.http_error} if self.http_error else {"url": self.http.url})
-        try:
-            write_connection_file(self.connection_file, info)
-        except OSError as exc:  # clients can still be configured by hand
-            log.warning("cannot write the connection file %s: %s", self.connection_file, exc)
+        runtime_folder.write_connection(self.connection_file, self.token_file, self.fronts,
+                                        self.http, self.http_error,
+                                        self.config.python3.bridge.py4j.tls.cert_file)
 
     def close(self) -> None:
         remove_connection_file(self.connection_file, os.getpid())
@@ -357,23 +303,12 @@ class Service:
         if not token_near_start_matches(payload, self.token_bytes) and not self.token_found(
                 payload, reply):
             return
-        try:
-            request = unpack_raw(payload)
-        except Exception as exc:  # msgpack raises several types for junk
-            self.refuse(reply, None, protocol.BAD_REQUEST,
-                        f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
-                        "see docs/protocol.md")
+        request = self.authenticated_envelope(payload, reply)
+        if request is None:
             return
-        rid = request.get("id") if isinstance(request, dict) else None
+        rid = request.get("id")
         if not isinstance(rid, (int, str)):
             rid = None
-        token = request.get("token") if isinstance(request, dict) else None
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
-                                                                 self.token_bytes):
-            # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
-            # duplicate key): the envelope is what counts.
-            self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
-            return
         self.admitting = peer, request
         try:
             protocol.validate_request(request, max_timeout=self.max_timeout)
@@ -404,6 +339,29 @@ class Service:
         call.audited = self.audit.enabled and self.audit.entry(request, peer)  # when answered
         self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
         self.executor.submit(call, pool)
+
+    def authenticated_envelope(self, payload: bytes,
+                               reply: Callable[[bytes], None]) -> dict[str, Any] | None:
+        """The decoded envelope, once its own ``token`` member is the sidecar's; else None and
+        the request refused (the fast path's decode and second token check)."""
+        try:
+            request = unpack_raw(payload)
+        except Exception as exc:  # msgpack raises several types for junk
+            self.refuse(reply, None, protocol.BAD_REQUEST,
+                        f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
+                        "see docs/protocol.md")
+            return None
+        rid = request.get("id") if isinstance(request, dict) else None
+        if not isinstance(rid, (int, str)):
+            rid = None
+        token = request.get("token") if isinstance(request, dict) else None
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
+                                                                 self.token_bytes):
+            # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
+            # duplicate key): the envelope is what counts.
+            self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
+            return None
+        return request
 
     def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
         self.metrics.count_refused(kind)
@@ -515,8 +473,3 @@ class Service:
 
     def diag_config(self) -> dict[str, Any]:
         return redact_secrets(self.config.model_dump(by_alias=True))  # sidecar/redaction.py
-
-
-def _absolute(path: str) -> str | None:
-    """A configured file as clients on this host find it whatever their working folder."""
-    return str(Path(path).resolve()) if path else None

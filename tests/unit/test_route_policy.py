@@ -151,5 +151,6 @@ def test_the_mark_is_not_part_of_a_quarantine_fingerprint() -> None:
     from sidecar.quarantine import fingerprint
 
     plain = {"v": 1, "id": 1, "op": "execute", "code": "import os"}
-    assert fingerprint(plain) == fingerprint({**plain, "id": 2, "routed": MARK})
-    assert fingerprint(plain) != fingerprint({**plain, "code": "import sys"})
+    key = b"k" * 16
+    assert fingerprint(plain, key) == fingerprint({**plain, "id": 2, "routed": MARK}, key)
+    assert fingerprint(plain, key) != fingerprint({**plain, "code": "import sys"}, key)
