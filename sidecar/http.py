@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 from prometheus_client.exposition import choose_encoder
 
 from bridge import protocol
-from sidecar import views
+from sidecar import http_actions, views
 from sidecar.diagnostics import Pending
 from sidecar.metrics import LoopUnresponsive, ask
 
@@ -59,6 +59,7 @@ class HttpFront:
         self.loopback = is_loopback_host(host)
         self.server: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
+        http_actions.install(self)  # sessions, pip's lock and the log ring (GET /api/logs)
 
     @property
     def url(self) -> str:
@@ -116,7 +117,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         if self.front.needs_token(path) and not self.front.authorized(
-                self.headers.get("Authorization")):
+                self.headers.get("Authorization")) and not http_actions.has_session(self):
             where = self.front.service.token_file or "python3.bridge.token"
             self.send_text(401, f"unauthorized: send 'Authorization: Bearer <token>' with the "
                            f"sidecar's token (in {where})",
@@ -130,6 +131,16 @@ class Handler(BaseHTTPRequestHandler):
             pass
         except Exception as exc:  # one clear 500 instead of a dropped connection
             log.exception("HTTP %s failed", path)
+            self.send_text(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name): the operator's actions
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        try:
+            http_actions.handle_post(self, path)
+        except BrokenPipeError:
+            pass
+        except Exception as exc:
+            log.exception("HTTP POST %s failed", path)
             self.send_text(500, f"internal error: {type(exc).__name__}: {exc}")
 
     def route(self, path: str, query: dict[str, str]) -> None:
@@ -158,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, views.dashboard_document(gathered))
         elif path.startswith("/api/diagnostics/"):
             self.diagnostics(path.removeprefix("/api/diagnostics/"), query)
+        elif http_actions.serves_get(path):  # the operator's console (sidecar/http_actions.py)
+            http_actions.handle_get(self, path, query)
         else:
             self.send_text(404, f"no endpoint {path}; there are /metrics /livez /readyz "
                            "/health /dashboard /api/dashboard /api/diagnostics/<command>")
