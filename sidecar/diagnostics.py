@@ -203,7 +203,8 @@ class Diagnostics:
         healthy = counts["healthy"]
         lines = ["=== Python3 Process Pool Health Report ===", f"Time: {_iso(time.time())}",
                  f"Pool Size: {self.pool.target_size}"
-                 + (f" (+{counts['spares']} warm spares)" if counts["spares"] else ""),
+                 + (f" (+{counts['spares']} warm spare{'s' * (counts['spares'] > 1)})"
+                    if counts["spares"] else ""),
                  f"Healthy: {healthy} of {counts['members']} members"
                  + (f", {counts['healthy_spares']} of {counts['spares']} spares"
                     if counts["spares"] else "")]

@@ -95,7 +95,8 @@ def text_of(driver, element_id):
 
 def shoot(driver, tmp_path, name):
     shot = DOCS / name if os.environ.get("PY3SIDECAR_SCREENSHOT") else tmp_path / name
-    height = driver.execute_script("return document.documentElement.scrollHeight")
+    height = driver.execute_script("window.scrollTo(0, 0); "
+                                   "return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(max(height + 40, 1000), 4000))
     driver.save_screenshot(str(shot))
     driver.set_window_size(1280, 1000)
@@ -133,6 +134,70 @@ def test_actions_are_refused_without_the_token_or_the_csrf_token(tmp_path):
         assert "operator action console" in proc.log()  # each action audited
 
 
+def log_in_and_restart_a_worker(browser, proc, wait):  # noqa: F811 (the fixture's name)
+    wait.until(lambda d: card_pids(d, "primary") and card_pids(d, "plant"))
+    browser.find_element(By.ID, "login-token").send_keys(proc.token)  # the token, once
+    browser.find_element(By.ID, "login").click()
+    wait.until(lambda d: "operator" in d.find_element(By.TAG_NAME, "body").get_attribute("class"))
+    # restart a worker: its pid leaves the table, a new one takes its place
+    before = card_pids(browser, "primary")
+    worker, pid = sorted(before.items())[0]
+    browser.find_element(By.CSS_SELECTOR, f".card[data-pool='primary'] "
+                         f"button.restart[data-worker='{worker}']").click()
+    wait.until(lambda d: pid not in card_pids(d, "primary").values()
+               and len(card_pids(d, "primary")) == 2)
+    assert "done" in text_of(browser, "action-result")
+    after = {w["pid"] for w in proc.pool()["workers"]}
+    assert pid not in after and len(after) == 2
+
+
+def run_in_the_console(browser, wait):  # noqa: F811
+    Select(browser.find_element(By.ID, "console-pool")).select_by_value("primary")
+    code = browser.find_element(By.ID, "console-code")
+    code.clear()
+    code.send_keys("print('hello from the console')\n6 * 7")
+    browser.find_element(By.ID, "console-run").click()
+    wait.until(lambda d: "hello from the console" in text_of(d, "console-output")
+               and "=> 42" in text_of(d, "console-output"))
+    code.clear()
+    code.send_keys("1 / 0")
+    browser.find_element(By.ID, "console-run").click()
+    wait.until(lambda d: "ZeroDivisionError" in text_of(d, "console-error"))
+
+
+def install_from_the_page(browser, wheelhouse):  # noqa: F811
+    Select(browser.find_element(By.ID, "packages-pool")).select_by_value("plant")
+    browser.find_element(By.ID, "packages-wheelhouse").send_keys(str(wheelhouse))
+    browser.find_element(By.ID, "packages-requirement").send_keys("plantextra")
+    browser.find_element(By.ID, "packages-install").click()
+    wait = WebDriverWait(browser, 180, 0.2)  # pip on a loaded machine
+    wait.until(lambda d: "succeeded" in text_of(d, "packages-output"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                         "#packages-list tr[data-name='plantextra']"))
+    assert "1.2.3" in text_of(browser, "packages-list")
+    # pip's output is in the sidecar's log, and so in the logs panel
+    wait.until(lambda d: "plantextra" in text_of(d, "logs")
+               and "operator action restart_worker" in text_of(d, "logs"))
+
+
+def check_the_cli(proc, client, wheelhouse):
+    """list; a failed install (a missing wheel) leaves the venv working; the sidecar's own
+    environment is refused with advice."""
+    def cli(action, *args, timeout=120):
+        return subprocess.run([sys.executable, "-m", "sidecar", "packages", action, "--url",
+                               proc.http_url, "--token", proc.token, *args],
+                              capture_output=True, text=True, env=proc.env, timeout=timeout)
+    listed = cli("list", "--pool", "plant")
+    assert listed.returncode == 0 and "plantextra 1.2.3" in listed.stdout
+    failed = cli("install", "--pool", "plant", "--no-index", "--find-links", str(wheelhouse),
+                 "nosuchpackage", timeout=300)
+    assert failed.returncode == 1 and "failed" in failed.stdout
+    assert client.execute("import plantextra; plantextra.VALUE",
+                          pool="plant").value == "from the wheelhouse"
+    own = cli("list", "--pool", "primary")
+    assert own.returncode == 1 and "python3.worker.virtualenv" in own.stderr
+
+
 def test_the_console_acts_runs_code_and_installs_a_wheel_into_a_named_pool(
         browser, plant_venv, tmp_path):  # noqa: F811 (the fixture)
     wheelhouse = tmp_path / "wheelhouse"
@@ -147,71 +212,14 @@ def test_the_console_acts_runs_code_and_installs_a_wheel_into_a_named_pool(
                    0.1, "the plant pool ready")
         browser.get(proc.http_url + "/dashboard")
         wait = WebDriverWait(browser, WAIT, 0.1)
-        wait.until(lambda d: card_pids(d, "primary") and card_pids(d, "plant"))
-        # log in: the token once
-        browser.find_element(By.ID, "login-token").send_keys(proc.token)
-        browser.find_element(By.ID, "login").click()
-        wait.until(lambda d: "operator" in d.find_element(By.TAG_NAME, "body")
-                   .get_attribute("class"))
-
-        # restart a worker: its pid leaves the table, a new one takes its place
-        before = card_pids(browser, "primary")
-        worker, pid = sorted(before.items())[0]
-        browser.find_element(By.CSS_SELECTOR, f".card[data-pool='primary'] "
-                             f"button.restart[data-worker='{worker}']").click()
-        wait.until(lambda d: pid not in card_pids(d, "primary").values()
-                   and len(card_pids(d, "primary")) == 2)
-        assert "done" in text_of(browser, "action-result")
-        after = {w["pid"] for w in proc.pool()["workers"]}
-        assert pid not in after and len(after) == 2
-
-        # the console: output, value, and a traceback
-        Select(browser.find_element(By.ID, "console-pool")).select_by_value("primary")
-        code = browser.find_element(By.ID, "console-code")
-        code.clear()
-        code.send_keys("print('hello from the console')\n6 * 7")
-        browser.find_element(By.ID, "console-run").click()
-        wait.until(lambda d: "hello from the console" in text_of(d, "console-output")
-                   and "=> 42" in text_of(d, "console-output"))
-        code.clear()
-        code.send_keys("1 / 0")
-        browser.find_element(By.ID, "console-run").click()
-        wait.until(lambda d: "ZeroDivisionError" in text_of(d, "console-error"))
+        log_in_and_restart_a_worker(browser, proc, wait)
+        run_in_the_console(browser, wait)
         shoot(browser, tmp_path, "console.png")
-
-        # packages: install the wheel from the wheelhouse into the plant pool's venv
-        Select(browser.find_element(By.ID, "packages-pool")).select_by_value("plant")
-        browser.find_element(By.ID, "packages-wheelhouse").send_keys(str(wheelhouse))
-        browser.find_element(By.ID, "packages-requirement").send_keys("plantextra")
-        browser.find_element(By.ID, "packages-install").click()
-        wait = WebDriverWait(browser, 180, 0.2)  # pip in a loaded machine
-        wait.until(lambda d: "succeeded" in text_of(d, "packages-output"))
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
-                                             "#packages-list tr[data-name='plantextra']"))
-        assert "1.2.3" in text_of(browser, "packages-list")
+        install_from_the_page(browser, wheelhouse)
         # the next call on that pool imports it; the primary has no such package
         assert client.execute("import plantextra; plantextra.VALUE",
                               pool="plant").value == "from the wheelhouse"
         with pytest.raises(Exception, match="No module named 'plantextra'"):
             client.execute("import plantextra")
-        # pip's output is in the sidecar's log, and so in the logs panel
-        wait.until(lambda d: "plantextra" in text_of(d, "logs")
-                   and "operator action restart_worker" in text_of(d, "logs"))
         shoot(browser, tmp_path, "console-packages.png")
-
-        # the CLI: list, a failed install of a missing wheel leaves the venv working, and the
-        # sidecar's own environment is refused with advice
-        cli = [sys.executable, "-m", "sidecar", "packages", "--url", proc.http_url,
-               "--token", proc.token]
-        listed = subprocess.run([*cli[:4], "list", *cli[4:], "--pool", "plant"],
-                                capture_output=True, text=True, env=proc.env, timeout=120)
-        assert listed.returncode == 0 and "plantextra 1.2.3" in listed.stdout
-        failed = subprocess.run([*cli[:4], "install", *cli[4:], "--pool", "plant", "--no-index",
-                                 "--find-links", str(wheelhouse), "nosuchpackage"],
-                                capture_output=True, text=True, env=proc.env, timeout=300)
-        assert failed.returncode == 1 and "failed" in failed.stdout
-        assert client.execute("import plantextra; plantextra.VALUE",
-                              pool="plant").value == "from the wheelhouse"
-        own = subprocess.run([*cli[:4], "list", *cli[4:], "--pool", "primary"],
-                             capture_output=True, text=True, env=proc.env, timeout=60)
-        assert own.returncode == 1 and "python3.worker.virtualenv" in own.stderr
+        check_the_cli(proc, client, wheelhouse)

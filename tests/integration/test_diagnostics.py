@@ -32,7 +32,7 @@ def test_health_is_the_spec_report(proc) -> None:
     value = client.diagnostics("health")
     report = value["report"].splitlines()
     assert report[0] == "=== Python3 Process Pool Health Report ==="
-    assert report[1].startswith("Time: 20") and report[2] == "Pool Size: 2 (+1 warm spares)"
+    assert report[1].startswith("Time: 20") and report[2] == "Pool Size: 2 (+1 warm spare)"
     # members and the warm spare counted apart: never "Pool Size: 2 / Healthy: 3"
     assert value["healthy"] == 2 and value["spares"] == 1
     assert report[3] == (f"Healthy: 2 of 2 members, {value['healthy_spares']} of 1 spares")
