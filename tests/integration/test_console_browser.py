@@ -134,6 +134,29 @@ def test_actions_are_refused_without_the_token_or_the_csrf_token(tmp_path):
         assert "operator action console" in proc.log()  # each action audited
 
 
+def test_the_cli_restarts_recycles_and_resizes(tmp_path):
+    """``py3sidecar pool``: the URL and the token found as the other commands find them."""
+    with SidecarProcess({"pool": {"initial-size": 1, "spares": 0, "max-size": 2},
+                         "scaling": {"enabled": False}}) as proc:
+        def cli(*args):
+            return subprocess.run([sys.executable, "-m", "sidecar", "pool", *args],
+                                  capture_output=True, text=True, env=proc.env, timeout=60)
+        worker = proc.pool()["workers"][0]
+        done = cli("restart", "--worker", str(worker["id"]))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["pid"] == worker["pid"]
+        wait_until(lambda: [w["pid"] for w in proc.pool()["workers"]
+                            if w["state"] == "idle"] not in ([], [worker["pid"]]), WAIT, 0.05,
+                   "a new worker in the old one's place")
+        assert cli("size", "2").returncode == 0
+        proc.wait_full_strength(2, timeout=WAIT)
+        refused = cli("size", "3")
+        assert refused.returncode == 1 and "python3.pool.max-size" in refused.stderr
+        assert json.loads(cli("recycle").stdout)["renewing"] == 2
+        missing = cli("restart", "--worker", "999")
+        assert missing.returncode == 1 and "no running worker 999" in missing.stderr
+
+
 def log_in_and_restart_a_worker(browser, proc, wait):  # noqa: F811 (the fixture's name)
     wait.until(lambda d: card_pids(d, "primary") and card_pids(d, "plant"))
     browser.find_element(By.ID, "login-token").send_keys(proc.token)  # the token, once
