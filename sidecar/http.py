@@ -10,8 +10,10 @@ Access (``python3.http.host``)::
     endpoint                      on loopback     beyond loopback
     /livez, /readyz               open            open
     /health, /metrics             open            token
-    /dashboard, /api/dashboard    open            token
+    /dashboard (its files)        open            open      (no data; the login is there)
+    /api/dashboard                open            token or session
     /api/diagnostics/<command>    token           token     (can show configuration)
+    /api/session, /api/logs, POST actions (sidecar/http_actions.py): token or session + CSRF
 
 The token is the sidecar's own (``Authorization: Bearer <token>``, compared in constant time).
 """
@@ -89,7 +91,7 @@ class HttpFront:
 
     # ------------------------------------------------------------ access
     def needs_token(self, path: str) -> bool:
-        if path in ("/livez", "/readyz"):
+        if path in ("/livez", "/readyz") or http_actions.is_open(path):
             return False
         if path.startswith("/api/diagnostics"):
             return True

@@ -171,6 +171,12 @@ def read_body(handler: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- GET
+def is_open(path: str) -> bool:
+    """Served without the token even beyond loopback: the page's static files (they hold no
+    data) and the session endpoint (which checks the token itself), so a browser can log in."""
+    return path in ("/", "/dashboard", "/api/session") or path.startswith("/dashboard/")
+
+
 def serves_get(path: str) -> bool:
     return path in ("/api/session", "/api/logs") or (
         path.startswith("/api/pools/") and path.endswith("/packages"))

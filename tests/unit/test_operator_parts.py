@@ -98,3 +98,14 @@ def test_the_cli_takes_its_options_out_of_pips() -> None:
     split_own_options(args)
     assert args.pool == "ml" and args.timeout == 30.0 and args.json
     assert args.pip_args == ["--no-index", "--find-links", "/w", "x"]
+
+
+def test_beyond_loopback_the_page_and_the_login_are_open_and_the_data_is_not() -> None:
+    from sidecar.http import HttpFront
+
+    front = HttpFront(service=None, host="0.0.0.0", port=0)  # never started: no socket
+    for path in ("/dashboard", "/dashboard/console.js", "/api/session", "/livez"):
+        assert not front.needs_token(path), path
+    for path in ("/api/dashboard", "/api/logs", "/health", "/metrics",
+                 "/api/pools/primary/packages"):
+        assert front.needs_token(path), path
