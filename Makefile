@@ -79,6 +79,7 @@ soak: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks build dist .import_linter_cache
 
-# Refreshes docs/dashboard.png from the browser test (real headless Chromium).
+# Refreshes docs/dashboard.png and docs/console*.png from the browser tests (headless Chromium).
 screenshot: $(STAMP) system-deps
-	PY3SIDECAR_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/integration/test_dashboard_browser.py
+	PY3SIDECAR_SCREENSHOT=1 $(BIN)/python -m pytest -q tests/integration/test_dashboard_browser.py \
+		tests/integration/test_console_browser.py

@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Any
 
-from sidecar import cli_inputs
+from sidecar import cli_inputs, cli_ops
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     add_call_commands(sub)
     add_operator_commands(sub)
+    cli_ops.add_ops_commands(sub)  # packages, pool (sidecar/cli_ops.py)
     add_setup_commands(sub)  # in this order in --help: serving first, installing last
     return parser
 

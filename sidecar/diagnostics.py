@@ -26,6 +26,7 @@ import msgpack
 from bridge import protocol
 from sidecar.emf import own_rss
 from sidecar.pool import BUSY, CHECKING, IDLE
+from sidecar.pool_cards import member_counts
 
 COMMANDS = ("health", "performance", "memory", "threads", "history", "workers", "config")
 
@@ -198,10 +199,15 @@ class Diagnostics:
     # ------------------------------------------------------------ health (the spec's report)
     def health(self, args: dict[str, Any]) -> dict[str, Any]:
         workers = self.pool.snapshot()["workers"]
-        healthy = sum(1 for w in workers if w["status"] == "HEALTHY" and w["state"] in
-                      (IDLE, BUSY, CHECKING))
+        counts = member_counts(workers)  # members and warm spares apart (sidecar/pool_cards.py)
+        healthy = counts["healthy"]
         lines = ["=== Python3 Process Pool Health Report ===", f"Time: {_iso(time.time())}",
-                 f"Pool Size: {self.pool.target_size}", f"Healthy: {healthy}"]
+                 f"Pool Size: {self.pool.target_size}"
+                 + (f" (+{counts['spares']} warm spare{'s' * (counts['spares'] > 1)})"
+                    if counts["spares"] else ""),
+                 f"Healthy: {healthy} of {counts['members']} members"
+                 + (f", {counts['healthy_spares']} of {counts['spares']} spares"
+                    if counts["spares"] else "")]
         for w in workers:
             last = (f"{_iso(time.time() - w['last_used_ago'])} ({w['last_used_ago']:.0f}s ago)"
                     if w["last_used_ago"] is not None else "never")
@@ -209,7 +215,8 @@ class Diagnostics:
                       f"  Status: {w['status']}", f"  Health Score: {w['score']}",
                       f"  Executions: {w['calls']}", f"  Last Used: {last}"]
         return {"report": "\n".join(lines), "pool_size": self.pool.target_size,
-                "healthy": healthy, "workers": workers}
+                "healthy": healthy, "healthy_spares": counts["healthy_spares"],
+                "spares": counts["spares"], "workers": workers}
 
     # ------------------------------------------------------------ performance (bench now)
     def performance(self, args: dict[str, Any]) -> Pending:

@@ -11,8 +11,10 @@ Access (``python3.http.host``)::
     endpoint                      on loopback     beyond loopback
     /livez, /readyz               open            open
     /health, /metrics             open            token
-    /dashboard, /api/dashboard    open            token
+    /dashboard (its files)        open            open      (no data; the login is there)
+    /api/dashboard                open            token or session
     /api/diagnostics/<command>    token           token     (can show configuration)
+    /api/session, /api/logs, POST actions (sidecar/http_actions.py): token or session + CSRF
 
 The token is the sidecar's own (``Authorization: Bearer <token>``, compared in constant time).
 Before any of it, a request whose ``Host`` is not the bound address, ``localhost``,
@@ -39,7 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from prometheus_client.exposition import choose_encoder
 
 from bridge import protocol
-from sidecar import views
+from sidecar import http_actions, views
 from sidecar.diagnostics import Pending
 from sidecar.http_server import SEND_TIMEOUT, BoundedHTTPServer, DeadlineReader, SendAll
 from sidecar.metrics import LoopUnresponsive, ask
@@ -86,6 +88,7 @@ class HttpFront:
             *LOOPBACK_NAMES, f"[{bound}]" if ":" in bound else bound, *allowed_hosts)}
         self.server: BoundedHTTPServer | None = None
         self.thread: threading.Thread | None = None
+        http_actions.install(self)  # sessions, pip's lock and the log ring (GET /api/logs)
 
     @property
     def url(self) -> str:
@@ -126,7 +129,7 @@ class HttpFront:
         return host_name(header) in self.allowed or header.strip().lower() in self.allowed
 
     def needs_token(self, path: str) -> bool:
-        if path in ("/livez", "/readyz"):
+        if path in ("/livez", "/readyz") or http_actions.is_open(path):
             return False
         if path.startswith("/api/diagnostics"):
             return True
@@ -183,7 +186,7 @@ class Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         if self.front.needs_token(path) and not self.front.authorized(
-                self.headers.get("Authorization")):
+                self.headers.get("Authorization")) and not http_actions.has_session(self):
             # No path for a peer without the token: its operator finds it in the start-up log.
             self.send_text(401, "unauthorized: send 'Authorization: Bearer <token>' with the "
                            "sidecar's token (python3.bridge.token-file; where it is kept is in "
@@ -198,6 +201,16 @@ class Handler(BaseHTTPRequestHandler):
             pass
         except Exception as exc:  # one clear 500 instead of a dropped connection
             log.exception("HTTP %s failed", path)
+            self.send_text(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name): the operator's actions
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        try:
+            http_actions.handle_post(self, path)
+        except BrokenPipeError:
+            pass
+        except Exception as exc:
+            log.exception("HTTP POST %s failed", path)
             self.send_text(500, f"internal error: {type(exc).__name__}: {exc}")
 
     def route(self, path: str, query: dict[str, str]) -> None:
@@ -226,6 +239,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, views.dashboard_document(gathered))
         elif path.startswith("/api/diagnostics/"):
             self.diagnostics(path.removeprefix("/api/diagnostics/"), query)
+        elif http_actions.serves_get(path):  # the operator's console (sidecar/http_actions.py)
+            http_actions.handle_get(self, path, query)
         else:
             self.send_text(404, f"no endpoint {path}; there are /metrics /livez /readyz "
                            "/health /dashboard /api/dashboard /api/diagnostics/<command>")

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.collector import slot_order
+from sidecar.pool_cards import pool_cards
 
 # The pool's status (sidecar.health) -> the draft's pass/warn/fail.
 HEALTH_STATUS = {"HEALTHY": "pass", "DEGRADED": "warn"}
@@ -128,6 +129,7 @@ def dashboard_document(gathered: dict[str, Any]) -> dict[str, Any]:
                  "available": sum(1 for w in members if w["state"] == "idle"),
                  "queued": pool["queue"]["length"], "capacity": pool["queue"]["capacity"]},
         "workers": workers,
+        "pools": pool_cards(health),  # a card per pool, the primary first (sidecar/pool_cards.py)
         "minutes": gathered["minutes"],
         "failures": failures[::-1],  # newest first
         "alerts": gathered["alerts"][::-1],

@@ -3,7 +3,6 @@
 "use strict";
 const REFRESH_MS = 1000;
 const $ = (id) => document.getElementById(id);
-let token = sessionStorage.getItem("py3sidecar-token") || "";
 
 function text(el, value) { el.textContent = value === null || value === undefined ? "-" : String(value); }
 
@@ -98,6 +97,7 @@ function draw(d) {
   text($("fallback"), d.fallback.strategies.map((s) => `${s}: ${d.fallback.served[s] || 0} served`).join(", ")
     + (d.fallback.exhausted ? `, ${d.fallback.exhausted} unserved` : ""));
   drawWorkers(d.workers);
+  if (d.pools) drawPools(d.pools); // a card per pool with its actions (console.js)
   drawChart($("latency-chart"), d.minutes, [
     { name: "p50", color: "#1565c0", value: (m) => m.p50 },
     { name: "p99", color: "#c62828", value: (m) => m.p99 }], ms);
@@ -108,22 +108,24 @@ function draw(d) {
       + (f.action ? ` -> ${f.action}` : "");
   });
   drawList($("alerts"), d.alerts, (li, a) => {
-    li.className = a.level || "";
+    li.className = a.resolved ? "resolved" : (a.level || ""); // resolved: not styled CRITICAL
     const at = a.at ? new Date(a.at * 1000).toLocaleTimeString() + ": " : "";
-    const title = a.title || a.message || JSON.stringify(a);
+    let title = a.title || a.message || JSON.stringify(a);
+    if (a.resolved) title = title.replace(/^\[(CRITICAL|WARNING|INFO)\]\s*/, "");
     // titles carry their level already ("[CRITICAL] Python3 Module: ...")
-    const level = a.level && !title.includes(`[${a.level}]`) ? `${a.level} ` : "";
+    const level = a.level && !a.resolved && !title.includes(`[${a.level}]`) ? `${a.level} ` : "";
     li.textContent = `${at}${a.resolved ? "resolved: " : ""}${level}${title}`;
   });
 }
 
 async function refresh() {
   try {
-    const headers = token ? { Authorization: "Bearer " + token } : {};
-    const response = await fetch("/api/dashboard", { cache: "no-store", headers });
+    // Beyond loopback the page needs a session (the login form, console.js): its cookie
+    // goes with every request of this origin.
+    const response = await fetch("/api/dashboard", { cache: "no-store" });
     if (response.status === 401) {
-      $("token-form").hidden = false;
-      throw new Error("this sidecar needs its token (python3.bridge.token / the token file)");
+      $("login-form").hidden = false;
+      throw new Error("this sidecar needs its token: log in (python3.bridge.token / the token file)");
     }
     if (!response.ok) throw new Error(`${response.status}: ${await response.text()}`);
     draw(await response.json());
@@ -135,12 +137,5 @@ async function refresh() {
     setTimeout(refresh, REFRESH_MS);
   }
 }
-
-$("token-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  token = $("token").value.trim();
-  sessionStorage.setItem("py3sidecar-token", token);
-  $("token-form").hidden = true;
-});
 
 refresh();

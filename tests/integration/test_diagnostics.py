@@ -37,8 +37,10 @@ def test_health_is_the_spec_report(proc) -> None:
     value = client.diagnostics("health")
     report = value["report"].splitlines()
     assert report[0] == "=== Python3 Process Pool Health Report ==="
-    assert report[1].startswith("Time: 20") and report[2] == "Pool Size: 2"
-    assert report[3] == f"Healthy: {value['healthy']}" and value["healthy"] >= 2
+    assert report[1].startswith("Time: 20") and report[2] == "Pool Size: 2 (+1 warm spare)"
+    # members and the warm spare counted apart: never "Pool Size: 2 / Healthy: 3"
+    assert value["healthy"] == 2 and value["spares"] == 1
+    assert report[3] == (f"Healthy: 2 of 2 members, {value['healthy_spares']} of 1 spares")
     for worker in value["workers"]:
         assert f"Executor {worker['id']} (pid {worker['pid']}" in value["report"]
     assert value["report"].count("Health Score: ") == len(value["workers"])

@@ -183,10 +183,12 @@ def test_beyond_loopback_only_livez_and_readyz_are_open():
         assert get(url + "/livez")[0] == 200
         # open without a token (readiness itself may lag on a loaded machine: wait for it)
         wait_until(lambda: get(url + "/readyz")[0] == 200, 10, 0.1, "/readyz 200")
-        for path in ("/health", "/metrics", "/dashboard", "/api/dashboard",
+        for path in ("/health", "/metrics", "/api/dashboard", "/api/logs",
                      "/api/diagnostics/workers"):
             assert get(url + path)[0] == 401, path
             assert get(url + path, token=proc.token)[0] == 200, path
+        # the page's files hold no data and carry the login form: a browser must reach them
+        assert get(url + "/dashboard")[0] == 200
 
 
 def test_readyz_and_health_say_503_when_no_worker_can_start():
