@@ -29,6 +29,7 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,8 @@ class SidecarAuthenticator(ThreadAuthenticator):
         self.clock = clock
         self.refused = 0
         self._last_logged: dict[str, float] = {}
+        # (kind, peer) of each refusal, for the audit log (called in this ZAP thread)
+        self.on_refusal: Callable[[str, str], None] = lambda kind, peer: None
 
     def _authenticate_plain(self, domain: str, username: str,
                             password: str) -> tuple[bool, bytes]:
@@ -165,6 +168,7 @@ class SidecarAuthenticator(ThreadAuthenticator):
 
     def note_refusal(self, peer: str, mechanism: str, reason: bytes) -> None:
         self.refused += 1
+        self.on_refusal("unauthorized", f"zmq:tcp://{peer}")
         now = self.clock()
         last = self._last_logged.get(peer)
         if last is not None and now - last < REFUSAL_LOG_INTERVAL:
@@ -190,6 +194,7 @@ class ServerSecurity:
     secret_key: bytes = b""
     client_keys_dir: str = ""
     authenticator: SidecarAuthenticator | None = None
+    on_refusal: Callable[[str, str], None] | None = None  # each handshake refused (audit)
 
     @property
     def mechanism(self) -> str:
@@ -198,6 +203,8 @@ class ServerSecurity:
     def start(self, context: zmq.Context) -> None:
         """Bind the ZAP handler (before the ROUTER binds: no handshake may find none)."""
         auth = SidecarAuthenticator(context, self.token)
+        if self.on_refusal is not None:
+            auth.on_refusal = self.on_refusal
         auth.start()
         if self.curve:
             auth.configure_curve(ZAP_DOMAIN, self.client_keys_dir or zmq.auth.CURVE_ALLOW_ANY)

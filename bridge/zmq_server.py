@@ -34,6 +34,8 @@ class ZmqFront:
                  on_refusal: Callable[[str, str], None] | None = None) -> None:
         self.loop = loop
         self.security = security  # None: NULL (tests of the bare front only)
+        if security is not None and on_refusal is not None:
+            security.on_refusal = on_refusal  # a handshake refused at ZAP: audited too
         self.handler = handler
         self.endpoint = endpoint
         self.max_message_bytes = max_message_bytes

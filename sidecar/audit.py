@@ -57,6 +57,7 @@ from bridge.connection import connection_file_for
 log = logging.getLogger("py3sidecar.audit")
 
 FILE_NAME = "audit.log"
+OPERATOR = "operator"  # the op of a console action's line (sidecar/operations.py)
 OPERATOR_OPS = ("diag", "breaker", "quarantine")  # audited on success too (ping/health are not)
 ROUTED_MARKS = ("route", "project", "user")
 TEXT_LIMIT = 200  # characters kept of a target, a pool name or a routed mark
@@ -90,7 +91,12 @@ def format_line(item: tuple[Any, ...]) -> str:
     one JSON object on one line whatever was sent (about half the time of ``json.dumps``)."""
     wall, outcome, seconds, peer, op, pool, what, routed, command = item
     parts = [f'{{"ts":"{iso_utc(wall)}"']
-    if op in protocol.OPS:  # anything else a client sent is not echoed
+    if op == OPERATOR:  # an action of the operator's console (sidecar/operations.py)
+        parts.append(f'"op":"{OPERATOR}"')
+        if isinstance(pool, str):
+            parts.append('"pool":' + quote(pool[:TEXT_LIMIT]))
+        parts.append('"command":' + quote(str(command)[:40]))
+    elif op in protocol.OPS:  # anything else a client sent is not echoed
         parts.append(f'"op":"{op}"')
         if op in protocol.WORKER_OPS:
             parts.append('"pool":' + quote(_text(pool) or "primary"))
@@ -299,6 +305,12 @@ class AuditLog:
                       request.get("routed"), request.get("command") or request.get("action")))
         else:
             self.put((time.time(), outcome, None, peer, None, None, None, None, None))
+
+    def action(self, action: str, pool: str | None, outcome: str, peer: str) -> None:
+        """An operator's action on the console (restart, recycle, size, breaker, quarantine
+        clear, login): ``op`` "operator", ``command`` the action."""
+        if self.enabled:
+            self.put((time.time(), outcome, None, peer, OPERATOR, pool, None, None, action))
 
     # ------------------------------------------------------------ reading, closing
     def snapshot(self) -> dict[str, Any]:

@@ -37,16 +37,11 @@ class ActionError(Exception):
 
 def audit_action(service: Any, action: str, pool: str | None, outcome: str, peer: str,
                  **details: Any) -> None:
-    """One line per operator action. Wired to ``sidecar.audit`` when the service has an audit
-    log (``service.audit.record``); until then it is an INFO line of the sidecar's log."""
+    """One audit line per operator action (``sidecar.audit``: op "operator", the action as
+    its command), and an INFO line of the sidecar's log with the details."""
     audit = getattr(service, "audit", None)
-    if audit is not None and hasattr(audit, "record"):
-        try:
-            audit.record(op=f"operator.{action}", pool=pool, outcome=outcome, peer=peer,
-                         **details)
-            return
-        except TypeError:  # an AuditLog of another shape: the log line below still records it
-            pass
+    if audit is not None:
+        audit.action(action, pool, outcome, peer)
     extra = " ".join(f"{k}={v}" for k, v in sorted(details.items()))
     log.info("operator action %s pool=%s outcome=%s peer=%s %s", action, pool, outcome, peer,
              extra)

@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from bridge.client import Client
-from bridge.protocol import BadRequest, CallTimeout, PythonError, Unauthorized, WorkerCrashed
+from bridge.protocol import BadRequest, CallTimeout, Forbidden, PythonError, Unauthorized, WorkerCrashed
 from sidecar.testing import SidecarProcess, wait_until
 
 DEADLINE = 20.0
@@ -83,10 +83,11 @@ def test_refusals_are_audited_and_an_unauthenticated_one_keeps_peer_and_outcome_
     bad = wait_for_line(sidecar, lambda line: line.get("target") == "no-colon",
                         "a bad_request line")
     assert (bad["op"], bad["outcome"], bad["peer"]) == ("call", "bad_request", ZMQ_PEER)
-    # Junk that never authenticated: a line, and nothing of what it sent.
+    # Junk with no token in it (past the handshake): a line, and nothing of what it sent.
     context = zmq.Context.instance()
     with context.socket(zmq.DEALER) as junk:
         junk.linger = 0
+        sidecar.authenticate(junk)
         junk.connect(sidecar.endpoint)
         junk.send(b"\xc1" + SECRET_VALUE.encode())
         assert junk.poll(DEADLINE * 1000)
@@ -100,10 +101,13 @@ def test_routed_marks_of_the_envelope_are_copied(sidecar):
     routed = {"route": "message-handler", "project": "PlantProject", "user": "alice",
               "session": "session-id-1"}
     client = sidecar.client()
-    assert client.request({"op": "call", "target": "operator:add", "args": [1, 2],
-                           "routed": routed})["value"] == 3
+    # Not in python3.access.routed.allow-targets: refused, and the refusal's line has the marks.
+    with pytest.raises(Forbidden):
+        client.request({"op": "call", "target": "operator:add", "args": [1, 2],
+                        "routed": routed})
     line = wait_for_line(sidecar, lambda line: line.get("target") == "operator:add",
                          "a routed call line")
+    assert line["outcome"] == "forbidden", line
     assert (line["route"], line["project"], line["user"]) == ("message-handler",
                                                              "PlantProject", "alice")
     assert "session-id-1" not in json.dumps(line)
@@ -172,6 +176,7 @@ def test_refusals_the_fronts_make_themselves_are_audited(sidecar):
     before = unauthenticated_bad_requests()
     context = zmq.Context.instance()
     with context.socket(zmq.DEALER) as two_frames:
+        sidecar.authenticate(two_frames)
         two_frames.linger = 0
         two_frames.connect(sidecar.endpoint)
         two_frames.send_multipart([b"one", SECRET_VALUE.encode()])

@@ -132,6 +132,13 @@ def test_actions_are_refused_without_the_token_or_the_csrf_token(tmp_path):
                                   {"Authorization": f"Bearer {proc.token}"})
         assert status == 400 and "python3.pool.max-size" in refused
         assert "operator action console" in proc.log()  # each action audited
+        audit = proc.runtime_dir / "audit.log"
+        wait_until(lambda: '"command":"size"' in audit.read_text(), 5, message="audit lines")
+        lines = [json.loads(line) for line in audit.read_text().splitlines()]
+        actions = [(a.get("command"), a["outcome"]) for a in lines if a.get("op") == "operator"]
+        assert ("size", "failed") in actions and ("console", "ok") in actions, actions
+        assert ("console", "unauthorized") in actions, actions  # refusals audited too
+        assert proc.token not in audit.read_text()
 
 
 def test_the_cli_restarts_recycles_and_resizes(tmp_path):
