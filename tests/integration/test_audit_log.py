@@ -19,7 +19,14 @@ import pytest
 import zmq
 
 from bridge.client import Client
-from bridge.protocol import BadRequest, CallTimeout, Forbidden, PythonError, Unauthorized, WorkerCrashed
+from bridge.protocol import (
+    BadRequest,
+    CallTimeout,
+    Forbidden,
+    PythonError,
+    Unauthorized,
+    WorkerCrashed,
+)
 from sidecar.testing import SidecarProcess, wait_until
 
 DEADLINE = 20.0
