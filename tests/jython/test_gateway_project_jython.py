@@ -20,8 +20,10 @@ CASES = jvm.JY / "cases_gateway_project.py"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     project = write_gateway_project(tmp_path_factory.mktemp("gw") / "py3sidecar-gateway")
+    # The route's call is allow-listed (python3.access.routed), as a site would for its own.
     sidecar = SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "spares": 0},
-                              "scaling": {"enabled": False}},
+                              "scaling": {"enabled": False},
+                              "access": {"routed": {"allow-targets": ["operator:add"]}}},
                              workdir=str(tmp_path_factory.mktemp("jy_gw")), py4j_port=0)
     sidecar.start()
     settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000}
