@@ -186,4 +186,22 @@ the mark. Restrict the handler itself as well: Ignition's message handler settin
 Gateway Events > Message > modify `py3sidecar`) have a Security option naming the security
 zones and roles allowed to request it - allow only those that need python3 from a client.
 (Documented for 8.x message handlers; not checked on an 8.3 gateway: verify it on yours.)
+
+H. Security: encryption beyond loopback, and the audit log
+-----------------------------------------------------------
+On one host (the default: everything on 127.0.0.1) the token and the OS accounts are the
+boundary. When the gateway and the sidecar are on two hosts, encrypt what crosses:
+  - Py4J (the library's default transport): python3.bridge.py4j.tls: {{enabled: true,
+    cert-file: ..., key-file: ...}} on the sidecar; on the gateway py3sidecar.settings
+    PY4J_TLS_CERT = the sidecar's certificate (or its CA) and PY4J_HOST = a name in it.
+  - ZeroMQ: python3.bridge.zmq.curve.enabled: true (the key pair is made in the runtime folder;
+    the public key is zmq.curve.server-key of connection.json); list allowed clients in
+    python3.bridge.zmq.curve.client-keys-dir. The Jython library speaks PLAIN (authenticated,
+    not encrypted) over ZeroMQ: use Py4J over TLS from a remote gateway.
+  - The dashboard: python3.http.tls: {{cert-file: ..., key-file: ...}} (HTTPS), and list the
+    names operators type in python3.http.allowed-hosts.
+Every call, refusal and operator action is one JSON line in audit.log next to the token
+(python3.audit.file; rotated by size): who (peer, and the route/project/user marks of relayed
+calls), what (op, pool, target, or the sha256 of executed code: never code or values), the
+outcome and the duration.
 """
