@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench fuzz lint system-deps venv clean screenshot soak gateway-jar
+.PHONY: run test bench bench-baseline fuzz lint system-deps venv clean screenshot soak gateway-jar
 
 # The Jython library's Java helper (ignition-scripts/java, javac --release 11; the bundle ships it).
 GATEWAY_JAR  := build/py3sidecar-gateway.jar
@@ -68,8 +68,15 @@ fuzz: $(STAMP) system-deps
 bench: $(STAMP) system-deps $(GATEWAY_JAR)
 	@echo "figures are printed at the end of each run"
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --json benchmarks/results/cpu_per_call.json
 	$(BIN)/python benchmarks/dask_route.py    # issue 13: our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
+
+# The CPU guard's baseline (benchmarks/baseline.json): each process's CPU per trivial call as a
+# multiple of the same-run floor; benchmarks/test_cpu_guard.py fails above 1.5x of it. Run it on a
+# quiet machine after an intended change of the hot path's cost, and commit the file.
+bench-baseline: $(STAMP) system-deps $(GATEWAY_JAR)
+	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --write-baseline
 
 # 10 minutes (PY3SIDECAR_SOAK_SECONDS to shorten): 8 callers, a worker SIGKILLed every 0.5 s,
 # hostile calls mixed in; fails on a lost/duplicated reply, `internal`, or RSS/fd/thread growth.
