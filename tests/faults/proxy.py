@@ -35,9 +35,18 @@ class _Pair:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the peer gets an RST, not a FIN."""
+    """Close with SO_LINGER 0: the peer gets an RST, not a FIN.
+
+    SHUT_RD first: the other pump thread may be blocked in recv() on this socket, and Linux
+    defers a close() (and so the RST) until that recv returns; SHUT_RD wakes it (recv gives
+    b"") and sends the peer nothing. Without it the RST goes out only when the peer next sends.
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:

@@ -36,10 +36,11 @@ reused, so a late reply can't be misread. CURVE is not offered from Jython: its 
 is Py4J over TLS.
 
 The JeroMQ transport (ZMQ_MECHANISM 'null'), with failover set (watch=True): a call that waits
-longer than PROBE_AFTER_MS sends a ping with id PROBE_ID on its own socket (again every PROBE_EVERY_MS once answered): JeroMQ 0.3.6 says
-nothing when a reset cuts a frame in half (its engine just stops reading), but the next send on
-that socket makes it notice (EVENT_DISCONNECTED), and a ping not answered within
-connect_timeout_ms means the link is gone: LinkLost at once, not DeadlineHit at the deadline.
+longer than PROBE_AFTER_MS sends a ping with id PROBE_ID on its own socket (again every
+PROBE_EVERY_MS once answered). A reset is seen at once (the monitor's EVENT_DISCONNECTED); a link
+that went silent (half-open: no FIN, no RST) only by a ping not answered within
+connect_timeout_ms: LinkLost then, not DeadlineHit at the deadline. The PLAIN dealer sees a
+reset or a close at once too; it sends no link checks (a silent link waits for the deadline).
 A reply that arrives while a ping is out is kept until the ping is answered: JeroMQ hands up the
 cut frame, zero-filled, just before it reports the disconnection.
 
@@ -461,8 +462,7 @@ class ZmqTransport(object):
             if reply is None:
                 raise DeadlineHit('no reply from the sidecar at %s before the deadline'
                                   % self.endpoint)
-            reply = _checked(check, reply)  # before the connection is pooled again
-            ok = True
+            ok = True  # checked above (watched: by the link check), before it is pooled again
             return reply
         finally:
             if ok and not self._closed and self._idle.size() < self.max_idle:
