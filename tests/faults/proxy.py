@@ -28,10 +28,11 @@ REQUEST, REPLY = "request", "reply"
 
 
 class _Pair:
-    __slots__ = ("caller", "upstream", "dead")
+    __slots__ = ("caller", "upstream", "dead", "cut")
 
     def __init__(self, caller: socket.socket, upstream: socket.socket, dead: bool) -> None:
         self.caller, self.upstream, self.dead = caller, upstream, dead
+        self.cut = False  # reset by the proxy: the other pump must not pass a FIN on first
 
 
 def _reset(sock: socket.socket) -> None:
@@ -164,7 +165,7 @@ class FaultProxy:
             while True:
                 data = src.recv(65536)
                 if not data:
-                    if not pair.dead:
+                    if not pair.dead and not pair.cut:
                         dst.shutdown(socket.SHUT_WR)  # pass the FIN on
                     return
                 if pair.dead:
@@ -181,6 +182,7 @@ class FaultProxy:
                     time.sleep(self._latency)  # the fault itself, not a synchronisation
                 if cut:
                     dst.sendall(data[:len(data) // 2])
+                    pair.cut = True
                     _reset(pair.caller)
                     _reset(pair.upstream)
                     with self._cond:

@@ -49,4 +49,4 @@ def test_an_armed_reset_reaches_both_ends_at_once(direction):
             assert (len(got), how) == (50, "reset"), "the receiver must get half, then an RST"
             assert _read_until_closed(sender) == (b"", "reset"), "the sender must get an RST"
             assert time.monotonic() - t0 < WAIT / 2
-            assert proxy.resets == 1
+            assert proxy.wait_reset(1, WAIT)  # counted just after the RSTs went out
