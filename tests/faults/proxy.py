@@ -28,16 +28,26 @@ REQUEST, REPLY = "request", "reply"
 
 
 class _Pair:
-    __slots__ = ("caller", "upstream", "dead")
+    __slots__ = ("caller", "upstream", "dead", "cut")
 
     def __init__(self, caller: socket.socket, upstream: socket.socket, dead: bool) -> None:
         self.caller, self.upstream, self.dead = caller, upstream, dead
+        self.cut = False  # reset by the proxy: the other pump must not pass a FIN on first
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with SO_LINGER 0: the peer gets an RST, not a FIN."""
+    """Close with SO_LINGER 0: the peer gets an RST, not a FIN.
+
+    SHUT_RD first: the other pump thread may be blocked in recv() on this socket, and Linux
+    defers a close() (and so the RST) until that recv returns; SHUT_RD wakes it (recv gives
+    b"") and sends the peer nothing. Without it the RST goes out only when the peer next sends.
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:
@@ -155,7 +165,7 @@ class FaultProxy:
             while True:
                 data = src.recv(65536)
                 if not data:
-                    if not pair.dead:
+                    if not pair.dead and not pair.cut:
                         dst.shutdown(socket.SHUT_WR)  # pass the FIN on
                     return
                 if pair.dead:
@@ -172,6 +182,7 @@ class FaultProxy:
                     time.sleep(self._latency)  # the fault itself, not a synchronisation
                 if cut:
                     dst.sendall(data[:len(data) // 2])
+                    pair.cut = True
                     _reset(pair.caller)
                     _reset(pair.upstream)
                     with self._cond:

@@ -40,7 +40,8 @@ def test_bundle_files(bundle):
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/datasets",
                    "py3sidecar/decoder", "py3sidecar/valuepath", "py3sidecar/transport",
-                   "py3sidecar/breaker", "py3sidecar/healthpoll", "py3sidecar/gatewayroute",
+                   "py3sidecar/zmtp", "py3sidecar/breaker", "py3sidecar/healthpoll",
+                   "py3sidecar/gatewayroute",
                    "py3sidecar/client", "py3sidecar/background", "py3sidecar/endpoints",
                    "py3sidecar/selftest"):
         for leaf in ("code.py", "resource.json"):
@@ -59,7 +60,8 @@ def test_bundle_files(bundle):
     assert parent["parent"] == "py3sidecar" and parent["inheritable"] is False, parent
     # gateway-only modules (they need the gateway's jars) say so; the facade runs everywhere
     for module, scope in (("python3", "A"), ("py3sidecar/codec", "G"),
-                          ("py3sidecar/transport", "G"), ("py3sidecar/gatewayroute", "A")):
+                          ("py3sidecar/transport", "G"), ("py3sidecar/zmtp", "G"),
+                          ("py3sidecar/gatewayroute", "A")):
         meta = json.loads((bundle / "project" / "ignition" / "script-python" / module
                            / "resource.json").read_text())
         assert meta["scope"] == scope, (module, meta["scope"])

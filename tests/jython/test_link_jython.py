@@ -1,14 +1,18 @@
-"""The python3 library's JeroMQ link under real Jython 2.7 (issue 19, smaller findings):
+"""The python3 library's ZeroMQ link under real Jython 2.7 (issue 19, smaller findings):
 
 - a reply whose ``id`` is not the request's (or a success with ``id: null``) is a link error
   (``python3.Unavailable``, ``sent: True``), checked before the socket goes back to the pool:
   that socket is dropped, the next call goes out on a new one;
-- with failover set, a connection reset in the middle of the reply ends the call at once
-  (``LinkLost``, then the next sidecar), not after the whole deadline.
+- a connection reset in the middle of the reply ends the call at once (``LinkLost``; with
+  failover set, then the next sidecar), not after the whole deadline: on the default transport
+  (ZMTP/3.0 PLAIN, the helper jar's dealer), with and without failover, and on JeroMQ
+  (ZMQ_MECHANISM 'null', with failover); and on JeroMQ with failover, a link that goes silent
+  (half-open: no FIN, no RST) ends the call once a link-check ping goes unanswered.
 
-The wrong replies come from a TEST DOUBLE of a sidecar: a pyzmq ROUTER on loopback that answers
-as the test tells it and records each caller's routing identity (one per JeroMQ socket). The
-reset comes from the fault-injecting proxy (tests/faults/proxy.py) in front of a real sidecar.
+The wrong replies come from a TEST DOUBLE of a sidecar: a pyzmq ROUTER on loopback (a PLAIN
+server) that answers as the test tells it and records each caller's routing identity (one per
+connection). The reset comes from the fault-injecting proxy (tests/faults/proxy.py) in front of
+a real sidecar (PLAIN) and in front of a second, NULL-mechanism test double (JeroMQ).
 Cases: tests/jython/jy/cases_link.py, in one JVM.
 """
 from __future__ import annotations
@@ -37,22 +41,25 @@ CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0}
 class ScriptedPeer:
     """TEST DOUBLE of a sidecar's ROUTER: answers each request as ``mode`` says.
 
-    ok: the request's id; wrong: another id; null: a success with ``id: null``; null-error: a
+    ok: the request's id; long: the same with a 200-byte value (over the proxy's 24-byte cut);
+    wrong: another id; null: a success with ``id: null``; null-error: a
     ``bad_request`` with ``id: null`` (what a sidecar sends when it could not read a request).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool = True) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
-        # A PLAIN server as the sidecar's front is (pyzmq's ZAP handler, the library's token),
-        # so the library's default ZeroMQ transport (ZMTP/3.0 PLAIN) reaches it.
-        from zmq.auth.thread import ThreadAuthenticator
+        self.auth = None
+        if plain:
+            # A PLAIN server as the sidecar's front is (pyzmq's ZAP handler, the library's
+            # token), so the library's default ZeroMQ transport (ZMTP/3.0 PLAIN) reaches it.
+            from zmq.auth.thread import ThreadAuthenticator
 
-        self.auth = ThreadAuthenticator(self.ctx)
-        self.auth.start()
-        self.auth.configure_plain(domain="*", passwords={"py3sidecar": "peer-token"})
-        self.sock.plain_server = True
+            self.auth = ThreadAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_plain(domain="*", passwords={"py3sidecar": "peer-token"})
+            self.sock.plain_server = True
         self.sock.bind("tcp://127.0.0.1:0")
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.mode = "ok"
@@ -70,6 +77,8 @@ class ScriptedPeer:
         if self.mode == "null-error":
             return {"id": None, "ok": False, "error": {"kind": "bad_request", "type": None,
                                                        "message": "unreadable", "traceback": None}}
+        if self.mode == "long":
+            return {"id": rid, "ok": True, "value": "fake" * 50}
         return {"id": rid, "ok": True, "value": "fake"}
 
     def serve(self) -> None:
@@ -85,7 +94,8 @@ class ScriptedPeer:
         self.closed.set()
         self.thread.join(10)
         self.sock.close(0)
-        self.auth.stop()
+        if self.auth is not None:
+            self.auth.stop()
         self.ctx.term()
 
 
@@ -95,11 +105,16 @@ def link_run(tmp_path_factory):
     sidecar.start()
     proxy = FaultProxy(sidecar.port)
     peer = ScriptedPeer()
+    null_peer = ScriptedPeer(plain=False)  # an older, NULL-mechanism front: JeroMQ reaches it
+    null_peer.mode = "long"
+    null_proxy = FaultProxy(int(null_peer.endpoint.rsplit(":", 1)[1]))
+    proxies = {"sidecar": proxy, "null": null_proxy}
 
     def control(request: dict[str, Any]) -> Any:
         cmd = request["cmd"]
         if cmd == "info":
             return {"peer_endpoint": peer.endpoint, "proxy_endpoint": proxy.endpoint,
+                    "null_proxy_endpoint": null_proxy.endpoint,
                     "token_file": str(sidecar.runtime_dir / "token"),
                     "nobody_endpoint": f"tcp://127.0.0.1:{free_port()}"}
         if cmd == "figure":
@@ -111,12 +126,15 @@ def link_run(tmp_path_factory):
         if cmd == "identities":
             return list(peer.identities)
         if cmd == "reset-reply":
-            proxy.resets = 0
-            proxy.reset_next(REPLY)
+            proxies[request["which"]].resets = 0
+            proxies[request["which"]].reset_next(REPLY)
+            return None
+        if cmd == "half-open":
+            proxies[request["which"]].half_open()
             return None
         if cmd == "heal":
-            proxy.heal()
-            return proxy.resets
+            proxies[request["which"]].heal()
+            return proxies[request["which"]].resets
         raise ValueError(f"unknown control command {cmd!r}")
 
     try:
@@ -124,6 +142,8 @@ def link_run(tmp_path_factory):
                                 control=control)
     finally:
         peer.close()
+        null_proxy.close()
+        null_peer.close()
         proxy.close()
         sidecar.stop()
     return results

@@ -73,9 +73,9 @@ def test_facade_reaches_the_wire_only_through_the_library_modules() -> None:
     code = "\n".join(line for line in FACADE.read_text().splitlines()
                      if not line.lstrip().startswith("#"))
     code = re.sub(r'"""[\s\S]*?"""', "", code)  # docstrings may name what they explain
-    for internal in ("py3sidecar.transport", "py3sidecar.breaker", "py3sidecar.codec",
-                     "py3sidecar.datasets", "py3sidecar.decoder", "py3sidecar.valuepath",
-                     "getGlobals", "import java"):
+    for internal in ("py3sidecar.transport", "py3sidecar.zmtp", "py3sidecar.breaker",
+                     "py3sidecar.codec", "py3sidecar.datasets", "py3sidecar.decoder",
+                     "py3sidecar.valuepath", "getGlobals", "import java"):
         assert internal not in code, f"{internal} belongs in py3sidecar.client"
 
 

@@ -1,5 +1,6 @@
-"""Link cases: the python3 library over JeroMQ against a scripted peer (wrong and null reply ids)
-and, with failover set, through a proxy that resets the connection in the middle of a reply.
+"""Link cases: the python3 library over ZeroMQ (PLAIN, the default) against a scripted peer (wrong
+and null reply ids), and through a proxy that resets the connection in the middle of a reply
+(PLAIN with and without failover; JeroMQ, ZMQ_MECHANISM 'null', with failover).
 
 Run by test_link_jython.py, which serves the CTL requests (the peer's mode and the identities
 of the sockets it saw; the proxy's reset). Every wait has a deadline; nothing sleeps to
@@ -77,35 +78,91 @@ def test_a_failure_with_a_null_id_is_still_the_sidecars_answer():
     assert len(set(ids)) == 1, ('an answered socket is kept', ids)
 
 
-def test_with_failover_a_reset_mid_reply_ends_at_once():
+def _reset_mid_reply_ends_at_once(which, failover, expr, **overrides):
+    """A call whose reply the proxy `which` cuts in half, then resets: Unavailable at once."""
     backup = {'NAME': 'backup', 'ZMQ_ENDPOINT': INFO['nobody_endpoint'], 'TOKEN': 'unused'}
-    at_peer(ZMQ_ENDPOINT=INFO['proxy_endpoint'], TOKEN=None, TOKEN_FILE=INFO['token_file'],
-            DEFAULT_TIMEOUT_MS=TIMEOUT_MS, CLIENT_GRACE_MS=GRACE_MS, CONNECT_TIMEOUT_MS=300,
-            BREAKER_OPEN_MS=1000, FAILOVER_SIDECARS=[backup])
-    assert p3().execute('6 * 7') == 42
-    ctl(cmd='reset-reply')
+    settings = dict(DEFAULT_TIMEOUT_MS=TIMEOUT_MS, CLIENT_GRACE_MS=GRACE_MS,
+                    CONNECT_TIMEOUT_MS=300, BREAKER_OPEN_MS=1000,
+                    FAILOVER_SIDECARS=[backup] if failover else [])
+    settings.update(overrides)
+    at_peer(**settings)
+    first = p3().execute(expr)  # pools the connection whose reply is cut below
+    ctl(cmd='reset-reply', which=which)
     t0 = time.time()
     try:
-        e = raises(p3().Python3Error, p3().execute, "'x' * 200")
+        e = raises(p3().Python3Error, p3().execute, expr)
     finally:
-        resets = ctl(cmd='heal')
+        resets = ctl(cmd='heal', which=which)
     took = time.time() - t0
-    ctl(cmd='figure', name='seconds_to_unavailable_after_reset_mid_reply', value=round(took, 3))
+    ctl(cmd='figure', name='seconds_to_unavailable_after_reset_mid_reply_%s_%s'
+        % (which, 'failover' if failover else 'alone'), value=round(took, 3))
     assert resets == 1, 'the proxy did not cut the reply'
     assert isinstance(e, p3().Unavailable), (type(e).__name__, str(e))
-    assert 'lost' in ' '.join(e.details.get('failover') or []), e.details
-    # At once: the link check (PROBE_AFTER_MS), then the backup's 300 ms connect timeout; far
-    # from the 7 s the call would otherwise wait.
+    if failover:
+        assert 'lost' in ' '.join(e.details.get('failover') or []), e.details
+    else:
+        assert e.details.get('sent') is True and 'lost' in str(e), (e.details, str(e))
+    # At once: the reset (JeroMQ: at most the link check, PROBE_AFTER_MS), then the backup's
+    # 300 ms connect timeout; far from the 7 s the call would otherwise wait.
     assert took < 0.5 + 0.3 + SLACK_S, took
-    # The local sidecar is used again once the link is back (its breaker may be open: wait).
+    return first
+
+
+def _answered_again(call):
+    # The link is used again once it is back (its breaker may be open: wait).
     deadline = time.time() + 10
     while True:
         try:
-            if p3().callFull('operator:add', [20, 22])['sidecar'] == 'local':
-                break
+            if call():
+                return
         except p3().Unavailable:
             pass
         assert time.time() < deadline, p3().clientStatus()
+
+
+def test_with_failover_a_reset_mid_reply_ends_at_once():
+    # The default transport: ZMTP/3.0 PLAIN through the helper jar's dealer, a real sidecar.
+    assert _reset_mid_reply_ends_at_once(
+        'sidecar', True, "'x' * 200", ZMQ_ENDPOINT=INFO['proxy_endpoint'], TOKEN=None,
+        TOKEN_FILE=INFO['token_file']) == 'x' * 200
+    _answered_again(lambda: p3().callFull('operator:add', [20, 22])['sidecar'] == 'local')
+
+
+def test_without_failover_a_reset_mid_reply_ends_at_once():
+    assert _reset_mid_reply_ends_at_once(
+        'sidecar', False, "'x' * 200", ZMQ_ENDPOINT=INFO['proxy_endpoint'], TOKEN=None,
+        TOKEN_FILE=INFO['token_file']) == 'x' * 200
+    assert p3().execute('6 * 7') == 42
+
+
+def test_jeromq_with_failover_a_reset_mid_reply_ends_at_once():
+    # JeroMQ (ZMQ_MECHANISM 'null') against a NULL-mechanism peer: its link-check pings.
+    assert _reset_mid_reply_ends_at_once(
+        'null', True, '1', ZMQ_ENDPOINT=INFO['null_proxy_endpoint'], ZMQ_MECHANISM='null',
+        TOKEN='unused') == 'fake' * 50
+    _answered_again(lambda: p3().execute('1') == 'fake' * 50)  # the backup is nobody
+
+
+def test_jeromq_with_failover_a_silent_link_ends_at_the_link_check():
+    # The link-check pings: the peer vanishes (half-open, nothing is ever answered or closed),
+    # so only an unanswered ping (PROBE_AFTER_MS, then CONNECT_TIMEOUT_MS) can tell.
+    backup = {'NAME': 'backup', 'ZMQ_ENDPOINT': INFO['nobody_endpoint'], 'TOKEN': 'unused'}
+    at_peer(ZMQ_ENDPOINT=INFO['null_proxy_endpoint'], ZMQ_MECHANISM='null', TOKEN='unused',
+            DEFAULT_TIMEOUT_MS=TIMEOUT_MS, CLIENT_GRACE_MS=GRACE_MS, CONNECT_TIMEOUT_MS=300,
+            BREAKER_OPEN_MS=1000, FAILOVER_SIDECARS=[backup])
+    assert p3().execute('1') == 'fake' * 50
+    ctl(cmd='half-open', which='null')
+    t0 = time.time()
+    try:
+        e = raises(p3().Python3Error, p3().execute, '1')
+    finally:
+        ctl(cmd='heal', which='null')
+    took = time.time() - t0
+    ctl(cmd='figure', name='seconds_to_unavailable_on_a_silent_link_jeromq', value=round(took, 3))
+    assert isinstance(e, p3().Unavailable), (type(e).__name__, str(e))
+    assert 'link check' in ' '.join(e.details.get('failover') or []), e.details
+    assert 0.5 <= took < 0.5 + 0.3 + SLACK_S, took
+    _answered_again(lambda: p3().execute('1') == 'fake' * 50)  # on a new connection
 
 
 def test_with_failover_a_long_call_on_a_sound_link_is_answered():

@@ -25,6 +25,10 @@ def transport():
     return harness.MODULES['py3sidecar.transport']
 
 
+def zmtp():
+    return harness.MODULES['py3sidecar.zmtp']
+
+
 def _token(sidecar):
     f = open(sidecar['token_file'])
     try:
@@ -66,7 +70,7 @@ def test_plain_transport_is_served_small_and_large():
 
 def test_plain_wrong_token_is_refused_at_the_handshake():
     t = transport()
-    tr = t.PlainZmqTransport(PLAIN['endpoint'], 'wrong-token', 2000)
+    tr = zmtp().PlainZmqTransport(PLAIN['endpoint'], 'wrong-token', 2000)
     try:
         t0 = time.time()
         e = raises(t.AuthFailed, tr.request, _ping_bytes('wrong-token'), 2000)
@@ -84,7 +88,7 @@ def test_plain_wrong_token_is_refused_at_the_handshake():
 
 def test_idle_connection_the_sidecar_closed_is_replaced():
     t = transport()
-    tr = t.PlainZmqTransport(PLAIN['endpoint'], _token(PLAIN), 2000)
+    tr = zmtp().PlainZmqTransport(PLAIN['endpoint'], _token(PLAIN), 2000)
     try:
         assert tr.request(_ping_bytes(_token(PLAIN)), 2000) is not None
         idle = tr._idle.peek()
