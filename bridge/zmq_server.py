@@ -35,7 +35,9 @@ class ZmqFront:
         self.loop = loop
         self.security = security  # None: NULL (tests of the bare front only)
         if security is not None and on_refusal is not None:
-            security.on_refusal = on_refusal  # a handshake refused at ZAP: audited too
+            # A handshake refused by ZAP (its own thread): counted and audited in the loop.
+            security.on_refusal = lambda kind, peer: loop.call_soon_threadsafe(
+                lambda: on_refusal(kind, peer))
         self.handler = handler
         self.endpoint = endpoint
         self.max_message_bytes = max_message_bytes

@@ -145,7 +145,7 @@ class Service:
         if bridge.zmq.enabled:
             fronts.append(ZmqFront(self.loop, self.dispatch, bridge.zmq.endpoint,
                                    self.max_message, security=self.zmq_security(bridge.zmq),
-                                   on_refusal=self.audit.record))
+                                   on_refusal=self.front_refused))
         if bridge.py4j.enabled:  # the gateway's Jython side (python3 script library)
             fronts.append(Py4JFront(self.loop, self.dispatch, bridge.py4j.host,
                                     bridge.py4j.java_port, bridge.py4j.python_port,
@@ -155,7 +155,7 @@ class Service:
                                     tls_context=server_context(  # python3.bridge.py4j.tls
                                         bridge.py4j.tls.cert_file, bridge.py4j.tls.key_file)
                                     if bridge.py4j.tls.enabled else None,
-                                    pass_peer=True, on_refusal=self.audit.record))
+                                    pass_peer=True, on_refusal=self.front_refused))
         check_token_strength(self.token, runtime_folder.token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])
@@ -362,6 +362,12 @@ class Service:
             self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return None
         return request
+
+    def front_refused(self, kind: str, peer: str) -> None:
+        """A front refused a peer before any request (a wrong token at the ZeroMQ handshake or
+        in py4j's auth command, a malformed ZeroMQ message): counted and audited."""
+        self.metrics.count_refused(kind)
+        self.audit.record(kind, peer)
 
     def refuse(self, reply: Callable[[bytes], None], rid: Any, kind: str, message: str) -> None:
         self.metrics.count_refused(kind)

@@ -24,6 +24,13 @@ class StaleRepliesPeer:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.linger = 0
+        # A PLAIN server as a sidecar's front is (the client authenticates at the handshake).
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self.auth = ThreadAuthenticator(self.ctx)
+        self.auth.start()
+        self.auth.configure_plain(domain="*", passwords={"py3sidecar": "t"})
+        self.sock.plain_server = True
         self.sock.bind("tcp://127.0.0.1:0")
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.stale_sent = 0
@@ -47,6 +54,7 @@ class StaleRepliesPeer:
         self.stop.set()
         self.thread.join(10)
         self.sock.close(0)
+        self.auth.stop()
         self.ctx.term()
 
 
