@@ -37,8 +37,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
-$(GATEWAY_JAR): $(JAVA_SOURCES) sidecar/gateway_jar.py | $(STAMP) system-deps
-	$(BIN)/python -m sidecar.gateway_jar $@
+$(GATEWAY_JAR): $(JAVA_SOURCES) sidecar/deploy/gateway_jar.py | $(STAMP) system-deps
+	$(BIN)/python -m sidecar.deploy.gateway_jar $@
 
 gateway-jar: $(GATEWAY_JAR)
 

@@ -168,7 +168,7 @@ def drain(sock: zmq.Socket, book: Book, late: list[int]) -> None:
             late[0] += 1
 
 
-WORKER_COMMANDS = ("sidecar.worker", "sidecar.template_server")
+WORKER_COMMANDS = ("sidecar.worker.main", "sidecar.process.template_server")
 
 
 def killer(pid: int, stop: threading.Event, kills: list[int]) -> None:

@@ -14,8 +14,8 @@ import zmq
 
 from benchmarks.conftest import FIGURES, LINES, RATIOS, record
 from bridge.zmq_server import ZmqFront
-from sidecar.audit import AuditFile, AuditLog, AuditWriter
-from sidecar.metrics import MeteredCall, Metrics
+from sidecar.observability.audit import AuditFile, AuditLog, AuditWriter
+from sidecar.observability.metrics import MeteredCall, Metrics
 from sidecar.testing import SidecarProcess
 
 RATIOS.extend([

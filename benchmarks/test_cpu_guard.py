@@ -1,5 +1,5 @@
-"""Covers: the hot execution path's CPU per process (sidecar/service.py, sidecar/pool.py,
-sidecar/worker.py, bridge/client.py, the Jython library): the guard the design card asks for.
+"""Covers: the hot execution path's CPU per process (sidecar/service.py, sidecar/pool/local.py,
+sidecar/worker/main.py, bridge/client.py, the Jython library): the guard the design card asks for.
 
 Each process's CPU per trivial call, as a multiple of the same-run floor
 (benchmarks/cpu_per_call.py), must stay within 1.5x of the committed baseline

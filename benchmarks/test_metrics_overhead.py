@@ -5,8 +5,8 @@ observed as it is answered) against a plain Call, both against an execute round 
 import urllib.request
 
 from benchmarks.conftest import FIGURES, LINES, RATIOS, record
-from sidecar.call import Call
-from sidecar.metrics import MeteredCall, Metrics
+from sidecar.observability.metrics import MeteredCall, Metrics
+from sidecar.pool.call import Call
 
 RATIOS.append(("MeteredCall vs Call (create + answer)", "metered_answer", "plain_answer"))
 METRICS = Metrics()

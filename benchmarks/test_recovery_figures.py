@@ -57,7 +57,8 @@ def member_pid(client):
 @pytest.mark.parametrize("spares", [1, 0], ids=["warm-spare", "no-spare"])
 def test_time_to_recover_after_sigkill(tmp_path, spares, spawn):
     """Both spawn modes in the same run (python3.worker.spawn): plain starts a Python per
-    worker, template forks it from a warm process that did the preload (sidecar.template)."""
+    worker, template forks it from a warm process that did the preload
+    (sidecar.process.template)."""
     kills = KILLS if spares else max(10, KILLS // 4)
     config = {"pool": {"initial-size": 1, "min-size": 1, "spares": spares,
                        "max-restarts": 100000}, "worker": {"spawn": spawn},

@@ -72,8 +72,8 @@ def extend_map_encoded(data: bytes, added: int, tail: bytes) -> bytes:
 
 # ---------------------------------------------------------------- the worker's success reply
 
-# A worker's success reply (``sidecar.worker.Worker.run_call``) is a 6-member fixmap whose first
-# members are ok: true, ms and cpu, the two times float64s at fixed offsets. The sidecar
+# A worker's success reply (``sidecar.worker.main.Worker.run_call``) is a 6-member fixmap whose
+# first members are ok: true, ms and cpu, the two times float64s at fixed offsets. The sidecar
 # forwards it without decoding the value: a new header, id, worker, then the worker's members.
 _OK_PREFIX = b"\x86\xa2ok\xc3\xa2ms\xcb"
 _CPU_KEY = b"\xa3cpu\xcb"

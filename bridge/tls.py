@@ -4,7 +4,7 @@ the check that tells an operator, before anything listens, what is wrong with th
 Owns: ``server_context`` (TLS 1.2 at least, no renegotiation, no compression) and
 ``cert_problem`` (the advice for a missing, unreadable or mismatched file, naming the config
 key, never the key's content). Must not touch: sockets and handshakes (each front drives its
-own: ``py4j_tls`` on the loop, ``sidecar.http_server`` in its threads), config parsing.
+own: ``py4j_tls`` on the loop, ``sidecar.http.server`` in its threads), config parsing.
 """
 
 from __future__ import annotations

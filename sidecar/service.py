@@ -42,24 +42,25 @@ from bridge.py4j_server import Py4JFront
 from bridge.tls import server_context
 from bridge.token import check_token_strength, ensure_token
 from bridge.zmq_server import ZmqFront
-from sidecar import runtime_folder, settings
-from sidecar.alerting import build_alerts
-from sidecar.audit import OPERATOR_OPS, build_audit
-from sidecar.collector import SidecarCollector, scrape_view
-from sidecar.config import Config
-from sidecar.diagnostics import Diagnostics, Pending
-from sidecar.emf import build_emf, own_rss
-from sidecar.fallback import build_chain
-from sidecar.http import HttpFront
+from sidecar import runtime_folder
+from sidecar.alerts.manager import build_alerts
+from sidecar.config import settings
+from sidecar.config.model import Config
+from sidecar.config.serve_checks import is_loopback  # config --check runs the same checks
+from sidecar.http.handler import HttpFront
 from sidecar.loop import Loop
-from sidecar.metrics import MeteredCall, Metrics
-from sidecar.notify import SystemdNotify
-from sidecar.pools import NamedPools, build_primary
-from sidecar.quarantine import Quarantine, quarantine_op, refusal
-from sidecar.redaction import redact_secrets
-from sidecar.serve_checks import is_loopback  # config --check runs the same checks
-from sidecar.stacks import remove_stack_root
-from sidecar.views import alert_state
+from sidecar.observability.audit import OPERATOR_OPS, build_audit
+from sidecar.observability.collector import SidecarCollector, scrape_view
+from sidecar.observability.diagnostics import Diagnostics, Pending
+from sidecar.observability.emf import build_emf, own_rss
+from sidecar.observability.metrics import MeteredCall, Metrics
+from sidecar.observability.redaction import redact_secrets
+from sidecar.observability.views import alert_state
+from sidecar.platform.sd_notify import SystemdNotify
+from sidecar.process.stacks import remove_stack_root
+from sidecar.routing.chain import build_chain
+from sidecar.routing.quarantine import Quarantine, quarantine_op, refusal
+from sidecar.routing.registry import NamedPools, build_primary
 
 log = logging.getLogger("py3sidecar.service")
 
@@ -81,7 +82,7 @@ class Service:
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
         # The primary pool (python3.pool, worker, ...) and the named ones (python3.pools): each
-        # a supervised local pool or a Dask cluster (sidecar/pools.py).
+        # a supervised local pool or a Dask cluster (sidecar/routing/registry.py).
         self.primary = build_primary(self.loop, config, str(self.stack_root or ""))
         self.pool = self.primary.pool
         self.resources, self.recovery = self.primary.resources, self.primary.recovery
@@ -102,8 +103,9 @@ class Service:
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
-        self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http.py)
-        self.audit = build_audit(config, self.token_file, self.metrics.registry)  # sidecar/audit.py
+        self.wire_metrics()  # python3.http: /metrics, /health, /dashboard (sidecar/http/handler.py)
+        # sidecar/observability/audit.py
+        self.audit = build_audit(config, self.token_file, self.metrics.registry)
         http = config.python3.http
         self.http = HttpFront(  # python3.http.tls: HTTPS; the pool, header deadline, hosts
             self, http.host, http.port, max_connections=http.max_connections,
@@ -257,7 +259,8 @@ class Service:
         log.info("py3sidecar stopped")
 
     def wire_metrics(self) -> None:
-        """Observation hooks (sidecar/metrics.py): one per call, the rest read at scrape time."""
+        """Observation hooks (sidecar/observability/metrics.py): one per call, the rest read at
+        scrape time."""
         self.metrics = Metrics(self.loop.clock)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
         pools = [self.pool] + [named.pool for named in self.named.local.values()]
@@ -449,9 +452,9 @@ class Service:
                 "recovery": pool.pop("recovery"), "watchdog": pool.pop("watchdog"),
                 "breakers": breakers, "fallback": self.chain.snapshot(),
                 "quarantine": self.quarantine.snapshot(), "reload": pool.pop("reload"),
-                "audit": self.audit.snapshot(),  # sidecar/audit.py
+                "audit": self.audit.snapshot(),  # sidecar/observability/audit.py
                 "alerts": self.alerts.snapshot(), "cloudwatch": self.emf.view(),
-                "monitoring": {**self.metrics.recent_summary(),  # sidecar/metrics.py
+                "monitoring": {**self.metrics.recent_summary(),  # sidecar/observability/metrics.py
                                "alerts": alert_state(self.recent_alerts)}}
 
     def op_breaker(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -473,9 +476,11 @@ class Service:
                 "events": self.chain.events[-10:]}
 
     def op_diag(self, request: dict[str, Any]) -> Any:
-        """``diag`` op: ``command`` (and ``args``); the table is in sidecar/diagnostics.py. The
-        value may be a ``Pending`` (performance, threads, memory --top): ``.then(callback)``."""
+        """``diag`` op: ``command`` (and ``args``); the table is in
+        sidecar/observability/diagnostics.py. The value may be a ``Pending`` (performance, threads,
+        memory --top): ``.then(callback)``."""
         return self.diagnostics.run(request)
 
     def diag_config(self) -> dict[str, Any]:
-        return redact_secrets(self.config.model_dump(by_alias=True))  # sidecar/redaction.py
+        # sidecar/observability/redaction.py
+        return redact_secrets(self.config.model_dump(by_alias=True))

@@ -2,7 +2,7 @@
 through PYTHONPATH (this folder), so the library itself carries no probe.
 
 Inert unless PY3SIDECAR_PROFILE_DIR is set. Then, in ``python -m sidecar serve`` and
-``python -m sidecar.worker`` only, it wraps a few functions on a call's path (by name: a target
+``python -m sidecar.worker.main`` only, it wraps a few functions on a call's path (by name: a target
 that has moved is skipped and reported) with ``time.perf_counter_ns()`` stamps (CLOCK_MONOTONIC:
 one clock for every process of the machine), and writes them to ``<dir>/<role>-<pid>.json``
 when the process ends (``os._exit`` included). Module-level functions that other modules import
@@ -19,7 +19,7 @@ DIR = os.environ.get("PY3SIDECAR_PROFILE_DIR", "")
 
 def _role():
     argv = getattr(sys, "orig_argv", [])
-    if "sidecar.worker" in argv:
+    if "sidecar.worker.main" in argv:
         return "worker"
     if "sidecar" in argv and "serve" in argv:
         return "sidecar"
@@ -68,7 +68,8 @@ class Probes:
 
     def install_worker(self):
         from bridge import codec
-        from sidecar import channel, isolation
+        from sidecar import channel
+        from sidecar.worker import isolation
 
         self.around(channel, "read_frame", "w.read", when_result=lambda r: r is not None)
         self.around(codec, "unpackb", "w.decode")
@@ -78,7 +79,8 @@ class Probes:
 
     def install_sidecar(self):
         from bridge import codec, zmq_server
-        from sidecar import channel, process
+        from sidecar import channel
+        from sidecar.process import spawn as process
 
         stamp, add = self.stamp, self.add
         original_init = zmq_server.ZmqFront.__init__

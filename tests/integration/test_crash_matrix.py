@@ -3,7 +3,7 @@
 Every cell names the kind the caller gets (the table in docs/architecture.md, "Crash matrix"),
 and after every cell the next call succeeds on a pool back at full strength. "run" is the
 user's own code; the other points are reached through the worker's test hooks
-(``sidecar.testhooks``, armed only here via ``PY3SIDECAR_TEST_HOOK_DIR``): the test drops the
+(``sidecar.worker.testhooks``, armed only here via ``PY3SIDECAR_TEST_HOOK_DIR``): the test drops the
 crash code in ``<point>.py``, one worker claims it at that point and runs it once.
 """
 

@@ -14,9 +14,9 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from bridge import codec  # noqa: E402
-from sidecar.call import Call  # noqa: E402
-from sidecar.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
 from sidecar.loop import Loop  # noqa: E402
+from sidecar.pool.call import Call  # noqa: E402
+from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -2,7 +2,7 @@
 (a scheduler and worker processes): calls routed by ``pool``, the same error kinds as a local
 pool, the cluster's health in ``health.pools`` and ``/metrics``, and the sidecar serving its
 other pools while the scheduler is gone.
-(``sidecar/dask_pool.py`` alone, inside a bare loop: ``test_dask_pool.py``.)
+(``sidecar/routing/dask_pool.py`` alone, inside a bare loop: ``test_dask_pool.py``.)
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def test_user_exception_has_type_message_traceback_and_worker_lives(client):
     assert err.remote_type == "KeyError"
     assert "missing tag" in err.message
     assert "inner()" in err.traceback and "raise KeyError('missing tag')" in err.traceback
-    assert "sidecar/worker.py" not in err.traceback
+    assert "sidecar/worker/main.py" not in err.traceback
     pids = {client.execute("import os; os.getpid()").value for _ in range(10)}
     assert first in pids  # the worker that raised is still serving
 

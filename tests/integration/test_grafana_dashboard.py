@@ -7,10 +7,11 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.bundle import build_bundle
+from sidecar.deploy.bundle import build_bundle
 from sidecar.testing import SidecarProcess
 
-DASHBOARD = Path(__file__).resolve().parents[2] / "sidecar" / "grafana" / "py3sidecar.json"
+DASHBOARD = (Path(__file__).resolve().parents[2] / "sidecar" / "observability" / "grafana"
+             / "py3sidecar.json")
 METRIC = re.compile(r"\bpy3sidecar_[a-z0-9_]+")
 
 

@@ -1,6 +1,7 @@
 """A call that imports numpy/pandas for the first time keeps its worker: the numeric libraries'
-thread pools are one thread each in workers (``sidecar.process.LIBRARY_THREADS``), so the import
-leaves no thread behind and the worker is not recycled after every such call. A pool size set in
+thread pools are one thread each in workers (``sidecar.process.spawn.LIBRARY_THREADS``), so the
+import leaves no thread behind and the worker is not recycled after every such call. A pool size set
+in
 ``python3.worker.env`` is the user's."""
 
 import pytest

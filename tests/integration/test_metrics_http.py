@@ -259,7 +259,7 @@ def test_breaker_state_and_fallback_use_by_strategy():
 def test_a_stuck_loop_makes_livez_503_and_the_scrape_says_so(tmp_path, monkeypatch):
     """A real Service whose loop never runs (as if stuck in a handler): HTTP still answers,
     within its deadline, and says the loop is not answering."""
-    from sidecar import config
+    from sidecar.config import model as config
     from sidecar.service import Service
     from sidecar.testing import free_port
 

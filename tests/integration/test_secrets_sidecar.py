@@ -1,8 +1,8 @@
-"""Covers: sidecar.redaction, sidecar.alert_channels, sidecar.config, sidecar.cli (serve,
-config --check), bridge.py4j_connection, against a real sidecar: `diag config`, health, /metrics,
-the dashboard and the log show no secret (by key or by value), a channel is named `json#0`, a
-channel URL apprise cannot use is refused naming its key, a short token is refused when a front
-listens beyond loopback, a junk py4j line is logged by size only."""
+"""Covers: sidecar.observability.redaction, sidecar.alerts.channels, sidecar.config.model,
+sidecar.cli.commands (serve, config --check), bridge.py4j_connection, against a real sidecar: `diag
+config`, health, /metrics, the dashboard and the log show no secret (by key or by value), a channel
+is named `json#0`, a channel URL apprise cannot use is refused naming its key, a short token is
+refused when a front listens beyond loopback, a junk py4j line is logged by size only."""
 
 import base64
 import json

@@ -95,7 +95,7 @@ def test_clean_stop_kills_what_calls_left_in_idle_workers_groups(tmp_path, lefto
         client = sidecar.client(timeout=10.0)
         # A long-lived grandchild in the worker's own process group; the call returns, so
         # its worker is idle when the sidecar stops.
-        # (A call that leaves a child recycles its worker, sidecar/isolation.py: the worker's
+        # (A call that leaves a child recycles its worker, sidecar/worker/isolation.py: the worker's
         # exit or the stop ends the child, whichever comes first.)
         grandchild, worker_pid, group = client.execute(
             "import os, subprocess\np = subprocess.Popen(['sleep', '1000']).pid\n"

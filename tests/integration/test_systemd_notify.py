@@ -132,6 +132,6 @@ def test_without_notify_socket_nothing_is_sent(tmp_path):
     ({}, None),
 ])
 def test_watchdog_interval_follows_sd_watchdog_enabled(environ, interval):
-    from sidecar.notify import watchdog_interval
+    from sidecar.platform.sd_notify import watchdog_interval
 
     assert watchdog_interval(environ, 4242) == interval

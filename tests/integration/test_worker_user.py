@@ -56,7 +56,7 @@ def worker_python(account: pwd.struct_passwd) -> tuple[str, dict[str, str]]:
     for python, env in ((sys.executable, {}), (f"/usr/bin/{version}", {"PYTHONPATH": site})):
         path = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
         try:
-            probe = subprocess.run([python, "-c", "import sidecar.worker, msgpack"],
+            probe = subprocess.run([python, "-c", "import sidecar.worker.main, msgpack"],
                                    user=account.pw_uid, group=account.pw_gid, extra_groups=[],
                                    cwd="/", env={"PYTHONPATH": path}, capture_output=True,
                                    timeout=60)

@@ -40,14 +40,14 @@ DOUBLES_JAR = REPO / "build" / "ignition-test-doubles.jar"
 
 def helper_jar() -> str:
     """The bundle's gateway helper jar (com.py3sidecar.gateway), built when stale."""
-    from sidecar import gateway_jar
+    from sidecar.deploy import gateway_jar
 
     return str(gateway_jar.ensure_jar())
 
 
 def doubles_jar() -> str:
     """The TEST DOUBLE of Ignition's BasicDataset, compiled for these tests only."""
-    from sidecar import gateway_jar
+    from sidecar.deploy import gateway_jar
 
     return str(gateway_jar.compile_jar(DOUBLES, DOUBLES_JAR, []))
 

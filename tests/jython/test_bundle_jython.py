@@ -69,7 +69,7 @@ def test_bundle_files(bundle):
     assert json.loads((bundle / "project" / "project.json").read_text())["inheritable"] is True
     import yaml
 
-    from sidecar.config import load
+    from sidecar.config.model import load
     shipped = yaml.safe_load((bundle / "config.yml").read_text())
     assert shipped["python3"]["worker"]["user"] == "py3sidecar-worker", shipped
     assert shipped["python3"]["bridge"]["token-group"] == "py3sidecar-clients", shipped
@@ -81,7 +81,7 @@ def test_bundle_files(bundle):
 
 
 def test_bundle_with_zmq_ships_jeromq(tmp_path):
-    from sidecar.bundle import build_bundle
+    from sidecar.deploy.bundle import build_bundle
     report = build_bundle(tmp_path / "b", zmq=True)
     if (jvm.JAVA_DIR / "jeromq.jar").exists():
         assert (tmp_path / "b" / "jars" / "jeromq.jar").exists()
@@ -90,7 +90,7 @@ def test_bundle_with_zmq_ships_jeromq(tmp_path):
 
 
 def test_bundle_names_a_missing_msgpack_jar(tmp_path):
-    from sidecar.bundle import build_bundle
+    from sidecar.deploy.bundle import build_bundle
     report = build_bundle(tmp_path / "b", java_dir=tmp_path / "no-java")
     assert any("msgpack-core.jar" in n and "libmsgpack-java" in n for n in report.notes)
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from sidecar.gateway_project import write_gateway_project
+from sidecar.deploy.gateway_project import write_gateway_project
 from sidecar.testing import PROJECT_ROOT, SidecarProcess
 
 from . import jvm

@@ -1,8 +1,8 @@
 """Test doubles for the pool's state-machine tests: a fake clock and a fake worker process.
 
 The pool, its lifecycle, the watchdog and recovery are the real classes, on a real ``Loop``
-driven by a fake clock; only the worker process (``sidecar.process.WorkerProcess``: a child, its
-pipes, its pidfd) is replaced, by ``FakeProcess``, which the test makes speak (``send``) and
+driven by a fake clock; only the worker process (``sidecar.process.spawn.WorkerProcess``: a child,
+its pipes, its pidfd) is replaced, by ``FakeProcess``, which the test makes speak (``send``) and
 die (``die``). Nothing here sleeps or spawns.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.codec import pack_raw
-from sidecar.events import POOL_EVENTS
 from sidecar.loop import Loop
-from sidecar.pool import STARTING, Pool, PoolSettings, WorkerHandle
-from sidecar.process import describe_exit
+from sidecar.pool.events import POOL_EVENTS
+from sidecar.pool.local import STARTING, Pool, PoolSettings, WorkerHandle
+from sidecar.process.spawn import describe_exit
 
 READY = pack_raw({"op": "ready"})
 # No pid of a live process (above the kernel's pid_max): psutil and /proc find nothing there.

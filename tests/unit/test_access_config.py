@@ -1,12 +1,12 @@
-"""python3.access.routed (sidecar/config_access.py): the keys, their defaults, and bad values
+"""python3.access.routed (sidecar/config/access.py): the keys, their defaults, and bad values
 named by key, as `serve` and `config --check` both read them."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidecar import settings
-from sidecar.config import ConfigError, load
+from sidecar.config import settings
+from sidecar.config.model import ConfigError, load
 
 
 def routed(body: str):
@@ -51,7 +51,7 @@ def test_a_bad_pattern_says_which_entry_and_what_to_write() -> None:
 
 
 def test_install_text_says_what_the_route_grants() -> None:
-    from sidecar.bundle import install_text
+    from sidecar.deploy.bundle import install_text
 
     text = install_text(user="ignition", python="/usr/bin/python3")
     assert "Security: the gateway route" in text

@@ -1,12 +1,13 @@
-"""The alert policy (sidecar/alerts.py) on a fake clock: grouping, repeats, resolution, the cap."""
+"""The alert policy (sidecar/alerts/policy.py) on a fake clock: grouping, repeats, resolution, the
+cap."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidecar.alert_channels import AlertChannels
-from sidecar.alerting import AlertManager
-from sidecar.alerts import AlertPolicy, Level, ThrottleSettings
+from sidecar.alerts.channels import AlertChannels
+from sidecar.alerts.manager import AlertManager
+from sidecar.alerts.policy import AlertPolicy, Level, ThrottleSettings
 from sidecar.loop import Loop
 
 
@@ -183,7 +184,7 @@ def test_bad_settings_and_levels_say_what_is_wrong() -> None:
 
 
 def test_config_alerts_and_cloudwatch_blocks_in_the_spec_shape() -> None:
-    from sidecar.config import ConfigError, load
+    from sidecar.config.model import ConfigError, load
 
     config = load(text="""
 python3:
@@ -213,7 +214,7 @@ python3:
 
 
 def test_a_channel_url_apprise_cannot_use_is_refused_naming_it() -> None:
-    from sidecar.alert_channels import Channel
+    from sidecar.alerts.channels import Channel
 
     with pytest.raises(ValueError, match=r"python3.alerts.channels.3.url: apprise cannot use "
                        "this nosuchservice:// URL") as err:

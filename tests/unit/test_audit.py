@@ -1,6 +1,6 @@
-"""sidecar/audit.py: what an audit line holds (and never holds), rotation by size, a full queue,
-a file that cannot be opened or written. A real writer thread and real files throughout; every
-wait has a deadline (``AuditLog.close`` joins the writer within one)."""
+"""sidecar/observability/audit.py: what an audit line holds (and never holds), rotation by size, a
+full queue, a file that cannot be opened or written. A real writer thread and real files throughout;
+every wait has a deadline (``AuditLog.close`` joins the writer within one)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sidecar.audit import AuditLog, build_audit
-from sidecar.config import ConfigError, load
+from sidecar.config.model import ConfigError, load
+from sidecar.observability.audit import AuditLog, build_audit
 from sidecar.testing import wait_until
 
 SECRET_CODE = "password = 'hunter2-SECRET-in-code'\nresult = password"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.bundle import build_bundle
-from sidecar.bundle_checks import check_interpreter, unreachable
+from sidecar.deploy.bundle import build_bundle
+from sidecar.deploy.bundle_checks import check_interpreter, unreachable
 
 
 @pytest.fixture

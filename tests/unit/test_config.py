@@ -1,7 +1,7 @@
 import pytest
 
-from sidecar import config
-from sidecar.config import ConfigError
+from sidecar.config import model as config
+from sidecar.config.model import ConfigError
 
 
 def test_embedded_default_is_valid_and_in_the_spec_shape():

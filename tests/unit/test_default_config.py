@@ -1,8 +1,8 @@
-"""default.yml against the models in sidecar/config.py: the models are the one truth.
+"""default.yml against the models in sidecar/config/model.py: the models are the one truth.
 
 default.yml is what ``py3sidecar config --print-default`` shows operators; these tests keep it
 equal to the models key by key (same keys, same values once parsed, a comment for each), and
-the components' own dataclass defaults equal to what ``sidecar.settings`` builds from the
+the components' own dataclass defaults equal to what ``sidecar.config.settings`` builds from the
 models, so no default can live in two places and disagree.
 """
 
@@ -17,17 +17,17 @@ import pytest
 import yaml
 
 from bridge.breaker import BreakerConfig
-from sidecar import settings
-from sidecar.alerts import ThrottleSettings
-from sidecar.config import DEFAULT_YAML, Config, ConfigError, Section, load
-from sidecar.emf import EmfSettings
-from sidecar.health import HealthSettings
-from sidecar.pool_settings import PoolSettings
-from sidecar.quarantine import QuarantineConfig
-from sidecar.recovery import RecoverySettings
-from sidecar.scaling import ScalingSettings
-from sidecar.score import ScoreConfig
-from sidecar.watchdog import WatchdogSettings
+from sidecar.alerts.policy import ThrottleSettings
+from sidecar.config import settings
+from sidecar.config.model import DEFAULT_YAML, Config, ConfigError, Section, load
+from sidecar.observability.emf import EmfSettings
+from sidecar.pool.settings import PoolSettings
+from sidecar.routing.quarantine import QuarantineConfig
+from sidecar.supervision.health import HealthSettings
+from sidecar.supervision.recovery import RecoverySettings
+from sidecar.supervision.scaling import ScalingSettings
+from sidecar.supervision.score import ScoreConfig
+from sidecar.supervision.watchdog import WatchdogSettings
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_-]+):(?P<rest>.*)$")
 

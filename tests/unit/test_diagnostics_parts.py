@@ -1,11 +1,11 @@
-"""Pieces of sidecar/diagnostics.py that need no sidecar: gather's deadline and shutdown, the
-history ring, reading the worker id from an encoded reply."""
+"""Pieces of sidecar/observability/diagnostics.py that need no sidecar: gather's deadline and
+shutdown, the history ring, reading the worker id from an encoded reply."""
 
 from __future__ import annotations
 
 from bridge.codec import pack_raw, splice_success
-from sidecar.call import Call
-from sidecar.diagnostics import CallHistory, first_line, gather, reply_worker
+from sidecar.observability.diagnostics import CallHistory, first_line, gather, reply_worker
+from sidecar.pool.call import Call
 
 
 class TimerDouble:

@@ -9,9 +9,9 @@ import pytest
 from bridge import protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, unpack_raw
-from sidecar.call import Call
-from sidecar.fallback import Attempt, FallbackChain, Strategy
 from sidecar.loop import Loop
+from sidecar.pool.call import Call
+from sidecar.routing.chain import Attempt, FallbackChain, Strategy
 
 
 class ScriptedStrategy(Strategy):

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from sidecar import config
-from sidecar.config import ConfigError
-from sidecar.fd_output import RECORD_OVERHEAD, FdOutput
+from sidecar.config import model as config
+from sidecar.config.model import ConfigError
+from sidecar.process.fd_output import RECORD_OVERHEAD, FdOutput
 
 
 class Clock:

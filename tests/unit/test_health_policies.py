@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sidecar.health import (
+from sidecar.supervision.health import (
     DEAD,
     DEGRADED,
     HEALTHY,
@@ -17,9 +17,9 @@ from sidecar.health import (
     HealthSettings,
     pool_status,
 )
-from sidecar.recovery import FailureType, classify_stack
-from sidecar.resources import LoadSample
-from sidecar.scaling import ScalingSettings, decide
+from sidecar.supervision.recovery import FailureType, classify_stack
+from sidecar.supervision.resources import LoadSample
+from sidecar.supervision.scaling import ScalingSettings, decide
 
 MiB = 1 << 20
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import pwd
 
-from sidecar.install_detect import detect, detect_version, find_gateway_unit
+from sidecar.install.detect import detect, detect_version, find_gateway_unit
 
 
 def tree(tmp_path, *, conf: bool = False, resources: bool = False, jar: str | None = None):

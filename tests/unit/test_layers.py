@@ -19,11 +19,14 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 # (file, import added after `from __future__ import annotations`, text the report must contain)
 FORBIDDEN = [
-    ("bridge/client.py", "import sidecar.fallback", "bridge.client -> sidecar.fallback"),
+    ("bridge/client.py", "import sidecar.routing.chain", "bridge.client -> sidecar.routing.chain"),
     ("bridge/client.py", "import bridge.zmq_server", "bridge.client -> bridge.zmq_server"),
-    ("sidecar/score.py", "import subprocess", "sidecar.score -> subprocess"),
-    ("sidecar/health.py", "import sidecar.pool", "sidecar.health -> sidecar.pool"),
-    ("sidecar/service.py", "import sidecar.cli", "sidecar.service -> sidecar.cli"),
+    ("sidecar/supervision/score.py", "import subprocess",
+     "sidecar.supervision.score -> subprocess"),
+    ("sidecar/supervision/health.py", "import sidecar.pool.local",
+     "sidecar.supervision.health -> sidecar.pool.local"),
+    ("sidecar/service.py", "import sidecar.cli.commands",
+     "sidecar.service -> sidecar.cli.commands"),
 ]
 
 

@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.loop import Loop
-from sidecar.metrics import (
+from sidecar.observability.metrics import (
     DURATION_BUCKETS,
     LoopHistogram,
     LoopUnresponsive,
@@ -17,7 +17,7 @@ from sidecar.metrics import (
     classify_restart,
     percentile,
 )
-from sidecar.views import alert_state
+from sidecar.observability.views import alert_state
 
 
 def test_ask_runs_in_the_loop_thread_and_has_a_deadline():
@@ -107,7 +107,7 @@ def test_alert_state_keeps_open_conditions_by_key():
 
 
 def test_http_config_defaults_and_errors_name_the_key():
-    from sidecar import config
+    from sidecar.config import model as config
 
     http = config.load().python3.http
     assert (http.enabled, http.host, http.port) == (True, "127.0.0.1", 5558)

@@ -1,5 +1,5 @@
 """``python3.pools``: what a named pool's config accepts and refuses (each message naming the key
-and the value), and the routes the chain gets from it (``sidecar.pools.chained_names``,
+and the value), and the routes the chain gets from it (``sidecar.routing.registry.chained_names``,
 ``FallbackChain.routes``)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from sidecar import config, settings
-from sidecar.pools import chained_names
+from sidecar.config import model as config
+from sidecar.config import settings
+from sidecar.routing.registry import chained_names
 
 
 def load(text: str) -> config.Config:

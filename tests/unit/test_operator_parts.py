@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from sidecar import log_ring
-from sidecar.cli_ops import split_own_options
-from sidecar.http_actions import SESSION_TTL, Sessions
-from sidecar.operations import ActionError
-from sidecar.packages import check_arguments, pool_interpreter
-from sidecar.pool_cards import member_counts
+from sidecar.cli.ops import split_own_options
+from sidecar.http.actions import SESSION_TTL, Sessions
+from sidecar.observability import log_ring
+from sidecar.observability.pool_cards import member_counts
+from sidecar.operator.operations import ActionError
+from sidecar.operator.packages import check_arguments, pool_interpreter
 
 
 def test_the_ring_keeps_the_last_lines_by_level_and_sequence() -> None:
@@ -101,7 +101,7 @@ def test_the_cli_takes_its_options_out_of_pips() -> None:
 
 
 def test_beyond_loopback_the_page_and_the_login_are_open_and_the_data_is_not() -> None:
-    from sidecar.http import HttpFront
+    from sidecar.http.handler import HttpFront
 
     front = HttpFront(service=None, host="0.0.0.0", port=0)  # never started: no socket
     for path in ("/dashboard", "/dashboard/console.js", "/api/session", "/livez"):

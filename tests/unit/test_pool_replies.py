@@ -10,10 +10,10 @@ from collections import deque
 import pytest
 
 from bridge.codec import pack_raw, unpack_raw
-from sidecar.call import Call
 from sidecar.loop import Loop
-from sidecar.pool import Pool, PoolSettings
-from sidecar.score import HealthScore, ScoreConfig
+from sidecar.pool.call import Call
+from sidecar.pool.local import Pool, PoolSettings
+from sidecar.supervision.score import HealthScore, ScoreConfig
 
 
 class WorkerDouble:

@@ -1,4 +1,4 @@
-"""The pool's state machine (sidecar/pool.py, sidecar/lifecycle.py) with fake processes.
+"""The pool's state machine (sidecar/pool/local.py, sidecar/pool/lifecycle.py) with fake processes.
 
 Real ``Pool`` and ``Loop``; the clock and the worker processes are test doubles
 (``pool_doubles``), so every transition is driven by the test: no sleeping, no children.
@@ -14,8 +14,9 @@ from pool_doubles import READY, PoolHarness, Sink, reply_ok
 
 from bridge import protocol
 from bridge.codec import unpack_raw
-from sidecar.call import Call
-from sidecar.events import (
+from sidecar.observability.metrics import Metrics
+from sidecar.pool.call import Call
+from sidecar.pool.events import (
     CallTimedOut,
     SparePromoted,
     WorkerExited,
@@ -23,9 +24,8 @@ from sidecar.events import (
     WorkerSpawned,
     route,
 )
-from sidecar.metrics import Metrics
-from sidecar.pool import BUSY, CHECKING, IDLE, MEMBER, SPARE, STOPPING
-from sidecar.worker_handle import WorkerState
+from sidecar.pool.local import BUSY, CHECKING, IDLE, MEMBER, SPARE, STOPPING
+from sidecar.pool.worker_handle import WorkerState
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from bridge.connection import (
     remove_connection_file,
     write_connection_file,
 )
-from sidecar import config
+from sidecar.config import model as config
 
 
 def test_py4j_defaults():

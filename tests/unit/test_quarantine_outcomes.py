@@ -8,10 +8,10 @@ import hashlib
 
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
-from sidecar.call import Call
-from sidecar.fallback import FallbackChain, Strategy
 from sidecar.loop import Loop
-from sidecar.quarantine import Quarantine, QuarantineConfig
+from sidecar.pool.call import Call
+from sidecar.routing.chain import FallbackChain, Strategy
+from sidecar.routing.quarantine import Quarantine, QuarantineConfig
 
 # A low-entropy argument: anyone who sees an unkeyed hash can try all 10 000 PINs.
 REQUEST = {"v": 1, "op": "call", "target": "plant.door:unlock", "args": [4711], "id": 1,

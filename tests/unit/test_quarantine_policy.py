@@ -7,19 +7,19 @@ import pytest
 from bridge import protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.codec import pack_raw, packb, unpack_raw
-from sidecar import quarantine as quarantine_module
-from sidecar.call import Call
-from sidecar.config import ConfigError, load
-from sidecar.fallback import FallbackChain, Strategy
+from sidecar.config.model import ConfigError, load
+from sidecar.config.settings import quarantine_config
 from sidecar.loop import Loop
-from sidecar.quarantine import (
+from sidecar.pool.call import Call
+from sidecar.routing import quarantine as quarantine_module
+from sidecar.routing.chain import FallbackChain, Strategy
+from sidecar.routing.quarantine import (
     Quarantine,
     QuarantineConfig,
     QuarantineEvent,
     quarantine_op,
     refusal,
 )
-from sidecar.settings import quarantine_config
 
 KEY = b"quarantine-test-key"  # the key of every Quarantine made by make(): see fingerprint()
 

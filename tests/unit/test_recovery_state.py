@@ -1,6 +1,6 @@
-"""Recovery's state machine (sidecar/recovery.py): pool events -> failure records, back-off,
-escalation and its end; findings -> one action per worker. Real pool and loop, fake processes
-and clock (``pool_doubles``)."""
+"""Recovery's state machine (sidecar/supervision/recovery.py): pool events -> failure records,
+back-off, escalation and its end; findings -> one action per worker. Real pool and loop, fake
+processes and clock (``pool_doubles``)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pool_doubles import PoolHarness, Sink
 
 from bridge import protocol
 from bridge.codec import unpack_raw
-from sidecar.call import Call
-from sidecar.events import CallTimedOut, WorkerExited
-from sidecar.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
-from sidecar.score import NOT_THE_WORKERS_FAULT
+from sidecar.pool.call import Call
+from sidecar.pool.events import CallTimedOut, WorkerExited
+from sidecar.supervision.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
+from sidecar.supervision.score import NOT_THE_WORKERS_FAULT
 
 LOCK_STACK = ('Current thread 0x00007f (most recent call first):\n'
               '  File "/usr/lib/python3.11/threading.py", line 320 in acquire\n')

@@ -1,6 +1,6 @@
-"""Covers: sidecar.redaction (by key, by value, env maps, channel names, the log filter),
-sidecar.alert_channels (a URL apprise cannot use, named without its secret), sidecar.config
-(a config error never quotes a secret).
+"""Covers: sidecar.observability.redaction (by key, by value, env maps, channel names, the log
+filter), sidecar.alerts.channels (a URL apprise cannot use, named without its secret),
+sidecar.config.model (a config error never quotes a secret).
 
 Every case asserts the secret's text is absent from ``json.dumps`` of what is shown, so a rule
 that is dropped fails here."""
@@ -13,9 +13,9 @@ import logging
 
 import pytest
 
-from sidecar import config
-from sidecar.alerts import Level, Notification
-from sidecar.redaction import (
+from sidecar.alerts.policy import Level, Notification
+from sidecar.config import model as config
+from sidecar.observability.redaction import (
     REDACTED,
     RedactingFilter,
     channel_name,
@@ -265,9 +265,9 @@ def test_an_alert_notification_loses_its_secrets() -> None:
 
 
 def test_the_alert_manager_shows_and_delivers_no_secret_of_a_condition() -> None:
-    from sidecar.alert_channels import AlertChannels
-    from sidecar.alerting import AlertManager
-    from sidecar.alerts import AlertPolicy, ThrottleSettings
+    from sidecar.alerts.channels import AlertChannels
+    from sidecar.alerts.manager import AlertManager
+    from sidecar.alerts.policy import AlertPolicy, ThrottleSettings
     from sidecar.loop import Loop
 
     now = [1000.0]

@@ -1,6 +1,6 @@
 """The reply splice (bridge.codec.splice_success) against the layout a real worker sends.
 
-A real ``python -m sidecar.worker`` process answers over real pipes: if its success reply stops
+A real ``python -m sidecar.worker.main`` process answers over real pipes: if its success reply stops
 matching the fast path's layout, the first test fails (the pool would decode every reply)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.channel import read_frame, write_frame
-from sidecar.pool import PoolSettings
-from sidecar.process import worker_env, worker_settings_json
+from sidecar.pool.local import PoolSettings
+from sidecar.process.spawn import worker_env, worker_settings_json
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def worker_replies() -> list[bytes]:
     from_r, from_w = os.pipe()
     settings = PoolSettings()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.worker", "--in", str(to_r), "--out", str(from_w),
+        [sys.executable, "-m", "sidecar.worker.main", "--in", str(to_r), "--out", str(from_w),
          "--settings", worker_settings_json(settings)],
         pass_fds=(to_r, from_w), env=worker_env(settings), stdin=subprocess.DEVNULL)
     os.close(to_r)

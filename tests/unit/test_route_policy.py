@@ -1,12 +1,12 @@
-"""sidecar/route_policy.py: what the gateway route is granted (python3.access.routed), and the
-relay's mark as bridge/protocol.py validates it. Pure: no sockets, no processes."""
+"""sidecar/routing/route_policy.py: what the gateway route is granted (python3.access.routed), and
+the relay's mark as bridge/protocol.py validates it. Pure: no sockets, no processes."""
 
 from __future__ import annotations
 
 import pytest
 
 from bridge import protocol
-from sidecar.route_policy import (
+from sidecar.routing.route_policy import (
     ALLOW_TARGETS_KEY,
     DIAG_KEY,
     EXECUTE_KEY,
@@ -147,8 +147,8 @@ def test_forbidden_is_a_kind_with_its_exception() -> None:
 
 
 def test_the_mark_is_not_part_of_a_quarantine_fingerprint() -> None:
-    """A poison request is the same whoever relays it (sidecar/quarantine.py)."""
-    from sidecar.quarantine import fingerprint
+    """A poison request is the same whoever relays it (sidecar/routing/quarantine.py)."""
+    from sidecar.routing.quarantine import fingerprint
 
     plain = {"v": 1, "id": 1, "op": "execute", "code": "import os"}
     key = b"k" * 16

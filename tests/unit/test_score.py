@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from sidecar.score import HealthScore, ScoreConfig, ScoreEvent
+from sidecar.supervision.score import HealthScore, ScoreConfig, ScoreEvent
 
 
 class FakeClock:

@@ -6,8 +6,8 @@ import os
 import pytest
 
 from bridge.token import TokenError, check_token_strength, ensure_token
-from sidecar import config
-from sidecar.redaction import REDACTED, redact_secrets
+from sidecar.config import model as config
+from sidecar.observability.redaction import REDACTED, redact_secrets
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.config import load
+from sidecar.config.model import load
 from sidecar.loop import Loop
-from sidecar.pool import Pool, PoolSettings
-from sidecar.pools import supervision
+from sidecar.pool.local import Pool, PoolSettings
+from sidecar.routing.registry import supervision
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_health_and_recovery_sections_reach_their_components(loop_and_pool) -> N
 
 
 def test_secondary_and_direct_pools_take_their_sections_over_the_primary() -> None:
-    from sidecar.settings import direct_pool_settings, pool_settings, secondary_pool_settings
+    from sidecar.config.settings import direct_pool_settings, pool_settings, secondary_pool_settings
 
     config = load(text="python3:\n  worker:\n    python: /usr/bin/python3 -X utf8\n"
                   "    env: {A: '1', B: '1'}\n  fallback:\n    secondary:\n"

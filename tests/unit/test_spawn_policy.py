@@ -1,10 +1,17 @@
-"""The spawn throttle and capacity decisions (sidecar/spawn_policy.py) with a fake clock."""
+"""The spawn throttle and capacity decisions (sidecar/pool/spawn_policy.py) with a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from sidecar.spawn_policy import MEMBER, SPARE, SpawnLimits, SpawnPolicy, clamp_size, missing_roles
+from sidecar.pool.spawn_policy import (
+    MEMBER,
+    SPARE,
+    SpawnLimits,
+    SpawnPolicy,
+    clamp_size,
+    missing_roles,
+)
 
 
 class FakeClock:

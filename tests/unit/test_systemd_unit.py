@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from sidecar.bundle import build_bundle
+from sidecar.deploy.bundle import build_bundle
 
 
 def shipped_unit(tmp_path, user: str = "ignition") -> str:

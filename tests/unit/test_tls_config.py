@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar import config
+from sidecar.config import model as config
 from sidecar.testing_tls import make_test_certificates
 
 

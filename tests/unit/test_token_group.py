@@ -50,7 +50,7 @@ def test_a_missing_group_is_named():
 
 
 def test_config_check_refuses_a_missing_token_group(tmp_path):
-    from sidecar.config import ConfigError, load
+    from sidecar.config.model import ConfigError, load
 
     path = tmp_path / "c.yml"
     path.write_text("python3:\n  bridge:\n    token-group: no-such-group-here\n")

@@ -1,5 +1,5 @@
-"""The watchdog's state machine (sidecar/watchdog.py): observations -> verdict -> recovery's
-action, on a real pool, loop and recovery with fake processes and a fake clock.
+"""The watchdog's state machine (sidecar/supervision/watchdog.py): observations -> verdict ->
+recovery's action, on a real pool, loop and recovery with fake processes and a fake clock.
 
 A worker's CPU time and RSS are what the kernel would report; here the test sets them (the
 ``cpu_seconds`` and ``rss`` test doubles), because the fake processes have no kernel accounting.
@@ -14,15 +14,15 @@ from pool_doubles import PoolHarness, Sink, reply_ok
 
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
-from sidecar.call import Call
-from sidecar.config import ScalingConfig
-from sidecar.events import WorkerRecycled
-from sidecar.health import HEALTHY, HealthSettings
-from sidecar.pool import BUSY, CHECKING, IDLE, SPARE, STOPPING
-from sidecar.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
-from sidecar.resources import ResourceMonitor
-from sidecar.settings import overload_thresholds
-from sidecar.watchdog import Watchdog, WatchdogSettings
+from sidecar.config.model import ScalingConfig
+from sidecar.config.settings import overload_thresholds
+from sidecar.pool.call import Call
+from sidecar.pool.events import WorkerRecycled
+from sidecar.pool.local import BUSY, CHECKING, IDLE, SPARE, STOPPING
+from sidecar.supervision.health import HEALTHY, HealthSettings
+from sidecar.supervision.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
+from sidecar.supervision.resources import ResourceMonitor
+from sidecar.supervision.watchdog import Watchdog, WatchdogSettings
 
 MiB = 1 << 20
 LOCK_STACK = ('Current thread 0x00007f (most recent call first):\n'

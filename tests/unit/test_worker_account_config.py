@@ -5,9 +5,9 @@ import pwd
 
 import pytest
 
-from sidecar import config
-from sidecar.config import ConfigError
-from sidecar.confinement import worker_credentials
+from sidecar.config import model as config
+from sidecar.config.model import ConfigError
+from sidecar.process.confinement import worker_credentials
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -1,5 +1,5 @@
 """Jython cases: the bundle's runnable project py3sidecar-gateway (its 8.3 resources, as
-sidecar/gateway_project.py writes them): the route answers from it, the health poll runs once
+sidecar/deploy/gateway_project.py writes them): the route answers from it, the health poll runs once
 per gateway with the timer in two projects, python3.selfTest(), the site settings file."""
 import json
 import os

@@ -8,7 +8,7 @@
  * factory builds it from the column-major cells handed over here), error messages that name a
  * position (on Unsupported the library re-encodes with the pure-Jython codec, which names it).
  *
- * Built by `make gateway-jar` (sidecar/gateway_jar.py: javac --release 11 against jython.jar and
+ * Built by `make gateway-jar` (sidecar/deploy/gateway_jar.py: javac --release 11 against jython.jar and
  * msgpack-core.jar), shipped as jars/py3sidecar-gateway.jar by `py3sidecar ignition-bundle`.
  * Optional: without this jar the library runs the pure-Jython codec (slower, same wire).
  */

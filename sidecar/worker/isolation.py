@@ -1,0 +1,298 @@
+"""Between two calls on a warm worker: put back what a call changed, and tell what it left behind.
+
+Runs inside the worker process (``sidecar.worker.main``), in its main thread, only while no user
+code runs on that thread. A call may change process-wide state that the next, unrelated call
+would inherit. What can be put back is put back: resource limits (before every call), signal
+handlers, interval timers and trace hooks (after it). What cannot be put back (threads still
+running, child processes still alive, a lowered hard limit) is reported, and the pool recycles
+the worker gracefully, so no later call shares a process with that code. Exited children are
+reaped after every call.
+
+The worker's own report is honest but in-band: a thread the call left can write to the
+worker's pipe too, forge its call's reply before the report and so be handed the next caller's
+request. So the pool also looks from outside, at what the kernel says and no thread can forge
+(``outside_view``: thread count and children of the worker, at every reply).
+
+Owns: the worker's baseline (limits, threads, signal handlers at start), restoring limits,
+reaping exited children, the list of what a call left behind, the kernel's view of a worker.
+Must not touch: the protocol (the worker sends the report), scheduling or recycling
+(``sidecar.pool.local`` decides).
+"""
+
+from __future__ import annotations
+
+import _signal
+import _thread
+import ctypes
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+# Every RLIMIT_* this platform has, by name (RLIMIT_CPU included: the worker re-arms its
+# per-call CPU limit after the baseline is put back).
+LIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+# A thread that has returned but is still tearing down may be counted for a moment.
+THREAD_GRACE = 0.02
+PR_SET_CHILD_SUBREAPER = 36
+# Signals whose handler user code may not change for good: the named ones (SIGKILL/SIGSTOP
+# cannot be caught; the unnamed real-time range would double the cost of every call).
+SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
+ITIMERS = [signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF]
+
+
+def become_subreaper() -> bool:
+    """Orphans of user code (a double fork) are re-parented to this worker instead of init, so
+    they are seen as left behind, reaped when they exit, and end with the worker's group."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Baseline:
+    """What the worker looks like with no call in it: taken once, after start-up and preload."""
+
+    def __init__(self) -> None:
+        self.limits: dict[str, tuple[int, int]] = {}
+        for name, which in LIMITS.items():
+            try:
+                self.limits[name] = resource.getrlimit(which)
+            except (ValueError, OSError):
+                continue
+        # The kernel's text of every limit: one pread tells "unchanged" (16 getrlimit calls
+        # otherwise, each a system call, on every call).
+        self.limits_file = ProcFile("/proc/self/limits")
+        self.limits_text = self.limits_file.read()
+        self.threads = _thread._count()  # every Python thread, threading's or _thread's own
+        self.thread_idents = {t.ident for t in threading.enumerate()}
+        # _signal's raw handlers: signal.getsignal wraps each in an enum, 30 times a call
+        self.handlers = {int(s): _signal.getsignal(s) for s in SIGNALS}
+        # One kernel thread (the usual worker): its own task's children file lists every child
+        # (an ended thread's children pass to a live one), kept open and re-read (pread).
+        self.own_children = ProcFile(f"/proc/self/task/{os.getpid()}/children")
+        self.single_task = ProcFile.count_threads("/proc/self/stat") == 1
+
+    def restore_limits(self) -> list[str]:
+        """Put every resource limit back to its start value; the names that could not be
+        (a lowered hard limit cannot be raised again without privilege)."""
+        if self.limits_text is not None and self.limits_file.read() == self.limits_text:
+            return []
+        failed = []
+        for name, value in self.limits.items():
+            which = LIMITS[name]
+            try:
+                if resource.getrlimit(which) != value:
+                    resource.setrlimit(which, value)
+            except (ValueError, OSError) as exc:
+                failed.append(f"{name} ({exc})")
+        return failed
+
+    def left_behind(self) -> list[str]:
+        """Reap exited children, then describe what the call left that cannot be undone."""
+        reasons = []
+        failed = self.restore_limits()
+        if failed:
+            reasons.append("it changed resource limits that cannot be restored: "
+                           + ", ".join(failed))
+        threads = self.extra_threads()
+        if threads:
+            reasons.append(f"it left {len(threads)} thread(s) running: {', '.join(threads)}")
+        children = self.children()
+        if children:  # the list holds exited children too: reap, then look again
+            reap_children()
+            children = self.children()
+        if children:
+            reasons.append(f"it left {len(children)} child process(es) running: pids "
+                           + ", ".join(map(str, children[:10])))
+        reasons.extend(self.restore_signals())
+        return reasons
+
+    def children(self) -> list[int]:
+        """This process's children (exited ones not reaped yet included)."""
+        if self.single_task and _thread._count() <= self.threads:
+            listed = self.own_children.read()
+            if listed is not None:
+                return sorted(int(p) for p in listed.split())
+        return live_children()
+
+    def restore_signals(self) -> list[str]:
+        """Put back signal handlers, interval timers and trace hooks a call left set (a
+        SIGALRM handler armed by one call must not fire in the next); what cannot be put back
+        (a handler set from C) is reported."""
+        reasons = []
+        for t in ITIMERS:
+            if signal.getitimer(t) != (0.0, 0.0):
+                signal.setitimer(t, 0)
+        getsignal = _signal.getsignal
+        for s, before in self.handlers.items():
+            if getsignal(s) == before:
+                continue
+            try:
+                if before is None:  # installed from C: Python cannot reinstall it
+                    raise ValueError("the original handler was not set from Python")
+                signal.signal(s, before)
+            except (ValueError, OSError, TypeError) as exc:
+                reasons.append(f"it changed the handler of {signal.Signals(s).name} ({exc})")
+        sys.settrace(None)
+        sys.setprofile(None)
+        return reasons
+
+    def extra_threads(self) -> list[str]:
+        deadline = time.monotonic() + THREAD_GRACE
+        while _thread._count() > self.threads and time.monotonic() < deadline:
+            time.sleep(0.001)
+        if _thread._count() <= self.threads:
+            return []
+        names = [t.name for t in threading.enumerate() if t.ident not in self.thread_idents]
+        unnamed = _thread._count() - self.threads - len(names)
+        return names[:10] + ([f"{unnamed} started with _thread"] if unnamed > 0 else [])
+
+
+class ProcFile:
+    """A /proc file kept open: ``pread`` at offset 0 has the kernel write it afresh, and the
+    descriptor names the process it was opened for (never a later one with the same pid)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: str) -> None:
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = -1
+
+    def read(self) -> bytes | None:
+        if self.fd < 0:
+            return None
+        try:
+            return os.pread(self.fd, 65536, 0)
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @staticmethod
+    def count_threads(path: str) -> int:
+        """Field 20 (num_threads) of a /proc stat file; -1 if unreadable."""
+        stat = ProcFile(path)
+        try:
+            return _num_threads(stat.read())
+        finally:
+            stat.close()
+
+
+def _num_threads(stat: bytes | None) -> int:
+    try:
+        return int(stat.rsplit(b")", 1)[1].split()[17]) if stat else -1  # type: ignore[union-attr]
+    except (ValueError, IndexError):
+        return -1
+
+
+class OutsideView:
+    """``outside_view`` of one worker with its /proc files kept open (the pool reads it at
+    every reply: two ``pread``, no path built, nothing opened); ``close`` with the worker."""
+
+    __slots__ = ("pid", "stat", "children")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.stat = ProcFile(f"/proc/{pid}/stat")
+        self.children = ProcFile(f"/proc/{pid}/task/{pid}/children")
+
+    def read(self) -> tuple[int, int]:
+        threads = _num_threads(self.stat.read())
+        if threads < 0:
+            return -1, -1
+        if threads > 1:
+            return outside_view(self.pid)
+        listed = self.children.read()
+        return threads, len(listed.split()) if listed is not None else 0
+
+    def close(self) -> None:
+        self.stat.close()
+        self.children.close()
+
+
+def reap_children() -> int:
+    """Collect every exited child (no zombies pile up); runs only between calls, so it never
+    takes the status of a process the call's code is still waiting for."""
+    reaped = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped += 1
+
+
+def live_children() -> list[int]:
+    """Children of this process (any of its threads), from /proc; zombies already reaped."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            pids.update(int(p) for p in os.read(fd, 65536).split())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(fd)
+    return sorted(pids)
+
+
+def kill_children() -> None:
+    """On the worker's way out: end what user code left, even a child that escaped the
+    worker's process group with setsid (as a subreaper, orphans are the worker's children)."""
+    for pid in live_children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    reap_children()
+
+
+def describe(reasons: list[str]) -> dict[str, Any]:
+    """The worker's report to the pool, sent before the call's reply (``sidecar.pool.local``)."""
+    return {"op": "left_behind", "reasons": reasons}
+
+
+def outside_view(pid: int) -> tuple[int, int]:
+    """(threads, children) of process ``pid`` as the kernel counts them; (-1, -1) if gone.
+    Cheap enough for every reply: two small reads of /proc."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        threads = int(stat.rsplit(b")", 1)[1].split()[17])  # field 20: num_threads
+    except (OSError, ValueError, IndexError):
+        return -1, -1
+    children = 0
+    try:
+        # one thread (the usual worker): its own task holds every child, no listing needed
+        tasks = [str(pid)] if threads == 1 else os.listdir(f"/proc/{pid}/task")
+        for task in tasks:
+            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY)
+            try:
+                children += len(os.read(fd, 65536).split())
+            finally:
+                os.close(fd)
+    except OSError:
+        pass
+    return threads, children
