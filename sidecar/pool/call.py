@@ -22,7 +22,6 @@ from bridge.codec import pack_raw
 
 if TYPE_CHECKING:
     from sidecar.loop import Timer
-    from sidecar.pool.worker_handle import WorkerHandle
 
 log = logging.getLogger("py3sidecar.pool")
 
@@ -31,7 +30,7 @@ class Call:
     """One accepted request on its way through the pool; answered exactly once."""
 
     __slots__ = ("rid", "payload", "timeout", "accepted_at", "deadline", "sink", "timer",
-                 "worker", "started_at", "done", "outcome")
+                 "started_at", "done", "outcome")
 
     def __init__(self, rid: Any, payload: bytes, timeout: float, sink: Callable[[bytes], None],
                  now: float) -> None:
@@ -42,7 +41,6 @@ class Call:
         self.deadline = now + timeout
         self.sink = sink
         self.timer: Timer | None = None
-        self.worker: WorkerHandle | None = None  # while it runs (None: queued)
         self.started_at = 0.0
         self.done = False
         self.outcome: str | None = None  # None = success, else the error kind

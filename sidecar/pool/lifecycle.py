@@ -270,7 +270,6 @@ class WorkerLifecycle:
                 len(call.payload) + 4):
             # It died before reading this request: the call never started. Run it elsewhere.
             worker.call = None
-            call.worker = None
             self.counters["redispatched"] += 1
             self.queue.appendleft(call)
         worker.process.reap()  # descriptors, its last fd 1/2 words, stack file, its group

@@ -18,7 +18,7 @@ Rooms: ``sidecar.pool.lifecycle`` (spawn, ready, drain, kill, recycle, a worker'
 inherits its verbs), ``sidecar.process.spawn`` (the process and its descriptors),
 ``sidecar.pool.spawn_policy`` (back-off, restart limit, missing roles),
 ``sidecar.pool.worker_handle`` (states, per-worker observations), ``sidecar.pool.call`` (answered
-once), ``bridge.codec`` (the reply splice), ``sidecar.pool.snapshot`` (the snapshot).
+once), ``bridge.codec`` (the reply splice); its own snapshot (``Pool.snapshot``).
 
 Owns: admission (overloaded/unavailable), the bounded queue, dispatch to idle members,
 per-call deadlines, a worker's reply turned into the call's answer, probes, membership (who
@@ -46,7 +46,6 @@ from sidecar.pool.call import Call
 from sidecar.pool.events import CallTimedOut, MemoryHigh, PoolEvent
 from sidecar.pool.lifecycle import WorkerLifecycle
 from sidecar.pool.settings import PoolSettings
-from sidecar.pool.snapshot import pool_snapshot
 from sidecar.pool.spawn_policy import SpawnLimits, SpawnPolicy
 from sidecar.pool.worker_handle import (
     BUSY,
@@ -55,6 +54,7 @@ from sidecar.pool.worker_handle import (
     MEMBER,
     SPARE,
     STARTING,
+    STATES,
     STOPPING,
     WorkerHandle,
 )
@@ -180,7 +180,6 @@ class Pool(WorkerLifecycle):
     def start_call(self, worker: WorkerHandle, call: Call) -> None:
         worker.state = BUSY
         worker.call = call
-        call.worker = worker
         call.started_at = now = self.clock()
         if now - call.accepted_at > 0.0:
             self.queue_wait_total += now - call.accepted_at
@@ -192,7 +191,6 @@ class Pool(WorkerLifecycle):
             # The worker died before it read the request: the call never started, so it goes
             # back to the front of the queue for another worker.
             worker.call = None
-            call.worker = None
             self.queue.appendleft(call)
             self.kill(worker, f"its pipe failed ({exc})")
             if self.idle:  # another worker is free now: the call must not wait for a spawn
@@ -344,7 +342,8 @@ class Pool(WorkerLifecycle):
     def expire(self, call: Call) -> None:
         if call.done:
             return
-        worker = call.worker
+        # the worker running it, if any (a worker owns its call; timeouts are rare)
+        worker = next((w for w in self.workers.values() if w.call is call), None)
         if worker is None:
             try:
                 self.queue.remove(call)
@@ -422,4 +421,23 @@ class Pool(WorkerLifecycle):
 
     # ------------------------------------------------------------ visibility
     def snapshot(self) -> dict[str, Any]:
-        return pool_snapshot(self)
+        """What the ``health`` op, the metrics and the dashboard read of this pool."""
+        now = self.clock()
+        states = [w.state for w in self.workers.values()]
+        settings = self.settings
+        return {
+            "name": settings.name,
+            "size": {"target": self.target_size, "min": settings.min_size,
+                     "max": settings.max_size, "live": self.live_count(),
+                     "ready": self.ready_members(), "spares_wanted": settings.spares,
+                     "spares_ready": sum(1 for w in self.spares() if w.state == IDLE)},
+            "workers_by_state": {s: states.count(s) for s in STATES},
+            "queue": {"length": len(self.queue), "capacity": settings.queue_size},
+            "counters": dict(self.counters),
+            "fd_output": self.fd_output.snapshot(),
+            "errors": dict(self.errors_by_kind),
+            "spawn": self.spawning.snapshot(),
+            "template": (self.spec.template.snapshot() if self.spec.template is not None
+                         else {"state": "off"}),
+            "workers": [w.report(now) for w in self.workers.values()],
+        }

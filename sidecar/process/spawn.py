@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.channel import FrameReader, OutBuffer, widen_pipe
 from sidecar.process.confinement import ENV_SIDECAR_PID, worker_credentials
+from sidecar.process.exits import describe_exit
 
 if TYPE_CHECKING:
     from sidecar.loop import Loop
@@ -71,27 +72,6 @@ def worker_env(settings: PoolSettings) -> dict[str, str]:
     env[ENV_SIDECAR_PID] = str(os.getpid())
     env.pop("PY3SIDECAR_TOKEN", None)  # user code has no business with the sidecar's token
     return env
-
-
-def describe_exit(returncode: int | None) -> tuple[str, dict[str, Any]]:
-    """Human text and wire details for a process's end."""
-    if returncode is None:
-        return "an unknown status", {}
-    if returncode < 0:
-        signum = -returncode
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        hint = ""
-        if signum == signal.SIGKILL:
-            hint = " (killed from outside: the out-of-memory killer, an operator or a limit)"
-        elif signum == signal.SIGSEGV:
-            hint = " (a segmentation fault in native code)"
-        elif signum == signal.SIGXCPU:
-            hint = " (the per-call CPU limit, python3.resources.cpu-limit)"
-        return f"signal {signum} ({name}){hint}", {"signal": signum, "signal_name": name}
-    return f"exit code {returncode}", {"exit_code": returncode}
 
 
 @dataclass(frozen=True)

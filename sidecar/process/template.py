@@ -34,7 +34,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from sidecar.process.spawn import describe_exit
+from sidecar.process.exits import describe_exit
 from sidecar.process.template_server import FD_ROLES, clone_supported
 
 if TYPE_CHECKING:

@@ -45,6 +45,7 @@ from sidecar.pool.call import Call
 from sidecar.pool.local import Pool
 from sidecar.routing.quarantine import Quarantine, QuarantineEvent
 from sidecar.routing.strategies import (
+    Attempt,
     DirectStrategy,
     PoolStrategy,
     RemoteStrategy,
@@ -57,33 +58,6 @@ log = logging.getLogger("py3sidecar.fallback")
 RAN_TO_ITS_END = frozenset({None, protocol.USER, protocol.TIMEOUT})
 
 QUARANTINE_SWEEP = 5.0  # seconds between checks for quarantined fingerprints past their TTL
-
-
-def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see Attempt.answer
-    raise AssertionError("an attempt's answer goes to its chain")
-
-
-class Attempt(Call):
-    """One strategy's try at a caller's call; its answer goes back to the chain."""
-
-    __slots__ = ("caller", "chain", "route", "position", "index", "tried", "permit")
-
-    def __init__(self, chain: FallbackChain, caller: Call, route: tuple[int, ...],
-                 position: int, tried: list[dict[str, Any]], now: float) -> None:
-        super().__init__(caller.rid, caller.payload, caller.timeout, _nobody, now)
-        self.deadline = caller.deadline  # shared budget, not a fresh one per strategy
-        self.caller = caller
-        self.chain = chain
-        self.route = route  # the strategies this call may try, in order (indices)
-        self.position = position
-        self.index = route[position]
-        self.tried = tried
-        self.permit: Any = None
-        self.sink = self.back_to_chain
-
-    def back_to_chain(self, data: bytes) -> None:
-        """This attempt's sink: its answer (``outcome`` already set) goes to the chain."""
-        self.chain.attempt_answered(self, data, self.outcome)
 
 
 class FallbackChain:

@@ -13,7 +13,7 @@ import itertools
 import logging
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -24,13 +24,45 @@ from bridge.codec import pack_raw, unpack_raw
 from bridge.zmq_auth import ClientSecurity
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
-from sidecar.pool.local import PoolSettings
+from sidecar.pool.call import Call
+from sidecar.pool.settings import PoolSettings
 from sidecar.process.spawn import WorkerProcess, WorkerSpec
 
-if TYPE_CHECKING:
-    from sidecar.routing.chain import Attempt
-
 log = logging.getLogger("py3sidecar.fallback")
+
+
+class AttemptSink(Protocol):
+    """Where an attempt's answer goes: the fallback chain (``sidecar.routing.chain``)."""
+
+    def attempt_answered(self, attempt: Attempt, data: bytes, outcome: str | None) -> None:
+        ...
+
+
+def _nobody(data: bytes) -> None:  # an Attempt never replies on its own; see Attempt.answer
+    raise AssertionError("an attempt's answer goes to its chain")
+
+
+class Attempt(Call):
+    """One strategy's try at a caller's call; its answer goes back to the chain."""
+
+    __slots__ = ("caller", "chain", "route", "position", "index", "tried", "permit")
+
+    def __init__(self, chain: AttemptSink, caller: Call, route: tuple[int, ...],
+                 position: int, tried: list[dict[str, Any]], now: float) -> None:
+        super().__init__(caller.rid, caller.payload, caller.timeout, _nobody, now)
+        self.deadline = caller.deadline  # shared budget, not a fresh one per strategy
+        self.caller = caller
+        self.chain = chain
+        self.route = route  # the strategies this call may try, in order (indices)
+        self.position = position
+        self.index = route[position]
+        self.tried = tried
+        self.permit: Any = None
+        self.sink = self.back_to_chain
+
+    def back_to_chain(self, data: bytes) -> None:
+        """This attempt's sink: its answer (``outcome`` already set) goes to the chain."""
+        self.chain.attempt_answered(self, data, self.outcome)
 
 
 class Strategy:

@@ -17,7 +17,7 @@ from bridge.codec import pack_raw
 from sidecar.loop import Loop
 from sidecar.pool.events import POOL_EVENTS
 from sidecar.pool.local import STARTING, Pool, PoolSettings, WorkerHandle
-from sidecar.process.spawn import describe_exit
+from sidecar.process.exits import describe_exit
 
 READY = pack_raw({"op": "ready"})
 # No pid of a live process (above the kernel's pid_max): psutil and /proc find nothing there.
