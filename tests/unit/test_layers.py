@@ -27,6 +27,19 @@ FORBIDDEN = [
      "sidecar.supervision.health -> sidecar.pool.local"),
     ("sidecar/service.py", "import sidecar.cli.commands",
      "sidecar.service -> sidecar.cli.commands"),
+    # one per package boundary
+    ("sidecar/worker/isolation.py", "import sidecar.pool.local",
+     "sidecar.worker.isolation -> sidecar.pool.local"),
+    ("sidecar/http/server.py", "import sidecar.process.spawn",
+     "sidecar.http.server -> sidecar.process.spawn"),
+    ("sidecar/platform/memtune.py", "import sidecar.config.model",
+     "sidecar.platform.memtune -> sidecar.config.model"),
+    ("sidecar/install/rest.py", "import sidecar.service",
+     "sidecar.install.rest -> sidecar.service"),
+    ("sidecar/supervision/scaling.py", "import sidecar.routing.chain",
+     "sidecar.supervision.scaling -> sidecar.routing.chain"),
+    ("sidecar/observability/views.py", "import sidecar.supervision.recovery",
+     "sidecar.observability.views -> sidecar.supervision.recovery"),
 ]
 
 
