@@ -106,7 +106,30 @@ HEALTH_POLL_LEASE_MS = 30000
 # Read where the file exists, i.e. on the gateway host: Designer and Vision clients run on
 # other PCs and keep the values above (so keep GATEWAY_PROJECT / MESSAGE_HANDLER as shipped, or
 # set them in this module of a child project). Its problems are in SITE_PROBLEMS (python3.selfTest()).
-SITE_SETTINGS_FILE = '/etc/py3sidecar/ignition-site.json'
+# Where: the environment variable PY3SIDECAR_SITE_SETTINGS of the gateway's process when set (a
+# path), else /etc/py3sidecar/ignition-site.json, and on a Windows gateway (no /etc there)
+# %ProgramData%\py3sidecar\ignition-site.json (usually C:\ProgramData\py3sidecar\...).
+
+
+def site_settings_file(environ=None, os_name=None):
+    """The site settings file for this gateway (see above); `environ` and `os_name` (the JVM's
+    os.name) are for tests."""
+    import os
+    environ = os.environ if environ is None else environ
+    explicit = (environ.get('PY3SIDECAR_SITE_SETTINGS') or '').strip()
+    if explicit:
+        return explicit
+    if os_name is None:
+        import java.lang
+        os_name = java.lang.System.getProperty('os.name') or ''
+    if os_name.lower().startswith('windows'):
+        base = (environ.get('ProgramData') or environ.get('PROGRAMDATA') or
+                'C:\\ProgramData').rstrip('\\/')
+        return base + '\\py3sidecar\\ignition-site.json'
+    return '/etc/py3sidecar/ignition-site.json'
+
+
+SITE_SETTINGS_FILE = site_settings_file()
 
 
 def get():

@@ -269,8 +269,13 @@ class Py4JTransport(object):
                                  % (self.host, self.port, text))
             if 'obtaining a new communication channel' in text or \
                     _has_cause(e, java.net.ConnectException):
-                raise NotConnected('cannot connect to the sidecar at %s:%d via py4j (%s)'
-                                   % (self.host, self.port, text))
+                hint = ''
+                if self._sockets is None and 'Connection reset' in text:
+                    # a TLS front resets a peer that speaks plain text, unanswered
+                    hint = ('; if that sidecar serves Py4J over TLS (python3.bridge.py4j.tls), '
+                            'set PY4J_TLS_CERT to its certificate or its CA\'s (PEM)')
+                raise NotConnected('cannot connect to the sidecar at %s:%d via py4j (%s)%s'
+                                   % (self.host, self.port, text, hint))
             self._rebuild(generation)
             raise LinkLost('the py4j connection to the sidecar broke (%s)' % text)
 
