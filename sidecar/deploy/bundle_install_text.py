@@ -204,4 +204,74 @@ Every call, refusal and operator action is one JSON line in audit.log next to th
 (python3.audit.file; rotated by size): who (peer, and the route/project/user marks of relayed
 calls), what (op, pool, target, or the sha256 of executed code: never code or values), the
 outcome and the duration.
+
+I. A Windows gateway with a Linux sidecar
+-----------------------------------------
+The sidecar runs on Linux only (fork, pipes passed as file descriptors, Unix accounts, systemd:
+docs/architecture.md "Porting to Windows"), and `py3sidecar install` is for a Linux gateway
+host. A Windows gateway uses a sidecar on a Linux host over the network, Py4J over TLS (the
+Jython library speaks only PLAIN to ZeroMQ, and refuses a CURVE front, saying to use py4j).
+On the Linux host, as root:
+1. The sidecar alone (no Ignition there): steps B.1 to B.3 (Python, accounts, config.yml and
+   the unit).
+2. A certificate whose subjectAltName names the host as the gateway dials it (a DNS name, or an
+   IP address), signed by your CA or self-signed, e.g.
+     mkdir -p /etc/py3sidecar/tls && cd /etc/py3sidecar/tls
+     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \\
+       -keyout sidecar.key -out sidecar.pem -subj /CN=linux1.plant.local \\
+       -addext 'subjectAltName=DNS:linux1.plant.local,IP:10.0.0.5'
+     chown {user} sidecar.key && chmod 0600 sidecar.key
+3. In /etc/py3sidecar/config.yml:
+     python3:
+       bridge:
+         py4j:
+           host: 0.0.0.0        # or the address facing the gateway
+           tls: {{enabled: true, cert-file: /etc/py3sidecar/tls/sidecar.pem,
+                 key-file: /etc/py3sidecar/tls/sidecar.key}}
+   Beyond loopback the token must have at least 32 characters (the generated one has 43):
+   serve and `config --check` refuse a shorter one. Then systemctl restart py3sidecar.
+4. Firewall: open the Py4J port (25334, python3.bridge.py4j.python-port) to the gateway's
+   address only (e.g. ufw allow from 10.0.0.20 to any port 25334 proto tcp). ZeroMQ and HTTP
+   stay on 127.0.0.1; CPython services on other hosts use ZeroMQ with CURVE (H).
+5. The token: /var/lib/py3sidecar/runtime/token. It is kept across restarts (a new one only if
+   the file is deleted). Copy it to the gateway like a password; never into a project.
+On the Windows gateway:
+6. Jars: jars/py4j*.jar, jars/msgpack-core.jar and jars/py3sidecar-gateway.jar into
+   <ignition>\\lib\\core\\gateway, e.g. (unverified)
+   C:\\Program Files\\Inductive Automation\\Ignition\\lib\\core\\gateway, then restart the
+   gateway's Windows service.
+7. Projects: import both in the gateway's web page as B.5; on 8.1 paste the events as B.6.
+8. Site settings: C:\\ProgramData\\py3sidecar\\ignition-site.json (on Windows the library reads
+   %ProgramData%\\py3sidecar\\ignition-site.json; the environment variable
+   PY3SIDECAR_SITE_SETTINGS of the gateway's process names another file). It holds a token:
+   let only Administrators and the gateway's service account read it (icacls). Everything
+   by value, nothing read from the Linux host's files:
+     {{"TRANSPORT": "py4j", "CONNECTION_FILE": null, "TOKEN_FILE": null,
+      "PY4J_HOST": "linux1.plant.local", "PY4J_PYTHON_PORT": 25334,
+      "PY4J_TLS_CERT": "C:\\\\ProgramData\\\\py3sidecar\\\\sidecar.pem",
+      "TOKEN": "<the token of linux1>",
+      "FAILOVER_SIDECARS": [{{"NAME": "linux2", "PY4J_HOST": "linux2.plant.local",
+        "PY4J_PYTHON_PORT": 25334, "PY4J_TLS_CERT": "C:\\\\ProgramData\\\\py3sidecar\\\\ca.pem",
+        "TOKEN": "<the token of linux2>"}}]}}
+   PY4J_HOST must be a name or address in the certificate; PY4J_TLS_CERT is a copy of the
+   sidecar's certificate (sidecar.pem) or of the CA that signed it (JSON doubles each \\).
+   FAILOVER_SIDECARS is optional (a second Linux host). Save the project (or restart the
+   gateway) to apply it.
+9. Check from a gateway script: python3.selfTest()['report'], and
+   python3.callFull('operator:add', [1, 2])['sidecar'] -> 'local' (the first entry is always
+   called 'local', even on another host).
+What the operator sees when the Linux host is down:
+- No failover entry: the call raises python3.Unavailable (details: sent False, it never ran)
+  within CONNECT_TIMEOUT_MS (1000 ms; a refused connection fails at once, a host that does not
+  answer takes the whole timeout); then the client circuit breaker skips that host for
+  BREAKER_OPEN_MS (Unavailable "client circuit breaker" in microseconds) and lets one probe
+  call through. The health tags: Status UNREACHABLE, Reachable False, LastError the reason,
+  ActiveSidecar '', Sidecars 'local=open(...)'; the timer never raises.
+- With FAILOVER_SIDECARS: the calls are served by the next host; callFull()['sidecar'] and the
+  ActiveSidecar tag name it, Sidecars reads 'local=open(...) linux2=closed'. Your code's errors
+  and timeouts never fail over. When the first host is back, the first call past
+  BREAKER_OPEN_MS from its last failed try probes it and brings traffic back (not at once: a
+  remote gateway has no connection file to see the restart).
+- A wrong certificate, or TLS on the sidecar but PY4J_TLS_CERT unset: python3.Unavailable
+  naming PY4J_TLS_CERT. A wrong token: python3.Unauthorized.
 """

@@ -13,6 +13,7 @@ server key copied from its connection.json, as a remote service would.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from bridge.client import Client
-from bridge.protocol import SidecarError
+from bridge.protocol import Unavailable
 from sidecar.testing import SidecarProcess
 from sidecar.testing_tls import make_test_certificates
 
@@ -85,14 +86,16 @@ def site_settings(certs: Any, pair: dict[str, RemoteSidecar], gateway: Path) -> 
     for sc in pair.values():
         assert sc.connection["py4j"]["host"] == "0.0.0.0" and sc.connection["py4j"]["tls"]
         assert len(sc.token) >= 32
-    return {"TRANSPORT": "py4j", "CONNECTION_FILE": None, "TOKEN_FILE": None,
-            "PY4J_HOST": "localhost", "PY4J_PYTHON_PORT": one.py4j_port,
-            "PY4J_TLS_CERT": str(ca), "TOKEN": one.token,
-            "FAILOVER_SIDECARS": [{"NAME": "linux2", "PY4J_HOST": "localhost",
-                                   "PY4J_PYTHON_PORT": two.py4j_port,
-                                   "PY4J_TLS_CERT": str(ca), "TOKEN": two.token}],
-            "CONNECT_TIMEOUT_MS": CONNECT_TIMEOUT_MS, "BREAKER_OPEN_MS": BREAKER_OPEN_MS,
-            "DEFAULT_TIMEOUT_MS": 5000, "CLIENT_GRACE_MS": 1000}
+    settings = {"TRANSPORT": "py4j", "CONNECTION_FILE": None, "TOKEN_FILE": None,
+                "PY4J_HOST": "localhost", "PY4J_PYTHON_PORT": one.py4j_port,
+                "PY4J_TLS_CERT": str(ca), "TOKEN": one.token,
+                "FAILOVER_SIDECARS": [{"NAME": "linux2", "PY4J_HOST": "localhost",
+                                       "PY4J_PYTHON_PORT": two.py4j_port,
+                                       "PY4J_TLS_CERT": str(ca), "TOKEN": two.token}],
+                "CONNECT_TIMEOUT_MS": CONNECT_TIMEOUT_MS, "BREAKER_OPEN_MS": BREAKER_OPEN_MS,
+                "DEFAULT_TIMEOUT_MS": 5000, "CLIENT_GRACE_MS": 1000}
+    assert list(settings) == site_settings_keys()
+    return settings
 
 
 @pytest.fixture(scope="module")
@@ -148,5 +151,32 @@ def test_a_cpython_client_without_the_server_key_is_refused(sidecars):
     _, pair = sidecars
     one = pair["linux1"]
     with Client(f"tcp://127.0.0.1:{one.port}", one.token, timeout=2,
-                connect_timeout=1.0) as client, pytest.raises(SidecarError):
+                connect_timeout=1.0) as client, pytest.raises(Unavailable) as err:
         client.call("operator:add", 1, 2)  # PLAIN against a CURVE front: no handshake
+    # (the message is the one for an unreachable sidecar: CURVE refuses without a word)
+    assert "cannot reach the sidecar" in str(err.value), err.value
+    assert one.connection["zmq"]["endpoint"].startswith("tcp://0.0.0.0:"), one.connection
+
+
+def test_the_install_text_recipe_names_real_settings():
+    """INSTALL.txt section I's site file example is JSON, of settings the library has, with
+    the keys this test configured the gateway with."""
+    from sidecar.deploy.bundle import install_text
+
+    text = install_text()
+    section = text[text.index("I. A Windows gateway with a Linux sidecar"):]
+    start = section.index('{"TRANSPORT"')
+    example = json.loads(section[start:section.index("]}", start) + 2])
+    library = (jvm.LIBRARY / "py3sidecar" / "settings" / "code.py").read_text()
+    names = set(re.findall(r"^([A-Z][A-Z0-9_]+) = ", library, re.M))
+    assert set(example) <= names, set(example) - names
+    assert set(example["FAILOVER_SIDECARS"][0]) <= names | {"NAME"}
+    assert set(example) == set(site_settings_keys()) - {"CONNECT_TIMEOUT_MS", "BREAKER_OPEN_MS",
+                                                        "DEFAULT_TIMEOUT_MS", "CLIENT_GRACE_MS"}
+    assert "Porting to Windows" in section and "PY3SIDECAR_SITE_SETTINGS" in section
+
+
+def site_settings_keys() -> list[str]:
+    return ["TRANSPORT", "CONNECTION_FILE", "TOKEN_FILE", "PY4J_HOST", "PY4J_PYTHON_PORT",
+            "PY4J_TLS_CERT", "TOKEN", "FAILOVER_SIDECARS", "CONNECT_TIMEOUT_MS",
+            "BREAKER_OPEN_MS", "DEFAULT_TIMEOUT_MS", "CLIENT_GRACE_MS"]

@@ -141,8 +141,8 @@ def test_the_linux_host_down_is_unavailable_within_the_connect_timeout():
 def test_failover_to_the_second_linux_host_and_back():
     """With FAILOVER_SIDECARS (the site file's linux2, also TLS), linux1 down: calls are served
     by linux2 and the tags say so. linux1 up again: a remote gateway has no connection file to
-    see it restart, so traffic returns once its breaker's BREAKER_OPEN_MS has passed (one probe
-    call), not before."""
+    see it restart, so traffic returns at the first call past its breaker's BREAKER_OPEN_MS
+    (one probe call), not before."""
     save_project()
     open_ms = settings().BREAKER_OPEN_MS
     assert served_by() == 'local'
