@@ -201,8 +201,8 @@ class Pool:
                 self.start_call(self.idle.pop(), self.queue.popleft())
 
     def dispatch(self, worker: WorkerHandle) -> None:
-        """A free member: the next queued call, or the idle list."""
-        if worker.exit is not None or worker.state != IDLE or worker.tainted:
+        """A free member: the next queued call, or the idle list (not if it has exited)."""
+        if worker.process.exit is not None or worker.state != IDLE or worker.tainted:
             return
         if self.queue:
             self.start_call(worker, self.queue.popleft())
@@ -256,9 +256,13 @@ class Pool:
         """Forward the worker's reply: a success spliced undecoded (``bridge.codec``); any
         other frame decoded, and a decoded success still counted as one."""
         spliced = splice_success(frame, call.rid, worker.id)
-        if spliced is not None:
+        if spliced is not None:  # the hot path: ``record_success`` inlined
             data, wall, cpu = spliced
-            self.record_success(worker, seconds, wall, cpu)
+            if isinstance(wall, float) and isinstance(cpu, float):
+                worker.wall_ms.append(wall)
+                worker.cpu_ms.append(cpu)
+            worker.score.record_success(seconds)
+            self.call_counters["succeeded"] += 1
             call.answer(data)
             return
         reply = unpack_raw(frame)
