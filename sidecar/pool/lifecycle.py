@@ -380,7 +380,7 @@ class WorkerSet(Mapping[int, WorkerHandle]):
         if worker.probe_done is not None:
             done, worker.probe_done = worker.probe_done, None
             done(None)
-        lost = self.pool.call_lost(worker, call, end) if call and not call.done else ""
+        lost = self.pool.call_lost(worker, call, end) if call is not None and not call.done else ""
         if lost == protocol.CRASHED or (not lost and not expected):
             self.counters["crashes"] += 1
         worker.state = STOPPING

@@ -5,8 +5,8 @@ Data flow (all in the sidecar's one loop thread, see ``sidecar.loop``)::
     submit(call) --idle member?--> start_call: frame -> worker's in-pipe
          |  no                                  |
          v                                      v  (worker runs user code)
-    FIFO queue (bounded:             worker's out-pipe readable -> on_worker_output
-    full -> overloaded)                 -> reply spliced with id + worker -> call.answer()
+    FIFO queue (bounded:             worker's out-pipe readable -> WorkerSet.on_output
+    full -> overloaded)                 -> finish_call: reply spliced with id + worker -> answer
          ^                              -> worker idle again -> next queued call
          +-------------------------------------+
     deadline timer per call: queued -> ``timeout``; running -> stack dump, kill, ``timeout``
@@ -14,19 +14,19 @@ Data flow (all in the sidecar's one loop thread, see ``sidecar.loop``)::
         untouched, a warm spare promoted at once, a new spare spawned
     spawns bounded: back-off after failures, at most ``max_restarts`` per ``restart_window``
 
-Rooms: ``sidecar.pool.lifecycle`` (spawn, ready, drain, kill, recycle, a worker's end; ``Pool``
-inherits its verbs), ``sidecar.process.spawn`` (the process and its descriptors),
-``sidecar.pool.spawn_policy`` (back-off, restart limit, missing roles),
-``sidecar.pool.worker_handle`` (states, per-worker observations), ``sidecar.pool.call`` (answered
-once), ``bridge.codec`` (the reply splice); its own snapshot (``Pool.snapshot``).
+Parts: its ``WorkerSet`` (``sidecar.pool.lifecycle``: membership, spawn, ready, drain, kill,
+recycle, a worker's end; it tells the pool only through ``PoolSide``), ``sidecar.process.spawn``
+(the process and its descriptors), ``sidecar.pool.spawn_policy`` (back-off, restart limit),
+``sidecar.pool.worker_handle`` (states, observations), ``sidecar.pool.call`` (answered once),
+``bridge.codec`` (the reply splice); its own snapshot (``Pool.snapshot``).
 
-Owns: admission (overloaded/unavailable), the bounded queue, dispatch to idle members,
-per-call deadlines, a worker's reply turned into the call's answer, probes, membership (who
-serves, who is a spare). Must not touch: descriptors and signals (``sidecar.process.spawn``),
-framing (``sidecar.channel``), value encoding and the reply's byte layout (``bridge.codec``), client
-sockets (the fronts), config files (``sidecar.config.model`` builds ``PoolSettings``), or policy:
-*when* to probe, recycle or resize is decided by ``sidecar.supervision.watchdog``,
-``sidecar.supervision.recovery`` and
+Owns: admission (overloaded/unavailable), the bounded queue, the idle list, dispatch, per-call
+deadlines, a worker's reply turned into the call's answer (and a dead worker's unanswered call),
+probes, events. Must not touch: membership and lifecycle (``sidecar.pool.lifecycle``),
+descriptors and signals (``sidecar.process.spawn``), framing (``sidecar.channel``), value
+encoding and the reply's byte layout (``bridge.codec``), client sockets (the fronts), config
+files (``sidecar.config.model`` builds ``PoolSettings``), or policy: *when* to probe, recycle or
+resize is decided by ``sidecar.supervision.watchdog``, ``sidecar.supervision.recovery`` and
 ``sidecar.supervision.scaling``, which call the verbs here.
 """
 
