@@ -1,36 +1,33 @@
-"""Worker lifecycle: spawn, ready, promote, drain, kill, recycle, renew, and a worker's end.
+"""The worker set: who the pool's workers are, and their lifecycle from spawn to reaping.
 
-``Pool`` (``sidecar.pool.local``) is built from this class: these verbs act on the pool's membership
-(``workers``, ``idle``, ``target_size``) and use its dispatch (``worker_available``,
-``on_worker_output``) and events (``publish``). Processes are
-``sidecar.process.spawn.WorkerProcess``; *whether* a start is allowed is
-``sidecar.pool.spawn_policy``'s decision.
+``Pool`` (``sidecar.pool.local``) holds one ``WorkerSet``, as distributed's worker holds its
+``WorkerMemoryManager``. A reply travels one way: the worker's pipe -> ``on_output`` reads the
+frame and checks the worker -> ``PoolSide.finish_call`` (the pool answers the call and dispatches
+the next). The pool commands the set (``kill``, ``drain``, ``recycle``...); the set tells the pool
+only through ``PoolSide``. Workers are made by ``sidecar.pool.factory``; *whether* a start is
+allowed is ``sidecar.pool.spawn_policy``'s decision.
 
-Owns: turning a role into a ready worker and a worker into a reaped one (at shutdown too), the
-pool's warm template (``sidecar.process.template``: started, renewed and stopped with the pool),
-replacement without dropping below the pool's size, the answer a dead worker's call gets,
-spawn failures and the restart limit as the pool logs and publishes them. Must not touch:
-admission and the queue (``sidecar.pool.local``), descriptors and signals
-(``sidecar.process.spawn``), *when* to probe, recycle or resize (``sidecar.supervision.watchdog``,
-``sidecar.supervision.recovery``,
-``sidecar.supervision.scaling``).
+Owns: membership (the ``WorkerHandle``s, members and warm spares, the target size), turning a
+role into a ready worker and a worker into a reaped one, the frames workers write, taint (a call
+left code running), replacement without dropping below the pool's size, spawn failures and the
+restart limit as the pool logs and publishes them. Must not touch: admission, the queue, the idle
+list, a call's answer (``sidecar.pool.local``), descriptors and signals
+(``sidecar.process.spawn``), *when* to probe, recycle or resize (``sidecar.supervision``).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import os
 import signal
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Any, Protocol
 
 from bridge import protocol
-from bridge.codec import unpack_raw
+from bridge.codec import pack_raw, unpack_raw
+from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
 from sidecar.pool.call import Call
 from sidecar.pool.events import (
@@ -43,8 +40,9 @@ from sidecar.pool.events import (
     WorkerRecycled,
     WorkerSpawned,
 )
+from sidecar.pool.factory import WorkerFactory
 from sidecar.pool.settings import PoolSettings
-from sidecar.pool.spawn_policy import SpawnPolicy, clamp_size, missing_roles
+from sidecar.pool.spawn_policy import SpawnLimits, SpawnPolicy, clamp_size, missing_roles
 from sidecar.pool.worker_handle import (
     BUSY,
     CHECKING,
@@ -55,64 +53,165 @@ from sidecar.pool.worker_handle import (
     STOPPING,
     WorkerHandle,
 )
-from sidecar.process.fd_output import FdOutput
-from sidecar.process.spawn import WorkerProcess, WorkerSpec
-from sidecar.process.template import TEMPLATE, WorkerTemplate, template_unsupported
 from sidecar.worker.isolation import OutsideView
 
 log = logging.getLogger("py3sidecar.pool")
 
+# A worker's report that its call left threads/children behind (sidecar.worker.isolation)
+_LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
-class WorkerLifecycle:
-    """The lifecycle verbs of ``sidecar.pool.local.Pool`` (the state they use is the pool's)."""
 
-    loop: Loop
-    settings: PoolSettings
-    clock: Callable[[], float]
-    workers: dict[int, WorkerHandle]
-    idle: list[WorkerHandle]
-    queue: deque[Call]
-    target_size: int
-    next_worker_id: int
-    closing: bool
-    spawning: SpawnPolicy
-    spawn_timer: Timer | None
-    counters: dict[str, int]
-    stack_dir: str
-    spec: WorkerSpec
-    fd_output: FdOutput
-    process_factory: Callable[..., WorkerProcess]  # WorkerProcess; a test double in unit tests
-    # provided by Pool: dispatch, membership and events
-    publish: Callable[[PoolEvent], None]
-    worker_available: Callable[[WorkerHandle], None]
-    on_worker_output: Callable[[WorkerHandle], list[bytes] | None]
-    count_error: Callable[[str], None]
-    live_count: Callable[[], int]
-    members: Callable[[], list[WorkerHandle]]
-    spares: Callable[[], list[WorkerHandle]]
-    unavailable_reason: Callable[[], str]
+class PoolSide(Protocol):
+    """What the worker set tells the pool (``sidecar.pool.local.Pool``), and nothing more."""
+
+    def serve(self, worker: WorkerHandle) -> None: ...  # a ready member is free (listed once)
+    def finish_call(self, worker: WorkerHandle, frame: bytes) -> None: ...  # its call's reply
+    def finish_probe(self, worker: WorkerHandle, reply: dict[str, Any] | None) -> None: ...
+    def withdraw(self, worker: WorkerHandle) -> None: ...  # it takes no more calls
+    def requeue(self, call: Call) -> None: ...  # its worker died before reading it
+    # its worker ended with the call unanswered: answer it, return the error kind
+    def call_lost(self, worker: WorkerHandle, call: Call, end: dict[str, Any]) -> str: ...
+    def no_worker_can_start(self) -> None: ...  # queued calls must not wait in vain
+
+
+class WorkerSet(Mapping[int, WorkerHandle]):
+    """The pool's workers by id (a read-only mapping) and the verbs of their lifecycle."""
+
+    def __init__(self, loop: Loop, settings: PoolSettings, pool: PoolSide,
+                 publish: Callable[[PoolEvent], None], factory: WorkerFactory) -> None:
+        self.loop = loop
+        self.settings = settings
+        self.clock = loop.clock
+        self.pool = pool
+        self.publish = publish
+        self.factory = factory
+        self.handles: dict[int, WorkerHandle] = {}
+        self.target_size = settings.initial_size
+        self.closing = False
+        self.spawning = SpawnPolicy(SpawnLimits(
+            settings.max_restarts, settings.restart_window, settings.backoff_initial,
+            settings.backoff_max), self.clock)
+        self.spawn_timer: Timer | None = None
+        self.counters: dict[str, int] = {"spawned": 0, "spawn_failures": 0, "crashes": 0,
+                                         "kills": 0, "recycled": 0}
+
+    # ------------------------------------------------------------ the mapping (by worker id)
+    def __getitem__(self, wid: int) -> WorkerHandle:
+        return self.handles[wid]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.handles)
+
+    def __len__(self) -> int:
+        return len(self.handles)
+
+    def values(self) -> Any:  # the dict's own view: cheap, and live (Mapping's walks by key)
+        return self.handles.values()
+
+    # ------------------------------------------------------------ membership
+    def members(self) -> list[WorkerHandle]:
+        """Serving workers (not spares), excluding those on their way out."""
+        return [w for w in self.handles.values()
+                if w.role == MEMBER and w.state != STOPPING and w.replaced_by is None]
+
+    def spares(self) -> list[WorkerHandle]:
+        return [w for w in self.handles.values() if w.role == SPARE and w.state != STOPPING]
+
+    def live_count(self) -> int:
+        return sum(1 for w in self.handles.values() if w.role == MEMBER and w.state != STOPPING)
+
+    def ready_members(self) -> int:
+        return sum(1 for w in self.handles.values()
+                   if w.role == MEMBER and w.state in (IDLE, BUSY, CHECKING))
+
+    def unavailable_reason(self) -> str:
+        """Non-empty when no worker exists nor is about to: callers must not wait in vain."""
+        if self.live_count() or self.spares():
+            return ""
+        return self.spawning.why_none_can_start()
+
+    def offer(self, worker: WorkerHandle) -> None:
+        """A ready worker may serve; a ready spare only in a missing member's place."""
+        if worker.exit is not None or worker.state != IDLE or worker.tainted:
+            return
+        if worker.role == SPARE:
+            if self.live_count() >= self.target_size or self.closing:
+                return  # a ready spare waits, warm, outside the idle list
+            self.promote(worker)
+        self.pool.serve(worker)
+
+    # ------------------------------------------------------------ what a worker writes
+    def on_output(self, worker: WorkerHandle) -> list[bytes] | None:
+        """Read what the worker wrote and hand it on; None when nothing was there to read."""
+        try:
+            frames = worker.reader.feed()
+        except FrameTooLarge as exc:
+            self.kill(worker, f"it broke the protocol: {exc}")
+            return None
+        for frame in frames or ():
+            state = worker.state
+            if frame.startswith(_LEFT_BEHIND_PREFIX) and state != STARTING:
+                self.taint(worker, unpack_raw(frame))
+            elif state == BUSY:
+                if not worker.tainted and worker.threads_at_ready:
+                    seen = worker.left_behind()  # the kernel's count, before the answer
+                    if seen:
+                        self.taint(worker, {"reasons": [seen]})
+                self.pool.finish_call(worker, frame)
+            elif state == CHECKING:
+                self.pool.finish_probe(worker, unpack_raw(frame))
+            elif state == STARTING:
+                self.on_ready(worker, frame)
+            # frames from a stopping worker are stale: its call was already answered
+        if worker.reader.eof:
+            self.loop.remove_reader(worker.reader.fd)
+            if worker.exit is None and worker.state != STOPPING:
+                # Usually the process is exiting and its pidfd fires within microseconds. If it
+                # lives on (user code closed our descriptors) it can no longer be used: end it.
+                worker.kill_timer = self.loop.call_later(
+                    0.2, lambda: self.kill(worker, "it closed its channel", grace=0.2))
+        return frames
+
+    def taint(self, worker: WorkerHandle, report: dict[str, Any]) -> None:
+        """The worker's call left code running in it (threads, children): that code could
+        print into, or answer for, a later call. It takes no other call and is recycled
+        gracefully once this call is answered."""
+        reasons = report.get("reasons")
+        text = "; ".join(r for r in reasons if isinstance(r, str)) if isinstance(
+            reasons, list) else ""
+        first = not worker.tainted
+        worker.tainted = f"its last call left something behind: {text or 'unspecified'}"
+        if not first:  # already on its way out: keep the more detailed reason only
+            return
+        self.counters["left_behind"] = self.counters.get("left_behind", 0) + 1
+        log.warning("%s %s", worker.describe(), worker.tainted)
+        if worker.state == BUSY:
+            worker.recycle_after_call = worker.tainted  # the pool recycles it once answered
+            return
+        self.pool.withdraw(worker)  # told late: a forged reply came first
+        if worker.state in (IDLE, CHECKING):
+            self.recycle(worker, worker.tainted)
+
+    # ------------------------------------------------------------ spawn and ready
+    def start(self) -> None:
+        self.factory.start_template()
+        self.ensure_capacity()
 
     def spawn_worker(self, role: str = MEMBER) -> WorkerHandle | None:
-        settings = self.settings
-        wid = self.next_worker_id
-        self.next_worker_id += 1
-        stack_file = os.path.join(self.stack_dir, f"worker-{wid}.stack")
         try:
-            process = self.process_factory(self.loop, self.spec, stack_file=stack_file,
-                                           fd_output=self.fd_output, label=f"worker {wid}")
+            worker = self.factory.make(role)
         except OSError as exc:
-            self.spawn_failed(f"{type(exc).__name__}: {exc} (command: {settings.python[0]})",
-                              exc.errno)
+            self.spawn_failed(f"{type(exc).__name__}: {exc} "
+                              f"(command: {self.settings.python[0]})", exc.errno)
             return None
-        worker = WorkerHandle(wid, role, process, settings, self.clock(), self.clock)
-        process.label = worker.describe()
+        process = worker.process
         process.on_write_error = lambda exc: self.kill(worker, f"its pipe failed ({exc})")
-        self.workers[wid] = worker
-        process.watch(lambda: self.on_worker_output(worker), lambda: self.on_worker_exit(worker))
-        worker.start_timer = self.loop.call_later(settings.start_timeout,
+        self.handles[worker.id] = worker
+        process.watch(partial(self.on_output, worker), partial(self.on_exit, worker))
+        worker.start_timer = self.loop.call_later(self.settings.start_timeout,
                                                   lambda: self.start_timed_out(worker))
         self.counters["spawned"] += 1
-        self.publish(WorkerSpawned(settings.name, wid, process.pid, role))
+        self.publish(WorkerSpawned(self.settings.name, worker.id, process.pid, role))
         return worker
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
@@ -143,7 +242,7 @@ class WorkerLifecycle:
             reason, worker.recycle_when_ready = worker.recycle_when_ready, ""
             self.recycle(worker, reason)  # serves, if nothing else can, until replaced
             return
-        self.worker_available(worker)
+        self.offer(worker)
 
     def start_timed_out(self, worker: WorkerHandle) -> None:
         if worker.state == STARTING:
@@ -156,6 +255,7 @@ class WorkerLifecycle:
         log.info("%s promoted from warm spare", spare.describe())
         self.publish(SparePromoted(self.settings.name, spare.id, spare.pid))
 
+    # ------------------------------------------------------------ out of service
     def take_out_of_service(self, worker: WorkerHandle, reason: str) -> None:
         """No new calls for this worker; its place is filled at once (spare or spawn)."""
         if worker.state == STOPPING:
@@ -163,8 +263,7 @@ class WorkerLifecycle:
         was_starting = worker.state == STARTING
         worker.state = STOPPING
         worker.stop_reason = reason
-        if worker in self.idle:
-            self.idle.remove(worker)
+        self.pool.withdraw(worker)
         if worker.probe_timer is not None:
             worker.probe_timer.cancel()
         log.warning("%s is being replaced: %s", worker.describe(), reason)
@@ -214,7 +313,7 @@ class WorkerLifecycle:
             worker.replaced_by = ready_spares[0].id if ready_spares else -1
             self.drain(worker)
             if ready_spares:
-                self.worker_available(ready_spares[0])
+                self.offer(ready_spares[0])
             self.ensure_capacity()
             return
         new = self.spawn_worker(MEMBER)
@@ -225,13 +324,13 @@ class WorkerLifecycle:
             new.replaces = worker
             worker.replaced_by = new.id
         # It serves until its replacement is ready (or on, if none can start now). An idle
-        # worker may already be in the idle list (recycled by recovery or a reload, not after
-        # a call): listed twice, it would be handed calls after it was drained.
-        if worker.state == IDLE and worker not in self.idle:
-            self.worker_available(worker)
+        # worker may already be on the idle list (recycled by recovery or a reload, not after
+        # a call): ``serve`` lists it once.
+        if worker.state == IDLE:
+            self.offer(worker)
 
     def recycle_when_free(self, worker: WorkerHandle, reason: str) -> None:
-        """Recycle a busy worker once its call is answered (``finish_call``), another now."""
+        """Recycle a busy worker once its call is answered (``Pool.finish_call``), another now."""
         if worker.state == BUSY:
             worker.recycle_after_call = worker.recycle_after_call or reason
         else:
@@ -241,9 +340,8 @@ class WorkerLifecycle:
         """Replace every worker gracefully (e.g. the user's code changed on disk). Spares go
         first, so no member is handed an old spare; a worker still starting is replaced once
         ready. Returns how many workers will be renewed."""
-        if self.spec.template is not None:  # its preload is stale too: forks come from a new one
-            self.spec.template.renew(reason)
-        stale = sorted((w for w in self.workers.values()
+        self.factory.renew_template(reason)  # forks come from a new template
+        stale = sorted((w for w in self.handles.values()
                         if w.state != STOPPING and w.replaced_by is None),
                        key=lambda w: w.role != SPARE)
         for worker in stale:
@@ -253,14 +351,15 @@ class WorkerLifecycle:
                 self.recycle(worker, reason)
         return len(stale)
 
-    def on_worker_exit(self, worker: WorkerHandle) -> None:
+    # ------------------------------------------------------------ a worker's end
+    def on_exit(self, worker: WorkerHandle) -> None:
         end = worker.process.poll_exit()
         if end is None:
             return  # spurious wake-up: pidfd readable only once the process has exited
         # Read what the worker managed to send before it died (a reply racing its exit). The
         # read is non-blocking: a child the user's code forked may still hold the pipe open.
         for _ in range(256):
-            if worker.reader.eof or self.on_worker_output(worker) is None:
+            if worker.reader.eof or self.on_output(worker) is None:
                 break
         for timer in (worker.kill_timer, worker.start_timer, worker.probe_timer):
             if timer is not None:
@@ -268,65 +367,48 @@ class WorkerLifecycle:
         call = worker.call
         if call is not None and not call.done and worker.process.never_read(
                 len(call.payload) + 4):
-            # It died before reading this request: the call never started. Run it elsewhere.
-            worker.call = None
-            self.counters["redispatched"] += 1
-            self.queue.appendleft(call)
+            worker.call = None  # it died before reading this request: the call never started
+            self.pool.requeue(call)
         worker.process.reap()  # descriptors, its last fd 1/2 words, stack file, its group
         if worker.outside is not None:
             worker.outside.close()
-        self.workers.pop(worker.id, None)
-        if worker in self.idle:
-            self.idle.remove(worker)
-        call = worker.call
-        worker.call = None
+        self.handles.pop(worker.id, None)
+        self.pool.withdraw(worker)
+        call, worker.call = worker.call, None
         expected = worker.state == STOPPING
         was_starting = worker.state == STARTING
         if worker.probe_done is not None:
             done, worker.probe_done = worker.probe_done, None
             done(None)
-        self.answer_after_exit(worker, call, end, expected)
+        lost = self.pool.call_lost(worker, call, end) if call is not None and not call.done else ""
+        if lost == protocol.CRASHED or (not lost and not expected):
+            self.counters["crashes"] += 1
         worker.state = STOPPING
-        text = end["text"]
-        log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
-                worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
-        self.publish(WorkerExited(
-            self.settings.name, worker.id, worker.pid, expected=expected,
-            returncode=end["returncode"], text=text, reason=worker.stop_reason or text,
-            during_call=call is not None, rss=worker.rss, starting=was_starting,
-            signal=end.get("signal"), signal_name=end.get("signal_name"),
-            exit_code=end.get("exit_code")))
+        self.report_exit(worker, end, expected, was_starting, call is not None)
         if worker.replaces is not None:  # a replacement died before it took over
             worker.replaces.replaced_by = None
             if worker.replaces.tainted:  # it waits for no replacement: out, refilled below
                 self.drain(worker.replaces)
             worker.replaces = None
         if was_starting:
-            self.spawn_failed(f"{worker.describe()} exited with {text} before it was ready", None)
+            self.spawn_failed(f"{worker.describe()} exited with {end['text']} before it was "
+                              "ready", None)
         if not self.closing:
             if not expected and not was_starting:
                 self.record_restart()
             self.ensure_capacity()
 
-    def answer_after_exit(self, worker: WorkerHandle, call: Call | None, end: dict[str, Any],
-                          expected: bool) -> None:
-        """The dead worker's unanswered call: ``timeout`` if past its deadline, else
-        ``crashed`` (its effects are unknown); an unexpected exit counts as a crash."""
-        if call is not None and not call.done and self.clock() >= call.deadline:
-            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
-            call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
-                      f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
-        elif call is not None and not call.done:
-            self.counters["crashes"] += 1
-            self.count_error(protocol.CRASHED)
-            worker.score.record_failure(protocol.CRASHED)
-            details = {k: v for k, v in end.items() if k not in ("returncode", "text")}
-            call.fail(protocol.CRASHED,
-                      f"the Python worker running this call died with {end['text']}; the "
-                      "call's effects are unknown; a replacement worker has been started",
-                      worker=worker.id, pid=worker.pid, **details)
-        elif not expected:
-            self.counters["crashes"] += 1
+    def report_exit(self, worker: WorkerHandle, end: dict[str, Any], expected: bool,
+                    was_starting: bool, during_call: bool) -> None:
+        text = end["text"]
+        log.log(logging.INFO if expected else logging.ERROR, "%s exited with %s%s",
+                worker.describe(), text, f" ({worker.stop_reason})" if worker.stop_reason else "")
+        self.publish(WorkerExited(
+            self.settings.name, worker.id, worker.pid, expected=expected,
+            returncode=end["returncode"], text=text, reason=worker.stop_reason or text,
+            during_call=during_call, rss=worker.rss, starting=was_starting,
+            signal=end.get("signal"), signal_name=end.get("signal_name"),
+            exit_code=end.get("exit_code")))
 
     # ------------------------------------------------------------ bounded replacement
     def spawn_failed(self, message: str, err: int | None) -> None:
@@ -338,7 +420,7 @@ class WorkerLifecycle:
                   failures, delay, message)
         self.publish(SpawnFailed(self.settings.name, message, err, resource, failures, delay))
         if self.live_count() == 0:
-            self.flush_queue_unavailable()
+            self.pool.no_worker_can_start()
 
     def record_restart(self) -> None:
         if not self.spawning.restarted():
@@ -349,18 +431,6 @@ class WorkerLifecycle:
                      restarts, window, self.spawning.wait())
         self.publish(RestartLimit(self.settings.name, restarts, window))
 
-    def start_template(self) -> None:
-        """The warm template workers are forked from (``sidecar.process.template``), if this pool
-        uses one: started with the pool; until it is ready, workers are spawned plain."""
-        reason = template_unsupported(self.settings)
-        if reason or self.process_factory is not WorkerProcess:  # doubles spawn by themselves
-            if self.settings.spawn == TEMPLATE and reason:
-                log.info("pool %s spawns its workers plain: %s", self.settings.name, reason)
-            return
-        self.spec = replace(self.spec, template=WorkerTemplate(self.loop, self.settings,
-                                                                self.spec))
-        self.spec.template.start()
-
     def ensure_capacity(self) -> None:
         """Fill missing members (promoting warm spares first) and missing spares."""
         if self.closing:
@@ -370,7 +440,7 @@ class WorkerLifecycle:
             spare = next((w for w in spares if w.state == IDLE), spares[0])
             spares.remove(spare)
             self.promote(spare)
-            self.worker_available(spare)
+            self.offer(spare)
         missing = missing_roles(self.target_size, self.live_count(), self.settings.spares,
                                 len(spares))
         if not missing:
@@ -380,7 +450,7 @@ class WorkerLifecycle:
                 self.spawn_timer = self.loop.call_at(self.spawning.next_at,
                                                      self._spawn_timer_fired)
             if self.live_count() == 0:
-                self.flush_queue_unavailable()
+                self.pool.no_worker_can_start()
             return
         for role in missing:
             if self.spawn_worker(role) is None:
@@ -403,15 +473,6 @@ class WorkerLifecycle:
         for worker in victims[:max(0, surplus)]:
             self.drain(worker, "the pool is scaling down")
 
-    def flush_queue_unavailable(self) -> None:
-        reason = self.unavailable_reason()
-        if not reason:
-            return
-        while self.queue:
-            call = self.queue.popleft()
-            self.count_error(protocol.UNAVAILABLE)
-            call.fail(protocol.UNAVAILABLE, reason)
-
     # ------------------------------------------------------------ shutdown
     def begin_shutdown(self) -> None:
         self.closing = True
@@ -419,33 +480,21 @@ class WorkerLifecycle:
             self.spawn_timer.cancel()
 
     def terminate(self, grace: float = 2.0) -> None:
-        """Answer whatever is left, stop every worker, and wait (bounded) for them to exit."""
+        """Stop every worker and wait (bounded) for them to exit; their calls are answered
+        (``Pool.terminate``)."""
         self.closing = True
-        while self.queue:
-            self.queue.popleft().fail(protocol.UNAVAILABLE, "the sidecar shut down before this "
-                                      "call could start")
-        for worker in list(self.workers.values()):
-            if worker.call is not None:
-                worker.call.fail(protocol.UNAVAILABLE, "the sidecar shut down while this call "
-                                 "was running", worker=worker.id)
+        for worker in list(self.handles.values()):
             worker.process.close_input()
             if worker.state in (BUSY, STOPPING, CHECKING):
                 worker.process.signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        if self.spec.template is not None:
-            self.spec.template.close(deadline)
-        for worker in list(self.workers.values()):
+        self.factory.close(deadline)
+        for worker in list(self.handles.values()):
             worker.process.wait(deadline)
             # Idle workers exit on EOF by themselves, but what their calls spawned lives on in
             # their process group: nothing the pool started may outlive the sidecar's stop.
             worker.process.reap()
             if worker.outside is not None:
                 worker.outside.close()
-        self.workers.clear()
-        self.idle.clear()
-        for leftover in Path(self.stack_dir).glob("*"):
-            leftover.unlink(missing_ok=True)
-        try:
-            os.rmdir(self.stack_dir)
-        except OSError:
-            pass
+        self.handles.clear()
+        self.factory.remove_stack_dir()

@@ -26,7 +26,7 @@ from sidecar.pool.settings import PoolSettings
 from sidecar.pool.spawn_policy import MEMBER, SPARE
 from sidecar.process.spawn import WorkerProcess
 from sidecar.supervision.score import HealthScore
-from sidecar.worker.isolation import OutsideView
+from sidecar.worker.isolation import OutsideView, outside_view
 
 
 class WorkerState(StrEnum):
@@ -122,6 +122,18 @@ class WorkerHandle:
     def note_failure(self, record: dict[str, Any]) -> None:
         """The last failure recovery recorded for it (shown in its report)."""
         self.last_failure = record
+
+    def left_behind(self) -> str:
+        """The kernel's count, which no thread in the worker can forge: more threads than it
+        had when ready, or any child, means its call's code may still run
+        (``sidecar.worker.isolation``). Empty when nothing is seen."""
+        threads, children = (self.outside.read() if self.outside is not None
+                             else outside_view(self.pid))
+        extra = threads - self.threads_at_ready
+        if extra > 0 or children > 0:
+            return (f"the kernel counts {max(extra, 0)} more thread(s) than it started with "
+                    f"and {max(children, 0)} child process(es)")
+        return ""
 
     def describe(self) -> str:
         return f"worker {self.id} (pid {self.pid})"
