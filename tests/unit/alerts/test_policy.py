@@ -1,4 +1,7 @@
-"""The alert policy (sidecar/alerts/policy.py) on a fake clock: grouping, repeats, resolution, the
+"""Covers: sidecar.alerts.policy, sidecar.alerts.channels, sidecar.alerts.manager,
+sidecar.config.model.
+
+The alert policy (sidecar/alerts/policy.py) on a fake clock: grouping, repeats, resolution, the
 cap."""
 
 from __future__ import annotations

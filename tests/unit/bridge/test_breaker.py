@@ -1,4 +1,6 @@
-"""Circuit breaker state machine: every transition, under a fake clock and under real threads."""
+"""Covers: bridge.breaker, bridge.protocol.
+
+Circuit breaker state machine: every transition, under a fake clock and under real threads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""python3.bridge.py4j settings and the connection file (bridge/connection.py)."""
+"""Covers: bridge.connection, sidecar.config.model.
+
+python3.bridge.py4j settings and the connection file (bridge/connection.py)."""
 from __future__ import annotations
 
 import json

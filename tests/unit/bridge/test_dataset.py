@@ -1,4 +1,6 @@
-"""Datasets column by column (extension 5, docs/protocol.md): numeric columns as one block,
+"""Covers: bridge.dataset, bridge.codec.
+
+Datasets column by column (extension 5, docs/protocol.md): numeric columns as one block,
 nulls as a mask, pandas DataFrames both ways; the row-wise extension 1 still decodes."""
 import datetime as dt
 

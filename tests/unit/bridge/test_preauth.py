@@ -1,4 +1,6 @@
-"""The bounded pre-authentication walk (bridge/preauth.py): it finds the token and a short id
+"""Covers: bridge.preauth.
+
+The bounded pre-authentication walk (bridge/preauth.py): it finds the token and a short id
 without building values, and gives up after a fixed number of values."""
 
 import msgpack

@@ -1,4 +1,6 @@
-"""python3.bridge.token-group: the token file 0640 in that group, accepted as such, and a
+"""Covers: bridge.token, sidecar.config.model.
+
+python3.bridge.token-group: the token file 0640 in that group, accepted as such, and a
 group-readable token in any other group still refused."""
 from __future__ import annotations
 
@@ -8,7 +10,13 @@ import stat
 
 import pytest
 
-from bridge.token import TokenError, check_private, ensure_token, token_group_id
+from bridge.token import (
+    TokenError,
+    check_private,
+    check_token_strength,
+    ensure_token,
+    token_group_id,
+)
 
 
 def a_group() -> grp.struct_group:
@@ -56,3 +64,41 @@ def test_config_check_refuses_a_missing_token_group(tmp_path):
     path.write_text("python3:\n  bridge:\n    token-group: no-such-group-here\n")
     with pytest.raises(ConfigError, match="token-group"):
         load(path)
+
+
+@pytest.fixture(autouse=True)
+def no_env_token(monkeypatch):
+    monkeypatch.delenv("PY3SIDECAR_TOKEN", raising=False)
+
+
+
+@pytest.mark.parametrize("mode, who", [(0o644, "its group and other users"),
+                                       (0o640, "its group"), (0o604, "other users")])
+def test_a_token_file_others_can_read_is_refused(tmp_path, mode, who):
+    path = tmp_path / "token"
+    path.write_text("x" * 43 + "\n")
+    os.chmod(path, mode)
+    with pytest.raises(TokenError) as err:
+        ensure_token("", str(path))
+    assert str(path) in str(err.value) and who in str(err.value)
+    assert f"chmod 600 {path}" in str(err.value)
+
+
+
+def test_a_private_token_file_is_used_and_a_new_one_is_private(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("y" * 43 + "\n")
+    os.chmod(path, 0o600)
+    assert ensure_token("", str(path)) == ("y" * 43, path)
+    fresh = tmp_path / "sub" / "token"
+    token, _ = ensure_token("", str(fresh))
+    assert len(token) >= 32 and os.stat(fresh).st_mode & 0o777 == 0o600
+
+
+
+def test_a_short_token_is_refused_beyond_loopback_only():
+    check_token_strength("short", "python3.bridge.token", [])  # loopback only: allowed
+    with pytest.raises(TokenError) as err:
+        check_token_strength("short", "python3.bridge.token", ["tcp://0.0.0.0:5557"])
+    assert "python3.bridge.token" in str(err.value) and "0.0.0.0" in str(err.value)
+    check_token_strength("z" * 32, "python3.bridge.token", ["tcp://0.0.0.0:5557"])

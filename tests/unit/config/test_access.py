@@ -1,4 +1,7 @@
-"""python3.access.routed (sidecar/config/access.py): the keys, their defaults, and bad values
+"""Covers: sidecar.config.access, sidecar.config.settings, sidecar.config.model,
+sidecar.deploy.bundle.
+
+python3.access.routed (sidecar/config/access.py): the keys, their defaults, and bad values
 named by key, as `serve` and `config --check` both read them."""
 
 from __future__ import annotations

@@ -1,3 +1,7 @@
+"""Covers: sidecar.config.model.
+
+The config models: the embedded default, YAML overrides, and refusals naming the key."""
+
 import pytest
 
 from sidecar.config import model as config

@@ -1,4 +1,6 @@
-"""``python3.pools``: what a named pool's config accepts and refuses (each message naming the key
+"""Covers: sidecar.config.settings, sidecar.config.model, sidecar.routing.registry.
+
+``python3.pools``: what a named pool's config accepts and refuses (each message naming the key
 and the value), and the routes the chain gets from it (``sidecar.routing.registry.chained_names``,
 ``FallbackChain.routes``)."""
 

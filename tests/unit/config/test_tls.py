@@ -1,4 +1,6 @@
-"""python3.bridge.py4j.tls and python3.http.tls: what ``config --check`` (``config.load``)
+"""Covers: sidecar.config.tls, sidecar.config.model.
+
+python3.bridge.py4j.tls and python3.http.tls: what ``config --check`` (``config.load``)
 refuses, each message naming the key and the file, never a key's content; and what it builds."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The systemd unit ``py3sidecar ignition-bundle`` ships: it restarts the sidecar, watches its loop,
+"""Covers: sidecar.deploy.bundle.
+
+The systemd unit ``py3sidecar ignition-bundle`` ships: it restarts the sidecar, watches its loop,
 and gives it enough descriptors. Checked by systemd's own parser when it runs here."""
 from __future__ import annotations
 

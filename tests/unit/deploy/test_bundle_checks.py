@@ -1,4 +1,6 @@
-"""ignition-bundle's checks of the interpreter it writes into the systemd unit."""
+"""Covers: sidecar.deploy.bundle_checks, sidecar.deploy.bundle.
+
+ignition-bundle's checks of the interpreter it writes into the systemd unit."""
 
 import os
 import pwd

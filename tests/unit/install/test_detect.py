@@ -1,4 +1,6 @@
-"""What `py3sidecar install`/`doctor` read from an Ignition tree and a systemd folder."""
+"""Covers: sidecar.install.detect.
+
+What `py3sidecar install`/`doctor` read from an Ignition tree and a systemd folder."""
 from __future__ import annotations
 
 import os

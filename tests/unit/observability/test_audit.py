@@ -1,4 +1,6 @@
-"""sidecar/observability/audit.py: what an audit line holds (and never holds), rotation by size, a
+"""Covers: sidecar.observability.audit, sidecar.config.model.
+
+sidecar/observability/audit.py: what an audit line holds (and never holds), rotation by size, a
 full queue, a file that cannot be opened or written. A real writer thread and real files throughout;
 every wait has a deadline (``AuditLog.close`` joins the writer within one)."""
 

@@ -1,4 +1,6 @@
-"""Pieces of sidecar/observability/diagnostics.py that need no sidecar: gather's deadline and
+"""Covers: sidecar.observability.diagnostics, bridge.codec, sidecar.pool.call.
+
+Pieces of sidecar/observability/diagnostics.py that need no sidecar: gather's deadline and
 shutdown, the history ring, reading the worker id from an encoded reply."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Metrics pieces that need no sidecar: the loop hand-off, the histograms, the minute ring, the
+"""Covers: sidecar.observability.metrics, sidecar.config.model.
+
+Metrics pieces that need no sidecar: the loop hand-off, the histograms, the minute ring, the
 counters other parts feed (the scrape of a real sidecar is in tests/integration)."""
 
 import threading
@@ -17,7 +19,6 @@ from sidecar.observability.metrics import (
     classify_restart,
     percentile,
 )
-from sidecar.observability.views import alert_state
 
 
 def test_ask_runs_in_the_loop_thread_and_has_a_deadline():
@@ -94,16 +95,6 @@ def test_alert_and_quarantine_counters_are_exposed():
 ])
 def test_restart_reasons_are_a_bounded_set(reason, label):
     assert classify_restart(reason) == label
-
-
-def test_alert_state_keeps_open_conditions_by_key():
-    records = [{"key": "a", "level": "CRITICAL", "title": "worker died"},
-               {"key": "b", "level": "WARNING", "title": "memory high"},
-               {"key": "a", "level": "CRITICAL", "title": "worker died", "resolved": True}]
-    state = alert_state(records)
-    assert (state["level"], state["active"]) == ("WARNING", 1)
-    assert state["last"]["resolved"] is True
-    assert alert_state([]) == {"level": "OK", "active": 0, "last": None}
 
 
 def test_http_config_defaults_and_errors_name_the_key():

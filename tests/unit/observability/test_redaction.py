@@ -1,6 +1,7 @@
-"""Covers: sidecar.observability.redaction (by key, by value, env maps, channel names, the log
-filter), sidecar.alerts.channels (a URL apprise cannot use, named without its secret),
-sidecar.config.model (a config error never quotes a secret).
+"""Covers: sidecar.observability.redaction, sidecar.alerts.channels, sidecar.config.model.
+
+Redaction by key, by value, of env maps, channel names and the log filter; a URL apprise
+cannot use is named without its secret; a config error never quotes a secret.
 
 Every case asserts the secret's text is absent from ``json.dumps`` of what is shown, so a rule
 that is dropped fails here."""
@@ -296,3 +297,21 @@ def test_a_yaml_error_says_where_without_quoting_the_line(text) -> None:
         config.load(text=text)
     assert "is not valid YAML" in str(err.value) and "line 3, column" in str(err.value)
     assert "yamlsecret" not in str(err.value)
+
+
+def test_every_secret_in_the_config_tree_is_redacted():
+    tree = config.load(text=(
+        "python3:\n  bridge:\n    token: bridge-secret\n"
+        "  worker:\n    env: {DB_PASSWORD: pw-secret, API_KEY: key-secret, PLAIN: shown}\n"
+        "    env-not-secret: [PLAIN]\n"
+        "  fallback:\n    remote:\n      token: remote-secret\n      token-file: /etc/t\n"
+    )).model_dump(by_alias=True)
+    tree["python3"]["extra"] = [{"nested": {"client_secret": "deep-secret"}}]
+    shown = redact_secrets(tree)
+    text = repr(shown)
+    for secret in ("bridge-secret", "pw-secret", "key-secret", "remote-secret", "deep-secret"):
+        assert secret not in text
+    assert shown["python3"]["bridge"]["token"] == REDACTED
+    assert shown["python3"]["fallback"]["remote"]["token-file"] == "/etc/t"  # a path, shown
+    assert shown["python3"]["worker"]["env"]["PLAIN"] == "shown"
+    assert tree["python3"]["bridge"]["token"] == "bridge-secret"  # the original is untouched

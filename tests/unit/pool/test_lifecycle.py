@@ -1,4 +1,7 @@
-"""The pool's state machine (sidecar/pool/local.py, sidecar/pool/lifecycle.py) with fake processes.
+"""Covers: sidecar.pool.lifecycle, bridge.protocol, bridge.codec, sidecar.observability.metrics,
+sidecar.pool.call, sidecar.pool.events, sidecar.pool.local, sidecar.pool.worker_handle.
+
+The pool's state machine (sidecar/pool/local.py, sidecar/pool/lifecycle.py) with fake processes.
 
 Real ``Pool`` and ``Loop``; the clock and the worker processes are test doubles
 (``pool_doubles``), so every transition is driven by the test: no sleeping, no children.
@@ -10,7 +13,6 @@ import dataclasses
 import signal
 
 import pytest
-from pool_doubles import READY, PoolHarness, Sink, reply_ok
 
 from bridge import protocol
 from bridge.codec import unpack_raw
@@ -26,6 +28,8 @@ from sidecar.pool.events import (
 )
 from sidecar.pool.local import BUSY, CHECKING, IDLE, MEMBER, SPARE, STOPPING
 from sidecar.pool.worker_handle import WorkerState
+
+from ..pool_doubles import READY, PoolHarness, Sink, reply_ok
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""How the pool forwards a worker's reply (Pool.answer_from_worker), without processes.
+"""Covers: sidecar.pool.local, bridge.codec, sidecar.pool.call, sidecar.supervision.score.
+
+How the pool forwards a worker's reply (Pool.answer_from_worker), without processes.
 
 A success the codec's fast path cannot splice is decoded and still counted as a success (it
 must never feed the breaker or the score as ``internal``)."""

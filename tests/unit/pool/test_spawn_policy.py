@@ -1,4 +1,6 @@
-"""The spawn throttle and capacity decisions (sidecar/pool/spawn_policy.py) with a fake clock."""
+"""Covers: sidecar.pool.spawn_policy.
+
+The spawn throttle and capacity decisions (sidecar/pool/spawn_policy.py) with a fake clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""python3.worker.user / group: checked when the config loads, with the key in the message."""
+"""Covers: sidecar.process.confinement, sidecar.config.model.
+
+python3.worker.user / group: checked when the config loads, with the key in the message."""
 import grp
 import os
 import pwd

@@ -1,4 +1,6 @@
-"""The fd 1/2 forwarder's rate limit with an injected clock (no sleeping), and its config keys."""
+"""Covers: sidecar.process.fd_output, sidecar.config.model.
+
+The fd 1/2 forwarder's rate limit with an injected clock (no sleeping), and its config keys."""
 
 import logging
 import os

@@ -1,4 +1,6 @@
-"""The fallback chain's routing, with test-double strategies in a real loop (no processes)."""
+"""Covers: sidecar.routing.chain, bridge.protocol, bridge.breaker, bridge.codec, sidecar.pool.call.
+
+The fallback chain's routing, with test-double strategies in a real loop (no processes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The service builds its supervision from the config it was given (no hidden constants).
+"""Covers: sidecar.routing.registry, sidecar.config.model, sidecar.pool.local,
+sidecar.config.settings.
+
+The service builds its supervision from the config it was given (no hidden constants).
 
 Uses a real Pool that is never started (no processes): only the wiring is under test.
 """

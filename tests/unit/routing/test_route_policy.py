@@ -1,4 +1,6 @@
-"""sidecar/routing/route_policy.py: what the gateway route is granted (python3.access.routed), and
+"""Covers: sidecar.routing.route_policy, bridge.protocol, sidecar.routing.quarantine.
+
+sidecar/routing/route_policy.py: what the gateway route is granted (python3.access.routed), and
 the relay's mark as bridge/protocol.py validates it. Pure: no sockets, no processes."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Frames in linear time: a large frame arriving in many small pieces is assembled into one
+"""Covers: sidecar.channel.
+
+Frames in linear time: a large frame arriving in many small pieces is assembled into one
 buffer of its announced length, the bytes copied per read do not grow with what was already
 read, one ``feed()`` takes a bounded amount, and buffered writes advance an offset."""
 
@@ -10,6 +12,7 @@ import threading
 from sidecar.channel import (
     HEADER,
     FrameReader,
+    FrameTooLarge,
     OutBuffer,
     encode_frame,
     read_frame,
@@ -125,4 +128,43 @@ def test_blocking_frames_of_several_megabytes_round_trip():
     assert bytes(got) == payload
     assert HEADER.size == 4
     os.close(w)
+    os.close(r)
+
+
+def test_frames_split_across_reads_are_reassembled():
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    reader = FrameReader(r, 1 << 20)
+    data = encode_frame(b"hello") + encode_frame(b"") + encode_frame(b"x" * 1000)
+    os.write(w, data[:7])
+    assert reader.feed() == []
+    os.write(w, data[7:])
+    assert reader.feed() == [b"hello", b"", b"x" * 1000]
+    assert reader.feed() is None  # nothing to read
+    os.close(w)
+    assert reader.feed() == [] and reader.eof
+    os.close(r)
+
+
+
+def test_oversized_frame_is_refused():
+    r, w = os.pipe()
+    os.write(w, (10_000).to_bytes(4, "big"))
+    try:
+        read_frame(r, 100)
+    except FrameTooLarge as exc:
+        assert "10000 bytes" in str(exc)
+    else:
+        raise AssertionError("FrameTooLarge not raised")
+    os.close(r)
+    os.close(w)
+
+
+
+def test_blocking_round_trip():
+    r, w = os.pipe()
+    write_frame(w, b"abc")
+    assert read_frame(r, 10) == b"abc"
+    os.close(w)
+    assert read_frame(r, 10) is None
     os.close(r)

@@ -1,45 +1,11 @@
-import os
+"""Covers: sidecar.loop.
+
+The event loop: timers in order, cancelled ones purged, a thread-safe wake-up, and a stop
+before run that is not lost."""
+
 import threading
 
-from sidecar.channel import FrameReader, FrameTooLarge, encode_frame, read_frame, write_frame
 from sidecar.loop import Loop
-
-
-def test_frames_split_across_reads_are_reassembled():
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    reader = FrameReader(r, 1 << 20)
-    data = encode_frame(b"hello") + encode_frame(b"") + encode_frame(b"x" * 1000)
-    os.write(w, data[:7])
-    assert reader.feed() == []
-    os.write(w, data[7:])
-    assert reader.feed() == [b"hello", b"", b"x" * 1000]
-    assert reader.feed() is None  # nothing to read
-    os.close(w)
-    assert reader.feed() == [] and reader.eof
-    os.close(r)
-
-
-def test_oversized_frame_is_refused():
-    r, w = os.pipe()
-    os.write(w, (10_000).to_bytes(4, "big"))
-    try:
-        read_frame(r, 100)
-    except FrameTooLarge as exc:
-        assert "10000 bytes" in str(exc)
-    else:
-        raise AssertionError("FrameTooLarge not raised")
-    os.close(r)
-    os.close(w)
-
-
-def test_blocking_round_trip():
-    r, w = os.pipe()
-    write_frame(w, b"abc")
-    assert read_frame(r, 10) == b"abc"
-    os.close(w)
-    assert read_frame(r, 10) is None
-    os.close(r)
 
 
 def test_loop_timers_order_cancel_and_threadsafe_wakeup():

@@ -1,4 +1,6 @@
-"""Pure policies with plain objects: health checks, the aggregate rule, sizing decisions,
+"""Covers: sidecar.supervision.health.
+
+Pure policies with plain objects: health checks, the aggregate rule, sizing decisions,
 stack classification. No processes, no sleeping."""
 
 from types import SimpleNamespace
@@ -17,9 +19,6 @@ from sidecar.supervision.health import (
     HealthSettings,
     pool_status,
 )
-from sidecar.supervision.recovery import FailureType, classify_stack
-from sidecar.supervision.resources import LoadSample
-from sidecar.supervision.scaling import ScalingSettings, decide
 
 MiB = 1 << 20
 
@@ -66,51 +65,3 @@ def test_composite_returns_the_worst_status(observed, status, action):
 ])
 def test_pool_status_rule(args, status):
     assert pool_status(*args)[0] == status
-
-
-S = ScalingSettings(scale_up_utilization=0.9, scale_up_wait=0.05, scale_down_utilization=0.3,
-                    up_cooldown=10, down_cooldown=60)
-
-
-@pytest.mark.parametrize("util, wait, size, since, expected", [
-    (0.95, 0.2, 2, 100, 4),     # busy and waiting: +2
-    (0.95, 0.2, 5, 100, 6),     # capped at max 6
-    (0.95, 0.01, 2, 100, 2),    # busy but nobody waits: stay
-    (0.95, 0.2, 2, 5, 2),       # within the up cool-down
-    (0.1, 0.0, 4, 100, 3),      # idle: -1
-    (0.1, 0.0, 4, 30, 4),       # within the down cool-down
-    (0.1, 0.0, 1, 100, 1),      # at min
-    (0.5, 0.0, 3, 100, 3),      # in between: stay
-])
-def test_scaling_decision(util, wait, size, since, expected):
-    new, reason = decide(LoadSample(util, wait, 10), size, 1, 6, 1000.0, 1000.0 - since, S)
-    assert new == expected
-    assert bool(reason) == (new != size)
-
-
-def test_scaling_never_flaps_between_up_and_down():
-    sizes, last, size, now = [], 0.0, 2, 0.0
-    for util, wait in [(0.95, 0.2), (0.1, 0.0)] * 10:  # alternating load every 5 s
-        now += 5
-        new, _ = decide(LoadSample(util, wait, 10), size, 1, 8, now, last, S)
-        if new != size:
-            last, size = now, new
-        sizes.append(size)
-    changes = sum(1 for a, b in zip(sizes, sizes[1:]) if a != b)
-    assert changes <= 4, sizes
-
-
-DEADLOCK_STACK = """Current thread 0x00007f (most recent call first):
-  File "/usr/lib/python3.11/threading.py", line 320 in wait
-  File "/usr/lib/python3.11/threading.py", line 622 in wait
-  File "<python3.execute #1>", line 2 in <module>
-"""
-HANG_STACK = """Current thread 0x00007f (most recent call first):
-  File "<python3.execute #1>", line 2 in <module>
-"""
-
-
-def test_stack_classification():
-    assert classify_stack(DEADLOCK_STACK) is FailureType.DEADLOCK
-    assert classify_stack(HANG_STACK) is FailureType.HANG
-    assert classify_stack("") is FailureType.HANG

@@ -1,4 +1,7 @@
-"""Recovery's state machine (sidecar/supervision/recovery.py): pool events -> failure records,
+"""Covers: sidecar.supervision.recovery, bridge.protocol, bridge.codec, sidecar.pool.call,
+sidecar.pool.events, sidecar.supervision.score.
+
+Recovery's state machine (sidecar/supervision/recovery.py): pool events -> failure records,
 back-off, escalation and its end; findings -> one action per worker. Real pool and loop, fake
 processes and clock (``pool_doubles``)."""
 
@@ -8,14 +11,20 @@ import errno
 import signal
 
 import pytest
-from pool_doubles import PoolHarness, Sink
 
 from bridge import protocol
 from bridge.codec import unpack_raw
 from sidecar.pool.call import Call
 from sidecar.pool.events import CallTimedOut, WorkerExited
-from sidecar.supervision.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
+from sidecar.supervision.recovery import (
+    FailureType,
+    RecoveryOrchestrator,
+    RecoverySettings,
+    classify_stack,
+)
 from sidecar.supervision.score import NOT_THE_WORKERS_FAULT
+
+from ..pool_doubles import PoolHarness, Sink
 
 LOCK_STACK = ('Current thread 0x00007f (most recent call first):\n'
               '  File "/usr/lib/python3.11/threading.py", line 320 in acquire\n')
@@ -171,3 +180,23 @@ def test_low_score_causes_map_only_kinds_that_reach_a_score() -> None:
     causes = RecoveryOrchestrator.LOW_SCORE_CAUSES
     assert set(causes) <= can_occur
     assert not set(causes) & NOT_THE_WORKERS_FAULT
+
+
+DEADLOCK_STACK = """Current thread 0x00007f (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 320 in wait
+  File "/usr/lib/python3.11/threading.py", line 622 in wait
+  File "<python3.execute #1>", line 2 in <module>
+"""
+
+
+
+HANG_STACK = """Current thread 0x00007f (most recent call first):
+  File "<python3.execute #1>", line 2 in <module>
+"""
+
+
+
+def test_stack_classification():
+    assert classify_stack(DEADLOCK_STACK) is FailureType.DEADLOCK
+    assert classify_stack(HANG_STACK) is FailureType.HANG
+    assert classify_stack("") is FailureType.HANG

@@ -1,4 +1,6 @@
-"""Per-worker health score: rewards, penalties by kind, history ring and metrics."""
+"""Covers: sidecar.supervision.score.
+
+Per-worker health score: rewards, penalties by kind, history ring and metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""The watchdog's state machine (sidecar/supervision/watchdog.py): observations -> verdict ->
+"""Covers: sidecar.supervision.watchdog, bridge.protocol, bridge.codec, sidecar.config.model,
+sidecar.config.settings, sidecar.pool.call, sidecar.pool.events, sidecar.pool.local,
+sidecar.supervision.health, sidecar.supervision.recovery, sidecar.supervision.resources.
+
+The watchdog's state machine (sidecar/supervision/watchdog.py): observations -> verdict ->
 recovery's action, on a real pool, loop and recovery with fake processes and a fake clock.
 
 A worker's CPU time and RSS are what the kernel would report; here the test sets them (the
@@ -10,7 +14,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-from pool_doubles import PoolHarness, Sink, reply_ok
 
 from bridge import protocol
 from bridge.codec import pack_raw, unpack_raw
@@ -23,6 +26,8 @@ from sidecar.supervision.health import HEALTHY, HealthSettings
 from sidecar.supervision.recovery import FailureType, RecoveryOrchestrator, RecoverySettings
 from sidecar.supervision.resources import ResourceMonitor
 from sidecar.supervision.watchdog import Watchdog, WatchdogSettings
+
+from ..pool_doubles import PoolHarness, Sink, reply_ok
 
 MiB = 1 << 20
 LOCK_STACK = ('Current thread 0x00007f (most recent call first):\n'

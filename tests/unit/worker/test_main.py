@@ -1,4 +1,7 @@
-"""The reply splice (bridge.codec.splice_success) against the layout a real worker sends.
+"""Covers: sidecar.worker.main, bridge.codec, sidecar.channel, sidecar.pool.local,
+sidecar.process.spawn.
+
+The reply splice (bridge.codec.splice_success) against the layout a real worker sends.
 
 A real ``python -m sidecar.worker.main`` process answers over real pipes: if its success reply stops
 matching the fast path's layout, the first test fails (the pool would decode every reply)."""

@@ -1,4 +1,10 @@
-"""default.yml against the models in sidecar/config/model.py: the models are the one truth.
+"""Covers: sidecar/config/default.yml, bridge.breaker, sidecar.alerts.policy,
+sidecar.config.settings, sidecar.config.model,
+sidecar.observability.emf, sidecar.pool.settings, sidecar.routing.quarantine,
+sidecar.supervision.health, sidecar.supervision.recovery, sidecar.supervision.scaling,
+sidecar.supervision.score, sidecar.supervision.watchdog.
+
+default.yml against the models in sidecar/config/model.py: the models are the one truth.
 
 default.yml is what ``py3sidecar config --print-default`` shows operators; these tests keep it
 equal to the models key by key (same keys, same values once parsed, a comment for each), and
