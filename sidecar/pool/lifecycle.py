@@ -58,6 +58,7 @@ from sidecar.pool.worker_handle import (
 from sidecar.process.fd_output import FdOutput
 from sidecar.process.spawn import WorkerProcess, WorkerSpec
 from sidecar.process.template import TEMPLATE, WorkerTemplate, template_unsupported
+from sidecar.worker import protocol as worker_protocol
 from sidecar.worker.isolation import OutsideView
 
 log = logging.getLogger("py3sidecar.pool")
@@ -117,7 +118,7 @@ class WorkerLifecycle:
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
-        if message.get("op") != "ready":
+        if message.get("op") != worker_protocol.READY:
             self.kill(worker, f"it sent {message!r} instead of its ready message")
             return
         if worker.start_timer:

@@ -61,12 +61,9 @@ from sidecar.pool.worker_handle import (
 from sidecar.process.fd_output import FdOutput
 from sidecar.process.spawn import WorkerProcess, WorkerSpec
 from sidecar.worker.isolation import outside_view
+from sidecar.worker.protocol import LEFT_BEHIND_PREFIX
 
 log = logging.getLogger("py3sidecar.pool")
-
-# Sent by a worker before a reply when the call left threads/children behind
-# (sidecar.worker.isolation).
-_LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
 # Imported from here by other modules (watchdog, diagnostics, service, fallback, tests).
 __all__ = ["Pool", "PoolSettings", "Call", "WorkerHandle", "STARTING", "IDLE", "BUSY",
@@ -205,7 +202,7 @@ class Pool(WorkerLifecycle):
             return None
         for frame in frames or ():
             state = worker.state
-            if frame.startswith(_LEFT_BEHIND_PREFIX) and state != STARTING:
+            if frame.startswith(LEFT_BEHIND_PREFIX) and state != STARTING:
                 self.taint(worker, unpack_raw(frame))
             elif state == BUSY:
                 self.finish_call(worker, frame)

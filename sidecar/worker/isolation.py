@@ -30,7 +30,6 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
 
 # Every RLIMIT_* this platform has, by name (RLIMIT_CPU included: the worker re-arms its
 # per-call CPU limit after the baseline is put back).
@@ -264,11 +263,6 @@ def kill_children() -> None:
         except OSError:
             continue
     reap_children()
-
-
-def describe(reasons: list[str]) -> dict[str, Any]:
-    """The worker's report to the pool, sent before the call's reply (``sidecar.pool.local``)."""
-    return {"op": "left_behind", "reasons": reasons}
 
 
 def outside_view(pid: int) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from sidecar.channel import FrameTooLarge, read_frame, write_frame
 from sidecar.platform import memtune
 from sidecar.process import placement
 from sidecar.process.confinement import die_with_sidecar, drop_capabilities
-from sidecar.worker import isolation, testhooks
+from sidecar.worker import isolation, protocol, testhooks
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
 RESULT_TOO_LARGE = "py3sidecar.ResultTooLarge"
@@ -107,7 +107,7 @@ class Worker:
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
-        self.send({"op": "ready", "pid": self.pid, "preload_errors": self.preload_errors})
+        self.send(protocol.ready(self.pid, self.preload_errors))
         while True:
             try:
                 frame = read_frame(self.in_fd, self.max_message)
@@ -142,7 +142,7 @@ class Worker:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
             left = self.baseline.left_behind()
             if left:  # before the reply, so the pool knows before it could send another call
-                self.send(isolation.describe(left))
+                self.send(protocol.left_behind(left))
             self.send_reply(reply)
             testhooks.at("idle")  # test hook (crash matrix): between calls
 
