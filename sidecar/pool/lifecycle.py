@@ -32,6 +32,7 @@ from typing import Any
 from bridge import protocol
 from bridge.codec import unpack_raw
 from sidecar.loop import Loop, Timer
+from sidecar.platform.procfs import OutsideView
 from sidecar.pool.call import Call
 from sidecar.pool.events import (
     PoolEvent,
@@ -59,7 +60,6 @@ from sidecar.process.fd_output import FdOutput
 from sidecar.process.spawn import WorkerProcess, WorkerSpec
 from sidecar.process.template import TEMPLATE, WorkerTemplate, template_unsupported
 from sidecar.worker import protocol as worker_protocol
-from sidecar.worker.isolation import OutsideView
 
 log = logging.getLogger("py3sidecar.pool")
 

@@ -42,6 +42,7 @@ from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
+from sidecar.platform.procfs import outside_view
 from sidecar.pool.call import Call
 from sidecar.pool.events import CallTimedOut, MemoryHigh, PoolEvent
 from sidecar.pool.lifecycle import WorkerLifecycle
@@ -60,7 +61,6 @@ from sidecar.pool.worker_handle import (
 )
 from sidecar.process.fd_output import FdOutput
 from sidecar.process.spawn import WorkerProcess, WorkerSpec
-from sidecar.worker.isolation import outside_view
 from sidecar.worker.protocol import LEFT_BEHIND_PREFIX
 
 log = logging.getLogger("py3sidecar.pool")

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from sidecar.loop import Timer
+from sidecar.platform.procfs import OutsideView
 from sidecar.pool.call import Call
 from sidecar.pool.settings import PoolSettings
 from sidecar.pool.spawn_policy import MEMBER, SPARE
@@ -35,7 +36,6 @@ from sidecar.pool.states import (
 )
 from sidecar.process.spawn import WorkerProcess
 from sidecar.supervision.score import HealthScore
-from sidecar.worker.isolation import OutsideView
 
 __all__ = ["WorkerState", "STARTING", "IDLE", "BUSY", "CHECKING", "STOPPING", "STATES",
            "READY_STATES",

@@ -1,4 +1,4 @@
-"""Covers: sidecar.channel.
+"""Covers: sidecar.channel, sidecar.platform.pipes.
 
 Frames in linear time: a large frame arriving in many small pieces is assembled into one
 buffer of its announced length, the bytes copied per read do not grow with what was already
@@ -16,9 +16,9 @@ from sidecar.channel import (
     OutBuffer,
     encode_frame,
     read_frame,
-    widen_pipe,
     write_frame,
 )
+from sidecar.platform.pipes import widen_pipe
 
 
 def _pipe():
