@@ -11,11 +11,14 @@ reaped after every call.
 The worker's own report is honest but in-band: a thread the call left can write to the
 worker's pipe too, forge its call's reply before the report and so be handed the next caller's
 request. So the pool also looks from outside, at what the kernel says and no thread can forge
-(``outside_view``: thread count and children of the worker, at every reply).
+(``sidecar.platform.procfs.OutsideView``: thread count and children of the worker, at every
+reply, read by the pool).
 
 Owns: the worker's baseline (limits, threads, signal handlers at start), restoring limits,
-reaping exited children, the list of what a call left behind, the kernel's view of a worker.
-Must not touch: the protocol (the worker sends the report), scheduling or recycling
+reaping exited children, the list of what a call left behind (sent as
+``sidecar.worker.protocol.left_behind``).
+Must not touch: the protocol's bytes (``sidecar.worker.protocol``), /proc parsing
+(``sidecar.platform.procfs``), scheduling or recycling
 (``sidecar.pool.local`` decides).
 """
 
