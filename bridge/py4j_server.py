@@ -32,6 +32,7 @@ import ssl
 from collections.abc import Callable
 
 from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
+from bridge.loopback import is_loopback_host
 from bridge.py4j_connection import LINGER_0, Handler, Py4JConnection
 from bridge.py4j_tls import TlsHandshake
 from bridge.py4j_wire import unescape  # noqa: F401 - re-exported (tests import it from here)
@@ -126,7 +127,7 @@ class Py4JFront:
             self.idle_timer = self.loop.call_later(self._sweep_interval(), self.close_idle)
         log.info("py4j front listening on %s:%s%s", self.host, self.port,
                  " (TLS only)" if self.tls_context is not None else "")
-        if self.tls_context is None and not _loopback(self.host):
+        if self.tls_context is None and not is_loopback_host(self.host):
             log.warning("py4j front: beyond loopback in clear text (the token, code and values "
                         "can be read on the network); set python3.bridge.py4j.tls")
 
@@ -254,7 +255,3 @@ class Py4JFront:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-def _loopback(host: str) -> bool:
-    return host.strip("[]") in ("localhost", "::1") or host.startswith("127.")

@@ -8,7 +8,6 @@ advance an offset; nothing is ever re-joined or re-sliced). Must not touch: what
 
 from __future__ import annotations
 
-import fcntl
 import os
 import struct
 from collections import deque
@@ -18,7 +17,6 @@ HEADER = struct.Struct(">I")
 SCRATCH = 1 << 16  # the reader's buffer for headers and small frames (one pipe's worth)
 READ_BUDGET = 4 << 20  # bytes one ``feed()`` takes at most: about 1 ms of copying per turn
 WRITE_BUDGET = 4 << 20  # bytes one ``OutBuffer.flush()`` hands the kernel at most
-PIPE_SIZE = 1 << 20  # asked of the kernel for worker pipes (the unprivileged maximum)
 
 
 class FrameTooLarge(Exception):
@@ -28,14 +26,6 @@ class FrameTooLarge(Exception):
 def encode_frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
-
-def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
-    """Ask for a larger pipe buffer (fewer, larger reads and writes for big frames); the
-    kernel may refuse (``/proc/sys/fs/pipe-max-size``), which only costs speed."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
-    except (OSError, AttributeError):
-        pass
 
 
 def write_frame(fd: int, payload: bytes) -> None:

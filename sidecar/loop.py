@@ -20,7 +20,6 @@ import heapq
 import itertools
 import logging
 import os
-import select
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,11 +27,12 @@ from typing import Any
 
 import zmq
 
+from sidecar.platform import poller
+
 log = logging.getLogger("py3sidecar.loop")
 
 # An error or hang-up wakes both sides: each finds out what happened from its own read/write.
-_READ_EVENTS = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP
-_WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
+_READ_EVENTS, _WRITE_EVENTS = poller.READ_EVENTS, poller.WRITE_EVENTS
 _ZMQ_POLLIN = int(zmq.POLLIN)
 
 
@@ -54,7 +54,7 @@ class Timer:
 class Loop:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self.epoll = select.epoll()
+        self.epoll = poller.epoll()
         self.handlers: dict[Any, Callable[[], None]] = {}
         self.writers: dict[Any, Callable[[], None]] = {}
         self.sockets: dict[zmq.Socket, Callable[[], None]] = {}  # ZeroMQ readers
@@ -99,11 +99,11 @@ class Loop:
                     self.masks.pop(fd, None)
                 return
             fd = source.getsockopt(zmq.FD)  # readable: libzmq has news (see the docstring)
-            mask = select.EPOLLIN if source in self.handlers else 0
+            mask = poller.EPOLLIN if source in self.handlers else 0
         else:
             fd = source
-            mask = ((select.EPOLLIN if source in self.handlers else 0)
-                    | (select.EPOLLOUT if source in self.writers else 0))
+            mask = ((poller.EPOLLIN if source in self.handlers else 0)
+                    | (poller.EPOLLOUT if source in self.writers else 0))
         try:
             if not mask:
                 if self.masks.pop(fd, None) is not None:

@@ -19,11 +19,11 @@ from bridge.connection import (
     remove_stale_connection_file,
     write_connection_file,
 )
+from bridge.loopback import is_loopback
 from bridge.py4j_server import Py4JFront
 from bridge.token import ENV_TOKEN
 from bridge.zmq_auth import CurveKeyError, build_server_security
 from bridge.zmq_server import ZmqFront
-from sidecar.config.serve_checks import is_loopback
 from sidecar.process.stacks import create_stack_root, remove_stale_stack_folders
 
 log = logging.getLogger("py3sidecar.service")

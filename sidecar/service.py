@@ -31,6 +31,7 @@ from bridge.connection import (
     connection_file_for,
     remove_connection_file,
 )
+from bridge.loopback import is_loopback  # config --check runs the same test
 from bridge.preauth import (
     ELEMENT_BUDGET,
     EnvelopeHead,
@@ -46,7 +47,6 @@ from sidecar import runtime_folder
 from sidecar.alerts.manager import build_alerts
 from sidecar.config import settings
 from sidecar.config.model import Config
-from sidecar.config.serve_checks import is_loopback  # config --check runs the same checks
 from sidecar.http.handler import HttpFront
 from sidecar.loop import Loop
 from sidecar.observability.audit import OPERATOR_OPS, build_audit

@@ -13,21 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from bridge.loopback import is_loopback
 from bridge.token import (
     ENV_TOKEN,
     check_private,
     check_token_strength,
     default_token_file,
 )
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-def is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def front_endpoints(bridge: Any) -> list[str]:

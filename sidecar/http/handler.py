@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from prometheus_client.exposition import choose_encoder
 
 from bridge import protocol
+from bridge.loopback import is_loopback_host
 from sidecar.http import actions as http_actions
 from sidecar.http.server import SEND_TIMEOUT, BoundedHTTPServer, DeadlineReader, SendAll
 from sidecar.observability import views
@@ -54,10 +55,6 @@ ASK_WAIT = 2.0         # seconds an endpoint waits for the loop thread
 DIAGNOSTICS_WAIT = 10.0  # diagnostics may run longer (e.g. a benchmark on idle workers)
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8"}
-
-
-def is_loopback_host(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")

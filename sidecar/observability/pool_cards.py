@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.observability.collector import slot_order
-
-READY_STATES = ("idle", "busy", "checking")
+from sidecar.pool.states import READY_STATES
 
 
 def worker_rows(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,11 +14,11 @@ from typing import Any
 
 from sidecar.observability.collector import slot_order
 from sidecar.observability.pool_cards import pool_cards
+from sidecar.pool.states import READY_STATES
 
 # The pool's status (sidecar.supervision.health) -> the draft's pass/warn/fail.
 HEALTH_STATUS = {"HEALTHY": "pass", "DEGRADED": "warn"}
 BREAKER_STATUS = {"closed": "pass", "disabled": "pass", "half_open": "warn"}
-READY_STATES = ("idle", "busy", "checking")
 LOOP_LAG_WARN = 0.5  # seconds: the loop is late enough to delay calls noticeably
 
 

@@ -26,9 +26,10 @@ from functools import partial
 from typing import Any, Protocol
 
 from bridge import protocol
-from bridge.codec import pack_raw, unpack_raw
+from bridge.codec import unpack_raw
 from sidecar.channel import FrameTooLarge
 from sidecar.loop import Loop, Timer
+from sidecar.platform.procfs import OutsideView
 from sidecar.pool.call import Call
 from sidecar.pool.events import (
     PoolEvent,
@@ -53,12 +54,11 @@ from sidecar.pool.worker_handle import (
     STOPPING,
     WorkerHandle,
 )
-from sidecar.worker.isolation import OutsideView
+from sidecar.worker import protocol as worker_protocol
 
 log = logging.getLogger("py3sidecar.pool")
 
 # A worker's report that its call left threads/children behind (sidecar.worker.isolation)
-_LEFT_BEHIND_PREFIX = b"\x82\xa2op" + pack_raw("left_behind")
 
 
 class PoolSide(Protocol):
@@ -150,7 +150,7 @@ class WorkerSet(Mapping[int, WorkerHandle]):
             return None
         for frame in frames or ():
             state = worker.state
-            if frame.startswith(_LEFT_BEHIND_PREFIX) and state != STARTING:
+            if frame.startswith(worker_protocol.LEFT_BEHIND_PREFIX) and state != STARTING:
                 self.taint(worker, unpack_raw(frame))
             elif state == BUSY:
                 if not worker.tainted and worker.threads_at_ready:
@@ -216,7 +216,7 @@ class WorkerSet(Mapping[int, WorkerHandle]):
 
     def on_ready(self, worker: WorkerHandle, frame: bytes) -> None:
         message = unpack_raw(frame)
-        if message.get("op") != "ready":
+        if message.get("op") != worker_protocol.READY:
             self.kill(worker, f"it sent {message!r} instead of its ready message")
             return
         if worker.start_timer:

@@ -15,33 +15,30 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 import psutil
 
 from sidecar.loop import Timer
+from sidecar.platform.procfs import OutsideView, outside_view
 from sidecar.pool.call import Call
 from sidecar.pool.settings import PoolSettings
 from sidecar.pool.spawn_policy import MEMBER, SPARE
+from sidecar.pool.states import (
+    BUSY,
+    CHECKING,
+    IDLE,
+    READY_STATES,
+    STARTING,
+    STATES,
+    STOPPING,
+    WorkerState,
+)
 from sidecar.process.spawn import WorkerProcess
 from sidecar.supervision.score import HealthScore
-from sidecar.worker.isolation import OutsideView, outside_view
-
-
-class WorkerState(StrEnum):
-    """A worker's state; a ``str`` (its value), so snapshots and logs show ``"busy"``."""
-    STARTING = "starting"   # spawned, its ready message not yet read
-    IDLE = "idle"           # ready, no call
-    BUSY = "busy"           # running a user call
-    CHECKING = "checking"   # answering a probe (ping, bench) from the watchdog
-    STOPPING = "stopping"   # out of service: draining, killed or exited
-
-
-STARTING, IDLE, BUSY, CHECKING, STOPPING = WorkerState
-STATES = tuple(WorkerState)
 
 __all__ = ["WorkerState", "STARTING", "IDLE", "BUSY", "CHECKING", "STOPPING", "STATES",
+           "READY_STATES",
            "MEMBER", "SPARE", "WorkerHandle"]
 
 

@@ -14,7 +14,6 @@ from the loop thread, which lives as long as the sidecar. A worker forked from t
 
 from __future__ import annotations
 
-import ctypes
 import grp
 import os
 import pwd
@@ -22,25 +21,11 @@ import signal
 import sys
 from typing import Any
 
+from sidecar.platform import prctl
+
 ENV_SIDECAR_PID = "PY3SIDECAR_SIDECAR_PID"  # set by the pool (``worker_env``), read once here
 
-PR_SET_PDEATHSIG = 1
-PR_CAP_AMBIENT = 47
-PR_CAP_AMBIENT_CLEAR_ALL = 4
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def worker_credentials(user: str, group: str) -> dict[str, Any]:
@@ -77,9 +62,8 @@ def die_with_sidecar(expected: str | None = None) -> int:
     not known); ``expected`` given, the pid is that, not read from the environment."""
     if expected is None:
         expected = os.environ.pop(ENV_SIDECAR_PID, "")
-    libc = _libc()
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        error = ctypes.get_errno()
+    error = prctl.set_parent_death_signal(signal.SIGKILL)
+    if error:
         print(f"py3sidecar worker {os.getpid()}: prctl(PR_SET_PDEATHSIG) failed: "
               f"{os.strerror(error)}; it may outlive a killed sidecar", file=sys.stderr)
     # The sidecar may have died between our fork and the prctl: then no signal will come.
@@ -88,19 +72,6 @@ def die_with_sidecar(expected: str | None = None) -> int:
               file=sys.stderr)
         os._exit(1)
     return int(expected) if expected.isdigit() else 0
-
-
-def _capability_masks() -> dict[str, int]:
-    masks = {}
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("CapInh:", "CapPrm:", "CapEff:", "CapAmb:")):
-                    name, value = line.split(":", 1)
-                    masks[name] = int(value, 16)
-    except OSError:
-        pass
-    return masks
 
 
 def drop_capabilities() -> None:
@@ -113,14 +84,10 @@ def drop_capabilities() -> None:
     they cannot come back (``NoNewPrivileges``). A root worker (no worker.user on a root
     sidecar) is left as the operator configured it.
     """
-    if os.getuid() == 0 or not any(_capability_masks().values()):
+    if os.getuid() == 0 or not any(prctl.capability_masks().values()):
         return
-    libc = _libc()
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
-        error = ctypes.get_errno()
+    error = prctl.clear_capabilities()
+    if error:
         print(f"py3sidecar worker {os.getpid()}: cannot drop its capabilities: "
               f"{os.strerror(error)}; refusing to run user code with them", file=sys.stderr)
         os._exit(1)

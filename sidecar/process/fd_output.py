@@ -16,11 +16,12 @@ and closes it with the worker), the protocol channel, captured per-call output.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
+
+from sidecar.platform.pipes import widen_pipe
 
 log = logging.getLogger("py3sidecar.worker.output")
 
@@ -54,10 +55,7 @@ class FdOutput:
         """(read end for the loop: non-blocking, close-on-exec; write end for fd 1 and 2)."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_end, False)
-        try:
-            fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass  # above /proc/sys/fs/pipe-max-size for an unprivileged sidecar: the default
+        widen_pipe(read_end, PIPE_SIZE)  # refused above pipe-max-size: the default, slower
         return read_end, write_end
 
     def on_readable(self, fd: int, label: str) -> bool:

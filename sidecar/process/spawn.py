@@ -14,21 +14,20 @@ process is for), framing rules (``sidecar.channel``), value encoding (``bridge.c
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import signal
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sidecar.channel import FrameReader, OutBuffer, widen_pipe
+from sidecar.channel import FrameReader, OutBuffer
+from sidecar.platform.pipes import pending_bytes, widen_pipe
+from sidecar.platform.poller import pidfd_open
 from sidecar.process.confinement import ENV_SIDECAR_PID, worker_credentials
 from sidecar.process.exits import describe_exit
 
@@ -139,7 +138,7 @@ class WorkerProcess:
         widen_pipe(from_r)
         self.pid = self.proc.pid
         self.spawned = "plain" if isinstance(self.proc, subprocess.Popen) else "template"
-        self.pidfd = os.pidfd_open(self.pid)
+        self.pidfd = pidfd_open(self.pid)
         self.to_worker = to_w
         self.unsent = OutBuffer(to_w)  # what its in-pipe has not taken yet
         self.unread_probe = to_r
@@ -215,8 +214,7 @@ class WorkerProcess:
     def never_read(self, size: int) -> bool:
         """True when at least ``size`` bytes we wrote still sit unread in its in-pipe."""
         try:
-            pending = struct.unpack("i", fcntl.ioctl(self.unread_probe, termios.FIONREAD,
-                                                     b"\0\0\0\0"))[0]
+            pending = pending_bytes(self.unread_probe)
         except OSError:
             return False
         return pending >= size

@@ -34,8 +34,10 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from sidecar.platform.clone import clone_supported
+from sidecar.platform.poller import pidfd_open
 from sidecar.process.exits import describe_exit
-from sidecar.process.template_server import FD_ROLES, clone_supported
+from sidecar.process.template_server import FD_ROLES
 
 if TYPE_CHECKING:
     from sidecar.loop import Loop, Timer
@@ -87,7 +89,7 @@ class ForkedChild:
             if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout or 0.0)
             try:
-                pidfd = os.pidfd_open(self.pid)
+                pidfd = pidfd_open(self.pid)
             except OSError:
                 continue  # it is gone: the next poll reaps it
             try:
@@ -123,7 +125,7 @@ class TemplateProcess:
         ours.setblocking(False)
         self.sock = ours
         self.pid = self.proc.pid
-        self.pidfd = os.pidfd_open(self.pid)
+        self.pidfd = pidfd_open(self.pid)
         self.loop.add_reader(self.sock.fileno(), self.on_readable)
         self.loop.add_reader(self.pidfd, self.on_exit)
         self.start_timer: Timer | None = self.loop.call_later(

@@ -24,67 +24,19 @@ Must not touch: the worker's call loop (``sidecar.worker.main``), the sidecar's 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import platform
-import signal
 import socket
 import sys
 from typing import Any
 
+from sidecar.platform.clone import fork_into_parent
+from sidecar.platform.procfs import thread_count
 from sidecar.process.confinement import die_with_sidecar
 from sidecar.worker import main as worker
 
-CLONE_PARENT = 0x00008000
-SYS_CLONE = {"x86_64": 56, "aarch64": 220}  # flags, stack 0 (fork semantics), no tids, no tls
 MAX_FDS = 4
 FD_ROLES = ("in", "out", "output", "stack")  # the order of the descriptors sent with "fork"
-
-
-def clone_supported() -> str:
-    """Why a template cannot fork here ("" when it can)."""
-    if sys.implementation.name != "cpython":
-        return f"{sys.implementation.name} is not CPython"
-    if platform.machine() not in SYS_CLONE:
-        return f"no clone(CLONE_PARENT) call known for {platform.machine()}"
-    return ""
-
-
-def thread_count() -> int:
-    """The kernel's count of this process's threads (Python's own and native ones)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 1
-
-
-def fork_into_parent() -> int:
-    """``fork()``, but the child's parent is our parent (the sidecar). 0 in the child.
-
-    CPython's own fork bookkeeping runs around it as in ``os.fork`` (``PyOS_BeforeFork`` and
-    the after-fork hooks: the GIL, the import lock, ``os.register_at_fork`` callbacks); the GIL
-    is held across the call (``PyDLL``)."""
-    api = ctypes.pythonapi
-    libc = ctypes.PyDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    libc.syscall.argtypes = [ctypes.c_long, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_void_p,
-                             ctypes.c_void_p, ctypes.c_void_p]
-    api.PyOS_BeforeFork()
-    pid = libc.syscall(SYS_CLONE[platform.machine()], CLONE_PARENT | signal.SIGCHLD,
-                       None, None, None, None)
-    if pid == 0:
-        api.PyOS_AfterFork_Child()
-        return 0
-    error = ctypes.get_errno()
-    api.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(error, f"clone(CLONE_PARENT): {os.strerror(error)}")
-    return pid
 
 
 def become_worker(sock: socket.socket, fds: dict[str, int], sidecar_pid: int,

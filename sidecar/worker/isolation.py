@@ -11,11 +11,14 @@ reaped after every call.
 The worker's own report is honest but in-band: a thread the call left can write to the
 worker's pipe too, forge its call's reply before the report and so be handed the next caller's
 request. So the pool also looks from outside, at what the kernel says and no thread can forge
-(``outside_view``: thread count and children of the worker, at every reply).
+(``sidecar.platform.procfs.OutsideView``: thread count and children of the worker, at every
+reply, read by the pool).
 
 Owns: the worker's baseline (limits, threads, signal handlers at start), restoring limits,
-reaping exited children, the list of what a call left behind, the kernel's view of a worker.
-Must not touch: the protocol (the worker sends the report), scheduling or recycling
+reaping exited children, the list of what a call left behind (sent as
+``sidecar.worker.protocol.left_behind``).
+Must not touch: the protocol's bytes (``sidecar.worker.protocol``), /proc parsing
+(``sidecar.platform.procfs``), scheduling or recycling
 (``sidecar.pool.local`` decides).
 """
 
@@ -23,35 +26,21 @@ from __future__ import annotations
 
 import _signal
 import _thread
-import ctypes
 import os
-import resource
 import signal
 import sys
 import threading
 import time
-from typing import Any
 
-# Every RLIMIT_* this platform has, by name (RLIMIT_CPU included: the worker re-arms its
-# per-call CPU limit after the baseline is put back).
-LIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+from sidecar.platform.limits import LIMITS, getrlimit, setrlimit
+from sidecar.platform.procfs import ProcFile, live_children
+
 # A thread that has returned but is still tearing down may be counted for a moment.
 THREAD_GRACE = 0.02
-PR_SET_CHILD_SUBREAPER = 36
 # Signals whose handler user code may not change for good: the named ones (SIGKILL/SIGSTOP
 # cannot be caught; the unnamed real-time range would double the cost of every call).
 SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
 ITIMERS = [signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF]
-
-
-def become_subreaper() -> bool:
-    """Orphans of user code (a double fork) are re-parented to this worker instead of init, so
-    they are seen as left behind, reaped when they exit, and end with the worker's group."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 class Baseline:
@@ -61,7 +50,7 @@ class Baseline:
         self.limits: dict[str, tuple[int, int]] = {}
         for name, which in LIMITS.items():
             try:
-                self.limits[name] = resource.getrlimit(which)
+                self.limits[name] = getrlimit(which)
             except (ValueError, OSError):
                 continue
         # The kernel's text of every limit: one pread tells "unchanged" (16 getrlimit calls
@@ -86,8 +75,8 @@ class Baseline:
         for name, value in self.limits.items():
             which = LIMITS[name]
             try:
-                if resource.getrlimit(which) != value:
-                    resource.setrlimit(which, value)
+                if getrlimit(which) != value:
+                    setrlimit(which, value)
             except (ValueError, OSError) as exc:
                 failed.append(f"{name} ({exc})")
         return failed
@@ -153,73 +142,6 @@ class Baseline:
         return names[:10] + ([f"{unnamed} started with _thread"] if unnamed > 0 else [])
 
 
-class ProcFile:
-    """A /proc file kept open: ``pread`` at offset 0 has the kernel write it afresh, and the
-    descriptor names the process it was opened for (never a later one with the same pid)."""
-
-    __slots__ = ("fd",)
-
-    def __init__(self, path: str) -> None:
-        try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self.fd = -1
-
-    def read(self) -> bytes | None:
-        if self.fd < 0:
-            return None
-        try:
-            return os.pread(self.fd, 65536, 0)
-        except OSError:
-            return None
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    @staticmethod
-    def count_threads(path: str) -> int:
-        """Field 20 (num_threads) of a /proc stat file; -1 if unreadable."""
-        stat = ProcFile(path)
-        try:
-            return _num_threads(stat.read())
-        finally:
-            stat.close()
-
-
-def _num_threads(stat: bytes | None) -> int:
-    try:
-        return int(stat.rsplit(b")", 1)[1].split()[17]) if stat else -1  # type: ignore[union-attr]
-    except (ValueError, IndexError):
-        return -1
-
-
-class OutsideView:
-    """``outside_view`` of one worker with its /proc files kept open (the pool reads it at
-    every reply: two ``pread``, no path built, nothing opened); ``close`` with the worker."""
-
-    __slots__ = ("pid", "stat", "children")
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.stat = ProcFile(f"/proc/{pid}/stat")
-        self.children = ProcFile(f"/proc/{pid}/task/{pid}/children")
-
-    def read(self) -> tuple[int, int]:
-        threads = _num_threads(self.stat.read())
-        if threads < 0:
-            return -1, -1
-        if threads > 1:
-            return outside_view(self.pid)
-        listed = self.children.read()
-        return threads, len(listed.split()) if listed is not None else 0
-
-    def close(self) -> None:
-        self.stat.close()
-        self.children.close()
-
-
 def reap_children() -> int:
     """Collect every exited child (no zombies pile up); runs only between calls, so it never
     takes the status of a process the call's code is still waiting for."""
@@ -234,27 +156,6 @@ def reap_children() -> int:
         reaped += 1
 
 
-def live_children() -> list[int]:
-    """Children of this process (any of its threads), from /proc; zombies already reaped."""
-    pids: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return []
-    for task in tasks:
-        try:
-            fd = os.open(f"/proc/self/task/{task}/children", os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            pids.update(int(p) for p in os.read(fd, 65536).split())
-        except (OSError, ValueError):
-            pass
-        finally:
-            os.close(fd)
-    return sorted(pids)
-
-
 def kill_children() -> None:
     """On the worker's way out: end what user code left, even a child that escaped the
     worker's process group with setsid (as a subreaper, orphans are the worker's children)."""
@@ -264,35 +165,3 @@ def kill_children() -> None:
         except OSError:
             continue
     reap_children()
-
-
-def describe(reasons: list[str]) -> dict[str, Any]:
-    """The worker's report to the pool, sent before the call's reply (``sidecar.pool.local``)."""
-    return {"op": "left_behind", "reasons": reasons}
-
-
-def outside_view(pid: int) -> tuple[int, int]:
-    """(threads, children) of process ``pid`` as the kernel counts them; (-1, -1) if gone.
-    Cheap enough for every reply: two small reads of /proc."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        threads = int(stat.rsplit(b")", 1)[1].split()[17])  # field 20: num_threads
-    except (OSError, ValueError, IndexError):
-        return -1, -1
-    children = 0
-    try:
-        # one thread (the usual worker): its own task holds every child, no listing needed
-        tasks = [str(pid)] if threads == 1 else os.listdir(f"/proc/{pid}/task")
-        for task in tasks:
-            fd = os.open(f"/proc/{pid}/task/{task}/children", os.O_RDONLY)
-            try:
-                children += len(os.read(fd, 65536).split())
-            finally:
-                os.close(fd)
-    except OSError:
-        pass
-    return threads, children

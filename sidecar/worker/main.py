@@ -24,7 +24,6 @@ import io
 import json
 import linecache
 import os
-import resource
 import signal
 import sys
 import time
@@ -34,10 +33,10 @@ from typing import Any
 from bridge import codec
 from bridge.protocol import BAD_REQUEST, USER, error
 from sidecar.channel import FrameTooLarge, read_frame, write_frame
-from sidecar.platform import memtune
+from sidecar.platform import limits, memtune, pipes, prctl
 from sidecar.process import placement
 from sidecar.process.confinement import die_with_sidecar, drop_capabilities
-from sidecar.worker import isolation, testhooks
+from sidecar.worker import isolation, protocol, testhooks
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
 RESULT_TOO_LARGE = "py3sidecar.ResultTooLarge"
@@ -100,14 +99,14 @@ class Worker:
         # already.
         self.preload_errors = preload(settings) if preloaded is None else list(preloaded)
         if not embedded:  # a host process (a Dask worker) keeps its own process settings
-            isolation.become_subreaper()
+            prctl.become_subreaper()
         # What a call must not change for the next one: taken after start-up and preload, so
         # the worker's own threads and limits are the baseline (see sidecar.worker.isolation).
         self.baseline = isolation.Baseline()
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
-        self.send({"op": "ready", "pid": self.pid, "preload_errors": self.preload_errors})
+        self.send(protocol.ready(self.pid, self.preload_errors))
         while True:
             try:
                 frame = read_frame(self.in_fd, self.max_message)
@@ -142,7 +141,7 @@ class Worker:
                 os._exit(0)  # a fork in user code returned here: only the real worker answers
             left = self.baseline.left_behind()
             if left:  # before the reply, so the pool knows before it could send another call
-                self.send(isolation.describe(left))
+                self.send(protocol.left_behind(left))
             self.send_reply(reply)
             testhooks.at("idle")  # test hook (crash matrix): between calls
 
@@ -218,7 +217,7 @@ class Worker:
         # per call and a long-lived worker never dies of old age (SIGXCPU at the soft limit,
         # SIGKILL one second later).
         soft = int(used) + self.cpu_limit + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
+        limits.setrlimit(limits.RLIMIT_CPU, (soft, soft + 1))
 
     def bench(self, rounds: int) -> dict[str, Any]:
         """A fixed CPU benchmark timed inside the worker (the performance check's probe)."""
@@ -333,7 +332,7 @@ def preload(settings: dict[str, Any]) -> list[str]:
     placement.pin_process(list(settings.get("cpu_affinity") or ()))  # python3.worker.cpu-affinity
     address_space = int(settings.get("address_space_limit") or 0)
     if address_space:
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        limits.setrlimit(limits.RLIMIT_AS, (address_space, address_space))
     for path in settings.get("paths") or ():
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -365,15 +364,13 @@ def run(in_arg: int, out_arg: int, stack_arg: int, settings: dict[str, Any],
     out of any process the user's code starts. A hung worker's stack can be asked for with
     SIGUSR1: the watchdog does so before a kill and reads the dump from ``stack_arg`` (opened
     by the pool: we may not be allowed to open it; written by a C signal handler)."""
-    import fcntl
-
-    in_fd = fcntl.fcntl(in_arg, fcntl.F_DUPFD_CLOEXEC, 200)
-    out_fd = fcntl.fcntl(out_arg, fcntl.F_DUPFD_CLOEXEC, 200)
+    in_fd = pipes.dup_above(in_arg, 200)
+    out_fd = pipes.dup_above(out_arg, 200)
     os.close(in_arg)
     os.close(out_arg)
     stack_out: Any = sys.__stderr__
     if stack_arg >= 0:
-        stack_out = fcntl.fcntl(stack_arg, fcntl.F_DUPFD_CLOEXEC, 200)
+        stack_out = pipes.dup_above(stack_arg, 200)
         os.close(stack_arg)
     faulthandler.register(signal.SIGUSR1, file=stack_out, all_threads=True, chain=False)
     Worker(in_fd, out_fd, settings, preloaded).serve()

@@ -1,4 +1,6 @@
-"""The import-linter layer contract (pyproject.toml [tool.importlinter]) holds and can break.
+"""Covers: pyproject.toml.
+
+The import-linter layer contract (pyproject.toml [tool.importlinter]) holds and can break.
 
 The second test copies the packages, adds one forbidden import per contract and checks that
 ``lint-imports`` names it: a contract that cannot fail (a typo, a dropped config section after a
@@ -40,6 +42,9 @@ FORBIDDEN = [
      "sidecar.supervision.scaling -> sidecar.routing.chain"),
     ("sidecar/observability/views.py", "import sidecar.supervision.recovery",
      "sidecar.observability.views -> sidecar.supervision.recovery"),
+    ("sidecar/process/spawn.py", "import fcntl", "sidecar.process.spawn -> fcntl"),
+    ("sidecar/worker/main.py", "import resource", "sidecar.worker.main -> resource"),
+    ("sidecar/loop.py", "import ctypes", "sidecar.loop -> ctypes"),
 ]
 
 

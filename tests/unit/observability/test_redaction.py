@@ -1,0 +1,317 @@
+"""Covers: sidecar.observability.redaction, sidecar.alerts.channels, sidecar.config.model.
+
+Redaction by key, by value, of env maps, channel names and the log filter; a URL apprise
+cannot use is named without its secret; a config error never quotes a secret.
+
+Every case asserts the secret's text is absent from ``json.dumps`` of what is shown, so a rule
+that is dropped fails here."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from sidecar.alerts.policy import Level, Notification
+from sidecar.config import model as config
+from sidecar.observability.redaction import (
+    REDACTED,
+    RedactingFilter,
+    channel_name,
+    forget_secrets,
+    redact_notification,
+    redact_secrets,
+    redact_text,
+    remember_config_secrets,
+    remember_secrets,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_known_secrets():
+    forget_secrets()
+    yield
+    forget_secrets()
+
+
+def shown(tree):
+    return json.dumps(redact_secrets(tree))
+
+
+# ------------------------------------------------------------------ by key
+@pytest.mark.parametrize("key", [
+    "token", "bridge-token", "password", "DB_PASSWORD", "passwd", "smtp-passwd", "secret",
+    "client_secret", "credential", "aws-credentials", "api-key", "api_key", "apikey",
+    "private-key", "private_key", "ssh-private-key", "Token", "PASSWORD"])
+def test_every_secret_key_pattern_hides_its_value(key) -> None:
+    tree = {"python3": {"section": {key: "s3cr3t-value"}}}
+    out = redact_secrets(tree)
+    assert out["python3"]["section"][key] == REDACTED
+    assert "s3cr3t-value" not in json.dumps(out)
+
+
+@pytest.mark.parametrize("key", ["host", "levels", "name",
+                                 "endpoint", "user"])
+def test_an_ordinary_key_is_shown(key) -> None:
+    assert redact_secrets({key: "plain-value"}) == {key: "plain-value"}
+
+
+@pytest.mark.parametrize("empty", ["", None])
+def test_an_empty_secret_stays_empty_so_unset_can_be_seen(empty) -> None:
+    assert redact_secrets({"token": empty, "password": empty}) == {"token": empty,
+                                                                  "password": empty}
+    # and anything else under a secret key is hidden, whatever its type
+    assert redact_secrets({"token": 0, "secret": ["a"]}) == {"token": REDACTED,
+                                                             "secret": REDACTED}
+
+
+@pytest.mark.parametrize("key", ["token-file", "token_file", "private-key-file", "token-path",
+                                 "password_path", "TOKEN-FILE"])
+def test_a_file_or_path_key_names_where_the_secret_lives_and_is_shown(key) -> None:
+    assert redact_secrets({key: "/etc/py3sidecar/token"}) == {key: "/etc/py3sidecar/token"}
+
+
+@pytest.mark.parametrize("key", ["profile-token", "filed-password", "xpath-secret",
+                                 "token-filer", "secret-paths", "pathtoken"])
+def test_only_a_file_or_path_suffix_is_a_location(key) -> None:
+    # "file" / "path" elsewhere in the name does not make the value a location
+    out = redact_secrets({key: "hunter2-value"})
+    assert out == {key: REDACTED}
+
+
+# ------------------------------------------------------------------ by value, anywhere
+URL_SECRETS = [
+    ("json://alertuser:alertpass@127.0.0.1:8080/alerts", "alertpass"),
+    ("mailto://ops:mailpass99@smtp.plant.test?to=a@b.c", "mailpass99"),
+    ("postgres://app:dbpass123@db/x", "dbpass123"),
+    ("redis://:onlypass42@cache:6379/0", "onlypass42"),
+    ("https://user:httppass1@example.com/path", "httppass1"),
+    ("http://u:p%40ss-enc@h/", "p%40ss-enc"),
+    ("tcp://svc:tcppass77@10.0.0.5:5557", "tcppass77"),
+    ("https://example.com/hook?token=querytok1&x=1", "querytok1"),
+    ("https://example.com/hook?key=querykey2", "querykey2"),
+    ("https://hooks.slack.com/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrId", "TIiajkdnlaz"),
+    ("https://discord.com/api/webhooks/123456/discordtok9", "discordtok9"),
+    ("https://plant.webhook.office.com/webhookb2/teamsguid1/IncomingWebhook/x/y", "teamsguid1"),
+    ("https://api.telegram.org/bot123456:AAHbottoken/sendMessage", "AAHbottoken"),
+    # apprise: the host or path is the secret
+    ("pbul://o.gn5kj6nfhv736I7jC3cj3QLRiyhgl98b", "gn5kj6nfhv736"),
+    ("pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi", "azGDORePK8g"),
+    ("pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi", "uQiRzpo4DX"),
+    ("tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345", "AAHdqTcvCH1v"),
+    ("ntfy://plant-secret-topic", "plant-secret-topic"),
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ", "TIiajkdnlazk"),
+    ("discord://123456/abcdefghijkdiscord", "abcdefghijkdiscord"),
+    ("msteams://teamA/tokenB123/tokenC456/", "tokenB123"),
+    ("json://webhook.internal/alerts?token=jsontok5", "jsontok5"),
+]
+
+
+@pytest.mark.parametrize("url, secret", URL_SECRETS)
+def test_a_url_secret_is_gone_from_any_string_at_any_depth(url, secret) -> None:
+    tree = {"python3": {"notes": f"see {url} for details",
+                        "deep": [{"list": [url, {"x": (url,)}]}], "plain": url}}
+    assert secret not in shown(tree)
+    assert secret not in redact_text(f"error: could not reach '{url}': refused")
+
+
+@pytest.mark.parametrize("text", [
+    "tcp://127.0.0.1:5557", "tls://10.0.0.5:8786", "http://127.0.0.1:5558/health",
+    "file:///var/log/metrics.jsonl", "udp://127.0.0.1:25888",
+    "expected an apprise URL such as mailto://, json://, mmost://"])
+def test_a_location_url_without_credentials_is_shown_unchanged(text) -> None:
+    assert redact_text(text) == text
+
+
+def test_a_url_keeps_its_user_and_host_and_loses_its_password() -> None:
+    assert redact_text("https://ops:pw123456@host:8443/x") == f"https://ops:{REDACTED}@host:8443/x"
+    assert redact_text("see pbul://tok123456 now") == f"see pbul://{REDACTED} now"
+
+
+# ------------------------------------------------------------------ env and channels
+def test_worker_env_values_are_hidden_unless_listed_as_not_secret() -> None:
+    tree = config.load(text=(
+        "python3:\n  worker:\n"
+        "    env: {DATABASE_URL: 'postgres://app:dbpass123@db/x', SHORT: abc, LANG: C.UTF-8,"
+        " EMPTY: ''}\n"
+        "    env-not-secret: [LANG]\n"
+        "  pools:\n    ml:\n      worker:\n        env: {POOL_KEY: poolvalue77}\n"
+        "  fallback:\n    secondary:\n      env: {SECONDARY_DB: secondval88}\n"
+    )).model_dump(by_alias=True)
+    out = redact_secrets(tree)
+    text = json.dumps(out)
+    for secret in ("dbpass123", "postgres://", "abc", "poolvalue77", "secondval88"):
+        assert secret not in text, secret
+    env = out["python3"]["worker"]["env"]
+    assert env == {"DATABASE_URL": REDACTED, "SHORT": REDACTED, "LANG": "C.UTF-8",
+                   "EMPTY": ""}
+    assert out["python3"]["worker"]["env-not-secret"] == ["LANG"]
+
+
+def test_an_alert_channel_url_is_shown_by_its_scheme_only() -> None:
+    tree = config.load(text=(
+        "python3:\n  alerts:\n    channels:\n"
+        "      - url: 'json://alertuser:alertpass@127.0.0.1:8080/alerts'\n"
+        "      - url: 'pbul://o.gn5kj6nfhv736I7jC3cj3QLRiyhgl98b'\n"
+        "      - url: 'ntfy://plant-topic-x'\n"
+    )).model_dump(by_alias=True)
+    out = redact_secrets(tree)
+    channels = out["python3"]["alerts"]["channels"]
+    assert [c["url"] for c in channels] == [f"json://{REDACTED}", f"pbul://{REDACTED}",
+                                           f"ntfy://{REDACTED}"]
+    text = json.dumps(out)
+    for secret in ("alertuser", "alertpass", "127.0.0.1:8080", "gn5kj6nfhv736", "plant-topic"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("url, index, name", [
+    ("json://alertuser:alertpass@127.0.0.1/alerts", 0, "json#0"),
+    ("mailto://u:p@smtp/", 1, "mailto#1"), ("PBUL://token", 2, "pbul#2"),
+    ("tgram://123:abc/chat", 7, "tgram#7"), ("not a url", 3, "url#3")])
+def test_a_channel_is_named_by_scheme_and_position(url, index, name) -> None:
+    assert channel_name(url, index) == name
+
+
+def test_a_channel_apprise_cannot_use_is_a_config_error_naming_the_key_not_the_secret(
+        caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = "badbottoken"  # apprise logs this one whole
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text=(
+            "python3:\n  alerts:\n    channels:\n      - url: 'json://127.0.0.1/a'\n"
+            "      - url: 'mailto://u:p@127.0.0.1'\n"
+            f"      - url: 'tgram://{token}/chat'\n"))
+    message = str(err.value)
+    assert "python3.alerts.channels.2.url" in message and "tgram://" in message
+    assert token not in message and "chat" not in message
+    assert token not in caplog.text  # apprise's own "Unparseable Telegram URL ..." is muted
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text="python3:\n  alerts:\n    channels:\n      - url: 'nosuch://secret99x'\n")
+    assert "channels.0.url" in str(err.value) and "nosuch://" in str(err.value)
+    assert "secret99x" not in str(err.value)
+
+
+def test_a_config_error_never_quotes_an_env_value_or_a_secret() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text="python3:\n  worker:\n    env: {DB_URL: [postgres://a:envpw1234@h/x]}\n")
+    assert "python3.worker.env.DB_URL" in str(err.value) and "envpw1234" not in str(err.value)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text="python3:\n  bridge:\n    token: [tokval-98765]\n")
+    assert "python3.bridge.token" in str(err.value) and "tokval-98765" not in str(err.value)
+
+
+# ------------------------------------------------------------------ known values, the logs
+def test_the_secrets_of_a_config_are_replaced_in_any_text() -> None:
+    remember_config_secrets(config.load(text=(
+        "python3:\n  worker:\n    env: {DATABASE_URL: 'postgres://app:dbpass123@db/x',"
+        " API: plainapikey55, LANG: C.UTF-8}\n    env-not-secret: [LANG]\n"
+        "  bridge:\n    token: bridge-token-0123456789\n"
+        "  alerts:\n    channels:\n"
+        "      - url: 'tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/12345'\n"
+        "      - url: 'ntfy://plant-topic-x'\n"
+        "      - url: 'json://alertuser:alertpass@127.0.0.1:8080/alerts'\n"
+    )).model_dump(by_alias=True))
+    # a library's log line that carries a piece of a URL (urllib3, apprise), or a value alone
+    line = ("POST https://api.telegram.org:443/botAAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/send; "
+            "topic plant-topic-x; pw alertpass; value plainapikey55; db dbpass123; "
+            "token bridge-token-0123456789; lang C.UTF-8; host 127.0.0.1")
+    out = redact_text(line)
+    for secret in ("AAHdqTcvCH1v", "plant-topic-x", "alertpass", "plainapikey55",
+                   "dbpass123", "bridge-token-0123456789"):
+        assert secret not in out
+    assert "C.UTF-8" in out and "127.0.0.1" in out  # not secret: listed, an address
+
+
+def test_short_values_are_not_remembered_so_words_survive() -> None:
+    remember_secrets(["abc", "info", "secret-long-enough"])
+    assert redact_text("abc info secret-long-enough") == f"abc info {REDACTED}"
+
+
+def test_the_log_filter_redacts_message_arguments_and_tracebacks() -> None:
+    remember_secrets(["known-secret-77"])
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("test.redaction.filter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.error("cannot reach %s with %r", "json://u:argpass11@h/x", {"v": "known-secret-77"})
+        try:
+            raise ValueError("failed for https://ops:tbpass22@host/x")
+        except ValueError:
+            logger.exception("delivery failed")
+        logger.warning("stack", stack_info=True, extra={"x": 1})
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "cannot reach json://" in text and "delivery failed" in text
+    assert "ValueError: failed for https://ops:<redacted>@host/x" in text
+    for secret in ("argpass11", "known-secret-77", "tbpass22"):
+        assert secret not in text
+
+
+def test_an_alert_notification_loses_its_secrets() -> None:
+    remember_secrets(["dbpass123"])
+    note = Notification(at=0.0, kind="firing", group="pool primary", level=Level.CRITICAL,
+                        title="remote json://u:titlepw1@h/x down",
+                        body="cannot connect to postgres://app:dbpass123@db/x",
+                        firing=[{"summary": "tcp://u:firepw22@10.0.0.5:5557"}])
+    text = json.dumps(redact_notification(note).view())
+    for secret in ("titlepw1", "dbpass123", "firepw22"):
+        assert secret not in text
+    assert note.title.endswith("@h/x down")  # the original is untouched
+
+
+def test_the_alert_manager_shows_and_delivers_no_secret_of_a_condition() -> None:
+    from sidecar.alerts.channels import AlertChannels
+    from sidecar.alerts.manager import AlertManager
+    from sidecar.alerts.policy import AlertPolicy, ThrottleSettings
+    from sidecar.loop import Loop
+
+    now = [1000.0]
+    loop = Loop(clock=lambda: now[0])
+    policy = AlertPolicy(ThrottleSettings(group_wait=0, repeat_interval=3600),
+                         clock=lambda: now[0])
+    manager = AlertManager(loop, policy, AlertChannels([]))
+    seen: list[Notification] = []
+    manager.listeners.append(seen.append)
+    try:
+        manager.raise_condition("remote/x", "CRITICAL", "cannot reach tcp://u:condpw123@h:1",
+                                {"endpoint": "tcp://u:condpw123@h:1"}, group="remote")
+        assert "condpw123" not in json.dumps(manager.snapshot(), default=str)
+        manager.flush()
+        assert seen and "condpw123" not in json.dumps([n.view() for n in seen], default=str)
+        assert "condpw123" not in json.dumps(manager.snapshot(), default=str)
+    finally:
+        manager.close()
+        loop.close()
+
+
+@pytest.mark.parametrize("text", ["python3:\n  bridge:\n    token: abc: yamlsecret-1\n",
+                                  'python3:\n  bridge:\n    token: "yamlsecret-1\n  x: ['])
+def test_a_yaml_error_says_where_without_quoting_the_line(text) -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(text=text)
+    assert "is not valid YAML" in str(err.value) and "line 3, column" in str(err.value)
+    assert "yamlsecret" not in str(err.value)
+
+
+def test_every_secret_in_the_config_tree_is_redacted():
+    tree = config.load(text=(
+        "python3:\n  bridge:\n    token: bridge-secret\n"
+        "  worker:\n    env: {DB_PASSWORD: pw-secret, API_KEY: key-secret, PLAIN: shown}\n"
+        "    env-not-secret: [PLAIN]\n"
+        "  fallback:\n    remote:\n      token: remote-secret\n      token-file: /etc/t\n"
+    )).model_dump(by_alias=True)
+    tree["python3"]["extra"] = [{"nested": {"client_secret": "deep-secret"}}]
+    shown = redact_secrets(tree)
+    text = repr(shown)
+    for secret in ("bridge-secret", "pw-secret", "key-secret", "remote-secret", "deep-secret"):
+        assert secret not in text
+    assert shown["python3"]["bridge"]["token"] == REDACTED
+    assert shown["python3"]["fallback"]["remote"]["token-file"] == "/etc/t"  # a path, shown
+    assert shown["python3"]["worker"]["env"]["PLAIN"] == "shown"
+    assert tree["python3"]["bridge"]["token"] == "bridge-secret"  # the original is untouched
