@@ -60,7 +60,7 @@ from sidecar.platform.sd_notify import SystemdNotify
 from sidecar.process.stacks import remove_stack_root
 from sidecar.routing.chain import build_chain
 from sidecar.routing.quarantine import Quarantine, quarantine_op, refusal
-from sidecar.routing.registry import NamedPools, build_primary
+from sidecar.routing.registry import build_pools
 
 log = logging.getLogger("py3sidecar.service")
 
@@ -81,14 +81,11 @@ class Service:
         self.max_message = bridge.max_message_size
         self.default_timeout = config.python3.worker.call_timeout
         self.max_timeout = config.python3.worker.max_call_timeout
-        # The primary pool (python3.pool, worker, ...) and the named ones (python3.pools): each
-        # a supervised local pool or a Dask cluster (sidecar/routing/registry.py).
-        self.primary = build_primary(self.loop, config, str(self.stack_root or ""))
+        # Every pool in one registry (sidecar/pool/interface.py), "primary" (python3.pool, ...)
+        # first, then python3.pools: each a local pool or a Dask cluster (routing/registry.py).
+        self.pools = build_pools(self.loop, config, str(self.stack_root or ""))
+        self.primary: Any = self.pools.primary  # a SupervisedPool: its supervision's parts
         self.pool = self.primary.pool
-        self.resources, self.recovery = self.primary.resources, self.primary.recovery
-        self.watchdog, self.sizer = self.primary.watchdog, self.primary.sizer
-        self.reloader = self.primary.reloader
-        self.named = NamedPools(self.loop, config, self.pool.settings)
         # What requests relayed by the gateway's message handler may do (python3.access.routed).
         self.route_policy = settings.route_policy(config.python3.access.routed)
         # What execute/call requests are submitted to: the pool, or a chain in front of it
@@ -97,7 +94,7 @@ class Service:
         self.quarantine = Quarantine(settings.quarantine_config(config.python3.quarantine),
                                      clock=self.loop.clock)
         # One chain routes every call: by its `pool` member, to that pool's strategies.
-        self.chain = build_chain(self.loop, config, self.pool, self.named,  # python3.fallback
+        self.chain = build_chain(self.loop, config, self.pools,  # python3.fallback
                                  self.quarantine)
         self.executor: Any = self.chain
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
@@ -119,7 +116,10 @@ class Service:
         self.connection_file = connection_file_for(self.token_file)
         self.started_at = time.time()
         self.state = "created"
-        self.diagnostics = Diagnostics(self)  # the diag op's commands and the call history
+        # the diag op's commands and the call history, over every pool
+        self.diagnostics = Diagnostics(
+            self.loop, self.pools, self.diag_config,
+            performance_factor=lambda: self.primary.watchdog.health.performance_factor)
         # python3.monitoring.cloudwatch: EMF records from the same snapshot as `health`
         self.emf = build_emf(
             self.loop, settings.emf_settings(config.python3.monitoring.cloudwatch),
@@ -131,9 +131,8 @@ class Service:
 
     def wire_alerts(self) -> None:
         """What the alert manager watches, and where its notifications are noted."""
-        self.alerts.watch_pool(self.pool, self.recovery)
-        for named in self.named.local.values():  # the named pools: their crashes and starts
-            self.alerts.watch_pool(named.pool, named.recovery)
+        for supervised in self.pools.of_kind("local"):  # every local pool: crashes, starts
+            self.alerts.watch_pool(supervised.local, supervised.recovery)
         self.alerts.watch_breakers(self.chain.breakers())
         self.alerts.watch_quarantine(self.quarantine)
         self.alerts.listeners.append(self.note_alert)
@@ -178,11 +177,9 @@ class Service:
         self.audit.open()  # a file that cannot be opened is logged; the sidecar serves on
         self.alerts.start()
         self.emf.start()
-        self.primary.start()
-        self.named.start()
+        self.pools.start()
         self.chain.start()
-        self.primary.start_supervision()
-        self.named.start_supervision()
+        self.pools.start_supervision()
         for front in self.fronts:
             front.start()
         self.start_http()
@@ -215,12 +212,10 @@ class Service:
         self.notify.stopping()
         drain = self.config.python3.shutdown.drain_timeout
         log.info("shutting down: draining calls in flight (up to %gs)", drain)
-        self.primary.begin_shutdown()
-        self.named.begin_shutdown()
+        self.pools.begin_shutdown()
         self.chain.begin_shutdown()
         deadline = self.loop.clock() + drain
-        self.loop.run(until=lambda: not (self.pool.busy() or self.named.busy()
-                                         or self.chain.busy())
+        self.loop.run(until=lambda: not (self.pools.busy() or self.chain.busy())
                       or self.loop.clock() >= deadline)
 
     def zmq_security(self, zmq_config: Any) -> Any:
@@ -239,8 +234,7 @@ class Service:
         # Answer what is left first, while the fronts can still deliver the answers; then stop
         # the fronts (ZeroMQ lingers up to a second for replies libzmq has not sent yet).
         self.diagnostics.close()  # diag commands waiting on workers answer with what they have
-        self.primary.terminate()
-        self.named.terminate()
+        self.pools.terminate()
         self.chain.terminate()
         self.alerts.close()
         self.emf.stop()
@@ -263,8 +257,7 @@ class Service:
         scrape time."""
         self.metrics = Metrics(self.loop.clock)
         self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=50)  # the alert manager's
-        pools = [self.pool] + [named.pool for named in self.named.local.values()]
-        for pool in pools:
+        for _, pool in self.pools.local_pools():
             pool.observe_queue_wait = self.metrics.observe_queue_wait
             pool.listen(lambda event, pool=pool: None if pool.closing
                         else self.metrics.on_pool_event(event))
@@ -444,10 +437,11 @@ class Service:
         breakers = {name: b.snapshot() for name, b in self.chain.breakers().items()}
         open_breakers = {n for n, b in breakers.items() if b.get("state") in ("open",
                                                                               "forced_open")}
-        pool = self.primary.view("primary" in open_breakers)
+        pools = self.pools.views(open_breakers)  # every pool, the primary first
+        pool = pools.pop("primary")
         return {"status": pool["status"], "reason": pool["status_reason"],
                 "checked_at": self.loop.clock(), "sidecar": self.op_ping(request), "pool": pool,
-                "pools": self.named.views(open_breakers),
+                "pools": pools,  # the named ones (python3.pools), as they always were
                 # the primary's, at the top level as they always were
                 "recovery": pool.pop("recovery"), "watchdog": pool.pop("watchdog"),
                 "breakers": breakers, "fallback": self.chain.snapshot(),

@@ -218,7 +218,8 @@ class Handler(BaseHTTPRequestHandler):
             ask(loop, lambda: None, ASK_WAIT)  # raises LoopUnresponsive -> 503
             self.send_text(200, "ok: the event loop is answering")
         elif path == "/readyz":
-            ready, reason = ask(loop, lambda: views.gather_readiness(service), ASK_WAIT)
+            ready, reason = ask(loop, lambda: views.gather_readiness(service.state,
+                                                                     service.pools), ASK_WAIT)
             self.send_text(200 if ready else 503, reason)
         elif path == "/health":
             health, lag = ask(loop, lambda: (service.op_health({}), service.metrics.loop_lag),
@@ -233,7 +234,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path.startswith("/dashboard/"):
             self.send_static(path.removeprefix("/dashboard/"))
         elif path == "/api/dashboard":
-            gathered = ask(loop, lambda: views.gather_dashboard(service), ASK_WAIT)
+            gathered = ask(loop, lambda: views.gather_dashboard(
+                service.op_health({}), service.metrics, service.recent_alerts), ASK_WAIT)
             self.send_json(200, views.dashboard_document(gathered))
         elif path.startswith("/api/diagnostics/"):
             self.diagnostics(path.removeprefix("/api/diagnostics/"), query)

@@ -26,6 +26,7 @@ import msgpack
 from bridge import protocol
 from sidecar.observability.emf import own_rss
 from sidecar.observability.pool_cards import member_counts
+from sidecar.pool.interface import PoolRegistry
 from sidecar.pool.local import BUSY, CHECKING, IDLE
 
 COMMANDS = ("health", "performance", "memory", "threads", "history", "workers", "config")
@@ -143,6 +144,23 @@ class CallHistory:
                 for wall, op, what, started, ended, outcome, worker in rows]
 
 
+def health_lines(name: str, size: int, counts: dict[str, int], workers: list[dict[str, Any]],
+                 *, named: bool) -> list[str]:
+    """One pool's part of the health report (its name shown when there are several)."""
+    spares = counts["spares"]
+    lines = ([""] if named else []) + ([f"--- Pool {name} ---"] if named else []) + [
+        f"Pool Size: {size}" + (f" (+{spares} warm spare{'s' * (spares > 1)})" if spares else ""),
+        f"Healthy: {counts['healthy']} of {counts['members']} members"
+        + (f", {counts['healthy_spares']} of {spares} spares" if spares else "")]
+    for w in workers:
+        last = (f"{_iso(time.time() - w['last_used_ago'])} ({w['last_used_ago']:.0f}s ago)"
+                if w["last_used_ago"] is not None else "never")
+        lines += ["", f"Executor {w['id']} (pid {w['pid']}, {w['role']}, {w['state']}):",
+                  f"  Status: {w['status']}", f"  Health Score: {w['score']}",
+                  f"  Executions: {w['calls']}", f"  Last Used: {last}"]
+    return lines
+
+
 def _ms(seconds: float | None) -> str:
     return f"{seconds * 1000:.3f} ms" if seconds else "-"
 
@@ -152,19 +170,21 @@ def _iso(seconds: float) -> str:
 
 
 class Diagnostics:
-    """The ``diag`` command table over a running ``Service``."""
+    """The ``diag`` command table over the registry of pools (``workers``, ``memory`` and
+    ``health`` show every pool; ``performance`` and ``threads`` the primary's workers)."""
 
-    def __init__(self, service: Any) -> None:
-        self.service = service
-        self.pool = service.pool
-        self.loop = service.loop
+    def __init__(self, loop: Any, pools: PoolRegistry, config_view: Callable[[], Any], *,
+                 performance_factor: Callable[[], float]) -> None:
+        self.loop = loop
+        self.pools = pools
+        self.pool = pools.primary.local  # the primary's workers: performance, threads
+        self.performance_factor = performance_factor
         self.history = CallHistory(self.loop.clock)
         self.unsettled: set[Callable[[], None]] = set()   # commands still waiting on workers
         self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {
             "health": self.health, "performance": self.performance, "memory": self.memory,
             "threads": self.threads, "history": self.call_history,
-            "workers": lambda args: self.pool.snapshot()["workers"],
-            "config": lambda args: service.diag_config()}
+            "workers": self.workers, "config": lambda args: config_view()}
 
     def run(self, request: dict[str, Any]) -> Any:
         """The command's value, or a ``Pending`` for those that wait on workers."""
@@ -196,33 +216,33 @@ class Diagnostics:
     def members(self) -> list[Any]:
         return [w for w in self.pool.workers.values() if w.exit is None]
 
+    def workers(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every pool's worker table, the primary's first; each row names its ``pool``."""
+        return [{**row, "pool": name} for name, rows in self.pools.worker_tables().items()
+                for row in rows]
+
     # ------------------------------------------------------------ health (the spec's report)
     def health(self, args: dict[str, Any]) -> dict[str, Any]:
-        workers = self.pool.snapshot()["workers"]
-        # members and warm spares apart (sidecar/observability/pool_cards.py)
-        counts = member_counts(workers)
-        healthy = counts["healthy"]
-        lines = ["=== Python3 Process Pool Health Report ===", f"Time: {_iso(time.time())}",
-                 f"Pool Size: {self.pool.target_size}"
-                 + (f" (+{counts['spares']} warm spare{'s' * (counts['spares'] > 1)})"
-                    if counts["spares"] else ""),
-                 f"Healthy: {healthy} of {counts['members']} members"
-                 + (f", {counts['healthy_spares']} of {counts['spares']} spares"
-                    if counts["spares"] else "")]
-        for w in workers:
-            last = (f"{_iso(time.time() - w['last_used_ago'])} ({w['last_used_ago']:.0f}s ago)"
-                    if w["last_used_ago"] is not None else "never")
-            lines += ["", f"Executor {w['id']} (pid {w['pid']}, {w['role']}, {w['state']}):",
-                      f"  Status: {w['status']}", f"  Health Score: {w['score']}",
-                      f"  Executions: {w['calls']}", f"  Last Used: {last}"]
-        return {"report": "\n".join(lines), "pool_size": self.pool.target_size,
-                "healthy": healthy, "healthy_spares": counts["healthy_spares"],
-                "spares": counts["spares"], "workers": workers}
+        lines = ["=== Python3 Process Pool Health Report ===", f"Time: {_iso(time.time())}"]
+        pools, rows = {}, []
+        for name, pool in self.pools.local_pools():
+            workers = pool.snapshot()["workers"]
+            # members and warm spares apart (sidecar/observability/pool_cards.py)
+            counts = member_counts(workers)
+            pools[name] = {"pool_size": pool.target_size, "healthy": counts["healthy"],
+                           "healthy_spares": counts["healthy_spares"],
+                           "spares": counts["spares"]}
+            rows += [{**w, "pool": name} for w in workers]
+            lines += health_lines(name, pool.target_size, counts, workers,
+                                  named=len(self.pools) > 1)
+        primary = pools.get("primary") or {"pool_size": 0, "healthy": 0, "healthy_spares": 0,
+                                           "spares": 0}
+        return {"report": "\n".join(lines), **primary, "workers": rows, "pools": pools}
 
     # ------------------------------------------------------------ performance (bench now)
     def performance(self, args: dict[str, Any]) -> Pending:
         rounds = self.count_arg(args, "rounds", 3, 50) or 1
-        factor = self.service.watchdog.health.performance_factor
+        factor = self.performance_factor()
         idle = [w for w in self.members() if w.state == IDLE]
         skipped = [w for w in self.members() if w.state != IDLE]
 
@@ -255,15 +275,11 @@ class Diagnostics:
 
     # ------------------------------------------------------------ memory
     def memory(self, args: dict[str, Any]) -> Any:
+        """Every pool's workers (``pool`` names each row's); ``top``: asks idle ones."""
         top = self.count_arg(args, "top", 0, 100)
         now = self.loop.clock()
-        workers = self.members()
-        rows = []
-        for w in workers:
-            rss = w.sample_rss(now)
-            base = w.rss_baseline or None
-            rows.append({"worker": w.id, "pid": w.pid, "state": w.state, "rss": rss,
-                         "rss_baseline": base, "growth": rss - base if base else None})
+        rows = [{**row, "pool": pool.name} for pool in self.pools for row in pool.memory(now)]
+        named = len(self.pools) > 1
         sidecar_rss = own_rss()
 
         def report(tops: dict[Any, Any]) -> dict[str, Any]:
@@ -271,9 +287,10 @@ class Diagnostics:
             for row in rows:
                 growth = (f"{row['growth'] / 1048576:+.1f} MiB since its baseline"
                           if row["growth"] is not None else "no baseline yet (no call served)")
-                lines.append(f"worker {row['worker']} (pid {row['pid']}): RSS "
+                where = f"pool {row['pool']} " if named else ""
+                lines.append(f"{where}worker {row['worker']} (pid {row['pid']}): RSS "
                              f"{row['rss'] / 1048576:.1f} MiB, {growth}")
-                found = tops.get(row["worker"])
+                found = tops.get((row["pool"], row["worker"]))
                 if top and found is not None:
                     row["top_allocations"] = found.get("top", [])
                     row["tracing"] = found.get("tracing")
@@ -289,15 +306,17 @@ class Diagnostics:
 
         if not top:
             return report({})
-        idle = [w for w in workers if w.state == IDLE]
+        local = dict(self.pools.local_pools())
+        idle = [(row["pool"], row["worker"]) for row in rows
+                if row["state"] == IDLE and row["pool"] in local]
 
-        def start(worker: Any, done: Callable[[Any], None]) -> None:
-            if not self.pool.probe(worker, "tracemalloc", 2.0, done, top=top):
+        def start(key: tuple[str, Any], done: Callable[[Any], None]) -> None:
+            pool = local[key[0]]
+            worker = pool.workers.get(key[1])
+            if worker is None or not pool.probe(worker, "tracemalloc", 2.0, done, top=top):
                 done(None)
 
-        return gather(self.loop, [w.id for w in idle],
-                      lambda wid, done: start(self.pool.workers[wid], done), report, 3.0,
-                      self.unsettled)
+        return gather(self.loop, idle, start, report, 3.0, self.unsettled)
 
     # ------------------------------------------------------------ threads
     def threads(self, args: dict[str, Any]) -> Pending:

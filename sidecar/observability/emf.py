@@ -1,14 +1,15 @@
 """CloudWatch metrics as Embedded Metric Format records (spec 5A), sent to an agent or a file.
 
-Owns: turning the service's ``health`` snapshot into EMF records (one per export, dimension
-``Pool``; counters as deltas since the previous export), the export timer (the snapshot is
+Owns: turning the service's ``health`` snapshot into EMF records (one per pool of the registry
+per export, dimension ``Pool``, the primary's first and alone carrying the sidecar-wide figures;
+counters as deltas since the previous export, per pool), the export timer (the snapshot is
 taken in the loop thread, where the pool lives) and one sender thread that writes records to
 ``tcp://`` (the CloudWatch agent's EMF listener, newline-delimited JSON), ``udp://`` or
 ``file://`` (JSON lines, e.g. for a log shipper). Must not touch: the pool (it reads the
 snapshot only), the Prometheus registry (it may not exist; the snapshot always does).
 
 ```
- loop timer (interval) -> service.op_health() -> emf_record() -> queue (bounded) -> sender thread
+ loop timer (interval) -> service.op_health() -> emf_records() -> queue (bounded) -> sender thread
                                                                                       |
                                               tcp://host:port | udp://host:port | file:///path
 ```
@@ -42,9 +43,10 @@ GAUGES: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("WorkerRssMax", "Bytes", lambda h: max((w["rss"] for w in members(h)), default=None)),
     ("WorkerRssTotal", "Bytes", lambda h: h["pool"]["resources"]["rss_total"]),
     ("PoolUnhealthy", "Count", lambda h: 1.0 if h["status"] == "UNHEALTHY" else 0.0),
-    ("BreakerOpen", "Count", lambda h: 1.0 if (h["breakers"].get("primary") or {}).get("state")
-     in ("open", "forced_open") else 0.0),
-    ("AlertsFiring", "Count", lambda h: len((h.get("alerts") or {}).get("firing") or [])),
+    ("BreakerOpen", "Count", lambda h: 1.0 if (h["breakers"].get(h["pool"]["name"]) or {})
+     .get("state") in ("open", "forced_open") else 0.0),
+    # sidecar-wide: in the primary's record only (a named pool's part has no "alerts")
+    ("AlertsFiring", "Count", lambda h: len((h["alerts"] or {}).get("firing") or [])),
     ("SidecarRss", "Bytes", lambda h: h.get("sidecar_rss")),
 ]
 COUNTERS: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
@@ -56,7 +58,7 @@ COUNTERS: list[tuple[str, str, Callable[[dict[str, Any]], float]]] = [
     ("WorkersStarted", "Count", lambda h: h["pool"]["counters"]["spawned"]),
     ("SpawnFailures", "Count", lambda h: h["pool"]["counters"]["spawn_failures"]),
     ("Recycled", "Count", lambda h: h["pool"]["counters"]["recycled"]),
-    ("AlertsSent", "Count", lambda h: ((h.get("alerts") or {}).get("counts") or {}).get("sent", 0)),
+    ("AlertsSent", "Count", lambda h: ((h["alerts"] or {}).get("counts") or {}).get("sent", 0)),
 ]
 
 
@@ -110,13 +112,34 @@ def emf_record(health: dict[str, Any], previous: dict[str, float] | None, namesp
     return record, readings
 
 
+def pool_health(health: dict[str, Any], name: str) -> dict[str, Any]:
+    """A named pool's part of ``health``, shaped as the primary's: its view as ``pool``, its
+    status, its breaker (the sidecar-wide figures stay in the primary's record)."""
+    view = health["pools"][name]
+    return {"pool": {"name": name, **view}, "status": view.get("status"),
+            "breakers": health.get("breakers") or {}}
+
+
+def emf_records(health: dict[str, Any], previous: dict[str, dict[str, float]], namespace: str,
+                now_ms: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """One record per pool (the primary's, then ``health.pools`` in order), and each pool's
+    counter readings for the next deltas."""
+    parts = [(health["pool"]["name"], health)] + [
+        (name, pool_health(health, name)) for name in health.get("pools") or {}]
+    records, readings = [], {}
+    for name, part in parts:
+        record, readings[name] = emf_record(part, previous.get(name), namespace, now_ms)
+        records.append(record)
+    return records, readings
+
+
 class EmfExporter:
     def __init__(self, loop: Any, snapshot: Callable[[], dict[str, Any]],
                  settings: EmfSettings) -> None:
         self.loop = loop
         self.snapshot = snapshot
         self.settings = settings
-        self.previous: dict[str, float] | None = None
+        self.previous: dict[str, dict[str, float]] = {}  # each pool's counter readings
         self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=16)
         self.thread: threading.Thread | None = None
         self.timer: Any = None
@@ -136,16 +159,17 @@ class EmfExporter:
         self.timer = self.loop.call_later(self.settings.interval, self.export)
         try:
             health = self.snapshot()
-            record, self.previous = emf_record(health, self.previous, self.settings.namespace,
-                                               int(time.time() * 1000))
+            records, self.previous = emf_records(health, self.previous, self.settings.namespace,
+                                                 int(time.time() * 1000))
         except Exception:
-            log.exception("could not build the CloudWatch EMF record")
+            log.exception("could not build the CloudWatch EMF records")
             return
         self.counts["exported"] += 1
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:  # the agent is unreachable and slow to refuse: skip, never block
-            self.counts["dropped"] += 1
+        for record in records:
+            try:
+                self.queue.put_nowait(record)
+            except queue.Full:  # the agent is unreachable and slow to refuse: skip, never block
+                self.counts["dropped"] += 1
 
     def stop(self, timeout: float = 2.0) -> None:
         if self.timer is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sidecar.observability.collector import slot_order
 from sidecar.observability.pool_cards import pool_cards
+from sidecar.pool.interface import PoolRegistry
 from sidecar.pool.states import READY_STATES
 
 # The pool's status (sidecar.supervision.health) -> the draft's pass/warn/fail.
@@ -41,22 +42,29 @@ def alert_state(records: Any) -> dict[str, Any]:
                                                ("at", "level", "title", "resolved")}}
 
 
-def gather_readiness(service: Any) -> tuple[bool, str]:
-    """Loop thread. Ready = running with at least one ready worker in the primary pool."""
-    if service.state != "running":
-        return False, f"not ready: the sidecar is {service.state}"
-    pool = service.pool
-    ready = pool.ready_members()
-    if ready:
-        return True, f"ready: {ready} of {pool.target_size} workers ready"
-    reason = pool.unavailable_reason() or "no worker is ready yet (they are starting)"
-    return False, f"not ready: {reason}"
+def gather_readiness(state: str, pools: PoolRegistry) -> tuple[bool, str]:
+    """Loop thread. Ready = running with at least one ready worker in every local pool (a call
+    may name any of them); a Dask cluster's state is told, not required (its breaker and
+    fallback answer for it)."""
+    if state != "running":
+        return False, f"not ready: the sidecar is {state}"
+    parts, missing = [], []
+    for pool in pools:
+        ready, reason = pool.readiness()
+        parts.append(reason if len(pools) == 1 else f"{pool.name} ({pool.kind}): {reason}")
+        if not ready and pool.kind == "local":
+            missing.append(reason if len(pools) == 1 else f"pool {pool.name}: {reason}")
+    if missing:
+        return False, f"not ready: {'; '.join(missing)}"
+    return True, f"ready: {'; '.join(parts)}"
 
 
-def gather_dashboard(service: Any) -> dict[str, Any]:
-    """Loop thread: everything the dashboard shows, copied."""
-    return {"health": service.op_health({}), "minutes": service.metrics.minutes_view(),
-            "alerts": list(service.recent_alerts), "loop_lag": service.metrics.loop_lag}
+def gather_dashboard(health: dict[str, Any], metrics: Any,
+                     recent_alerts: Any) -> dict[str, Any]:
+    """Loop thread: everything the dashboard shows, copied (``health``: the ``health`` op's
+    snapshot, every pool of the registry in it)."""
+    return {"health": health, "minutes": metrics.minutes_view(),
+            "alerts": list(recent_alerts), "loop_lag": metrics.loop_lag}
 
 
 def health_document(health: dict[str, Any], loop_lag: float) -> tuple[int, dict[str, Any]]:

@@ -49,16 +49,15 @@ def audit_action(service: Any, action: str, pool: str | None, outcome: str, peer
 
 
 def pool_names(service: Any) -> list[str]:
-    return [PRIMARY, *service.named.local, *service.named.dask]
+    return service.pools.names()  # the registry's order: the primary first
 
 
 def local_pool(service: Any, name: str) -> Any:
     """The ``SupervisedPool`` named ``name``; ActionError 404 (or 400 for a Dask pool)."""
-    if name == PRIMARY:
-        return service.primary
-    if name in service.named.local:
-        return service.named.local[name]
-    if name in service.named.dask:
+    pool = service.pools.get(name)
+    if pool is not None and pool.local is not None:
+        return pool
+    if pool is not None:
         raise ActionError(400, f"pool {name!r} is a Dask cluster: its workers are the "
                           "scheduler's to restart and size; only its breaker is steered here")
     raise ActionError(404, f"no pool named {name!r}; there are: "

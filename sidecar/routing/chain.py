@@ -42,7 +42,7 @@ from bridge.zmq_auth import client_security
 from sidecar.config.settings import breaker_config, direct_pool_settings
 from sidecar.loop import Loop, Timer
 from sidecar.pool.call import Call
-from sidecar.pool.local import Pool
+from sidecar.pool.interface import PoolRegistry
 from sidecar.routing.quarantine import Quarantine, QuarantineEvent
 from sidecar.routing.strategies import (
     Attempt,
@@ -240,17 +240,19 @@ class FallbackChain:
 
 # ---------------------------------------------------------------- from the config
 
-def build_chain(loop: Loop, config: Any, primary: Pool, named: Any = None,
+def build_chain(loop: Loop, config: Any, registry: PoolRegistry,
                 quarantine: Quarantine | None = None) -> FallbackChain:
     """One chain for every pool: a strategy (with its own breaker, but for ``direct``) per pool
-    and fallback named anywhere, and a route per pool: ``python3.fallback.strategies`` for the
-    primary, ``[name, *python3.pools.<name>.fallback]`` for a named pool."""
+    of the registry and fallback named anywhere, and a route per pool:
+    ``python3.fallback.strategies`` for the primary, ``[name, *python3.pools.<name>.fallback]``
+    for a named pool. Each strategy holds its pool's ``executor()`` (a local ``Pool`` itself)."""
     from sidecar.routing.registry import chained_names
 
     c = config.python3
     fallback = c.fallback
     breaker_settings = breaker_config(c.circuit_breaker)
-    pools = {"primary": primary, **(named.executors() if named is not None else {})}
+    pools = registry.executors()
+    primary = pools["primary"]
     strategies: list[Strategy] = []
     for name in chained_names(config):
         strategy: Strategy

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge import protocol
 from bridge.codec import pack_raw, splice_success, unpack_raw
+from sidecar.supervision.health import HEALTHY, UNHEALTHY
 from sidecar.worker.main import run_request
 
 if TYPE_CHECKING:
@@ -60,7 +61,11 @@ class DaskPoolSettings:
 
 
 class DaskPool:
-    """``submit``/``begin_shutdown``/``busy``/``terminate``/``snapshot`` for a Dask cluster."""
+    """A ``sidecar.pool.interface.ManagedPool`` of kind ``dask``: ``submit``,
+    ``begin_shutdown``/``busy``/``terminate``, ``snapshot``/``view`` for a Dask cluster."""
+
+    kind = "dask"
+    local = None  # no worker process here: the scheduler restarts and sizes its workers
 
     def __init__(self, loop: Loop, settings: DaskPoolSettings) -> None:
         self.name = settings.name
@@ -123,6 +128,25 @@ class DaskPool:
         if self.aloop is not None and self.thread is not None and self.thread.is_alive():
             self._to_dask(self._close)
             self.stopped.wait(max(1.0, self.settings.connect_timeout))
+
+    def start_supervision(self) -> None:
+        """Nothing to start: the Dask thread watches the scheduler from ``start``."""
+
+    def executor(self) -> DaskPool:
+        return self
+
+    def view(self, breaker_open: bool) -> dict[str, Any]:
+        return dask_view(self.snapshot(), breaker_open)
+
+    def worker_table(self) -> list[dict[str, Any]]:
+        return []
+
+    def memory(self, now: float) -> list[dict[str, Any]]:
+        return []
+
+    def readiness(self) -> tuple[bool, str]:
+        view = self.view(False)
+        return view["status"] == HEALTHY, view["status_reason"]
 
     def snapshot(self) -> dict[str, Any]:
         return {"kind": "dask", "name": self.name, "address": self.settings.address,
@@ -297,3 +321,18 @@ class DaskPool:
                 await asyncio.wait_for(self.client.close(timeout=1), 2.0)
             self.client = None
         self.connected = False
+
+
+def dask_view(snapshot: dict[str, Any], breaker_open: bool) -> dict[str, Any]:
+    """``health``'s view of a cluster: its snapshot with ``status`` and ``status_reason``."""
+    if not snapshot["connected"]:
+        status, reason = UNHEALTHY, (f"the scheduler {snapshot['address']} is not connected"
+                                       + (f": {snapshot['last_error']}"
+                                          if snapshot["last_error"] else ""))
+    elif breaker_open:
+        status, reason = UNHEALTHY, "the circuit breaker is open"
+    elif snapshot["workers"] == 0:
+        status, reason = UNHEALTHY, "the cluster has no workers"
+    else:
+        status, reason = HEALTHY, f"{snapshot['workers']} Dask worker(s) connected"
+    return {**snapshot, "status": status, "status_reason": reason}

@@ -1,14 +1,16 @@
-"""Named pools: every pool the sidecar runs, each with what watches it.
+"""Building every pool the sidecar runs, each with what watches it, into one registry.
 
 Owns: building the pools of ``python3.pools`` (a local pool with its own interpreter or
 virtualenv, paths, preload, env, sizes, limits and health settings; or a Dask cluster through
-``sidecar.routing.dask_pool``) and the legacy ``python3.fallback.secondary`` pool, starting,
-draining and stopping them with their supervision (resources, recovery, watchdog, adaptive sizing,
-reload on edit), and each pool's health view. Must not touch: routing a call to a pool and breakers
-(the chain in ``sidecar.routing.chain``), admission (``sidecar.service``), worker processes
-(``sidecar.pool.local`` and below), YAML (``sidecar.config.model``).
+``sidecar.routing.dask_pool``), the primary (``python3.pool``, ``worker``, ...) and the legacy
+``python3.fallback.secondary`` pool into one ``sidecar.pool.interface.PoolRegistry``;
+``SupervisedPool``, a local pool with its supervision (resources, recovery, watchdog, adaptive
+sizing, reload on edit) behind the ``ManagedPool`` interface, and each pool's health view.
+Must not touch: routing a call to a pool and breakers (the chain in ``sidecar.routing.chain``),
+admission (``sidecar.service``), worker processes (``sidecar.pool.local`` and below), YAML
+(``sidecar.config.model``).
 
-    python3.pool + worker + ...  -> SupervisedPool "primary"   (built by the service)
+    python3.pool + worker + ...  -> SupervisedPool "primary"   (always first)
     python3.pools.<name>         -> SupervisedPool <name>      (kind: local)
                                  -> DaskPool <name>            (kind: dask)
     python3.fallback.secondary   -> SupervisedPool "secondary" (when a chain names it and
@@ -23,26 +25,31 @@ from typing import Any
 from sidecar.config import settings
 from sidecar.config.model import Config, HealthConfig, ScalingConfig
 from sidecar.loop import Loop
+from sidecar.pool.interface import PRIMARY, ManagedPool, PoolRegistry
 from sidecar.pool.local import Pool
 from sidecar.pool.settings import PoolSettings
-from sidecar.supervision.health import HEALTHY, UNHEALTHY, pool_status
+from sidecar.supervision.health import pool_status
 from sidecar.supervision.recovery import RecoveryOrchestrator
 from sidecar.supervision.reload import CodeReloader
 from sidecar.supervision.resources import ResourceMonitor
 from sidecar.supervision.scaling import AdaptiveSizer
 from sidecar.supervision.watchdog import Watchdog
 
-PRIMARY = "primary"
+__all__ = ["PRIMARY", "SupervisedPool", "build_pools", "chained_names"]
 
 
 class SupervisedPool:
-    """A local pool and the parts that watch it; ``start``/``begin_shutdown``/``terminate``."""
+    """A local pool and the parts that watch it: a ``ManagedPool`` of kind ``local``."""
+
+    kind = "local"
 
     def __init__(self, loop: Loop, pool_settings: PoolSettings, health: HealthConfig,
                  scaling: ScalingConfig, config: Config, *, paths: list[str],
                  reload: bool) -> None:
         self.name = pool_settings.name
+        self.loop = loop
         self.pool = Pool(loop, pool_settings)
+        self.local: Pool | None = self.pool
         self.resources, self.recovery, self.watchdog, self.sizer = supervision(
             loop, self.pool, health, scaling, config)
         self.reloader = CodeReloader(paths, loop.call_soon_threadsafe,
@@ -69,6 +76,33 @@ class SupervisedPool:
         if self.reloader is not None:
             self.reloader.stop()
         self.pool.terminate()
+
+    def submit(self, call: Any) -> None:
+        self.pool.submit(call)
+
+    def executor(self) -> Pool:
+        return self.pool
+
+    def worker_table(self) -> list[dict[str, Any]]:
+        return self.pool.snapshot()["workers"]
+
+    def memory(self, now: float) -> list[dict[str, Any]]:
+        rows = []
+        for w in self.pool.workers.values():
+            if w.exit is not None:
+                continue
+            rss = w.sample_rss(now)
+            base = w.rss_baseline or None
+            rows.append({"worker": w.id, "pid": w.pid, "state": w.state, "rss": rss,
+                         "rss_baseline": base, "growth": rss - base if base else None})
+        return rows
+
+    def readiness(self) -> tuple[bool, str]:
+        ready = self.pool.ready_members()
+        if ready:
+            return True, f"{ready} of {self.pool.target_size} workers ready"
+        return False, (self.pool.unavailable_reason()
+                       or "no worker is ready yet (they are starting)")
 
     def view(self, breaker_open: bool) -> dict[str, Any]:
         """The pool's snapshot with its status, resources and last sizing decision (health)."""
@@ -123,75 +157,27 @@ def chained_names(config: Config) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class NamedPools:
-    """The pools besides the primary: ``local`` and ``dask`` by name (see the module docstring)."""
+def build_pools(loop: Loop, config: Config, stack_root: str) -> PoolRegistry:
+    """The primary, then ``python3.pools`` in their order, then the legacy secondary."""
+    c = config.python3
+    primary = build_primary(loop, config, stack_root)
+    pools: list[ManagedPool] = [primary]
+    for name, section in c.pools.items():
+        if section.kind == "dask":  # imported only when a cluster is configured
+            from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings
 
-    def __init__(self, loop: Loop, config: Config, primary: PoolSettings) -> None:
-        c = config.python3
-        self.local: dict[str, SupervisedPool] = {}
-        self.dask: dict[str, Any] = {}
-        for name, section in c.pools.items():
-            if section.kind == "dask":
-                from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings
-
-                self.dask[name] = DaskPool(loop, DaskPoolSettings(
-                    name=name, address=section.address, connect_timeout=section.connect_timeout,
-                    max_in_flight=section.max_in_flight, tls_ca_file=section.tls_ca_file,
-                    tls_cert_file=section.tls_cert_file, tls_key_file=section.tls_key_file))
-                continue
-            self.local[name] = SupervisedPool(
-                loop, dataclasses.replace(settings.pool_settings(config, name),
-                                          stack_root=primary.stack_root),
-                section.health, section.scaling, config, paths=section.worker.paths,
-                reload=section.worker.reload)
-        if "secondary" in chained_names(config) and "secondary" not in c.pools:
-            legacy = settings.secondary_pool_settings(primary, c.fallback.secondary)
-            self.local["secondary"] = SupervisedPool(loop, legacy, c.health, c.scaling, config,
-                                                     paths=[], reload=False)
-
-    def executors(self) -> dict[str, Any]:
-        """Name -> what a call is ``submit``-ted to (a ``Pool`` or a ``DaskPool``)."""
-        return {**{n: p.pool for n, p in self.local.items()}, **self.dask}
-
-    def start(self) -> None:
-        for pool in self.local.values():
-            pool.start()
-        for dask in self.dask.values():
-            dask.start()
-
-    def start_supervision(self) -> None:
-        for pool in self.local.values():
-            pool.start_supervision()
-
-    def begin_shutdown(self) -> None:
-        for pool in [*self.local.values(), *self.dask.values()]:
-            pool.begin_shutdown()
-
-    def busy(self) -> bool:
-        return any(pool.busy() for pool in [*self.local.values(), *self.dask.values()])
-
-    def terminate(self) -> None:
-        for pool in [*self.local.values(), *self.dask.values()]:
-            pool.terminate()
-
-    def views(self, open_breakers: set[str]) -> dict[str, dict[str, Any]]:
-        """``health.pools``: each named pool's view, with its status."""
-        views = {n: p.view(n in open_breakers) for n, p in self.local.items()}
-        for name, dask in self.dask.items():
-            views[name] = dask_view(dask.snapshot(), name in open_breakers)
-        return views
-
-
-def dask_view(snapshot: dict[str, Any], breaker_open: bool) -> dict[str, Any]:
-    if not snapshot["connected"]:
-        status, reason = UNHEALTHY, (f"the scheduler {snapshot['address']} is not connected"
-                                       + (f": {snapshot['last_error']}"
-                                          if snapshot["last_error"] else ""))
-    elif breaker_open:
-        status, reason = UNHEALTHY, "the circuit breaker is open"
-    elif snapshot["workers"] == 0:
-        status, reason = UNHEALTHY, "the cluster has no workers"
-    else:
-        status, reason = HEALTHY, f"{snapshot['workers']} Dask worker(s) connected"
-    return {**snapshot, "status": status, "status_reason": reason}
-
+            pools.append(DaskPool(loop, DaskPoolSettings(
+                name=name, address=section.address, connect_timeout=section.connect_timeout,
+                max_in_flight=section.max_in_flight, tls_ca_file=section.tls_ca_file,
+                tls_cert_file=section.tls_cert_file, tls_key_file=section.tls_key_file)))
+            continue
+        pools.append(SupervisedPool(
+            loop, dataclasses.replace(settings.pool_settings(config, name),
+                                      stack_root=stack_root),
+            section.health, section.scaling, config, paths=section.worker.paths,
+            reload=section.worker.reload))
+    if "secondary" in chained_names(config) and "secondary" not in c.pools:
+        legacy = settings.secondary_pool_settings(primary.pool.settings, c.fallback.secondary)
+        pools.append(SupervisedPool(loop, legacy, c.health, c.scaling, config,
+                                    paths=[], reload=False))
+    return PoolRegistry(pools)

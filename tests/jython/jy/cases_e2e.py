@@ -443,6 +443,7 @@ def test_health_poll_writes_tags():
     assert tags['Status'] in ('HEALTHY', 'DEGRADED'), tags
     assert tags['WorkersTotal'] >= 1 and tags['QueueLength'] == 0, tags
     assert tags['BreakerState'] == 'closed', tags
+    assert tags['Pools'].startswith('primary=%s ' % tags['Status']), tags
     assert isinstance(tags['LastPoll'], java.util.Date)
     # the monitoring block: calls served just before (the other cases) show as a rate and a p99
     assert tags['AlertLevel'] == 'OK' and tags['AlertsActive'] == 0, tags
@@ -471,6 +472,19 @@ def test_health_poll_summarizes_alerts_and_metrics():
     # an older sidecar without the block: zeros, never an error
     old = poll.summarize({'status': 'HEALTHY', 'pool': {}})
     assert old['AlertLevel'] == '' and old['CallsPerSecond'] == 0.0, old
+    assert old['Pools'] == 'primary=HEALTHY 0/0', old
+
+
+def test_health_poll_shows_every_pool():
+    """The Pools tag: the primary first, then each named pool (a Dask cluster by workers)."""
+    poll = harness.MODULES['py3sidecar.healthpoll']
+    report = {'status': 'DEGRADED',
+              'pool': {'status': 'DEGRADED', 'size': {'ready': 1, 'target': 2}},
+              'pools': {'ml': {'kind': 'local', 'status': 'HEALTHY',
+                               'size': {'ready': 1, 'target': 1}},
+                        'cluster': {'kind': 'dask', 'status': 'UNHEALTHY', 'workers': 0}}}
+    assert poll.summarize(report)['Pools'] == (
+        'primary=DEGRADED 1/2 cluster=UNHEALTHY dask:0 ml=HEALTHY 1/1'), report
 
 
 def test_sidecar_down_then_back_up():

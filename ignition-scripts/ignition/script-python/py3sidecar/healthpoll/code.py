@@ -14,6 +14,8 @@ Every run calls python3.health() and writes memory tags under
     WorkersTotal      live workers          WorkersHealthy   workers whose status is HEALTHY
     WorkersBusy       busy workers          QueueLength      calls waiting for a worker
     BreakerState      the primary circuit breaker's state (closed / open / half_open ...)
+    Pools             every pool of the sidecar, the primary first, e.g.
+                      'primary=HEALTHY 2/2 ml=DEGRADED 1/2 cluster=HEALTHY dask:3'
     LastError         the last failure the sidecar recorded (or the last poll error)
     ActiveSidecar     the sidecar that answered ('local', or the NAME of a FAILOVER_SIDECARS
                       entry when the local one is down); '' when none answered
@@ -49,6 +51,7 @@ TAGS = [
     ('WorkersBusy', 'Int4', 0),
     ('QueueLength', 'Int4', 0),
     ('BreakerState', 'String', ''),
+    ('Pools', 'String', ''),
     ('LastError', 'String', ''),
     ('ActiveSidecar', 'String', ''),
     ('Sidecars', 'String', ''),
@@ -154,8 +157,28 @@ def summarize(report):
         'WorkersBusy': by_state.get('busy', 0),
         'QueueLength': (pool.get('queue') or {}).get('length', 0),
         'BreakerState': breaker,
+        'Pools': pools_text(report),
         'LastError': last_error,
     }
+
+
+def pools_text(report):
+    """'name=STATUS ready/target' per pool (a Dask cluster: 'dask:<workers>'), the primary
+    first (an older sidecar's pool has no status of its own: the report's), then the named
+    pools by name."""
+    parts = []
+    named = report.get('pools') or {}
+    primary = dict(report.get('pool') or {})
+    primary.setdefault('status', report.get('status'))
+    for name, view in [('primary', primary)] + [(n, named[n]) for n in sorted(named)]:
+        status = view.get('status')
+        if view.get('kind') == 'dask':
+            parts.append('%s=%s dask:%s' % (name, status or '', view.get('workers') or 0))
+        else:
+            size = view.get('size') or {}
+            parts.append('%s=%s %s/%s' % (name, status or '', size.get('ready', 0),
+                                          size.get('target', 0)))
+    return ' '.join(parts)
 
 
 def sidecars_text(status):
@@ -195,7 +218,7 @@ def run(timeout=None):
                       'Reason': 'the Python 3 sidecar did not answer', 'LastError': unicode(e),
                       'ActiveSidecar': '', 'AlertLevel': '', 'AlertsActive': 0,
                       'LastAlert': '', 'CallsPerSecond': 0.0, 'LatencyP50Ms': 0.0,
-                      'LatencyP99Ms': 0.0}
+                      'LatencyP99Ms': 0.0, 'Pools': ''}
             if log is not None:
                 log.warn('py3sidecar health poll: sidecar unreachable: %s' % (e,))
         try:
