@@ -16,7 +16,6 @@ from sidecar.pool.local import MEMBER, SPARE, PoolSettings
 
 from ..pool_doubles import FakeProcess
 
-
 STACK_FILES: dict[int, str] = {}
 
 
