@@ -1,12 +1,14 @@
-"""Covers: the hot execution path's CPU per process (sidecar/service.py, sidecar/pool/local.py,
-sidecar/worker/main.py, bridge/client.py, the Jython library): the guard the design card asks for.
+"""Covers: sidecar.service, sidecar.pool.local, sidecar.worker.main, bridge.client.
 
-Each process's CPU per trivial call, as a multiple of the same-run floor
+The guard the design card asks for ("pytest-benchmark guards the hot execution path"): each
+process's CPU per trivial call, as a multiple of the same-run floor
 (benchmarks/cpu_per_call.py), must stay within 1.5x of the committed baseline
 (benchmarks/baseline.json, refreshed by ``make bench-baseline``). CPU multiples, not wall
-times: they hold on a noisy machine. A second case shows the guard bites: with a deliberate
-slowdown of the sidecar's dispatch (benchmarks/slowdown/sitecustomize.py) large enough to be
-a regression at today's cost, the check names the sidecar and both figures.
+times: they hold on a noisy machine, and a process is named only when two measurements in a
+row put it above (one burst of load is not a regression; a regression shows every time). A
+second case shows the guard bites: with a deliberate slowdown of the sidecar's dispatch
+(benchmarks/slowdown/sitecustomize.py) large enough to be a regression at today's cost, the
+check names the sidecar and both figures.
 """
 
 from __future__ import annotations
@@ -35,6 +37,21 @@ def measure(tmp_path, jython: bool, env: dict | None = None) -> dict:
     return json.loads(out.read_text())
 
 
+def guard(tmp_path, jython: bool, env: dict | None = None) -> tuple[list[str], dict]:
+    """The guard's verdict: a process fails only when two measurements in a row put it above
+    1.5x of its baseline (one burst of the neighbours' load is not a regression; a regression
+    shows every time). The failures (the second measurement's words) and that measurement."""
+    base = baseline()
+    result = measure(tmp_path, jython, env)
+    first = cpu_per_call.check_against_baseline(result, base)
+    if not first:
+        return [], result
+    again = measure(tmp_path, jython, env)
+    flagged = {f.split(":", 1)[0] for f in first}
+    return [f for f in cpu_per_call.check_against_baseline(again, base)
+            if f.split(":", 1)[0] in flagged], again
+
+
 def baseline() -> dict:
     assert cpu_per_call.BASELINE.exists(), (
         "benchmarks/baseline.json is missing: run `make bench-baseline` and commit it")
@@ -42,8 +59,7 @@ def baseline() -> dict:
 
 
 def test_every_process_stays_within_its_baseline_multiple(tmp_path):
-    result = measure(tmp_path, jython=True)
-    failures = cpu_per_call.check_against_baseline(result, baseline())
+    failures, result = guard(tmp_path, jython=True)
     assert set(cpu_per_call.GUARDED) <= set(result["multiples"]), result["multiples"]
     assert not failures, "\n".join(failures)
 
@@ -58,10 +74,10 @@ def test_the_guard_fails_on_a_deliberate_slowdown(tmp_path):
                PYTHONPATH=os.pathsep.join(
                    p for p in (SLOWDOWN, str(cpu_per_call.PROJECT_ROOT),
                                os.environ.get("PYTHONPATH", "")) if p))
-    result = measure(tmp_path, jython=False, env=env)
-    failures = cpu_per_call.check_against_baseline(result, base)
+    failures, result = guard(tmp_path, jython=False, env=env)
     assert any(f.startswith("sidecar:") for f in failures), (
         f"a {spin_us:.0f} us slowdown per call was not caught: {result['multiples']}")
     message = next(f for f in failures if f.startswith("sidecar:"))
     assert "x the same-run floor" in message and "baseline" in message, message
+    # The worker's cost did not change: it must not be named twice in a row.
     assert not any(f.startswith("worker:") for f in failures), failures
