@@ -1,5 +1,8 @@
-"""Covers: the hot execution path's CPU per process (sidecar/service.py, sidecar/pool/local.py,
-sidecar/worker/main.py, bridge/client.py, the Jython library): the guard the design card asks for.
+"""Covers: sidecar.service, sidecar.pool.local, sidecar.worker.main, bridge.client,
+    ignition-scripts/ignition/script-python/python3.
+
+The hot execution path's CPU per process (the sidecar, its workers, the CPython client, the
+Jython library): the guard the design card asks for.
 
 Each process's CPU per trivial call, as a multiple of the same-run floor
 (benchmarks/cpu_per_call.py), must stay within 1.5x of the committed baseline

@@ -1,4 +1,6 @@
-"""Reload on edit: a saved module under worker.paths renews the workers while calls run."""
+"""Covers: sidecar.supervision.reload, sidecar.pool.lifecycle.
+
+Reload on edit: a saved module under worker.paths renews the workers while calls run."""
 
 import threading
 import time

@@ -439,7 +439,7 @@ def race(n: int, action: Callable[[int], object]) -> list[object]:
     results: list[object] = [None] * n
 
     def worker(i: int) -> None:
-        barrier.wait()
+        barrier.wait(timeout=10)
         results[i] = action(i)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
