@@ -35,20 +35,21 @@ KILLED = {"killed", "timeout"}  # a mutant that hangs its tests is caught (pytes
 # code passes it. Kept here so the report says which test guards which behaviour.
 BY_HAND = [
     ("Exactly one reply: the `already answered` guard of `Call.answer` removed",
-     "tests/unit/test_call_contract.py::test_answer_delivers_once_and_reports_a_second_answer_"
-     "as_refused, ::test_a_timed_out_call_whose_worker_dies_during_the_stack_capture_gets_one_"
-     "reply"),
+     "tests/unit/pool/test_call.py::test_answer_delivers_once_and_reports_a_second_answer_as_"
+     "refused, tests/unit/pool/test_local.py::test_a_timed_out_call_whose_worker_dies_during_"
+     "the_stack_capture_gets_one_reply"),
     ("A reply already in the pipe when the worker's exit is seen: the read on exit disabled "
-     "(`range(256)` -> `range(0)` in `on_worker_exit`)",
-     "tests/unit/test_call_contract.py::test_a_reply_in_the_pipe_when_the_exit_is_seen_is_"
+     "(`range(256)` -> `range(0)` in `WorkerSet.on_exit`)",
+     "tests/unit/pool/test_lifecycle.py::test_a_reply_in_the_pipe_when_the_exit_is_seen_is_"
      "delivered_not_crashed"),
     ("A timed-out worker taken out of service before its stack dump: that step removed from "
      "`Pool.expire`",
-     "tests/unit/test_call_contract.py::test_a_timed_out_worker_leaves_service_before_its_"
+     "tests/unit/pool/test_local.py::test_a_timed_out_worker_leaves_service_before_its_"
      "stack_is_captured"),
     ("Redaction: `credential`, `private-key`, `passwd` dropped from the key pattern; empty "
      "values redacted; any name containing file/path taken as a location",
-     "tests/unit/test_redaction.py (each pattern, the empty-value and the suffix-only rule)"),
+     "tests/unit/observability/test_redaction.py (each pattern, the empty-value and the "
+     "suffix-only rule)"),
     ("`reload: false`: a reloader that runs anyway (always built in `SupervisedPool`, or a "
      "hidden one started beside it)",
      "tests/integration/test_reload.py::test_reload_can_be_switched_off (a second sidecar with "
