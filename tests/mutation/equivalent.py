@@ -42,7 +42,7 @@ _DRAIN_KILL_REASON = ("the drain's follow-up kill finds the worker already STOPP
                       "reason is what health, events and the log show (the text is never read)")
 _BREAK_RETURN = "the loop is the last statement of the function: break and return both leave it"
 _EXIT_ONCE = ("a worker's exit is handled once (its pidfd is closed by reap() just above), so it "
-              "is still in workers here and pop needs no default")
+              "is still in the set's handles here and pop needs no default")
 _LOG_ONLY = "the condition guards a log line only (log statements are not mutated)"
 _RETURN_IGNORED = "the metrics hook's return value is ignored"
 _SPLICE = ("the decoded path builds the same reply (value, id, worker) and the same success "
@@ -54,6 +54,10 @@ _KILL_REASON_SET = ("take_out_of_service(worker, reason) ran just before the cap
 _ZERO_WAIT = ("a call dispatched at once has a wait of exactly 0 (the monotonic clock never goes "
               "back): adding it or not changes nothing")
 _OPENED_AT = "read only in OPEN, and every move to OPEN sets it first"
+_GRACE_PASSED = ("Pool.terminate, the worker set's only caller of terminate, always passes its own "
+                 "grace: the set's default is never used")
+_KEY_LENGTH = ("token_bytes(None) is a random key of 32 bytes instead of 16: still secret, per "
+               "run, and within blake2b's 64-byte key limit; nothing reads the key's length")
 _HALF_OPEN_RETRY = ("in HALF_OPEN _retry_after returns 0.0 without reading the time (this is the "
                     "half-open branch; the open one is killed by test_breaker_edges)")
 
@@ -61,9 +65,9 @@ _HALF_OPEN_RETRY = ("in HALF_OPEN _retry_after returns 0.0 without reading the t
 EQUIVALENT: dict[tuple[str, str, str], str] = {
     ("bridge/breaker.py", "CircuitBreaker._record_half_open",
      "- return False | + return True"): _PUBLISH_ONLY,
-    ("sidecar/pool/lifecycle.py", "WorkerLifecycle.recycle",
+    ("sidecar/pool/lifecycle.py", "WorkerSet.recycle",
      '- worker.recycle_after_call = "" | + worker.recycle_after_call = None'): _FALSY,
-    ("sidecar/pool/lifecycle.py", "WorkerLifecycle.resize", "- if size > old: | + if size >= old:"):
+    ("sidecar/pool/lifecycle.py", "WorkerSet.resize", "- if size > old: | + if size >= old:"):
         "at an unchanged size ensure_capacity finds nothing to start: the pool refills on "
         "every exit, failed start and back-off timer, so no missing member whose start is "
         "allowed now outlives a loop turn; and the shrink branch drains nothing at surplus 0",
@@ -119,22 +123,28 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _STARTED_AT,
     ('sidecar/pool/call.py', 'Call.__init__', '- self.outcome: str | None = None # None = success, else the error kind | + self.outcome: str | None = "" # None = success, else the error kind'):
         _OUTCOME,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, None))'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, None))'):
         _DRAIN_KILL_REASON,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, "XXit did not exitXX"))'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, "XXit did not exitXX"))'):
         _DRAIN_KILL_REASON,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, "IT DID NOT EXIT"))'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.drain', '- lambda: self.kill(worker, "it did not exit")) | + lambda: self.kill(worker, "IT DID NOT EXIT"))'):
         _DRAIN_KILL_REASON,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.ensure_capacity', '- break | + return'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.ensure_capacity', '- break | + return'):
         _BREAK_RETURN,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.on_worker_exit', '- self.workers.pop(worker.id, None) | + self.workers.pop(worker.id, )'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.on_exit', '- self.handles.pop(worker.id, None) | + self.handles.pop(worker.id, )'):
         _EXIT_ONCE,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.start_template', '- if self.settings.spawn == TEMPLATE and reason: | + if self.settings.spawn == TEMPLATE or reason:'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.start_template', '- if self.settings.spawn == TEMPLATE and reason: | + if self.settings.spawn == TEMPLATE or reason:'):
         _LOG_ONLY,
-    ('sidecar/pool/lifecycle.py', 'WorkerLifecycle.start_template', '- if self.settings.spawn == TEMPLATE and reason: | + if self.settings.spawn != TEMPLATE and reason:'):
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.start_template', '- if self.settings.spawn == TEMPLATE and reason: | + if self.settings.spawn != TEMPLATE and reason:'):
         _LOG_ONLY,
     ('sidecar/pool/local.py', 'Pool.__init__', '- self.closing = False | + self.closing = None'):
         _FALSY,
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.__init__', '- self.closing = False | + self.closing = None'):
+        _FALSY,
+    ('sidecar/pool/lifecycle.py', 'WorkerSet.terminate', '- def terminate(self, grace: float = 2.0) -> None: | + def terminate(self, grace: float = 3.0) -> None:'):
+        _GRACE_PASSED,
+    ('sidecar/routing/quarantine.py', 'Quarantine.__init__', '- self._key = secrets.token_bytes(KEY_BYTES) if key is None else key | + self._key = secrets.token_bytes(None) if key is None else key'):
+        _KEY_LENGTH,
     ('sidecar/pool/local.py', 'Pool.__init__', '- self.observe_queue_wait: Callable[[float], None] = lambda seconds: None # metrics | + self.observe_queue_wait: Callable[[float], None] = lambda seconds: 0 # metrics'):
         _RETURN_IGNORED,
     ('sidecar/pool/local.py', 'Pool.answer_from_worker', '- spliced = splice_success(frame, call.rid, worker.id) | + spliced = None'):
@@ -143,7 +153,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _FAILURE_DURATION,
     ('sidecar/pool/local.py', 'Pool.answer_from_worker', '- worker.score.record(kind, seconds) | + worker.score.record(kind, )'):
         _FAILURE_DURATION,
-    ('sidecar/pool/local.py', 'Pool.expire', '- self.kill(worker, reason) | + self.kill(worker, None)'):
+    ('sidecar/pool/local.py', 'Pool.expire', '- self.workers.kill(worker, reason) | + self.workers.kill(worker, None)'):
         _KILL_REASON_SET,
     ('sidecar/pool/local.py', 'Pool.start_call', '- if now - call.accepted_at > 0.0: | + if now + call.accepted_at > 0.0:'):
         _ZERO_WAIT,

@@ -206,3 +206,22 @@ def test_how_errors_read():
     assert str(protocol.PythonError("bad", remote_type="ValueError",
                                     traceback="Traceback...\n  line 1\n\n")) == (
         "ValueError: bad\n\nRemote traceback:\nTraceback...\n  line 1")
+
+
+def routed_request(routed) -> dict:
+    return {"op": "execute", "code": "1", "routed": routed}
+
+
+def test_a_routed_mark_names_its_keys_and_shows_what_came():
+    with pytest.raises(BadRequest) as err:
+        validate_request(routed_request({"route": "r", "color": "x"}), max_timeout=60)
+    assert str(err.value) == ("'routed' must be a map with a 'route' string and only route, "
+                              "project, user, session, got {'route': 'r', 'color': 'x'}")
+
+
+def test_a_routed_value_may_be_256_characters_and_no_more():
+    validate_request(routed_request({"route": "r", "user": "u" * 256}), max_timeout=60)
+    with pytest.raises(BadRequest) as err:
+        validate_request(routed_request({"route": "r", "user": 7}), max_timeout=60)
+    assert str(err.value) == ("'routed.user' must be a string of at most 256 characters or "
+                              "null, got 7")

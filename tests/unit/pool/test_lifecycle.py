@@ -1413,3 +1413,11 @@ def test_a_worker_that_dies_with_nothing_in_the_pipe_answers_crashed(harness):
     process.die(-signal.SIGKILL)
     [reply] = replies(sink)
     assert reply["error"]["kind"] == protocol.CRASHED and call.outcome == protocol.CRASHED
+
+
+def test_after_terminate_the_set_starts_nothing_any_more(make):
+    h = started(make, initial_size=1)
+    h.pool.terminate(0.0)  # without begin_shutdown first: terminate itself closes the set
+    before = len(h.processes)
+    h.pool.workers.ensure_capacity()
+    assert len(h.processes) == before and h.pool.workers.closing is True

@@ -867,3 +867,59 @@ def test_the_snapshot_describes_the_pool(make):
     h = started(make, initial_size=1, name="reports")
     snap = h.pool.snapshot()
     assert snap["name"] == "reports" and len(snap["workers"]) == 1
+
+
+def test_the_snapshot_reports_sizes_states_queue_counters_and_what_the_factory_made(make):
+    h = started(make, initial_size=2, spares=1, min_size=1, max_size=4, queue_size=7)
+    submit(h, "a")
+    submit(h, "b")
+    submit(h, "c")  # both members busy: this one waits in the queue
+    h.pool.count_error(protocol.TIMEOUT)
+    snap = h.pool.snapshot()
+    assert snap["size"] == {"target": 2, "min": 1, "max": 4, "live": 2, "ready": 2,
+                            "spares_wanted": 1, "spares_ready": 1}
+    assert snap["workers_by_state"] == {s: (2 if s == BUSY else 1 if s == IDLE else 0)
+                                        for s in snap["workers_by_state"]}
+    assert set(snap["workers_by_state"]) >= {BUSY, IDLE, STARTING, STOPPING}
+    assert snap["queue"] == {"length": 1, "capacity": 7}
+    assert snap["counters"] == h.pool.counters and snap["counters"]["accepted"] == 3
+    assert snap["errors"] == {protocol.TIMEOUT: 1}
+    assert snap["spawn"] == h.pool.spawning.snapshot()
+    made = h.pool.workers.factory.snapshot()
+    assert (snap["fd_output"], snap["template"]) == (made["fd_output"], made["template"])
+    assert len(snap["workers"]) == 3
+
+
+@pytest.mark.parametrize("offer", ["dispatch", "offer"])
+def test_only_an_idle_untainted_live_member_is_listed_free(make, offer):
+    h = started(make, initial_size=1)
+    [process] = h.processes
+    worker = handle(h, process)
+    free = h.pool.dispatch if offer == "dispatch" else h.pool.workers.offer
+    h.pool.withdraw(worker)
+    worker.state = BUSY  # busy, untainted, alive: not free
+    free(worker)
+    assert worker not in h.pool.idle
+    worker.state = IDLE
+    process.exit = {"returncode": 0, "text": "exit code 0", "exit_code": 0}  # exited: not free
+    free(worker)
+    assert worker not in h.pool.idle
+
+
+def test_each_success_counts_and_its_timings_are_kept_only_when_both_are_numbers(make):
+    h = started(make, initial_size=1)
+    [process] = h.processes
+    worker = handle(h, process)
+    for wall, cpu in ((1.0, 0.5), (2.0, None), (None, 0.25)):
+        submit(h, f"r{wall}{cpu}")
+        process.send(pack_raw({"ok": True, "value": 1, "ms": wall, "cpu": cpu, "stdout": "",
+                               "stderr": ""}))
+    assert h.pool.counters["succeeded"] == 3
+    assert list(worker.wall_ms) == [1.0] and list(worker.cpu_ms) == [0.5]
+
+
+def test_the_pools_take_out_of_service_keeps_the_reason(make):
+    h = started(make, initial_size=1)
+    worker = handle(h, h.processes[0])
+    h.pool.take_out_of_service(worker, "an operator asked")
+    assert worker.state == STOPPING and worker.stop_reason == "an operator asked"
