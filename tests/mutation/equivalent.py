@@ -54,6 +54,8 @@ _KILL_REASON_SET = ("take_out_of_service(worker, reason) ran just before the cap
 _ZERO_WAIT = ("a call dispatched at once has a wait of exactly 0 (the monotonic clock never goes "
               "back): adding it or not changes nothing")
 _OPENED_AT = "read only in OPEN, and every move to OPEN sets it first"
+_SPLICED_FLOATS = ("on the spliced path wall and cpu come from struct.unpack ('>d5xd' in "
+                   "bridge.passthrough): always floats, so `and` and `or` agree")
 _GRACE_PASSED = ("Pool.terminate, the worker set's only caller of terminate, always passes its own "
                  "grace: the set's default is never used")
 _KEY_LENGTH = ("token_bytes(None) is a random key of 32 bytes instead of 16: still secret, per "
@@ -139,6 +141,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _LOG_ONLY,
     ('sidecar/pool/local.py', 'Pool.__init__', '- self.closing = False | + self.closing = None'):
         _FALSY,
+    ('sidecar/pool/local.py', 'Pool.answer_from_worker', '- if isinstance(wall, float) and isinstance(cpu, float): | + if isinstance(wall, float) or isinstance(cpu, float):'):
+        _SPLICED_FLOATS,
     ('sidecar/pool/lifecycle.py', 'WorkerSet.__init__', '- self.closing = False | + self.closing = None'):
         _FALSY,
     ('sidecar/pool/lifecycle.py', 'WorkerSet.terminate', '- def terminate(self, grace: float = 2.0) -> None: | + def terminate(self, grace: float = 3.0) -> None:'):

@@ -910,12 +910,13 @@ def test_each_success_counts_and_its_timings_are_kept_only_when_both_are_numbers
     h = started(make, initial_size=1)
     [process] = h.processes
     worker = handle(h, process)
-    for wall, cpu in ((1.0, 0.5), (2.0, None), (None, 0.25)):
+    for wall, cpu in ((1.0, 0.5), (3.0, 1.5), (2.0, None), (None, 0.25)):
         submit(h, f"r{wall}{cpu}")
-        process.send(pack_raw({"ok": True, "value": 1, "ms": wall, "cpu": cpu, "stdout": "",
+        # ok, ms and cpu first, the worker's layout: two floats are spliced, the rest decoded
+        process.send(pack_raw({"ok": True, "ms": wall, "cpu": cpu, "value": 1, "stdout": "",
                                "stderr": ""}))
-    assert h.pool.counters["succeeded"] == 3
-    assert list(worker.wall_ms) == [1.0] and list(worker.cpu_ms) == [0.5]
+    assert h.pool.counters["succeeded"] == 4  # two spliced, two decoded
+    assert list(worker.wall_ms) == [1.0, 3.0] and list(worker.cpu_ms) == [0.5, 1.5]
 
 
 def test_the_pools_take_out_of_service_keeps_the_reason(make):
@@ -923,3 +924,18 @@ def test_the_pools_take_out_of_service_keeps_the_reason(make):
     worker = handle(h, h.processes[0])
     h.pool.take_out_of_service(worker, "an operator asked")
     assert worker.state == STOPPING and worker.stop_reason == "an operator asked"
+
+
+def test_a_busy_or_exited_spare_offered_while_the_pool_is_short_is_not_promoted(make):
+    h = started(make, initial_size=1, spares=1)
+    member, spare = h.processes
+    warm = handle(h, spare)
+    h.pool.workers.target_size = 2  # short of a member: a free spare would be promoted
+    warm.state = BUSY
+    h.pool.workers.offer(warm)
+    assert warm.role == SPARE and h.events_of(SparePromoted) == []
+    warm.state = IDLE
+    spare.exit = {"returncode": 0, "text": "exit code 0", "exit_code": 0}
+    h.pool.workers.offer(warm)
+    assert warm.role == SPARE and h.events_of(SparePromoted) == []
+
