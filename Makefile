@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-baseline fuzz lint system-deps venv clean screenshot soak gateway-jar
+.PHONY: run test bench bench-baseline fuzz lint system-deps venv clean screenshot soak gateway-jar mutate
 
 # The Jython library's Java helper (ignition-scripts/java, javac --release 11; the bundle ships it).
 GATEWAY_JAR  := build/py3sidecar-gateway.jar
@@ -69,7 +69,7 @@ bench: $(STAMP) system-deps $(GATEWAY_JAR)
 	@echo "figures are printed at the end of each run"
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --json benchmarks/results/cpu_per_call.json
-	$(BIN)/python benchmarks/dask_route.py    # issue 13: our Dask route vs a bare Client.submit
+	$(BIN)/python benchmarks/dask_route.py    # our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 
 # The CPU guard's baseline (benchmarks/baseline.json): each process's CPU per trivial call as a
@@ -83,8 +83,20 @@ bench-baseline: $(STAMP) system-deps $(GATEWAY_JAR)
 soak: $(STAMP)
 	$(BIN)/python benchmarks/soak.py
 
+# Mutation testing of the failure contract (docs/mutation.md): mutmut mutates the modules listed
+# in pyproject.toml [tool.mutmut] and runs each mutant against the unit tests that reach it;
+# the report fails when a module has under 90% killed or a survivor is unaccounted for.
+# A clean run each time (mutants/ is rebuilt), so the report is the code's, not a cache's.
+mutate: $(STAMP)
+	rm -rf mutants
+	@start=$$(date +%s); load="$$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	env -u PYTHONPATH $(BIN)/mutmut run --max-children $$(nproc) >mutants.log 2>&1 || { tail -40 mutants.log; exit 1; }; \
+	end=$$(date +%s); \
+	$(BIN)/python tests/mutation/report.py --seconds $$((end - start)) \
+	  --conditions "$$(nproc) cores, load average $$load at the start, $$(cut -d' ' -f1-3 /proc/loadavg) at the end"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks build dist .import_linter_cache
+	rm -rf mutants mutants.log $(VENV) .pytest_cache .benchmarks build dist .import_linter_cache
 
 # Refreshes docs/dashboard.png and docs/console*.png from the browser tests (headless Chromium).
 screenshot: $(STAMP) system-deps

@@ -1,4 +1,6 @@
-"""What the audit log (python3.audit) costs a call, measured in the same run: the loop's share
+"""Covers: sidecar.observability.audit, sidecar.observability.metrics, bridge.zmq_server.
+
+What the audit log (python3.audit) costs a call, measured in the same run: the loop's share
 (a MeteredCall answered with and without its AuditEntry, the writer thread running), and trivial
 round trips of two real sidecars side by side, one with the audit log and one without, with the
 CPU each sidecar process spent per call (its writer thread included)."""

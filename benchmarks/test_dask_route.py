@@ -1,13 +1,13 @@
-"""CI smoke of benchmarks/dask_route.py: the short run (a real 2-worker cluster) produces every
+"""Covers: benchmarks.dask_route, sidecar.routing.dask_pool.
+
+CI smoke of benchmarks/dask_route.py: the short run (a real 2-worker cluster) produces every
 row with the shared shape and positive figures. No time is asserted."""
 
 import json
 
-import pytest
+import distributed  # noqa: F401  (the test extra has it: missing, this fails)
 
-pytest.importorskip("distributed")
-
-from benchmarks import dask_route  # noqa: E402
+from benchmarks import dask_route
 
 
 def test_short_run_writes_every_row(tmp_path):

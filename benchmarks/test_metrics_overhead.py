@@ -1,4 +1,6 @@
-"""What metrics cost a call, measured in the same run: the one hot-path addition (a MeteredCall
+"""Covers: sidecar.observability.metrics, sidecar.pool.call.
+
+What metrics cost a call, measured in the same run: the one hot-path addition (a MeteredCall
 observed as it is answered) against a plain Call, both against an execute round trip; and a
 /metrics scrape of a real sidecar (the loop's share is one snapshot per scrape)."""
 

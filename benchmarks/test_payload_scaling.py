@@ -1,4 +1,6 @@
-"""CI smoke of benchmarks/payload_scaling.py: the short run (1 KiB to 1 MiB) produces every row,
+"""Covers: benchmarks.payload_scaling, bridge.codec.
+
+CI smoke of benchmarks/payload_scaling.py: the short run (1 KiB to 1 MiB) produces every row,
 each value came back intact (the script checks before timing) and the JSON rows have the shared
 shape. No time is asserted."""
 

@@ -1,4 +1,6 @@
-"""benchmarks/profile_call.py's matching of stamps to calls, on made-up stamps (no processes):
+"""Covers: benchmarks.profile_call.
+
+benchmarks/profile_call.py's matching of stamps to calls, on made-up stamps (no processes):
 a milestone another process reaches before the previous one is stamped, a stray stamp from a
 health-check ping between calls, and a call that lost a stamp."""
 

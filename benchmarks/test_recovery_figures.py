@@ -1,4 +1,6 @@
-"""Recovery figures (issue 4): time to recover from SIGKILL, recovery success rate, calls served
+"""Covers: sidecar.supervision.recovery, sidecar.pool.lifecycle, sidecar.supervision.watchdog.
+
+Recovery figures: time to recover from SIGKILL, recovery success rate, calls served
 while workers are killed under load, health-check false positives under heavy healthy load,
 and throughput with monitoring on vs off in the same run.
 

@@ -1,4 +1,6 @@
-"""CI smoke of benchmarks/report.py (`make bench`'s table): the shortest run prints every row
+"""Covers: benchmarks.report, benchmarks.report_rows.
+
+CI smoke of benchmarks/report.py (`make bench`'s table): the shortest run prints every row
 the table promises and writes a CSV that parses, with a ratio wherever both sides were
 measured. No time is asserted; a part that cannot run here (no java) leaves its rows marked
 "not measured", which this smoke tolerates only for that reason."""

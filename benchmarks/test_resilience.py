@@ -1,4 +1,6 @@
-"""Breaker and fallback figures: how fast an open breaker answers, how many calls a primary-pool
+"""Covers: bridge.breaker, sidecar.routing.chain.
+
+Breaker and fallback figures: how fast an open breaker answers, how many calls a primary-pool
 outage costs with the chain on, and client failover when a whole sidecar is killed.
 
 The outage: the primary pool's interpreter is a wrapper that refuses to start once a flag file

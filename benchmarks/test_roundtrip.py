@@ -1,4 +1,6 @@
-"""The hot path: client -> ZeroMQ -> sidecar -> worker pipe -> back, against
+"""Covers: bridge.client, bridge.zmq_server, sidecar.pool.local.
+
+The hot path: client -> ZeroMQ -> sidecar -> worker pipe -> back, against
 ``ProcessPoolExecutor(1).submit(...).result()`` doing the same work in the same run."""
 
 import operator

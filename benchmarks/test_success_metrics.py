@@ -1,4 +1,6 @@
-"""The spec's success metrics (issue 11 item 9), measured against a real sidecar with alerts on.
+"""Covers: sidecar.alerts.policy, sidecar.observability.metrics, sidecar.supervision.recovery.
+
+The spec's success metrics, measured against a real sidecar with alerts on.
 
 A chaos run injects known faults, one episode at a time: SIGKILL of a worker, a call hung
 without CPU (the watchdog's hang check), failed worker starts (a preload that exits while a

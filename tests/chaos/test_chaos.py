@@ -1,4 +1,7 @@
-"""Chaos with real processes, each bounded in time: kills under load, memory pressure, CPU
+"""Covers: sidecar.pool.local, sidecar.pool.lifecycle, sidecar.supervision.watchdog,
+    sidecar.supervision.recovery, sidecar.supervision.resources, bridge.client.
+
+Chaos with real processes, each bounded in time: kills under load, memory pressure, CPU
 limits, hangs found by the watchdog, cascading spawn failures, and no false alarms under load.
 """
 

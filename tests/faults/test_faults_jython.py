@@ -1,4 +1,7 @@
-"""Network faults under real Jython 2.7: the python3 library over Py4J and over JeroMQ, through
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar, bridge.zmq_server, bridge.py4j_server.
+
+Network faults under real Jython 2.7: the python3 library over Py4J and over JeroMQ, through
 the fault-injecting proxy (proxy.py), against a real sidecar by fixed ports.
 
 One JVM runs tests/jython/jy/cases_faults.py; it asks this side (CTL lines) to inject a fault,

@@ -1,4 +1,6 @@
-"""Network faults between a caller and a sidecar: the CPython client over ZeroMQ, and the
+"""Covers: bridge.client, bridge.breaker, bridge.zmq_server.
+
+Network faults between a caller and a sidecar: the CPython client over ZeroMQ, and the
 remote-sidecar fallback (RemoteStrategy), through a real fault-injecting TCP proxy.
 
 Every call ends with its reply or a typed error within its deadline (+ grace + slack); the

@@ -1,4 +1,6 @@
-"""The fault-injecting proxy itself (proxy.py): an armed reset reaches BOTH ends at once.
+"""Covers: tests/faults/proxy.py.
+
+The fault-injecting proxy itself (proxy.py): an armed reset reaches BOTH ends at once.
 
 Linux defers a close() (and so the RST that SO_LINGER 0 asks for) while another thread is
 blocked in recv() on the same socket: the other pump thread always is. Before the fix, a reset

@@ -1,4 +1,7 @@
-"""The python3 library under real Jython 2.7 reconnects by itself after a sidecar restart.
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar, bridge.connection.
+
+The python3 library under real Jython 2.7 reconnects by itself after a sidecar restart.
 
 With fixed ports (no connection file), the sidecar is SIGKILLed or stopped and started again
 on the same ports while gateway threads hold connections to it: each thread's next call must be

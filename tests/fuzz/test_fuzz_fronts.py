@@ -1,4 +1,6 @@
-"""Structured fuzzing of a real `py3sidecar serve` through both fronts (issue 8, item 10).
+"""Covers: bridge.zmq_server, bridge.py4j_server, bridge.preauth, bridge.protocol, bridge.codec.
+
+Structured fuzzing of a real `py3sidecar serve` through both fronts.
 
 hypothesis draws envelopes (every member, right and wrong types, authenticated or not) holding
 every extension type (valid and malformed), packs them and sometimes mutates the bytes; each

@@ -7,7 +7,6 @@ import pytest
 
 
 def _cluster(workers: int, log_dir):
-    pytest.importorskip("distributed")
     from dask_cluster import Cluster
 
     cluster = Cluster(workers=workers, log_dir=log_dir)

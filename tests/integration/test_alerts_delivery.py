@@ -1,4 +1,6 @@
-"""Alerts from a real sidecar to real receivers on loopback: SMTP (aiosmtpd), a JSON webhook and a
+"""Covers: sidecar.alerts.policy, sidecar.alerts.manager, sidecar.alerts.channels.
+
+Alerts from a real sidecar to real receivers on loopback: SMTP (aiosmtpd), a JSON webhook and a
 Slack-format webhook (apprise's ``mmost://``: Mattermost's Slack-compatible incoming webhook),
 and a real kill storm capped by ``max-per-hour`` with the suppression summary last."""
 

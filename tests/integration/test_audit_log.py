@@ -1,4 +1,7 @@
-"""The audit log of a real sidecar (python3.audit): a line per call, refusal and operator action,
+"""Covers: sidecar.observability.audit, bridge.zmq_server, bridge.py4j_server,
+    sidecar.operator.operations.
+
+The audit log of a real sidecar (python3.audit): a line per call, refusal and operator action,
 with the peer of each front, the code's sha256 but never the code, arguments or values, the
 message handler's routed marks; an audit file that cannot be opened stops nothing.
 

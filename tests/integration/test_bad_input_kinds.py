@@ -1,4 +1,6 @@
-"""`internal` means a bug of ours (issue 8, finding 6): every op's bad input is `bad_request`.
+"""Covers: bridge.protocol, bridge.zmq_server, sidecar.service, sidecar.worker.main.
+
+`internal` means a bug of ours: every op's bad input is `bad_request`.
 
 A table, not forty hand-written copies: for every op and every envelope member that op reads,
 each value of a wrong type is sent (authenticated, raw bytes over ZeroMQ to the shared real

@@ -1,4 +1,6 @@
-"""The circuit breaker and the fallback chain around real pools, real processes, real sockets.
+"""Covers: bridge.breaker, sidecar.routing.chain, sidecar.routing.strategies, bridge.client.
+
+The circuit breaker and the fallback chain around real pools, real processes, real sockets.
 
 A "broken interpreter" is a script given as ``python3.worker.python`` that exits at once: the
 primary pool can never start a worker, which is how a broken virtualenv or a full disk looks.
@@ -147,7 +149,7 @@ def test_half_open_under_concurrency_admits_only_the_probes(tmp_path):
         outcomes: list[tuple[str, float]] = []
 
         def one() -> None:
-            gate.wait()
+            gate.wait(timeout=20)
             started = time.monotonic()
             try:
                 client.execute("import time; time.sleep(0.5); 1")

@@ -1,4 +1,6 @@
-"""A call leaves nothing behind for the next caller (issue 8, finding 8; zombies of finding 9).
+"""Covers: sidecar.worker.main, sidecar.worker.isolation, sidecar.pool.local.
+
+A call leaves nothing behind for the next caller.
 
 A warm worker serves call after call. Whatever one call leaves running (threads, children), or
 changes (resource limits), must never reach a later, unrelated call: limits are restored before

@@ -1,4 +1,6 @@
-"""The `py3sidecar` command against a real sidecar, as an operator would type it."""
+"""Covers: sidecar.cli.commands, sidecar.observability.diagnostics.
+
+The `py3sidecar` command against a real sidecar, as an operator would type it."""
 
 import os
 import subprocess

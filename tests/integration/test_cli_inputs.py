@@ -1,4 +1,6 @@
-"""`py3sidecar exec`/`call` with code and values from files and stdin (values past the OS
+"""Covers: sidecar.cli.commands, sidecar.cli.inputs.
+
+`py3sidecar exec`/`call` with code and values from files and stdin (values past the OS
 argument limit: one argv string is capped at 128 KiB)."""
 
 import hashlib

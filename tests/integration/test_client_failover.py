@@ -1,4 +1,6 @@
-"""Client-side failover across two real sidecar processes, and the client's circuit breaker."""
+"""Covers: bridge.client, bridge.breaker.
+
+Client-side failover across two real sidecar processes, and the client's circuit breaker."""
 
 import os
 import threading

@@ -1,4 +1,6 @@
-"""The CPython client waits against one deadline (issue 19): replies to other calls that keep
+"""Covers: bridge.client.
+
+The CPython client waits against one deadline: replies to other calls that keep
 arriving do not start its wait again. The peer is a TEST DOUBLE of a sidecar (a pyzmq ROUTER on
 loopback) that answers every request only with stale replies (another id), every 20 ms."""
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""CloudWatch EMF records from a real sidecar, read by a local listener (the agent's TCP port)
+"""Covers: sidecar.observability.emf, sidecar.observability.metrics.
+
+CloudWatch EMF records from a real sidecar, read by a local listener (the agent's TCP port)
 and from a JSON-lines file."""
 
 from __future__ import annotations

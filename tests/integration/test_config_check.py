@@ -1,4 +1,6 @@
-"""``py3sidecar config --check FILE`` refuses what ``py3sidecar serve`` refuses (issue 19): a
+"""Covers: sidecar.cli.commands, sidecar.config.serve_checks.
+
+``py3sidecar config --check FILE`` refuses what ``py3sidecar serve`` refuses: a
 short token with a front beyond loopback, a token file others may read. Both commands run as an
 operator types them, on the same file and environment.
 

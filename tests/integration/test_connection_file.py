@@ -1,4 +1,6 @@
-"""A real sidecar tells clients where it listens: connection.json with the ports it bound."""
+"""Covers: bridge.connection, sidecar.service.
+
+A real sidecar tells clients where it listens: connection.json with the ports it bound."""
 from __future__ import annotations
 
 import socket

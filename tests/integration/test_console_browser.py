@@ -1,4 +1,7 @@
-"""The operator's console in a real headless Chromium (selenium): log in with the token, restart a
+"""Covers: sidecar.operator.console, sidecar.operator.operations, sidecar.operator.packages,
+    sidecar.http.handler.
+
+The operator's console in a real headless Chromium (selenium): log in with the token, restart a
 worker and see its pid change, run code in the console, install a wheel the test builds into a
 named pool's virtualenv from a local wheelhouse, see it listed, and import it in that pool only.
 Actions without the token, or a session's POST without its CSRF token, are refused.

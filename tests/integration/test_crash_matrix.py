@@ -1,4 +1,6 @@
-"""The worker dies (what) at each point of a call's life (where): loky's crash matrix, two axes.
+"""Covers: sidecar.pool.local, sidecar.pool.lifecycle, sidecar.pool.call, sidecar.worker.main.
+
+The worker dies (what) at each point of a call's life (where): loky's crash matrix, two axes.
 
 Every cell names the kind the caller gets (the table in docs/architecture.md, "Crash matrix"),
 and after every cell the next call succeeds on a pool back at full strength. "run" is the

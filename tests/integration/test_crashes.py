@@ -1,4 +1,6 @@
-"""What user code can do to a worker, as a table (loky's crash matrix): every row must end in the
+"""Covers: sidecar.pool.local, sidecar.pool.lifecycle, sidecar.worker.main, sidecar.process.spawn.
+
+What user code can do to a worker, as a table (loky's crash matrix): every row must end in the
 expected error, and the sidecar must still serve a normal call and return to full strength."""
 
 import os

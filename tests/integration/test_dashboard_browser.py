@@ -1,4 +1,6 @@
-"""The dashboard in a real headless Chromium (Debian chromium + chromium-driver, selenium): it
+"""Covers: sidecar.http.handler, sidecar.observability.views.
+
+The dashboard in a real headless Chromium (Debian chromium + chromium-driver, selenium): it
 loads, lists the workers, and shows a worker killed from outside within seconds."""
 
 import os

@@ -1,4 +1,6 @@
-"""DaskPool against a real Dask cluster (a scheduler and two worker processes on loopback),
+"""Covers: sidecar.routing.dask_pool.
+
+DaskPool against a real Dask cluster (a scheduler and two worker processes on loopback),
 driven inside a real ``sidecar.loop.Loop``: values, user errors, timeouts (cancelled on the
 cluster), a SIGKILLed Dask worker (``crashed``), the scheduler down (``unavailable`` at once)
 and back (re-connected), and the cluster's health in ``snapshot()``."""
@@ -9,14 +11,13 @@ import os
 import signal
 import time
 
+import distributed  # the test extra has it: missing, this fails, not skips
 import pytest
 
-distributed = pytest.importorskip("distributed")
-
-from bridge import codec  # noqa: E402
-from sidecar.loop import Loop  # noqa: E402
-from sidecar.pool.call import Call  # noqa: E402
-from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
+from bridge import codec
+from sidecar.loop import Loop
+from sidecar.pool.call import Call
+from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings
 
 pytestmark = pytest.mark.timeout(90)
 

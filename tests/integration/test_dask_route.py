@@ -1,4 +1,6 @@
-"""A ``kind: dask`` pool in a real ``py3sidecar serve``, against a real Dask cluster on loopback
+"""Covers: sidecar.routing.dask_pool, sidecar.routing.registry.
+
+A ``kind: dask`` pool in a real ``py3sidecar serve``, against a real Dask cluster on loopback
 (a scheduler and worker processes): calls routed by ``pool``, the same error kinds as a local
 pool, the cluster's health in ``health.pools`` and ``/metrics``, and the sidecar serving its
 other pools while the scheduler is gone.
@@ -12,17 +14,16 @@ import signal
 import threading
 import urllib.request
 
+import distributed  # noqa: F401  (the test extra has it: missing, this fails)
 import pytest
 
-pytest.importorskip("distributed")
-
-from bridge.client import (  # noqa: E402
+from bridge.client import (
     CallTimeout,
     PythonError,
     Unavailable,
     WorkerCrashed,
 )
-from sidecar.testing import SidecarProcess, wait_until  # noqa: E402
+from sidecar.testing import SidecarProcess, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,6 @@
-"""A ``kind: dask`` pool against a real Dask cluster that speaks tls:// only (a scheduler and a
+"""Covers: sidecar.routing.dask_pool.
+
+A ``kind: dask`` pool against a real Dask cluster that speaks tls:// only (a scheduler and a
 worker on loopback, a throwaway CA made in tmp_path): calls served over TLS with distributed's
 security settings (python3.pools.<name>.tls-ca-file/-cert-file/-key-file); a plain tcp:// client
 and a client trusting another CA are never connected, and their calls are `unavailable`."""
@@ -7,15 +9,14 @@ from __future__ import annotations
 
 import time
 
+import distributed  # noqa: F401  (the test extra has it: missing, this fails)
 import pytest
 
-pytest.importorskip("distributed")
-
-from bridge import codec  # noqa: E402
-from sidecar.loop import Loop  # noqa: E402
-from sidecar.pool.call import Call  # noqa: E402
-from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings  # noqa: E402
-from sidecar.testing_tls import make_test_certificates  # noqa: E402
+from bridge import codec
+from sidecar.loop import Loop
+from sidecar.pool.call import Call
+from sidecar.routing.dask_pool import DaskPool, DaskPoolSettings
+from sidecar.testing_tls import make_test_certificates
 
 pytestmark = pytest.mark.timeout(120)
 

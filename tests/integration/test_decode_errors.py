@@ -1,4 +1,6 @@
-"""Values that fail to decode are the request's business (issue 8, finding 1).
+"""Covers: bridge.codec, bridge.decode_check, sidecar.worker.main.
+
+Values that fail to decode are the request's business.
 
 Every value below is accepted by the sidecar's pass-through decoder (or refused by it) and used
 to kill the worker while it decoded the request, outside any handler: the caller got `crashed`

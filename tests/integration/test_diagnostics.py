@@ -1,4 +1,7 @@
-"""Diagnostics (spec 7B) against a real sidecar: over the bridge and through ``py3sidecar diag``."""
+"""Covers: sidecar.observability.diagnostics, sidecar.observability.redaction,
+    sidecar.cli.commands.
+
+Diagnostics (spec 7B) against a real sidecar: over the bridge and through ``py3sidecar diag``."""
 
 from __future__ import annotations
 

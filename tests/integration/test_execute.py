@@ -1,4 +1,6 @@
-"""execute/call semantics, types and output capture, against a real sidecar and real workers."""
+"""Covers: sidecar.worker.main, bridge.codec, bridge.client.
+
+execute/call semantics, types and output capture, against a real sidecar and real workers."""
 
 import datetime as dt
 import decimal

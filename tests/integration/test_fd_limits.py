@@ -1,4 +1,6 @@
-"""Held connections cannot starve new clients (issue 8, finding 5), against a real sidecar:
+"""Covers: bridge.accept_guard, bridge.zmq_server, bridge.py4j_server.
+
+Held connections cannot starve new clients, against a real sidecar:
 the soft open-files limit is raised to the hard one at start, and when accept() runs out of
 descriptors the Py4J front backs off (no spinning, one log line per interval) and serves again
 once descriptors are free."""

@@ -1,4 +1,6 @@
-"""Workers' fd 1/2 output is bounded (issue 8, finding 9): rate-limited into the sidecar's log
+"""Covers: sidecar.process.fd_output, sidecar.process.spawn.
+
+Workers' fd 1/2 output is bounded: rate-limited into the sidecar's log
 (``python3.worker.output-log-rate``) or discarded (``python3.worker.fd-output``), counted in
 ``health``, and the loop keeps serving while a worker floods it."""
 

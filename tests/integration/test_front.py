@@ -1,4 +1,6 @@
-"""Hostile and broken clients against the running ZeroMQ front: each gets a clear error reply,
+"""Covers: bridge.zmq_server, bridge.protocol, bridge.token.
+
+Hostile and broken clients against the running ZeroMQ front: each gets a clear error reply,
 and the sidecar keeps serving."""
 
 import os

@@ -1,4 +1,6 @@
-"""The gateway route grants only what the sidecar allows (issue 19, item 1), against real
+"""Covers: sidecar.config.access, bridge.zmq_server.
+
+The gateway route grants only what the sidecar allows, against real
 sidecars over ZeroMQ: requests carrying the message handler's mark (`routed`) get only what
 python3.access.routed grants, `forbidden` otherwise; unmarked requests keep full access."""
 

@@ -1,4 +1,6 @@
-"""The Grafana dashboard shipped in the bundle queries only metrics a real sidecar exposes."""
+"""Covers: sidecar.deploy.bundle, sidecar.observability.metrics.
+
+The Grafana dashboard shipped in the bundle queries only metrics a real sidecar exposes."""
 
 import json
 import re

@@ -1,4 +1,6 @@
-"""The HTTP front against real sidecars: HTTPS (python3.http.tls), the Host check (DNS
+"""Covers: sidecar.http.server, sidecar.http.handler.
+
+The HTTP front against real sidecars: HTTPS (python3.http.tls), the Host check (DNS
 rebinding), the header deadline, the bounded pool of threads, and the diagnostics' options.
 
 Certificates come from a throwaway CA made in tmp_path; threads are counted in /proc/<pid>/task.

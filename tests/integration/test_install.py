@@ -1,4 +1,7 @@
-"""``py3sidecar install`` / ``doctor`` / ``uninstall`` against an Ignition install tree and a
+"""Covers: sidecar.install.plan, sidecar.install.cli, sidecar.install.doctor, sidecar.install.rest,
+    sidecar.install.seam.
+
+``py3sidecar install`` / ``doctor`` / ``uninstall`` against an Ignition install tree and a
 systemd folder made here: real accounts (the tests run as root and remove them), real files and
 owners, systemctl recorded through the seam (PY3SIDECAR_INSTALL_RECORD: no systemd here), a real
 sidecar for doctor's ping and /readyz, and a local HTTP double of the 8.3 gateway's REST API."""

@@ -1,14 +1,15 @@
-"""A call that imports numpy/pandas for the first time keeps its worker: the numeric libraries'
+"""Covers: sidecar.worker.main, sidecar.platform.memtune.
+
+A call that imports numpy/pandas for the first time keeps its worker: the numeric libraries'
 thread pools are one thread each in workers (``sidecar.process.spawn.LIBRARY_THREADS``), so the
 import leaves no thread behind and the worker is not recycled after every such call. A pool size set
 in
 ``python3.worker.env`` is the user's."""
 
-import pytest
+
+import pandas  # noqa: F401  (the test extra has it: missing, this fails, not skips)
 
 from sidecar.testing import SidecarProcess
-
-pytest.importorskip("pandas")
 
 PID_AND_SUM = "import os, pandas; (os.getpid(), int(pandas.Series([1, 2, 3]).sum()))"
 

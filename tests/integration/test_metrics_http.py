@@ -1,4 +1,6 @@
-"""Metrics and HTTP endpoints against real sidecars: scraped over real sockets and parsed with
+"""Covers: sidecar.observability.metrics, sidecar.http.handler, sidecar.service.
+
+Metrics and HTTP endpoints against real sidecars: scraped over real sockets and parsed with
 prometheus_client's own parser; the access rules and the 503 cases."""
 
 import json

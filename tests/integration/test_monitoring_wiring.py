@@ -1,4 +1,7 @@
-"""The observability parts wired together in one real sidecar: a quarantined request raises an
+"""Covers: sidecar.service, sidecar.alerts.policy, sidecar.observability.metrics,
+    sidecar.routing.quarantine.
+
+The observability parts wired together in one real sidecar: a quarantined request raises an
 alert; every alert sent is counted in /metrics and listed on the dashboard; HTTP diagnostics
 that wait on workers (a Pending in the loop) are answered."""
 

@@ -1,4 +1,6 @@
-"""Named pools (``python3.pools``) in a real ``py3sidecar serve``: two local pools on different
+"""Covers: sidecar.routing.registry, sidecar.service.
+
+Named pools (``python3.pools``) in a real ``py3sidecar serve``: two local pools on different
 virtualenvs (one created here, with a module only it has), the primary beside them, each call
 routed by its ``pool``; breakers, quarantine, health, metrics and the CLI per pool; an unknown
 pool is ``bad_request`` naming the pools there are.

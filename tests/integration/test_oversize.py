@@ -1,4 +1,6 @@
-"""Far too large requests (issue 8, finding 4): above twice python3.bridge.max-message-size the
+"""Covers: bridge.zmq_server, bridge.py4j_server, bridge.preauth.
+
+Far too large requests: above twice python3.bridge.max-message-size the
 ZeroMQ transport drops the peer without an answer, so the CPython client notices the drop and
 fails at once; the Py4J front answers `bad_request` and keeps the connection. Never at the
 call's deadline."""

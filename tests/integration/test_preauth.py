@@ -1,4 +1,6 @@
-"""Before authentication the sidecar does bounded work (issue 8, finding 3): a hostile frame
+"""Covers: bridge.preauth, bridge.zmq_server, bridge.py4j_server.
+
+Before authentication the sidecar does bounded work: a hostile frame
 without a token neither grows the sidecar's memory nor stalls its loop, and replies to
 unauthenticated requests never echo a long id. Figures are same-run ratios, never absolute times.
 """

@@ -1,4 +1,6 @@
-"""The loop-served Py4J front (bridge/py4j_server.py) spoken to over raw sockets: py4j's wire
+"""Covers: bridge.py4j_server, bridge.py4j_wire, bridge.py4j_connection.
+
+The loop-served Py4J front (bridge/py4j_server.py) spoken to over raw sockets: py4j's wire
 protocol as the JVM's ClientServer speaks it, and what hostile or vanishing peers get.
 
 The first part runs the front in a Loop on a thread with a handler the test controls (replies

@@ -1,4 +1,6 @@
-"""The Py4J front over TLS (python3.bridge.py4j.tls): a loop-served front with a throwaway CA's
+"""Covers: bridge.py4j_tls, bridge.py4j_server, bridge.tls.
+
+The Py4J front over TLS (python3.bridge.py4j.tls): a loop-served front with a throwaway CA's
 certificate, spoken to by CPython ssl sockets that talk py4j's wire protocol, and by peers that
 speak plain text, never finish the handshake, or send too much before authenticating.
 

@@ -1,5 +1,7 @@
-"""Poison requests against a real sidecar: one caller's crashing request is quarantined and
-never opens the breaker for everyone else (issue 8, finding 2)."""
+"""Covers: sidecar.routing.quarantine, bridge.breaker, sidecar.routing.chain.
+
+Poison requests against a real sidecar: one caller's crashing request is quarantined and
+never opens the breaker for everyone else."""
 
 import json
 import subprocess

@@ -1,4 +1,6 @@
-"""Reload on edit: a saved module under worker.paths renews the workers while calls run."""
+"""Covers: sidecar.supervision.reload, sidecar.pool.lifecycle.
+
+Reload on edit: a saved module under worker.paths renews the workers while calls run."""
 
 import threading
 import time
@@ -102,14 +104,27 @@ def test_syntax_error_keeps_the_old_workers_until_fixed(tmp_path):
 
 
 def test_reload_can_be_switched_off(tmp_path):
+    """A window in which a reload would show: a second sidecar with reload on watches the same
+    folder, and only once it has served the new code and renewed every worker is the first
+    one looked at; a reloader running there anyway would have renewed its worker by then."""
     folder, module = scripts_with_module(tmp_path)
-    with SidecarProcess({"pool": {"initial-size": 1, "spares": 0},
-                         "worker": {"paths": [str(folder)], "reload": False}},
-                        workdir=str(tmp_path / "sidecar")) as proc:
-        client = proc.client(timeout=10)
+    config = {"pool": {"initial-size": 1, "spares": 0}, "scaling": {"enabled": False}}
+    with SidecarProcess({**config, "worker": {"paths": [str(folder)], "reload": False}},
+                        workdir=str(tmp_path / "off")) as off, \
+            SidecarProcess({**config, "worker": {"paths": [str(folder)]}},
+                           workdir=str(tmp_path / "on")) as on:
+        client, witness = off.client(timeout=10), on.client(timeout=10)
         pid = client.call("editmod:version")[1]
-        assert client.health()["reload"] is None
+        old_pids = {w["pid"] for w in on.pool()["workers"]}
+        assert witness.call("editmod:version")[0] == 1
         write_module(module, 2)
+        wait_until(lambda: witness.call("editmod:version")[0] == 2, 10,
+                   message="the sidecar with reload on serves the new code")
+        wait_until(lambda: not {w["pid"] for w in on.pool()["workers"]} & old_pids, 10,
+                   message="the sidecar with reload on renewed its workers")
         # a module already imported stays as it was: the same worker, the old code
         assert tuple(client.call("editmod:version")) == (1, pid)
-        assert proc.pool()["counters"]["recycled"] == 0
+        assert off.pool()["counters"]["recycled"] == 0
+        assert {w["pid"] for w in off.pool()["workers"]} == {pid}
+        assert client.health()["reload"] is None
+        assert "reload on edit" not in off.log()

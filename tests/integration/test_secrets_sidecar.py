@@ -1,5 +1,7 @@
 """Covers: sidecar.observability.redaction, sidecar.alerts.channels, sidecar.config.model,
-sidecar.cli.commands (serve, config --check), bridge.py4j_connection, against a real sidecar: `diag
+    sidecar.cli.commands, bridge.py4j_connection.
+
+Against a real sidecar (serve, config --check): `diag
 config`, health, /metrics, the dashboard and the log show no secret (by key or by value), a channel
 is named `json#0`, a channel URL apprise cannot use is refused naming its key, a short token is
 refused when a front listens beyond loopback, a junk py4j line is logged by size only."""
@@ -42,7 +44,7 @@ def test_a_short_token_is_refused_when_listening_beyond_loopback(tmp_path):
     assert "python3.bridge.token" in str(err.value) and "at least 32" in str(err.value)
 
 
-# ---------------------------------------------------------------- secrets by value (issue 19)
+# ---------------------------------------------------------------- secrets by value
 ALERT_PASSWORD, DB_PASSWORD = "alertpass", "dbpass123"
 PY4J_JUNK = "py4j-junk-token-7Hq2ZkP9aVxW3mN8"
 

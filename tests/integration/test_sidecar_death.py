@@ -1,4 +1,6 @@
-"""When the sidecar itself ends, nothing it started lives on, and its successor starts clean.
+"""Covers: sidecar.service, sidecar.process.spawn, bridge.connection.
+
+When the sidecar itself ends, nothing it started lives on, and its successor starts clean.
 
 Real sidecars, real SIGKILL/SIGTERM: workers die with a SIGKILLed sidecar (PR_SET_PDEATHSIG),
 even one busy in user code; a clean stop kills every worker's process group, idle ones included;

@@ -1,4 +1,6 @@
-"""Graceful recycling, adaptive sizing and the health report, with real processes."""
+"""Covers: sidecar.pool.lifecycle, sidecar.supervision.scaling, sidecar.supervision.health.
+
+Graceful recycling, adaptive sizing and the health report, with real processes."""
 
 import itertools
 import subprocess

@@ -1,4 +1,6 @@
-"""systemd's notify protocol against a real ``py3sidecar serve``: the test is the service manager.
+"""Covers: sidecar.platform.sd_notify, sidecar.service.
+
+systemd's notify protocol against a real ``py3sidecar serve``: the test is the service manager.
 
 It binds the unix datagram socket systemd would (``NOTIFY_SOCKET``), asks for watchdog pings
 (``WATCHDOG_USEC``), and reads READY=1, WATCHDOG=1 pings, silence while the sidecar is frozen

@@ -1,4 +1,6 @@
-"""``python3.worker.user``: workers run as another account, so user code can neither kill the
+"""Covers: sidecar.process.confinement, sidecar.process.spawn.
+
+``python3.worker.user``: workers run as another account, so user code can neither kill the
 sidecar (``os.kill(os.getppid(), 9)``) nor read its token file. Real sidecar, real accounts: the
 tests create system users of their own (``useradd --system``, a name per run, so parallel runs
 never share or delete each other's) when they are root, as they are here and in CI, and delete

@@ -1,4 +1,6 @@
-"""Authentication at the ZeroMQ handshake (bridge/zmq_auth.py): PLAIN with the token by default,
+"""Covers: bridge.zmq_auth, bridge.zmq_server.
+
+Authentication at the ZeroMQ handshake (bridge/zmq_auth.py): PLAIN with the token by default,
 CURVE with python3.bridge.zmq.curve; a peer that fails or skips it gets nothing and costs the
 sidecar no memory. Real sidecars, real sockets."""
 

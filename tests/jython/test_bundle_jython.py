@@ -1,4 +1,7 @@
-"""`py3sidecar ignition-bundle OUT`: the files, and the issue's Done-when under real Jython with
+"""Covers: sidecar.deploy.bundle, sidecar.deploy.gateway_jar,
+    ignition-scripts/ignition/script-python/python3.
+
+`py3sidecar ignition-bundle OUT`: the files, and the issue's Done-when under real Jython with
 nothing but the bundle (project zip + jars) against a real sidecar."""
 from __future__ import annotations
 

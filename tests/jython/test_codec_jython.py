@@ -1,4 +1,7 @@
-"""Codec round trips between Jython (py3sidecar.codec, msgpack-java) and CPython msgpack.
+"""Covers: ignition-scripts/ignition/script-python/py3sidecar/codec,
+    ignition-scripts/ignition/script-python/py3sidecar/decoder, bridge.codec.
+
+Codec round trips between Jython (py3sidecar.codec, msgpack-java) and CPython msgpack.
 
 All Jython cases run in one JVM (session fixture); each becomes one pytest test here.
 """
@@ -56,7 +59,7 @@ def _write_cpython_side(folder: Path) -> None:
     w("dataset_rows_legacy", _ext(1, msgpack.packb([["a", "b"], ["long", "double"],
                                                     [[1, 0.5], [None, 2.5]]])))
     _write_columns_side(out)
-    np = pytest.importorskip("numpy")
+    import numpy as np  # in the test extra: missing, it fails rather than skips
     (out / "ndarray.bin").write_bytes(codec.packb([
         np.arange(6, dtype="<f8").reshape(2, 3), np.array([1, -2], dtype=">i4"),
         np.array([True, False]), np.array([255, 0], dtype="u1"), np.array(2**40, dtype="<i8"),
@@ -66,7 +69,7 @@ def _write_cpython_side(folder: Path) -> None:
 def _write_columns_side(out: Path) -> None:
     """Column-wise Datasets (extension 5) as the worker writes them: from a DataFrame with
     nulls in every kind of column, and one of no rows."""
-    pd = pytest.importorskip("pandas")
+    import pandas as pd  # in the test extra: missing, it fails rather than skips
     frame = pd.DataFrame({
         "i": pd.array([1, None, -3], dtype="Int64"), "f": [0.5, float("nan"), -2.25],
         "s": ["a", None, "\u20ac"], "b": pd.array([True, None, False], dtype="boolean"),

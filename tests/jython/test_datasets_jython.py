@@ -1,4 +1,7 @@
-"""Datasets and DataFrames between real Jython 2.7 and a real sidecar, column by column, with
+"""Covers: ignition-scripts/ignition/script-python/py3sidecar/datasets, bridge.dataset,
+    bridge.codec.
+
+Datasets and DataFrames between real Jython 2.7 and a real sidecar, column by column, with
 the gateway helper jar and without it (the library's pure-Jython codec)."""
 from __future__ import annotations
 

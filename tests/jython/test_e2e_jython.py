@@ -1,4 +1,8 @@
-"""The python3 script library under real Jython 2.7 against a real sidecar with real workers.
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/client,
+    ignition-scripts/ignition/script-python/py3sidecar/transport.
+
+The python3 script library under real Jython 2.7 against a real sidecar with real workers.
 
 Every Jython case runs in ONE JVM (tests/jython/jy/cases_e2e.py, through both transports); each
 becomes a pytest test here. The JVM asks this side to stop/start the sidecar or force its

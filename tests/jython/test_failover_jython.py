@@ -1,4 +1,8 @@
-"""Failover of the python3 library between two real sidecars, under real Jython 2.7.
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/client,
+    ignition-scripts/ignition/script-python/py3sidecar/breaker.
+
+Failover of the python3 library between two real sidecars, under real Jython 2.7.
 
 One JVM runs every case of tests/jython/jy/cases_failover.py against sidecar ``a`` (the local
 one, found through its connection file, or by fixed ports) and ``b`` (FAILOVER_SIDECARS, by

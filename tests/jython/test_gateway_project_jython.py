@@ -1,4 +1,9 @@
-"""The bundle's runnable project py3sidecar-gateway under real Jython: the route answers from
+"""Covers: sidecar.deploy.gateway_project,
+    ignition-scripts/ignition/script-python/py3sidecar/gatewayroute,
+    ignition-scripts/ignition/script-python/py3sidecar/healthpoll,
+    ignition-scripts/ignition/script-python/py3sidecar/selftest.
+
+The bundle's runnable project py3sidecar-gateway under real Jython: the route answers from
 it, the health poll runs once with the timer in two projects, python3.selfTest() (a JVM without
 jeromq.jar: selfTest must name it), the site settings file."""
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The python3 library's ZeroMQ link under real Jython 2.7 (issue 19, smaller findings):
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/transport,
+    ignition-scripts/ignition/script-python/py3sidecar/client.
+
+The python3 library's ZeroMQ link under real Jython 2.7:
 
 - a reply whose ``id`` is not the request's (or a success with ``id: null``) is a link error
   (``python3.Unavailable``, ``sent: True``), checked before the socket goes back to the pool:

@@ -1,4 +1,8 @@
-"""Designer / Script Console / Vision scope under real Jython: python3.* through the shipped
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/gatewayroute,
+    ignition-scripts/ignition/script-python/py3sidecar/endpoints.
+
+Designer / Script Console / Vision scope under real Jython: python3.* through the shipped
 gateway message handler (system.util.sendRequest test double), what the sidecar grants that
 route (python3.access.routed: execute refused as python3.Forbidden, an allow-listed call
 served, a client's own mark or token changing nothing), and the 8.3 timer resource."""

@@ -1,4 +1,7 @@
-"""Py4J over TLS from the python3 library under real Jython 2.7 (a real JVM's JSSE against the
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/transport, bridge.py4j_tls.
+
+Py4J over TLS from the python3 library under real Jython 2.7 (a real JVM's JSSE against the
 sidecar's python3.bridge.py4j.tls front), with a throwaway CA made in tmp_path.
 
 One JVM runs every case of tests/jython/jy/cases_tls.py; it learns the sidecars' files through

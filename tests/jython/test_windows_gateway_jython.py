@@ -1,4 +1,7 @@
-"""The Windows-gateway recipe (README "Windows gateways", INSTALL.txt section I), run here: a
+"""Covers: ignition-scripts/ignition/script-python/python3,
+    ignition-scripts/ignition/script-python/py3sidecar/settings, bridge.tls.
+
+The Windows-gateway recipe (README "Windows gateways", INSTALL.txt section I), run here: a
 gateway on one host, its sidecars on another, only settings between them.
 
 Loopback stands in for the other host: two sidecars ("linux1", "linux2") listen beyond loopback

@@ -1,4 +1,6 @@
-"""ZeroMQ from real Jython 2.7 against sidecars that authenticate at the handshake: JeroMQ
+"""Covers: ignition-scripts/ignition/script-python/py3sidecar/zmtp, bridge.zmq_auth.
+
+ZeroMQ from real Jython 2.7 against sidecars that authenticate at the handshake: JeroMQ
 (ZMTP/2.0) gets nothing, the library's ZMTP/3.0 PLAIN transport is served, a CURVE front is a
 clear error (tests/jython/jy/cases_zmtp.py; one JVM, each case a pytest test here)."""
 from __future__ import annotations

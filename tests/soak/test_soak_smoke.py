@@ -1,4 +1,6 @@
-"""A short run (5 s) of the soak (benchmarks/soak.py; `make soak` runs it for 10 minutes).
+"""Covers: benchmarks.soak, sidecar.pool.local, sidecar.pool.lifecycle.
+
+A short run (5 s) of the soak (benchmarks/soak.py; `make soak` runs it for 10 minutes).
 
 8 callers, a worker SIGKILLed every 0.5 s, hostile calls mixed in: every request gets exactly
 one reply, nothing answers `internal`, every kind of hostile call got its documented answer at

@@ -1,4 +1,6 @@
-"""The Jython facade (ignition-scripts/.../python3/code.py) stays short: the exception classes,
+"""Covers: ignition-scripts/ignition/script-python/python3.
+
+The Jython facade (ignition-scripts/.../python3/code.py) stays short: the exception classes,
 then the public API, then only the few private helpers the API shares; the internals live in
 py3sidecar.client (gateway scope) and py3sidecar.background (every scope).
 

@@ -19,7 +19,7 @@ from bridge.breaker import (
     Permit,
     classify_outcome,
 )
-from bridge.protocol import CircuitOpen
+from bridge.protocol import TIMEOUT, CircuitOpen
 
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED
@@ -439,7 +439,7 @@ def race(n: int, action: Callable[[int], object]) -> list[object]:
     results: list[object] = [None] * n
 
     def worker(i: int) -> None:
-        barrier.wait()
+        barrier.wait(timeout=10)
         results[i] = action(i)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
@@ -483,3 +483,174 @@ def test_concurrent_probe_successes_close_once(make, clock, events) -> None:
     assert transitions(events)[-1] == (HALF_OPEN, CLOSED)
     assert transitions(events).count((HALF_OPEN, CLOSED)) == 1
     assert breaker.snapshot()["stale_records"] == 7
+
+
+class Clock:
+    """Test double for the breaker's monotonic clock."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker(clock: Clock, name: str = "pool", **config) -> CircuitBreaker:
+    return CircuitBreaker(BreakerConfig(**config), clock=clock, name=name)
+
+
+def fail(b: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        b.acquire().record("crashed")
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"failure_rate_threshold": 0.0}, "circuit-breaker failure_rate_threshold must be in (0, 1], "
+                                      "got 0.0; 0.5 means half the calls"),
+    ({"failure_rate_threshold": 1.5}, "circuit-breaker failure_rate_threshold must be in (0, 1], "
+                                      "got 1.5; 0.5 means half the calls"),
+    ({"open_timeout": 0}, "circuit-breaker open_timeout must be a positive number of seconds, "
+                          "got 0"),
+    ({"minimum_calls": 30, "window_size": 20},
+     "circuit-breaker minimum_calls (30) cannot exceed window_size (20): the rate would never "
+     "be checked"),
+    ({"success_threshold": 0}, "circuit-breaker success_threshold must be a whole number >= 1, "
+                               "got 0"),
+])
+def test_config_refusals_read_exactly(config, message):
+    with pytest.raises(ValueError) as info:
+        BreakerConfig(**config)
+    assert str(info.value) == message
+
+
+def test_the_edges_of_the_config_are_accepted():
+    BreakerConfig(failure_rate_threshold=1.0, open_timeout=0.5)
+
+
+def test_timeouts_count_unless_told_otherwise():
+    assert classify_outcome(TIMEOUT) is Outcome.FAILURE
+    assert classify_outcome(TIMEOUT, count_timeouts=False) is Outcome.IGNORED
+
+
+def test_what_a_refused_caller_reads_when_forced_open():
+    clock = Clock()
+    for name, hint in (("pool", ""), ("primary", ""), ("reports", " --name reports")):
+        b = breaker(clock, name=name)
+        b.force_open()
+        with pytest.raises(CircuitOpen) as info:
+            b.acquire()
+        assert str(info.value) == (
+            f"the {name} circuit breaker was forced open by an operator; calls are refused "
+            f"until it is closed (`py3sidecar breaker close{hint}`)")
+        assert info.value.details == {"retry_after": None, "state": "forced_open"}
+
+
+def test_what_a_refused_caller_reads_while_half_open_and_open():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=1, open_timeout=10.0, half_open_max_probes=1)
+    fail(b)
+    clock.now = 2.5
+    with pytest.raises(CircuitOpen) as info:
+        b.acquire()
+    assert str(info.value) == ("the pool circuit breaker is open after repeated worker "
+                               "failures; next probe allowed in 7.5 s (see `py3sidecar health`)")
+    assert info.value.details == {"retry_after": 7.5, "state": "open"}
+    clock.now = 10.0
+    probe = b.acquire()
+    assert probe.state is BreakerState.HALF_OPEN
+    with pytest.raises(CircuitOpen) as info:
+        b.acquire()
+    assert str(info.value) == ("the pool circuit breaker is testing recovery with 1 probe "
+                               "calls; retry shortly")
+    assert info.value.details == {"retry_after": 0.0, "state": "half_open"}
+
+
+def test_retry_after_counts_down_to_zero_and_the_move_is_explained():
+    clock = Clock(100.0)
+    b = breaker(clock, failure_threshold=1, open_timeout=4.0)
+    assert b.retry_after() == 0.0
+    fail(b)
+    clock.now = 103.5
+    assert b.retry_after() == 0.5
+    clock.now = 104.0
+    assert b.state is BreakerState.HALF_OPEN and b.retry_after() == 0.0
+    assert b.snapshot()["last_transition"]["reason"] == "open for 4 s"
+
+
+def test_a_permit_carries_the_state_and_generation_it_was_granted_in():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=1, open_timeout=1.0)
+    first = b.acquire()
+    assert first.state is BreakerState.CLOSED and first.generation == 0
+    first.record("crashed")  # opens: generation 1
+    clock.now = 1.0  # half-open: generation 2
+    probe = b.acquire()
+    assert probe.generation == 2 and probe.state is BreakerState.HALF_OPEN
+
+
+def test_a_record_from_an_older_generation_is_stale():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=2)
+    old = b.acquire()
+    b.reset()
+    assert old.record("crashed") is False and b.snapshot()["stale_records"] == 1
+    assert b.snapshot()["consecutive_failures"] == 0
+
+
+def test_a_transition_empties_the_window():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=5, window_size=4, minimum_calls=4,
+                failure_rate_threshold=1.0)
+    fail(b, 3)
+    b.reset()
+    for _ in range(3):
+        b.acquire().record(None)
+    b.acquire().record("crashed")
+    snap = b.snapshot()
+    assert (snap["calls_in_window"], snap["failures_in_window"]) == (4, 1)
+    assert snap["failure_rate"] == 0.25 and snap["state"] == "closed"
+
+
+def test_the_failure_rate_is_shown_from_exactly_minimum_calls():
+    clock = Clock()
+    b = breaker(clock, failure_threshold=10, window_size=5, minimum_calls=3,
+                failure_rate_threshold=1.0)
+    b.acquire().record(None)
+    b.acquire().record(None)
+    assert b.snapshot()["failure_rate"] is None
+    b.acquire().record("crashed")
+    assert b.snapshot()["failure_rate"] == pytest.approx(1 / 3)
+
+
+def test_the_last_transition_is_timed_to_the_millisecond():
+    clock = Clock(10.0)
+    b = breaker(clock)
+    b.force_open()
+    clock.now = 10.12345
+    assert b.snapshot()["last_transition"] == {
+        "from": "closed", "to": "forced_open", "reason": "forced open by operator",
+        "seconds_ago": 0.123}
+
+
+def test_operator_verbs_say_so_by_default():
+    clock = Clock()
+    b = breaker(clock)
+    seen: list[str] = []
+    b.subscribe(lambda event: seen.append(event.reason))
+    b.disable()
+    assert b.state is BreakerState.DISABLED
+    b.reset()
+    b.force_open()
+    b.force_close()
+    assert seen == ["disabled by operator", "reset by operator", "forced open by operator",
+                    "closed by operator"]
+    b.disable("maintenance")
+    assert seen[-1] == "maintenance"
+
+
+def test_a_disabled_breaker_records_nothing():
+    clock = Clock()
+    b = breaker(clock, enabled=False)
+    permit = b.acquire()
+    assert permit.state is BreakerState.DISABLED
+    assert permit.record("crashed") is False and b.snapshot()["consecutive_failures"] == 0

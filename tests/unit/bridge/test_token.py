@@ -7,9 +7,11 @@ from __future__ import annotations
 import grp
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
+from bridge import token as tk
 from bridge.token import (
     TokenError,
     check_private,
@@ -102,3 +104,127 @@ def test_a_short_token_is_refused_beyond_loopback_only():
         check_token_strength("short", "python3.bridge.token", ["tcp://0.0.0.0:5557"])
     assert "python3.bridge.token" in str(err.value) and "0.0.0.0" in str(err.value)
     check_token_strength("z" * 32, "python3.bridge.token", ["tcp://0.0.0.0:5557"])
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in (tk.ENV_TOKEN, tk.ENV_RUNTIME_DIR, "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def test_the_runtime_folder_prefers_our_variable_then_xdg_then_home(monkeypatch, tmp_path):
+    assert tk.runtime_dir() == tmp_path / "home" / ".local" / "share" / "py3sidecar" / "runtime"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert tk.runtime_dir() == Path("/run/user/1000/py3sidecar")
+    monkeypatch.setenv(tk.ENV_RUNTIME_DIR, "/srv/rt")
+    assert tk.runtime_dir() == Path("/srv/rt")
+    assert tk.default_token_file() == Path("/srv/rt/token")
+    monkeypatch.setenv(tk.ENV_RUNTIME_DIR, "")  # empty counts as unset
+    assert tk.runtime_dir() == Path("/run/user/1000/py3sidecar")
+
+
+def test_the_environment_names():
+    assert (tk.ENV_TOKEN, tk.ENV_RUNTIME_DIR) == ("PY3SIDECAR_TOKEN", "PY3SIDECAR_RUNTIME_DIR")
+    assert tk.MIN_EXPOSED_TOKEN_LENGTH == 32
+
+
+def test_a_client_reads_the_environment_first_then_the_file(monkeypatch, tmp_path):
+    file = tmp_path / "token"
+    file.write_text("  from-file \n")
+    assert tk.read_token(file) == "from-file"
+    assert tk.read_token(str(file)) == "from-file"
+    monkeypatch.setenv(tk.ENV_TOKEN, "from-env")
+    assert tk.read_token(file) == "from-env"
+    monkeypatch.setenv(tk.ENV_TOKEN, "")
+    assert tk.read_token(file) == "from-file"
+
+
+def test_a_client_without_a_token_gets_none(monkeypatch, tmp_path):
+    assert tk.read_token(tmp_path / "missing") is None
+    empty = tmp_path / "empty"
+    empty.write_text(" \n")
+    assert tk.read_token(empty) is None
+    monkeypatch.setenv(tk.ENV_RUNTIME_DIR, str(tmp_path / "rt"))
+    assert tk.read_token() is None  # the default file, missing
+    (tmp_path / "rt").mkdir()
+    (tmp_path / "rt" / "token").write_text("default-file\n")
+    assert tk.read_token() == "default-file" and tk.read_token("") == "default-file"
+
+
+def test_the_sidecar_takes_the_environment_then_the_config(monkeypatch, tmp_path):
+    file = tmp_path / "token"
+    assert tk.ensure_token("configured", str(file)) == ("configured", None)
+    assert not file.exists()
+    monkeypatch.setenv(tk.ENV_TOKEN, "env-token")
+    assert tk.ensure_token("configured", str(file)) == ("env-token", None)
+
+
+def test_a_new_token_is_made_owner_only_in_an_owner_only_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv(tk.ENV_RUNTIME_DIR, str(tmp_path / "rt" / "deeper"))
+    token, path = tk.ensure_token()
+    assert path == tmp_path / "rt" / "deeper" / "token"
+    assert len(token) == 43 and path.read_text() == token + "\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    again, same = tk.ensure_token()  # kept: the file is read back, not replaced
+    assert (again, same) == (token, path)
+    other, _ = tk.ensure_token("", str(tmp_path / "second"))
+    assert other != token
+
+
+def test_an_empty_token_file_is_replaced_by_a_new_token(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("\n")
+    os.chmod(path, 0o644)  # an empty file holds no secret: replaced, and made private
+    token, kept = tk.ensure_token("", str(path))
+    assert kept == path and path.read_text() == token + "\n" and len(token) == 43
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("mode", "who"), [
+    (0o644, "its group and other users"), (0o640, "its group"), (0o604, "other users"),
+    (0o620, "its group"), (0o602, "other users"), (0o610, "its group"),
+    (0o601, "other users"), (0o660, "its group")])
+def test_an_open_token_file_is_refused_with_the_fix(tmp_path, mode, who):
+    path = tmp_path / "token"
+    path.write_text("t" * 43)
+    os.chmod(path, mode)
+    with pytest.raises(TokenError) as info:
+        tk.check_private(path)
+    assert str(info.value) == (
+        f"the token file {path} is open to {who} (mode {mode:04o}): whoever reads it can run "
+        f"Python as this user. Make it private with `chmod 600 {path}` (or delete it to have "
+        "a new token made), then start again")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400, 0o700])
+def test_a_private_token_file_passes(tmp_path, mode):
+    path = tmp_path / "token"
+    path.write_text("t")
+    os.chmod(path, mode)
+    tk.check_private(path)
+
+
+def test_a_short_token_beyond_loopback_is_refused_with_the_fix():
+    tk.check_token_strength("s" * 31, "the config", [])
+    tk.check_token_strength("s" * 32, "the config", ["tcp://0.0.0.0:5557"])
+    with pytest.raises(TokenError) as info:
+        tk.check_token_strength("s" * 31, "the config", ["tcp://0.0.0.0:5557", "py4j 0.0.0.0"])
+    assert str(info.value) == (
+        "python3.bridge.token: the token (from the config) has 31 characters, but the sidecar "
+        "listens beyond loopback on tcp://0.0.0.0:5557, py4j 0.0.0.0: such a token needs at "
+        "least 32. Leave python3.bridge.token empty to have one generated, or set one made "
+        "with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    assert issubclass(TokenError, ValueError)
+
+
+def test_a_new_token_file_is_private_from_its_creation(tmp_path, monkeypatch):
+    """Created owner-only, not made private afterwards: never a moment of a readable token."""
+    monkeypatch.setattr(tk.os, "chmod", lambda path, mode: None)  # only the creation counts
+    old = os.umask(0)
+    try:
+        token, path = tk.ensure_token("", str(tmp_path / "token"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

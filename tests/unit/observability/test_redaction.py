@@ -21,6 +21,7 @@ from sidecar.observability.redaction import (
     RedactingFilter,
     channel_name,
     forget_secrets,
+    is_secret_key,
     redact_notification,
     redact_secrets,
     redact_text,
@@ -44,17 +45,20 @@ def shown(tree):
 @pytest.mark.parametrize("key", [
     "token", "bridge-token", "password", "DB_PASSWORD", "passwd", "smtp-passwd", "secret",
     "client_secret", "credential", "aws-credentials", "api-key", "api_key", "apikey",
-    "private-key", "private_key", "ssh-private-key", "Token", "PASSWORD"])
+    "private-key", "private_key", "ssh-private-key", "Token", "PASSWORD", "PASSWD", "CREDENTIAL",
+    "privatekey", "PRIVATE-KEY"])
 def test_every_secret_key_pattern_hides_its_value(key) -> None:
+    assert is_secret_key(key)
     tree = {"python3": {"section": {key: "s3cr3t-value"}}}
     out = redact_secrets(tree)
     assert out["python3"]["section"][key] == REDACTED
     assert "s3cr3t-value" not in json.dumps(out)
 
 
-@pytest.mark.parametrize("key", ["host", "levels", "name",
-                                 "endpoint", "user"])
+@pytest.mark.parametrize("key", ["host", "levels", "name", "endpoint", "user", "keyboard",
+                                 "private", "pass", "credit", "api", "tok", 3, None])
 def test_an_ordinary_key_is_shown(key) -> None:
+    assert not is_secret_key(key)
     assert redact_secrets({key: "plain-value"}) == {key: "plain-value"}
 
 
@@ -67,15 +71,24 @@ def test_an_empty_secret_stays_empty_so_unset_can_be_seen(empty) -> None:
                                                              "secret": REDACTED}
 
 
+@pytest.mark.parametrize("falsy", [False, [], {}])
+def test_a_falsy_but_set_secret_is_still_redacted(falsy) -> None:
+    assert redact_secrets({"token": falsy}) == {"token": REDACTED}
+
+
 @pytest.mark.parametrize("key", ["token-file", "token_file", "private-key-file", "token-path",
-                                 "password_path", "TOKEN-FILE"])
+                                 "password_path", "TOKEN-FILE", "api-key-Path"])
 def test_a_file_or_path_key_names_where_the_secret_lives_and_is_shown(key) -> None:
+    assert not is_secret_key(key)
     assert redact_secrets({key: "/etc/py3sidecar/token"}) == {key: "/etc/py3sidecar/token"}
 
 
 @pytest.mark.parametrize("key", ["profile-token", "filed-password", "xpath-secret",
-                                 "token-filer", "secret-paths", "pathtoken"])
+                                 "token-filer", "secret-paths", "pathtoken", "filetoken",
+                                 "token-filename", "token-file-contents", "file-password",
+                                 "path_credential", "tokenfile"])
 def test_only_a_file_or_path_suffix_is_a_location(key) -> None:
+    assert is_secret_key(key)
     # "file" / "path" elsewhere in the name does not make the value a location
     out = redact_secrets({key: "hunter2-value"})
     assert out == {key: REDACTED}
@@ -315,3 +328,17 @@ def test_every_secret_in_the_config_tree_is_redacted():
     assert shown["python3"]["fallback"]["remote"]["token-file"] == "/etc/t"  # a path, shown
     assert shown["python3"]["worker"]["env"]["PLAIN"] == "shown"
     assert tree["python3"]["bridge"]["token"] == "bridge-secret"  # the original is untouched
+
+
+def test_secrets_are_found_at_any_depth_and_the_tree_is_a_copy():
+    tree = {"python3": {"bridge": {"token": "s3cr3t-value", "endpoint": "tcp://127.0.0.1:5557"},
+                        "pools": [{"name": "a", "remote": {"api-key": "s3cr3t-value"}},
+                                  ({"passwd": "s3cr3t-value"},)]},
+            "credential": {"nested": "whole subtree is the secret"}}
+    assert redact_secrets(tree) == {
+        "python3": {"bridge": {"token": REDACTED, "endpoint": "tcp://127.0.0.1:5557"},
+                    "pools": [{"name": "a", "remote": {"api-key": REDACTED}},
+                              [{"passwd": REDACTED}]]},
+        "credential": REDACTED}
+    assert tree["python3"]["bridge"]["token"] == "s3cr3t-value"  # the original is untouched
+    assert redact_secrets("plain") == "plain" and redact_secrets(7) == 7

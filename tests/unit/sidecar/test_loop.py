@@ -21,8 +21,14 @@ def test_loop_timers_order_cancel_and_threadsafe_wakeup():
     assert fired == ["a", "b"]
     t = threading.Thread(target=lambda: loop.call_soon_threadsafe(loop.stop))
     t.start()
-    loop.run()  # returns only because the other thread woke it
-    t.join()
+    # The loop sleeps with no timer due (the fake clock stands still): it returns only because
+    # the other thread woke it. It runs in a thread of its own so the wait has a deadline.
+    returned = threading.Event()
+    runner = threading.Thread(target=lambda: (loop.run(), returned.set()), daemon=True)
+    runner.start()
+    assert returned.wait(10), "call_soon_threadsafe did not wake the sleeping loop"
+    t.join(10)
+    runner.join(10)
     loop.close()
 
 

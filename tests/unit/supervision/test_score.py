@@ -175,7 +175,7 @@ def test_concurrent_records_lose_no_update(clock: FakeClock) -> None:
     barrier = threading.Barrier(8)
 
     def hammer() -> None:
-        barrier.wait()
+        barrier.wait(timeout=10)
         for _ in range(500):
             score.record("internal")
 
