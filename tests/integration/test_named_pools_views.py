@@ -1,4 +1,7 @@
-"""Every view reads every pool through the registry: a real ``py3sidecar serve`` with a named
+"""Covers: sidecar.observability.diagnostics, sidecar.observability.views, sidecar.pool.interface,
+sidecar.routing.registry, sidecar.http.handler.
+
+Every view reads every pool through the registry: a real ``py3sidecar serve`` with a named
 local pool beside the primary shows that pool's workers in ``py3sidecar diag workers --json``,
 ``diag memory --json``, ``diag health`` and ``/api/dashboard``; ``/readyz`` counts it, and is 503
 naming it while it has no worker ready.
