@@ -83,9 +83,9 @@ def test_time_to_recover_after_sigkill(tmp_path, spares, spawn):
                     raced += 1  # the dying worker had already read it: answered `crashed`
             served.append(time.perf_counter() - t0)
             try:
-                wait_until(lambda pid=pid: members_back(client, pid), 5, interval=0.0005)
+                wait_until(lambda pid=pid: members_back(client, pid), 15, interval=0.0005)
                 members.append(time.perf_counter() - t0)
-                wait_until(lambda pid=pid: full_strength(client, pid), 5, interval=0.0005)
+                wait_until(lambda pid=pid: full_strength(client, pid), 15, interval=0.0005)
             except TimeoutError:
                 continue
             strength.append(time.perf_counter() - t0)
