@@ -84,7 +84,7 @@ def _redact_url(match: re.Match[str]) -> str:
     netloc, sep, tail = rest.partition("/")
     if "?" in netloc:  # host?query with no path
         netloc, _, query = netloc.partition("?")
-        tail, sep = f"?{query}", ""
+        tail, sep = f"?{query}{sep}{tail}", ""  # a '/' after the '?' is the query's
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
         user, colon, _password = userinfo.partition(":")
