@@ -499,12 +499,13 @@ def test_the_secrets_remembered_from_a_config():
         "bridge": {"token": "tokenvalue1", "token-file": "/x/y/zzzzzzzz", "n": 3,
                    "password": 123456789},
         "other": {"url": 12345678},
-        "db": "see http://me:hunter22@h/x and http://x:yyyyyy@z and http://nouser@h/abcdefghij"}}
+        "db": "see http://me:hunter22@h/x and http://x:yyyyyy@z and http://nouser@h/abcdefghij",
+        "dsn": "tcp://me@corp:passed99@h tcp://h/p:notasecret@x tcp://me:pass:word99@h"}}
     remember_config_secrets(tree)
     assert set(rd._known) == {
         "123456789", "123456789:AAbbccddeeff", "123456789:AAbbccddeeff/x", "AAbbccddeeff",
         "abcdefghijkl", "hunter22", "pbul://abcdefghijkl", "tgram://123456789:AAbbccddeeff/x",
-        "tokenvalue1", "yyyyyy", "qqqqqqqqqq"}
+        "tokenvalue1", "yyyyyy", "qqqqqqqqqq", "passed99", "pass:word99"}
 
 
 def test_known_secrets_from_six_characters_longest_first():
