@@ -280,6 +280,7 @@ def test_group_read_in_another_group_is_refused_word_for_word(tmp_path):
     (0o670, "0630", "its group"),
     (0o646, "0606", "other users"),
     (0o664, "0624", "its group and other users"),
+    (0o641, "0601", "other users"),
 ])
 def test_only_group_read_is_forgiven_in_the_token_group(tmp_path, mode, shown, who):
     group = other_group()
