@@ -115,6 +115,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _ONE_BYTE_VALUE,
     ('bridge/preauth.py', 'token_near_start_matches', '- at = data.find(_TOKEN_KEY, 0, _FAST_WINDOW) | + at = data.find(_TOKEN_KEY, None, _FAST_WINDOW)'):
         _FIND_NONE,
+    ('sidecar/observability/redaction.py', 'channel_shown', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
+        "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, REDACTED",
     ('sidecar/observability/redaction.py', 'secrets_of_url', '- match = _URL.search(url or "") | + match = _URL.search(url or "XXXX")'):
         ("only a falsy url ('' or None) reaches the default, and 'XXXX' holds no '://' either: "
          "no match, and the next line returns set() for a falsy url"),
