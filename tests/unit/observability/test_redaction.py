@@ -382,6 +382,8 @@ R = REDACTED
     ("https://Xhooks.slack.com/x", "https://Xhooks.slack.com/x"),
     ("https://hooks.slack.comX/x", "https://hooks.slack.comX/x"),
     ("https://[hooks.slack.com]/x", f"https://[hooks.slack.com]/{R}"),
+    ("https://hooks.slack.com:443:1/x", f"https://hooks.slack.com:443:1/{R}"),
+    ("http://h?a=1?key=2", "http://h?a=1?key=2"),
     ("http://host/a/b?c=d", "http://host/a/b?c=d"),
     ("http://host/a?x=1?key=2", "http://host/a?x=1?key=2"),
     ("http://h?x=1/y", "http://h?x=1/y"),
@@ -491,6 +493,8 @@ def test_env_not_secret_is_collected_from_any_depth():
             "b": ({"env-not-secret": ("Y",)},)}
     assert redact_secrets(tree)["a"][0]["env"] == {"X": "vx", "Y": "vy", "Z": R}
     assert redact_secrets({"env-not-secret": "X", "env": {"X": "v"}})["env"] == {"X": R}
+    both = [{"env-not-secret": ["X"]}, {"env-not-secret": ["Y"]}, {"env": {"X": "1", "Y": "2"}}]
+    assert redact_secrets(both)[2]["env"] == {"X": "1", "Y": "2"}
 
 
 def test_the_secrets_remembered_from_a_config():
