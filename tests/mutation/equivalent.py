@@ -115,6 +115,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _ONE_BYTE_VALUE,
     ('bridge/preauth.py', 'token_near_start_matches', '- at = data.find(_TOKEN_KEY, 0, _FAST_WINDOW) | + at = data.find(_TOKEN_KEY, None, _FAST_WINDOW)'):
         _FIND_NONE,
+    ('sidecar/observability/redaction.py', 'channel_name', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
+        "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, 'url#N'",
     ('sidecar/observability/redaction.py', 'channel_shown', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
         "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, REDACTED",
     ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port | + hostname = netloc.rpartition("@")[2].split(":", )[0].strip("[]")  # before any port'):
