@@ -84,12 +84,12 @@ def _redact_url(match: re.Match[str]) -> str:
     netloc, sep, tail = rest.partition("/")
     if "?" in netloc:  # host?query with no path
         netloc, _, query = netloc.partition("?")
-        tail, sep = f"?{query}", ""
+        tail, sep = f"?{query}{sep}{tail}", ""  # a '/' after the '?' is the query's
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
         user, colon, _password = userinfo.partition(":")
         netloc = f"{user}:{REDACTED}@{host}" if colon else netloc
-    hostname = netloc.rpartition("@")[2].rsplit(":", 1)[0].strip("[]")
+    hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port
     if tail and WEBHOOK_HOSTS.search(hostname):
         return f"{scheme}://{netloc}/{REDACTED}"
     if "?" in tail:

@@ -115,6 +115,20 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         _ONE_BYTE_VALUE,
     ('bridge/preauth.py', 'token_near_start_matches', '- at = data.find(_TOKEN_KEY, 0, _FAST_WINDOW) | + at = data.find(_TOKEN_KEY, None, _FAST_WINDOW)'):
         _FIND_NONE,
+    ('sidecar/observability/redaction.py', 'channel_name', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
+        "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, 'url#N'",
+    ('sidecar/observability/redaction.py', 'channel_shown', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
+        "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, REDACTED",
+    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port | + hostname = netloc.rpartition("@")[2].split(":", )[0].strip("[]")  # before any port'):
+        "[0] of a split is the text before the first ':' whatever the number of splits",
+    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port | + hostname = netloc.rpartition("@")[2].split(":", 2)[0].strip("[]")  # before any port'):
+        "[0] of a split is the text before the first ':' whatever the number of splits",
+    ('sidecar/observability/redaction.py', '_redact_tree', '- shown[key] = {name: _redact_tree(v, not_secret) | + shown[key] = {name: _redact_tree(v, None)'):
+        ("an env map's values are strings (python3...env is dict[str, str] in "
+         "sidecar/config/model.py): _redact_tree reads not_secret only under a nested env key"),
+    ('sidecar/observability/redaction.py', 'secrets_of_url', '- match = _URL.search(url or "") | + match = _URL.search(url or "XXXX")'):
+        ("only a falsy url ('' or None) reaches the default, and 'XXXX' holds no '://' either: "
+         "no match, and the next line returns set() for a falsy url"),
     ('bridge/token.py', 'ensure_token', '- existing = "" | + existing = None'):
         _FALSY,
     ('bridge/token.py', 'ensure_token', '- token = secrets.token_urlsafe(32) | + token = secrets.token_urlsafe(None)'):
