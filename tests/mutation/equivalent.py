@@ -119,9 +119,9 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, 'url#N'",
     ('sidecar/observability/redaction.py', 'channel_shown', '- match = _SCHEME.match(url or "") | + match = _SCHEME.match(url or "XXXX")'):
         "only a falsy url reaches the default, and 'XXXX' holds no '://' either: no match, REDACTED",
-    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port | + hostname = netloc.rpartition("@")[2].split(":", )[0].strip("[]")  # before any port'):
+    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]") # before any port | + hostname = netloc.rpartition("@")[2].split(":", )[0].strip("[]") # before any port'):
         "[0] of a split is the text before the first ':' whatever the number of splits",
-    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]")  # before any port | + hostname = netloc.rpartition("@")[2].split(":", 2)[0].strip("[]")  # before any port'):
+    ('sidecar/observability/redaction.py', '_redact_url', '- hostname = netloc.rpartition("@")[2].split(":", 1)[0].strip("[]") # before any port | + hostname = netloc.rpartition("@")[2].split(":", 2)[0].strip("[]") # before any port'):
         "[0] of a split is the text before the first ':' whatever the number of splits",
     ('sidecar/observability/redaction.py', '_redact_tree', '- shown[key] = {name: _redact_tree(v, not_secret) | + shown[key] = {name: _redact_tree(v, None)'):
         ("an env map's values are strings (python3...env is dict[str, str] in "
