@@ -195,3 +195,16 @@ class Sink:
 
     def __call__(self, data: bytes) -> None:
         self.replies.append(data)
+
+
+def worker_of(h: PoolHarness, call: Any) -> Any:
+    """The worker running ``call`` (a worker owns its call), or None."""
+    return next((w for w in h.pool.workers.values() if w.call is call), None)
+
+
+def started(make: Callable[..., PoolHarness], **settings: Any) -> PoolHarness:
+    """A pool from the ``make`` fixture, started, every worker ready."""
+    h = make(**settings)
+    h.pool.start()
+    h.ready_all()
+    return h

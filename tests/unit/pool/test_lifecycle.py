@@ -50,7 +50,16 @@ from sidecar.pool.local import (
 from sidecar.pool.worker_handle import WorkerState
 from sidecar.process.exits import describe_exit
 
-from ..pool_doubles import READY, FakeClock, FakeProcess, PoolHarness, Sink, reply_ok
+from ..pool_doubles import (
+    READY,
+    FakeClock,
+    FakeProcess,
+    PoolHarness,
+    Sink,
+    reply_ok,
+    started,
+    worker_of,
+)
 
 
 @pytest.fixture
@@ -422,34 +431,6 @@ def test_a_failed_write_with_the_call_taken_by_a_promoted_spare_is_answered_once
         assert len(sink.replies) == 1 and unpack_raw(sink.replies[0])["ok"] is True
     finally:
         h.close()
-
-
-def worker_of(h: PoolHarness, call: Call):
-    """The worker running ``call`` (a worker owns its call), or None."""
-    return next((w for w in h.pool.workers.values() if w.call is call), None)
-
-
-@pytest.fixture
-def make(tmp_path):
-    made: list[PoolHarness] = []
-
-    def build(**settings: Any) -> PoolHarness:
-        folder = tmp_path / f"pool{len(made)}"
-        folder.mkdir()
-        h = PoolHarness(folder, **settings)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
-
-
-def started(make, **settings: Any) -> PoolHarness:
-    h = make(**settings)
-    h.pool.start()
-    h.ready_all()
-    return h
 
 
 def error_of(sink: Sink) -> dict[str, Any]:

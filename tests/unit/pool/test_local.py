@@ -33,7 +33,7 @@ from sidecar.pool.local import (
 )
 from sidecar.supervision.score import HealthScore, ScoreConfig
 
-from ..pool_doubles import READY, FakeProcess, PoolHarness, Sink, reply_ok
+from ..pool_doubles import READY, FakeProcess, PoolHarness, Sink, reply_ok, started, worker_of
 
 
 class WorkerDouble:
@@ -147,34 +147,6 @@ def test_a_timed_out_worker_leaves_service_before_its_stack_is_captured(harness)
     assert replacement.written == [follow.payload]
     replacement.send(reply_ok())
     assert [r.get("ok") for r in replies(follow_sink)] == [True]
-
-
-def worker_of(h: PoolHarness, call: Call):
-    """The worker running ``call`` (a worker owns its call), or None."""
-    return next((w for w in h.pool.workers.values() if w.call is call), None)
-
-
-@pytest.fixture
-def make(tmp_path):
-    made: list[PoolHarness] = []
-
-    def build(**settings: Any) -> PoolHarness:
-        folder = tmp_path / f"pool{len(made)}"
-        folder.mkdir()
-        h = PoolHarness(folder, **settings)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
-
-
-def started(make, **settings: Any) -> PoolHarness:
-    h = make(**settings)
-    h.pool.start()
-    h.ready_all()
-    return h
 
 
 def reply_of(sink: Sink) -> dict[str, Any]:
