@@ -118,11 +118,17 @@ def _has_cause(exc, java_class):
     return False
 
 
+# A restart takes longer than this (a new CPython process must start and bind), so a socket
+# used successfully less than STALE_AFTER_MS ago still talks to a live sidecar; a sidecar that
+# dies within it is found by the request itself (LinkLost: it may or may not have run).
+STALE_AFTER_MS = 200
+
+
 class Py4JTransport(object):
     name = 'py4j'
 
     def __init__(self, host, port, token, connect_timeout_ms, backstop_timeout_ms, warm_payload=None,
-                 stale_after_ms=200, tls_cert=None):
+                 stale_after_ms=STALE_AFTER_MS, tls_cert=None):
         try:
             from py4j import ClientServer  # the py4j jar must be on the gateway class path
         except ImportError:
@@ -140,8 +146,6 @@ class Py4JTransport(object):
         self.tls_cert = tls_cert
         self._sockets = tls_socket_factory(tls_cert, host, self.connect_timeout_ms) \
             if tls_cert else None
-        # A restart takes longer than this (a new CPython process must start and bind), so a
-        # socket used successfully less than stale_after_ms ago still talks to a live sidecar.
         self.stale_after_ms = stale_after_ms
         self._local = threading.local()  # per thread: conn, last_ok_ms, epoch
         self._epoch = 0  # bumped when any thread finds a dead socket: the others check theirs
