@@ -33,7 +33,8 @@ log = logging.getLogger("py3sidecar.loop")
 
 # An error or hang-up wakes both sides: each finds out what happened from its own read/write.
 _READ_EVENTS, _WRITE_EVENTS = poller.READ_EVENTS, poller.WRITE_EVENTS
-_ZMQ_POLLIN = int(zmq.POLLIN)
+_ZMQ_POLLIN, _ZMQ_EVENTS = int(zmq.POLLIN), int(zmq.EVENTS)
+_zmq_get = zmq.backend.Socket.get  # the backend's getsockopt: an int, no enum built
 
 
 class Timer:
@@ -215,23 +216,28 @@ class Loop:
 
     def _serve_sockets(self) -> bool:
         """Run the handler of every ZeroMQ socket with a message waiting; True when one still
-        has some afterwards (a handler reads a bounded batch): the next wait must not block."""
+        has some afterwards (a handler reads a bounded batch): the next wait must not block.
+        A handler that returns a bool has read ``ZMQ_EVENTS`` itself after its last message
+        (True: more wait); for one that returns None the events are read again here.
+        (pyzmq's backend getsockopt: an int, no enum built per turn.)"""
         again = False
         for sock, handler in list(self.sockets.items()):
-            if sock.closed or not sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN:
+            if sock.closed or not _zmq_get(sock, _ZMQ_EVENTS) & _ZMQ_POLLIN:
                 continue
-            self._safely(handler)
-            if (sock in self.sockets and not sock.closed
-                    and sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN):
-                again = True
+            more = self._safely(handler)
+            if more is None:
+                more = (sock in self.sockets and not sock.closed
+                        and _zmq_get(sock, _ZMQ_EVENTS) & _ZMQ_POLLIN)
+            again = again or bool(more)
         return again
 
     @staticmethod
-    def _safely(callback: Callable[[], None]) -> None:
+    def _safely(callback: Callable[[], Any]) -> Any:
         try:
-            callback()
+            return callback()
         except Exception:  # a bug in one handler must not stop the sidecar
             log.exception("internal error in event handler %r", callback)
+            return None
 
     def close(self) -> None:
         self.epoll.close()
