@@ -64,7 +64,7 @@ class ZmqFront:
         sock.bind(self.endpoint)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.socket = sock
-        self.loop.add_reader(sock, self.on_readable)
+        self.loop.add_reader(sock, self.on_readable, tells_sends=True)  # see replier
         log.info("ZeroMQ front listening on %s (%s)", self.endpoint,
                  self.security.mechanism if self.security is not None else "NULL")
 
@@ -140,16 +140,19 @@ class ZmqFront:
 
     def replier(self, route: list[bytes]) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:
-            if self.socket is None:
+            sock = self.socket
+            if sock is None:
                 return
             try:
                 # frame by frame with plain ints: send_multipart's checks and flag enums cost
                 # more than the sends (a DEALER route is one frame, a REQ route two)
-                send = self.socket.send
+                send = sock.send
                 for frame in route:
                     send(frame, _SNDMORE_NOBLOCK)
                 send(data, _NOBLOCK)
             except zmq.Again:
                 self.dropped_replies += 1
                 log.warning("reply dropped: the client's queue is full (it stopped reading)")
+            finally:
+                self.loop.sent_on(sock)  # a send may take in news: events read next turn
         return reply
