@@ -25,6 +25,11 @@ from benchmarks.before_tree import before_tree_problem, start_pair, stop_pair
 PROCESSES = ("sidecar", "worker", "client")
 LABELS = {"sidecar": "sidecar process", "worker": "worker", "client": "CPython client process"}
 TREES = ("after", "before")
+# The Jython rows (label, figure, floor): each JVM's own figures over its own echo floor.
+JYTHON = (("Jython thread (Py4J)", "jython_py4j_thread", "py4j_echo_thread"),
+          ("Jython thread (ZeroMQ)", "jython_zmq_thread", "py4j_echo_thread"),
+          ("sidecar (Jython, Py4J)", "jython_py4j_sidecar", "pipe_echo_side"),
+          ("sidecar (Jython, ZeroMQ)", "jython_zmq_sidecar", "pipe_echo_side"))
 
 
 class BeforeAfter:
@@ -81,6 +86,16 @@ def summarize(per_round: list[dict[str, float]], multiples: dict[str, float]
         after = statistics.median(r[f"after_{process}"] for r in rows)
         before = statistics.median(r[f"before_{process}"] for r in rows)
         ratios[process] = after / before if before else float("nan")
+    for _label, key, floor in JYTHON:
+        both = [r for r in rows if f"before_{key}" in r and key in r]
+        if not both:
+            continue
+        theirs = floor if floor == "pipe_echo_side" else f"before_{floor}"
+        multiples[f"before_{key}"] = statistics.median(
+            r[f"before_{key}"] / r[theirs] for r in both)
+        multiples[f"after_{key}"] = statistics.median(r[key] / r[floor] for r in both)
+        ratios[key] = (statistics.median(r[key] for r in both)
+                       / statistics.median(r[f"before_{key}"] for r in both))
     return ratios
 
 
@@ -98,3 +113,12 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"  {LABELS[process]:24} {med[f'before_{process}']:10.1f} "
               f"{mult[f'before_{process}']:7.2f}x {med[f'after_{process}']:10.1f} "
               f"{mult[f'after_{process}']:7.2f}x {ratios[process]:12.2f}x")
+    for label, key, _floor in JYTHON:
+        if key not in ratios:
+            continue
+        print(f"  {label:24} {med[f'before_{key}']:10.1f} {mult[f'before_{key}']:7.2f}x "
+              f"{med[key]:10.1f} {mult[f'after_{key}']:7.2f}x {ratios[key]:12.2f}x")
+    if "before_py4j_echo_thread" in med:
+        print(f"  (Jython rows: each JVM's thread over its own py4j_echo_thread, before "
+              f"{med['before_py4j_echo_thread']:.1f} us, after {med['py4j_echo_thread']:.1f} us;"
+              " the sidecar over pipe_echo_side)")

@@ -44,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ if __package__ in (None, ""):  # run as a script: the checkout's root importable
 import msgpack  # noqa: E402
 import psutil  # noqa: E402
 
-from benchmarks import cpu_before_after  # noqa: E402
+from benchmarks import cpu_before_after, jython_before  # noqa: E402
 from benchmarks.relay_floor import Relays  # noqa: E402
 from sidecar.testing import PROJECT_ROOT, SidecarProcess, wait_until  # noqa: E402
 
@@ -183,24 +184,29 @@ class JythonRun:
     exchange so this side reads the sidecar's and worker's CPU around exactly those calls."""
 
     def __init__(self, sidecar: SidecarProcess, echo_port: int, calls: int,
-                 transports: tuple[str, ...]) -> None:
+                 transports: tuple[str, ...], tree: tuple[str, str, str] | None = None) -> None:
+        """``tree``: (library, harness, classpath) of another tree (default: this one's)."""
         from tests.jython import jvm
 
-        env = dict(os.environ, PY3_LIBRARY_DIR=str(jvm.LIBRARY), PY3_HARNESS_DIR=str(jvm.JY),
+        library, harness, classpath = tree or (str(jvm.LIBRARY), str(jvm.JY), jvm.classpath())
+        env = dict(os.environ, PY3_LIBRARY_DIR=library, PY3_HARNESS_DIR=harness,
                    PY3_SETTINGS=json.dumps({"CONNECTION_FILE": str(sidecar.connection_file)}),
                    BENCH_ECHO_PY4J_PORT=str(echo_port), BENCH_TOKEN=TOKEN,
                    BENCH_TRANSPORTS=",".join(transports))
-        cmd = ["java", "-Xss2m", "-Xmx1g", "-cp", jvm.classpath(), "-Dpython.cachedir.skip=true",
+        cmd = ["java", "-Xss2m", "-Xmx1g", "-cp", classpath, "-Dpython.cachedir.skip=true",
                "org.python.util.jython", str(PROJECT_ROOT / "benchmarks" / "jy" / "bench_cpu.py"),
                str(calls)]
         self.sidecar = sidecar
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(jvm.JY), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=harness, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
 
     def rounds(self, deadline_s: float = 600.0) -> list[dict[str, float]]:
         """Reads figures until DONE: a list of {name: us} per round."""
-        out: list[dict[str, float]] = []
+        return list(self.iter_rounds(deadline_s))
+
+    def iter_rounds(self, deadline_s: float = 600.0) -> Iterator[dict[str, float]]:
+        """Each round's {name: us} as it ends; between two, the JVM waits (its next BEGIN)."""
         current: dict[str, float] = {}
         pid = self.sidecar.proc.pid
         jvm_pid = self.proc.pid
@@ -229,7 +235,7 @@ class JythonRun:
                     self.proc.stdin.write("OK\n")
                     self.proc.stdin.flush()
                 elif parts[0] == "ROUND":
-                    out.append(current)
+                    yield current
                     current = {}
                 elif parts[0] == "DONE":
                     break
@@ -244,7 +250,6 @@ class JythonRun:
                                + err)
         self.proc.stdin.close()
         self.proc.wait(30)
-        return out
 
 
 # ----------------------------------------------------------------------------- one run
@@ -291,7 +296,8 @@ def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[s
                                          env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
             port = json.loads(wait_until(py4j_echo.stdout.readline, 20,
                                          message="py4j echo server"))["py4j"]
-            jy = JythonRun(sidecar, port, calls, jython_transports).rounds()
+            jy = jython_before.jython_rounds(JythonRun(sidecar, port, calls, jython_transports),
+                                             pair, port, calls, jython_transports)
             for i, figures in enumerate(jy[:len(per_round)]):
                 per_round[i].update(figures)
     finally:
