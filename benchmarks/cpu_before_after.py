@@ -8,8 +8,10 @@ each called by its own tree's client in a driver process (``benchmarks/before_tr
 the before client is TREE's ``bridge.client`` and both clients are measured alike. Per round,
 for each tree: the sidecar process, its workers and the client driver's CPU per call
 (``after_sidecar``, ``before_worker``, ...); the two trees go in turn, the order swapped every
-round, between the round's two ``pipe_echo_side`` floors. The multiples divide by that floor;
-the ratio is after / before of the medians.
+round, between the round's two ``pipe_echo_side`` floors. Like cpu_per_call's: ``us`` is the
+median over rounds, a multiple the median of each round's figure over that round's floor, and
+after/before the median of each round's after over the same round's before (a paired ratio:
+a burst of load in one round moves both trees' figures of that round alike).
 
 Owns: these figures and their table. Must not touch: the library, the guard's figures
 (``GUARDED`` in cpu_per_call: they never depend on the before tree).
@@ -83,9 +85,8 @@ def summarize(per_round: list[dict[str, float]], multiples: dict[str, float]
         for tree in TREES:
             multiples[f"{tree}_{process}"] = statistics.median(
                 r[f"{tree}_{process}"] / r["pipe_echo_side"] for r in rows)
-        after = statistics.median(r[f"after_{process}"] for r in rows)
-        before = statistics.median(r[f"before_{process}"] for r in rows)
-        ratios[process] = after / before if before else float("nan")
+        ratios[process] = statistics.median(r[f"after_{process}"] / r[f"before_{process}"]
+                                            for r in rows if r[f"before_{process}"])
     for _label, key, floor in JYTHON:
         both = [r for r in rows if f"before_{key}" in r and key in r]
         if not both:
@@ -94,8 +95,7 @@ def summarize(per_round: list[dict[str, float]], multiples: dict[str, float]
         multiples[f"before_{key}"] = statistics.median(
             r[f"before_{key}"] / r[theirs] for r in both)
         multiples[f"after_{key}"] = statistics.median(r[key] / r[floor] for r in both)
-        ratios[key] = (statistics.median(r[key] for r in both)
-                       / statistics.median(r[f"before_{key}"] for r in both))
+        ratios[key] = statistics.median(r[key] / r[f"before_{key}"] for r in both)
     return ratios
 
 
@@ -108,7 +108,7 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"\nBefore ({tree}) and after (this tree), same run, same floor "
           f"(pipe_echo_side {med['pipe_echo_side']:.1f} us), each tree's own client:")
     print(f"  {'process':24} {'before us':>10} {'x floor':>8} {'after us':>10} {'x floor':>8} "
-          f"{'after/before':>13}")
+          f"{'after/before':>13}  (medians over rounds; ratios paired per round)")
     for process in PROCESSES:
         print(f"  {LABELS[process]:24} {med[f'before_{process}']:10.1f} "
               f"{mult[f'before_{process}']:7.2f}x {med[f'after_{process}']:10.1f} "
