@@ -79,11 +79,12 @@ class TreeClient:
     """``benchmarks/client_driver.py`` with ``PYTHONPATH=tree``, calling ``sidecar``."""
 
     def __init__(self, tree: str | Path, sidecar: SidecarProcess, workers: int,
-                 own_tree: bool = False, timeout: float = 90.0) -> None:
+                 own_tree: bool = False, timeout: float = 90.0, ready_s: float = 60.0) -> None:
         argv = [sys.executable, str(DRIVER), sidecar.endpoint, sidecar.token, str(workers)]
         if own_tree:  # today's client learns PLAIN/CURVE from the connection file
             argv.append(str(sidecar.connection_file))
-        env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
+        env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()),
+                   PY3SIDECAR_BENCH_READY_S=str(ready_s))
         self.proc = subprocess.Popen(argv, env=env, cwd=str(sidecar.workdir),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      bufsize=1)
