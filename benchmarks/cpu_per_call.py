@@ -66,7 +66,8 @@ SIDECAR_CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spa
                   "scaling": {"enabled": False}}
 # The multiples the guard checks (process -> the floor it is divided by).
 GUARDED = {"sidecar": "pipe_echo_side", "worker": "pipe_echo_side",
-           "client": "pipe_echo_side", "jython_thread": "py4j_echo_thread"}
+           "client": "pipe_echo_side", "jython_thread": "py4j_echo_thread",
+           "sidecar_unix": "pipe_echo_side", "client_unix": "pipe_echo_side"}
 
 
 def cpu_ns(pid: int) -> int:
@@ -284,11 +285,14 @@ def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[s
     try:
         sidecar.start()
         client = sidecar.client(timeout=10)
+        unix = unix_client(sidecar)
         for _ in range(2000):  # warm-up: the worker's first calls import and allocate
             client.call("operator:add", 1, 2)
+            unix.call("operator:add", 1, 2)
         pair = cpu_before_after.open_before(before, config)
         for _ in range(rounds):
-            per_round.append(measure_round(echo, relays, pair, sidecar, client, calls))
+            per_round.append(measure_round(echo, relays, pair, sidecar, (client, unix), calls))
+        unix.close()
         if jython:
             py4j_echo = subprocess.Popen([sys.executable, __file__, "--py4j-echo-server"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -315,11 +319,21 @@ def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[s
     return result
 
 
+def unix_client(sidecar: SidecarProcess) -> Any:
+    """The CPython client on the sidecar's Unix socket (python3.bridge.unix)."""
+    from bridge.client import Client
+
+    return Client(sidecar.connection["unix"]["endpoint"], sidecar.token, timeout=10)
+
+
 def measure_round(echo: PipeEcho, relays: Relays, pair: Any, sidecar: SidecarProcess,
-                  client: Any, calls: int) -> dict[str, float]:
-    """One round: the floor, our sidecar, the relays, the before/after pair, the floor again."""
+                  clients: tuple[Any, Any], calls: int) -> dict[str, float]:
+    """One round: the floor, our sidecar (over ZeroMQ, then its Unix socket), the relays, the
+    before/after pair, the floor again."""
     figures = {"pipe_echo_side": echo.measure(calls)}
-    figures.update(measure_cpython(sidecar, client, calls))
+    figures.update(measure_cpython(sidecar, clients[0], calls))
+    figures.update({f"{k}_unix": v for k, v in measure_cpython(sidecar, clients[1],
+                                                                 calls).items()})
     figures.update(relays.measure(calls))
     if pair is not None:
         figures.update(pair.measure(calls))
@@ -335,7 +349,9 @@ def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
         r["pipe_echo_side"] = (r["pipe_echo_side"] + r.pop("pipe_echo_side_after")) / 2
     for process, floor in {"sidecar": "pipe_echo_side", "worker": "pipe_echo_side",
                            "client": "pipe_echo_side", "relay_zmq": "pipe_echo_side",
-                           "relay_unix": "pipe_echo_side"}.items():
+                           "relay_unix": "pipe_echo_side", "sidecar_unix": "pipe_echo_side",
+                           "worker_unix": "pipe_echo_side",
+                           "client_unix": "pipe_echo_side"}.items():
         multiples[process] = statistics.median(r[process] / r[floor] for r in per_round
                                                if process in r)
     ratios = cpu_before_after.summarize(per_round, multiples)
@@ -367,6 +383,12 @@ def print_table(result: dict[str, Any], calls: int) -> None:
         ("sidecar process (CPython client, ZeroMQ)", "sidecar", "pipe_echo_side", "sidecar"),
         ("worker (CPython client)", "worker", "pipe_echo_side", "worker"),
         ("CPython client process", "client", "pipe_echo_side", "client"),
+        ("sidecar process (CPython client, Unix socket)", "sidecar_unix", "pipe_echo_side",
+         "sidecar_unix"),
+        ("worker (CPython client, Unix socket)", "worker_unix", "pipe_echo_side",
+         "worker_unix"),
+        ("CPython client process (Unix socket)", "client_unix", "pipe_echo_side",
+         "client_unix"),
         ("floor: bare Python relay (ZeroMQ)", "relay_zmq", "pipe_echo_side", "relay_zmq"),
         ("floor: bare Python relay (Unix socket)", "relay_unix", "pipe_echo_side",
          "relay_unix"),
@@ -395,6 +417,8 @@ def print_table(result: dict[str, Any], calls: int) -> None:
     if "jython_py4j_jvm" in med:
         print(f"  {'whole JVM per Jython call (Py4J)':44} {med['jython_py4j_jvm']:8.1f}")
     print(f"  {'wall: CPython client':44} {med['client_wall']:8.1f}")
+    if "client_wall_unix" in med:
+        print(f"  {'wall: CPython client (Unix socket)':44} {med['client_wall_unix']:8.1f}")
     cpu_before_after.print_table(result)
 
 
