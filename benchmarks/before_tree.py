@@ -79,8 +79,10 @@ class TreeClient:
     """``benchmarks/client_driver.py`` with ``PYTHONPATH=tree``, calling ``sidecar``."""
 
     def __init__(self, tree: str | Path, sidecar: SidecarProcess, workers: int,
-                 own_tree: bool = False, timeout: float = 90.0, ready_s: float = 60.0) -> None:
-        argv = [sys.executable, str(DRIVER), sidecar.endpoint, sidecar.token, str(workers)]
+                 own_tree: bool = False, timeout: float = 90.0, ready_s: float = 60.0,
+                 endpoint: str | None = None) -> None:
+        argv = [sys.executable, str(DRIVER), endpoint or sidecar.endpoint, sidecar.token,
+                str(workers)]
         if own_tree:  # today's client learns PLAIN/CURVE from the connection file
             argv.append(str(sidecar.connection_file))
         env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()),
@@ -136,6 +138,10 @@ def start_pair(tree: str, config: dict[str, Any], workers: int
     try:
         sidecars["after"] = SidecarProcess(config, ready_workers=workers).start()
         clients["after"] = TreeClient(PROJECT_ROOT, sidecars["after"], workers, own_tree=True)
+        unix = (sidecars["after"].connection.get("unix") or {}).get("endpoint")
+        if unix:  # the same sidecar through its Unix socket (python3.bridge.unix)
+            clients["after_unix"] = TreeClient(PROJECT_ROOT, sidecars["after"], workers,
+                                               own_tree=True, endpoint=unix)
         sidecars["before"] = TreeSidecar(tree, config).start()
         clients["before"] = TreeClient(tree, sidecars["before"], workers)
     except BaseException:
