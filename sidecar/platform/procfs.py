@@ -31,11 +31,12 @@ class ProcFile:
         except OSError:
             self.fd = -1
 
-    def read(self) -> bytes | None:
+    def read(self, size: int = 65536) -> bytes | None:
+        """The file's text afresh (at most ``size`` bytes); None if unreadable."""
         if self.fd < 0:
             return None
         try:
-            return os.pread(self.fd, 65536, 0)
+            return os.pread(self.fd, size, 0)
         except OSError:
             return None
 

@@ -37,10 +37,14 @@ from sidecar.platform.procfs import ProcFile, live_children
 
 # A thread that has returned but is still tearing down may be counted for a moment.
 THREAD_GRACE = 0.02
+# What one ``pread`` asks the kernel for (the text is ~1.4 KiB; a child list of a few pids).
+LIMITS_READ = 8192
+CHILDREN_READ = 4096
 # Signals whose handler user code may not change for good: the named ones (SIGKILL/SIGSTOP
 # cannot be caught; the unnamed real-time range would double the cost of every call).
 SIGNALS = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)]
 ITIMERS = [signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF]
+NO_TIMERS = [(0.0, 0.0)] * len(ITIMERS)
 
 
 class Baseline:
@@ -61,6 +65,8 @@ class Baseline:
         self.thread_idents = {t.ident for t in threading.enumerate()}
         # _signal's raw handlers: signal.getsignal wraps each in an enum, 30 times a call
         self.handlers = {int(s): _signal.getsignal(s) for s in SIGNALS}
+        self.signal_numbers = list(self.handlers)
+        self.handler_list = list(self.handlers.values())
         # One kernel thread (the usual worker): its own task's children file lists every child
         # (an ended thread's children pass to a live one), kept open and re-read (pread).
         self.own_children = ProcFile(f"/proc/self/task/{os.getpid()}/children")
@@ -81,8 +87,24 @@ class Baseline:
                 failed.append(f"{name} ({exc})")
         return failed
 
+    def untouched(self) -> bool:
+        """The quick look after a call, changing nothing: True when every limit, thread
+        count, child list, interval timer, signal handler and trace hook is the baseline's.
+        Five system calls (two ``pread``, three ``getitimer``) and no Python loop: the price
+        of every call. When it is False, ``left_behind`` takes the long way (and finds the
+        same, or what to put back and report)."""
+        return (self.limits_text is not None
+                and self.limits_file.read(LIMITS_READ) == self.limits_text
+                and _thread._count() <= self.threads
+                and self.single_task and self.own_children.read(CHILDREN_READ) == b""
+                and list(map(_signal.getitimer, ITIMERS)) == NO_TIMERS
+                and list(map(_signal.getsignal, self.signal_numbers)) == self.handler_list
+                and sys.gettrace() is None and sys.getprofile() is None)
+
     def left_behind(self) -> list[str]:
         """Reap exited children, then describe what the call left that cannot be undone."""
+        if self.untouched():
+            return []
         reasons = []
         failed = self.restore_limits()
         if failed:

@@ -32,22 +32,30 @@ from typing import Any
 
 from bridge import codec
 from bridge.protocol import BAD_REQUEST, USER, error
-from sidecar.channel import FrameTooLarge, read_frame, write_frame
+from sidecar.channel import FrameTooLarge
 from sidecar.platform import limits, memtune, pipes, prctl
 from sidecar.process import placement
 from sidecar.process.confinement import die_with_sidecar, drop_capabilities
 from sidecar.worker import isolation, protocol, testhooks
+from sidecar.worker.wire import Inbox, write_frame
 
 TRUNCATION_MARK = "\n[py3sidecar: output truncated, {} more characters not shown]\n"
 RESULT_TOO_LARGE = "py3sidecar.ResultTooLarge"
+# The ops the pool sends of its own; any other request is a call.
+CONTROL = frozenset((protocol.STOP, protocol.PING, protocol.BENCH, protocol.TRACEMALLOC))
 
 
 class BoundedWriter(io.TextIOBase):
-    """A text stream keeping at most ``limit`` characters and counting what it dropped."""
+    """A text stream keeping at most ``limit`` characters and counting what it dropped.
+
+    Two are made for every call, most of which print nothing: slots, and nothing allocated
+    until the first write."""
+
+    __slots__ = ("limit", "parts", "size", "dropped", "sealed")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.parts: list[str] = []
+        self.parts: list[str] | None = None
         self.size = 0
         self.dropped = 0
         self.sealed = False  # the call is over: later writes (a leftover thread's) go nowhere
@@ -60,6 +68,8 @@ class BoundedWriter(io.TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if self.sealed:
             return len(text)
+        if self.parts is None:
+            self.parts = []
         room = self.limit - self.size
         if len(text) <= room:
             self.parts.append(text)
@@ -77,7 +87,9 @@ class BoundedWriter(io.TextIOBase):
         return self.getvalue()
 
     def getvalue(self) -> str:
-        text = "".join(self.parts)
+        if self.parts is None and not self.dropped:
+            return ""
+        text = "".join(self.parts or ())
         if self.dropped:
             text += TRUNCATION_MARK.format(self.dropped)
         return text
@@ -106,16 +118,21 @@ class Worker:
 
     # ------------------------------------------------------------ protocol loop
     def serve(self) -> None:
+        """Answer every request in turn; a trivial call costs one read, one write and the
+        isolation's quick look (``Baseline.left_behind``) in system calls."""
         self.send(protocol.ready(self.pid, self.preload_errors))
+        inbox = Inbox(self.in_fd, self.max_message)
+        hooks = bool(testhooks.HOOK_DIR)  # test hooks: inert unless a crash-matrix test arms them
         while True:
             try:
-                frame = read_frame(self.in_fd, self.max_message)
+                frame = inbox.read_frame()
             except (FrameTooLarge, OSError) as exc:
                 print(f"py3sidecar worker {self.pid}: channel broken: {exc}", file=sys.stderr)
                 return
             if frame is None:  # the supervisor is gone or asked us to go
                 return
-            testhooks.at("decode")  # test hook: inert unless a crash-matrix test arms it
+            if hooks:
+                testhooks.at("decode")
             try:
                 request = codec.unpackb(frame)
             except codec.DecodeError as exc:
@@ -124,17 +141,10 @@ class Worker:
                 self.send_reply(self.refusal(f"{exc}; see docs/protocol.md (extension types)"))
                 continue
             op = request.get("op")
-            if op == "stop":
-                return
-            if op == "ping":
-                self.send({"ok": True, "pid": self.pid, "calls": self.calls, "ready": True,
-                           "preload_errors": self.preload_errors})
-                continue
-            if op == "bench":
-                self.send(self.bench(int(request.get("rounds") or 3)))
-                continue
-            if op == "tracemalloc":  # diagnostics: memory --top N
-                self.send(self.top_allocations(int(request.get("top") or 10)))
+            if op in CONTROL:
+                if op == protocol.STOP:
+                    return
+                self.control(op, request)
                 continue
             reply = self.run_call(request)
             if os.getpid() != self.pid:
@@ -143,7 +153,18 @@ class Worker:
             if left:  # before the reply, so the pool knows before it could send another call
                 self.send(protocol.left_behind(left))
             self.send_reply(reply)
-            testhooks.at("idle")  # test hook (crash matrix): between calls
+            if hooks:
+                testhooks.at("idle")  # between calls
+
+    def control(self, op: str, request: dict[str, Any]) -> None:
+        """Answer one of the pool's own requests (``ping``, ``bench``, ``tracemalloc``)."""
+        if op == protocol.PING:
+            self.send({"ok": True, "pid": self.pid, "calls": self.calls, "ready": True,
+                       "preload_errors": self.preload_errors})
+        elif op == protocol.BENCH:
+            self.send(self.bench(int(request.get("rounds") or 3)))
+        else:  # diagnostics: memory --top N
+            self.send(self.top_allocations(int(request.get("top") or 10)))
 
     def send(self, message: dict[str, Any]) -> None:
         write_frame(self.out_fd, codec.packb(message))
@@ -154,7 +175,8 @@ class Worker:
     def encode_reply(self, reply: dict[str, Any]) -> bytes:
         """The reply frame: an unencodable or too large result becomes the caller's error."""
         try:
-            testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
+            if testhooks.HOOK_DIR:
+                testhooks.at("encode")  # test hook (crash matrix): while the result is encoded
             payload = codec.pack_buffer(reply)  # a view: no copy into bytes
         except codec.EncodeError as exc:
             payload = codec.packb(self.failure(reply, "TypeError", str(exc)))
@@ -198,8 +220,9 @@ class Worker:
             if request.get("op") == "execute":
                 value = self.execute(request["code"], request.get("vars") or {})
             else:
-                value = self.resolve(request["target"])(*(request.get("args") or ()),
-                                                        **(request.get("kwargs") or {}))
+                func, kwargs = self.resolve(request["target"]), request.get("kwargs")
+                args = request.get("args") or ()
+                value = func(*args, **kwargs) if kwargs else func(*args)
             ok, member, payload = True, "value", value
         except BaseException as exc:  # noqa: BLE001 - even SystemExit is the user's, not ours
             ok, member, payload = False, "error", self.describe(exc)
@@ -208,7 +231,8 @@ class Worker:
             self.calls += 1
         elapsed = (time.perf_counter() - started) * 1000.0
         cpu = (time.process_time() - cpu_started) * 1000.0
-        testhooks.at("flush")  # test hook (crash matrix): before captured output is taken
+        if testhooks.HOOK_DIR:
+            testhooks.at("flush")  # test hook (crash matrix): before captured output is taken
         return {"ok": ok, "ms": elapsed, "cpu": cpu, member: payload,
                 "stdout": out.seal(), "stderr": err.seal()}
 
