@@ -3,8 +3,14 @@
 The event loop: timers in order, cancelled ones purged, a thread-safe wake-up, and a stop
 before run that is not lost."""
 
+import os
 import threading
+import time
 
+import pytest
+import zmq
+
+from sidecar import loop as loop_module
 from sidecar.loop import Loop
 
 
@@ -57,16 +63,10 @@ def test_a_stop_before_run_is_not_lost():
     loop.close()
 
 
-def test_a_quiet_zmq_socket_costs_no_getsockopt_until_it_fires_or_is_sent_on(monkeypatch):
-    """A socket registered with ``tells_sends``: turns woken by something else read none of
-    its events; its descriptor firing, or a send on it (``sent_on``), has them read."""
-    import os
-    import time
-
-    import zmq
-
-    from sidecar import loop as loop_module
-
+@pytest.fixture
+def quiet_router(monkeypatch):
+    """A loop serving a ROUTER registered with ``tells_sends``, a DEALER to call it, a pipe
+    to wake the loop by something else, and the sockets whose events the loop read."""
     reads: list[object] = []
     real_get = loop_module._zmq_get
     monkeypatch.setattr(loop_module, "_zmq_get", lambda s, o: (reads.append(s), real_get(s, o))[1])
@@ -89,34 +89,47 @@ def test_a_quiet_zmq_socket_costs_no_getsockopt_until_it_fires_or_is_sent_on(mon
     loop.add_reader(router, on_router, tells_sends=True)
     r, w = os.pipe()
     loop.add_reader(r, lambda: os.read(r, 100))
-
-    def turns(until, timeout=5.0):
-        deadline = time.monotonic() + timeout
-        loop.run(until=lambda: until() or time.monotonic() > deadline)
-        assert until()
-
-    dealer.send(b"one")
-    turns(lambda: served == [b"one"])
-    assert dealer.poll(5000) and dealer.recv() == b"re:one"
-    turns(lambda: router in loop.quiet)  # nothing waits, nothing sent since
-    reads.clear()
-    for _ in range(5):  # turns woken by the pipe only
-        os.write(w, b"x")
-        woke = [False]
-        loop.call_soon_threadsafe(lambda woke=woke: woke.__setitem__(0, True))
-        turns(lambda woke=woke: woke[0])
-    assert router not in reads, "a quiet socket's events were read"
-    loop.sent_on(router)
-    os.write(w, b"x")
-    turns(lambda: router in loop.quiet)
-    assert router in reads  # read once after the send, then quiet again
-    dealer.send(b"two")
-    turns(lambda: served == [b"one", b"two"])  # its descriptor fired: served
-    loop.remove_reader(router)
-    assert router not in loop.quiet and router not in loop.tells_sends
+    yield loop, router, dealer, served, reads, w
     loop.close()
     os.close(r)
     os.close(w)
     router.close()
     dealer.close()
     ctx.term()
+
+
+def turns(loop: Loop, until, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    loop.run(until=lambda: until() or time.monotonic() > deadline)
+    assert until()
+
+
+def test_a_quiet_zmq_socket_costs_no_getsockopt_until_it_fires_or_is_sent_on(quiet_router):
+    """A socket registered with ``tells_sends``: turns woken by something else read none of
+    its events; its descriptor firing, or a send on it (``sent_on``), has them read."""
+    loop, router, dealer, served, reads, w = quiet_router
+    dealer.send(b"one")
+    turns(loop, lambda: served == [b"one"])
+    assert dealer.poll(5000) and dealer.recv() == b"re:one"
+    turns(loop, lambda: router in loop.quiet)  # nothing waits, nothing sent since
+    reads.clear()
+    for _ in range(5):  # turns woken by the pipe only
+        os.write(w, b"x")
+        woke = [False]
+        loop.call_soon_threadsafe(lambda woke=woke: woke.__setitem__(0, True))
+        turns(loop, lambda woke=woke: woke[0])
+    assert router not in reads, "a quiet socket's events were read"
+    loop.sent_on(router)
+    os.write(w, b"x")
+    turns(loop, lambda: router in loop.quiet)
+    assert router in reads  # read once after the send, then quiet again
+    dealer.send(b"two")
+    turns(loop, lambda: served == [b"one", b"two"])  # its descriptor fired: served
+
+
+def test_a_removed_zmq_reader_is_forgotten(quiet_router):
+    loop, router, dealer, served, reads, w = quiet_router
+    dealer.send(b"one")
+    turns(loop, lambda: router in loop.quiet and served == [b"one"])
+    loop.remove_reader(router)
+    assert router not in loop.quiet and router not in loop.tells_sends
