@@ -19,6 +19,12 @@ from java.lang import System
 from java.util.concurrent import ThreadPoolExecutor, TimeUnit, ArrayBlockingQueue
 from java.util.concurrent.atomic import AtomicLong
 
+try:  # the helper jar (optional): a call's exchange with a sidecar in Java, same behaviour
+    from com.py3sidecar.gateway import FastCall as _FastCall
+    from com.py3sidecar.gateway.Link import Failed as _Failed
+except ImportError:
+    _FastCall = _Failed = None
+
 _GLOBALS_KEY = 'py3sidecar.connection'
 _PROTOCOL_VERSION = 1
 
@@ -168,7 +174,7 @@ class _Connection(object):
                                                           'type': e.type_name})
         tr = sc.transport
         try:
-            reply = sc.send(payload, wait_ms, lambda raw: self._read_reply(raw, env['id']))
+            reply = self._send(sc, tr, payload, wait_ms, env['id'])
         except codec.CodecError, e:
             sc.breaker.record(gen, True)  # it answered, with bytes we cannot read
             raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
@@ -208,6 +214,18 @@ class _Connection(object):
             return _NEXT
         sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
         return reply
+
+    def _send(self, sc, tr, payload, wait_ms, rid):
+        """sc's decoded reply to payload, its id checked (_read_reply's rule): in Java when the
+        helper jar drives tr (its link) and the codec's helper is on, else in Jython."""
+        link = getattr(tr, 'link', None) if _FastCall is not None else None
+        if link is None or self.codec._fast is None:
+            return sc.send(payload, wait_ms, lambda raw: self._read_reply(raw, rid))
+        try:
+            return _FastCall.exchange(link, payload, max(1, int(wait_ms)), rid,
+                                      self.transport_mod.PROBE_ID, self.codec._BASIC_FACTORY)
+        except _Failed, f:
+            raise self.transport_mod.failed(tr, f)
 
     def _read_reply(self, raw, rid):
         """The transport's check, run before a socket goes back to its pool: the decoded
