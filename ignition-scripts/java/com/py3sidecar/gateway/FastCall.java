@@ -13,6 +13,7 @@
 package com.py3sidecar.gateway;
 
 import java.io.IOException;
+import java.util.Map;
 
 import org.python.core.Py;
 import org.python.core.PyDictionary;
@@ -24,6 +25,57 @@ public final class FastCall {
     static final PyObject OK = Py.newString("ok");
 
     private FastCall() {
+    }
+
+    /** Field names the envelope sets itself: a call whose fields hold one goes the Jython way. */
+    private static final String[] OWN_KEYS = {"v", "id", "token", "op", "timeout", "routed"};
+
+    /**
+     * One request, built here as py3sidecar/client builds its envelope ({v, id, token (when
+     * set), op, timeout (seconds, when timeoutMs is not None), the fields, routed (when not
+     * None)}), sent on `link` and its reply decoded and matched: the reply dict (ok or not), or
+     * Link.Failed. FastCodec.Unsupported (a value the Java encoder leaves to Jython, or a field
+     * named like one of the envelope's own) is thrown before anything is sent.
+     */
+    public static PyObject call(Link link, int version, long id, PyObject token, PyObject op,
+                                PyDictionary fields, PyObject timeoutMs, PyObject routed,
+                                int waitMs, PyObject hook, PyObject probeId, PyObject factory)
+            throws IOException {
+        FastCodec.Encoder e = new FastCodec.Encoder(hook);
+        Map<PyObject, PyObject> map = fields.getMap();
+        for (String k : OWN_KEYS) {
+            if (fields.__finditem__(k) != null) {
+                throw new FastCodec.Unsupported(k);
+            }
+        }
+        boolean hasToken = token != null && token.__nonzero__();
+        boolean hasTimeout = timeoutMs != null && timeoutMs != Py.None;
+        boolean hasRouted = routed != null && routed != Py.None;
+        e.p.packMapHeader(3 + map.size() + (hasToken ? 1 : 0) + (hasTimeout ? 1 : 0)
+                          + (hasRouted ? 1 : 0));
+        e.p.packString("v");
+        e.p.packInt(version);
+        e.p.packString("id");
+        e.p.packLong(id);
+        if (hasToken) {
+            e.p.packString("token");
+            e.any(token);
+        }
+        e.p.packString("op");
+        e.any(op);
+        if (hasTimeout) {
+            e.p.packString("timeout");
+            e.p.packDouble(timeoutMs.asDouble() / 1000.0);
+        }
+        for (Map.Entry<PyObject, PyObject> entry : map.entrySet()) {
+            e.any(entry.getKey());
+            e.any(entry.getValue());
+        }
+        if (hasRouted) {
+            e.p.packString("routed");
+            e.any(routed);
+        }
+        return exchange(link, e.p.toByteArray(), waitMs, Py.newLong(id), probeId, factory);
     }
 
     /** The decoded reply to `payload` (request id `rid`), or Link.Failed. */

@@ -113,6 +113,11 @@ public final class ZmtpPool implements Link {
         d.close();
     }
 
+    /** The connection the next call takes (null: none idle); for tests and diagnostics. */
+    public ZmtpPlainDealer idlePeek() {
+        return idle.peek();
+    }
+
     @Override
     public void close() {
         ZmtpPlainDealer[] items;
