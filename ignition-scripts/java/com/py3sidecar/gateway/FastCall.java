@@ -41,7 +41,7 @@ public final class FastCall {
                                 PyDictionary fields, PyObject timeoutMs, PyObject routed,
                                 int waitMs, PyObject hook, PyObject probeId, PyObject factory)
             throws IOException {
-        FastCodec.Encoder e = new FastCodec.Encoder(hook);
+        FastCodec.Encoder e = new FastCodec.Encoder(hook, true);
         Map<PyObject, PyObject> map = fields.getMap();
         for (String k : OWN_KEYS) {
             if (fields.__finditem__(k) != null) {
