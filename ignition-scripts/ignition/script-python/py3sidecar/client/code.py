@@ -344,7 +344,7 @@ def _globals():
 
 
 def _connection():
-    g = _globals()
+    g = system.util.getGlobals()  # noqa: F821 (Ignition global; _globals() inlined: every call)
     conn = g.get(_GLOBALS_KEY)
     settings_get = py3sidecar.settings.get  # noqa: F821
     if conn is not None and not conn.closed and conn.settings_get is settings_get:

@@ -188,6 +188,12 @@ public final class ZmtpPlainDealer {
      */
     public byte[] recv(int timeoutMs) throws IOException {
         long deadline = System.currentTimeMillis() + Math.max(1, timeoutMs);
+        // a reply is never there the moment its request left: wait first (a read system call
+        // that would find nothing is saved)
+        if (!in.hasRemaining() && !select(SelectionKey.OP_READ, deadline)) {
+            broken = true;
+            return null;
+        }
         while (true) {
             byte[] body = readFrame(deadline, false);
             if (body != null) {
