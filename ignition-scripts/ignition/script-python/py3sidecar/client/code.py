@@ -181,20 +181,11 @@ class _Connection(object):
         `used`: the reply that is not ok (recorded), a Link.Failed, or _UNSENT."""
         codec, transport = self.codec, self.transport_mod
         p3 = python3  # noqa: F821 (project library global: the exception classes)
-        if sc.token:
-            env['token'] = sc.token
-        else:
-            env.pop('token', None)
         if type(done) is dict:
             return done  # a reply that is not ok (recorded already): _answer reads it
+        payload = None
         if done is None or done is _UNSENT:
-            try:
-                payload = codec.encode_request(env)
-            except codec.EncodeError, e:
-                sc.breaker.release(gen)
-                raise p3.TypeConversionError(str(e), details={'path': e.path,
-                                                              'type': e.type_name})
-            done = None
+            payload, done = self._payload(sc, gen, env), None
         tr = sc.transport if used is None else used
         try:
             if done is not None:  # the Java attempt's transport failure, as a Jython one's
@@ -239,6 +230,21 @@ class _Connection(object):
             return _NEXT
         sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
         return reply
+
+    def _payload(self, sc, gen, env):
+        """env with sc's token, encoded; TypeConversionError (the permit released) when a value
+        cannot cross."""
+        codec = self.codec
+        if sc.token:
+            env['token'] = sc.token
+        else:
+            env.pop('token', None)
+        try:
+            return codec.encode_request(env)
+        except codec.EncodeError, e:
+            sc.breaker.release(gen)
+            raise python3.TypeConversionError(  # noqa: F821 (project library global)
+                str(e), details={'path': e.path, 'type': e.type_name})
 
     def _send(self, sc, tr, payload, wait_ms, rid):
         """sc's decoded reply to payload, its id checked (_read_reply's rule): in Java when the
