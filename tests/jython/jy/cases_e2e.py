@@ -192,6 +192,74 @@ def test_user_error_is_python_error():
     each_transport(case)
 
 
+def _outcomes():
+    """What a set of calls gives: values, and errors as (class, text, details)."""
+    class Opaque(object):
+        pass
+    calls = [(p3().call, ('jyhelpers:echo', [[1, 2.5, u'x', None, True, {'a': [1, (2, 3)]},
+                                              12345678901234567890, jarray_bytes()]]), {}),
+             (p3().call, ('operator:add', [1, 2]), {'timeout': 5000}),
+             (p3().execute, ('x * 2', {'x': 21}), {}),
+             (p3().call, ('jyhelpers:fail', ['boom']), {}),
+             (p3().call, ('jyhelpers:echo', [{'a': [0, Opaque()]}]), {}),
+             (p3().call, ('no_colon_here',), {}),
+             (p3().call, ('operator:add', [1, 2]), {'pool': 'gpu'}),
+             (p3().ping, (), {})]
+    out = []
+    for fn, args, kwargs in calls:
+        try:
+            value = fn(*args, **kwargs)
+            if fn is p3().ping:
+                value = sorted(value)  # its uptime differs
+            out.append(('value', _plain(value)))
+        except p3().Python3Error, e:
+            details = dict(e.details)
+            details.pop('worker', None)
+            out.append((type(e).__name__, str(e).split('--- Python 3 traceback')[0],
+                        sorted(details.items())))
+    full = p3().callFull('operator:add', [1, 2])
+    out.append(('full', full['value'], full['stdout'], full['stderr'], full['sidecar']))
+    return out
+
+
+def _plain(value):
+    """value with its byte arrays as lists (arrays compare by identity)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return dict((k, _plain(v)) for k, v in value.items())
+    if hasattr(value, 'tostring'):
+        return list(value)
+    return value
+
+
+def jarray_bytes():
+    return jarray.array([1, -2, 127], 'b')
+
+
+def test_the_helper_jars_path_and_the_jython_path_agree():
+    # The same calls, served by the helper jar's Caller (no Jython attempt at all on success)
+    # and by the pure-Jython path (a gateway without the jar): same values, same errors.
+    def case(tr):
+        conn = harness.MODULES['py3sidecar.client']._connection()
+        assert conn.caller is not None and conn.sidecars[0].transport.link is not None
+        seen = harness.counting_attempts(conn)
+        with_jar = _outcomes()
+        served = len(seen)
+        assert p3().call('operator:add', [1, 2]) == 3 and len(seen) == served, seen
+        harness.pure_jython()
+        try:
+            seen = harness.counting_attempts(conn)
+            without = _outcomes()
+            assert p3().call('operator:add', [1, 2]) == 3 and seen, 'not the Jython path'
+        finally:
+            save_project(TRANSPORT=tr)
+        assert with_jar == without, (with_jar, without)
+        assert with_jar[0][1][-1] == [1, -2, 127] and with_jar[3][0] == 'PythonError', with_jar
+        assert with_jar[4][0] == 'TypeConversionError' and with_jar[-1][-1] == 'local', with_jar
+    each_transport(case)
+
+
 def test_timeout_kills_the_call():
     def case(tr):
         t0 = time.time()

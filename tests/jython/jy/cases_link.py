@@ -38,8 +38,10 @@ def _sockets_since(seen):
     return ctl(cmd='identities')[seen:]
 
 
-def _mismatch_is_a_link_error(mode):
+def _mismatch_is_a_link_error(mode, pure=False):
     at_peer()
+    if pure:
+        harness.pure_jython()  # as on a gateway without the helper jar
     ctl(cmd='mode', mode='ok')
     assert p3().execute('1') == 'fake'
     seen = len(ctl(cmd='identities'))
@@ -61,6 +63,17 @@ def test_a_reply_with_another_id_is_a_link_error_and_its_socket_is_dropped():
 
 def test_a_success_with_a_null_id_is_a_link_error_and_its_socket_is_dropped():
     _mismatch_is_a_link_error('null')
+
+
+def test_a_mismatch_is_the_same_error_with_and_without_the_helper_jars_path():
+    import re
+    for mode in ('wrong', 'null'):
+        with_jar = _mismatch_is_a_link_error(mode)
+        without = _mismatch_is_a_link_error(mode, pure=True)
+        texts = [re.sub(r'\d+L?', 'N', str(e)) for e in (with_jar, without)]
+        assert texts[0] == texts[1], texts
+        assert with_jar.details == without.details, (with_jar.details, without.details)
+    save_project()
 
 
 def test_a_failure_with_a_null_id_is_still_the_sidecars_answer():

@@ -185,22 +185,56 @@ def test_gateway_scope_keeps_full_access():
 
 
 class _SentEnvelopes(object):
-    """Records each envelope the gateway's library encodes (what goes on the wire)."""
+    """Records each envelope the gateway's library sends: decoded from the bytes its
+    transport's Java link is handed (the helper jar's path), else as encode_request gets it."""
 
     def __init__(self):
         self.codec = harness.MODULES['py3sidecar.codec']
         self.original = self.codec.encode_request
+        self.transport = harness.MODULES['py3sidecar.client']._connection().sidecars[0].transport
+        self.link = getattr(self.transport, 'link', None)
         self.sent = []
 
     def __enter__(self):
         def recording(env):
             self.sent.append(dict(env))
             return self.original(env)
-        self.codec.encode_request = recording
+        if self.link is not None:
+            self.transport.link = _RecordingLink(self.link, self.sent, self.codec)
+        else:
+            self.codec.encode_request = recording
         return self
 
     def __exit__(self, *exc):
         self.codec.encode_request = self.original
+        if self.link is not None:
+            self.transport.link = self.link
+
+
+def _recording_link_class():
+    from com.py3sidecar.gateway import Link
+
+    class RecordingLink(Link):
+        """A transport's link that decodes what it sends, then sends it."""
+
+        def __init__(self, inner, sent, codec):
+            self.inner, self.sent, self.codec = inner, sent, codec
+
+        def exchange(self, payload, timeout_ms, check):
+            self.sent.append(self.codec.decode(payload))
+            return self.inner.exchange(payload, timeout_ms, check)
+
+        def request(self, payload, timeout_ms, check):
+            self.sent.append(self.codec.decode(payload))
+            return self.inner.request(payload, timeout_ms, check)
+
+        def close(self):
+            self.inner.close()
+    return RecordingLink
+
+
+def _RecordingLink(inner, sent, codec):
+    return _recording_link_class()(inner, sent, codec)
 
 
 class _VisionSecurity(object):

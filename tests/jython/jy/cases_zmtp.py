@@ -86,18 +86,29 @@ def test_plain_wrong_token_is_refused_at_the_handshake():
         save_project()
 
 
-def test_idle_connection_the_sidecar_closed_is_replaced():
-    t = transport()
+def _idle_connection_replaced(java_pool):
     tr = zmtp().PlainZmqTransport(PLAIN['endpoint'], _token(PLAIN), 2000)
+    assert (tr.link is not None) is True  # this jar has the Java pool (ZmtpPool)
+    if not java_pool:
+        tr.link = None  # the Jython pool (an older helper jar without ZmtpPool)
+    peek = tr.link.idlePeek if java_pool else tr._idle.peek
     try:
         assert tr.request(_ping_bytes(_token(PLAIN)), 2000) is not None
-        idle = tr._idle.peek()
+        idle = peek()
         idle.close()  # as if the sidecar had closed it while it sat in the pool
         assert not idle.isOpen()
         assert tr.request(_ping_bytes(_token(PLAIN)), 2000) is not None
-        assert tr._idle.peek() is not idle
+        assert peek() is not None and peek() is not idle
     finally:
         tr.close()
+
+
+def test_idle_connection_the_sidecar_closed_is_replaced():
+    _idle_connection_replaced(java_pool=True)
+
+
+def test_idle_connection_the_sidecar_closed_is_replaced_by_the_jython_pool():
+    _idle_connection_replaced(java_pool=False)
 
 
 def test_jeromq_transport_against_a_plain_front_is_never_served():

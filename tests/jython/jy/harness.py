@@ -92,3 +92,29 @@ def raises(exc_class, fn, *args, **kwargs):
         raise AssertionError('expected %s, got %s: %s' % (exc_class.__name__,
                                                           type(e).__name__, e))
     raise AssertionError('expected %s, got the value %r' % (exc_class.__name__, value))
+
+
+def pure_jython():
+    """Turns the helper jar's per-call paths off on the current connection (its Java attempt,
+    each transport's Java link) and the codec's Java helper: what a gateway runs without the
+    jar. save_project() (and codec.use_java_helper(True)) brings them back."""
+    MODULES['py3sidecar.codec'].use_java_helper(False)
+    conn = MODULES['py3sidecar.client']._connection()
+    conn.caller = None
+    for sc in conn.sidecars:
+        if sc.transport is not None:
+            sc.transport.link = None
+    return conn
+
+
+def counting_attempts(conn):
+    """Counts the Jython attempts of `conn` (a call served by the helper jar's Caller makes
+    none): returns the list each attempt appends to."""
+    seen = []
+    attempt = conn._attempt
+
+    def counted(*args, **kwargs):
+        seen.append(args[0].name)
+        return attempt(*args, **kwargs)
+    conn._attempt = counted
+    return seen

@@ -19,6 +19,12 @@ from java.lang import System
 from java.util.concurrent import ThreadPoolExecutor, TimeUnit, ArrayBlockingQueue
 from java.util.concurrent.atomic import AtomicLong
 
+try:  # the helper jar (optional): a call's exchange with a sidecar in Java, same behaviour
+    from com.py3sidecar.gateway import Caller as _Caller, FastCall as _FastCall
+    from com.py3sidecar.gateway.Link import Failed as _Failed
+except ImportError:
+    _Caller = _FastCall = _Failed = None
+
 _GLOBALS_KEY = 'py3sidecar.connection'
 _PROTOCOL_VERSION = 1
 
@@ -57,15 +63,16 @@ def _error_from_reply(error):
 _FAILOVER_KINDS = ('unavailable', 'circuit_open')
 _RETRY = object()  # _Connection._attempt: try the same sidecar again (its transport was rebuilt)
 _NEXT = object()   # _Connection._attempt: not served there; the error is in _Tries.error
+_UNSENT = object()  # _Connection.caller: the Java side sent nothing (the Jython encoder's turn)
 
 
 class _Tries(object):
     """What one call's attempts learned so far, across the failover list."""
 
-    def __init__(self, timeout_ms, client_timeout_ms):
+    def __init__(self, timeout_ms, client_timeout_ms, started=None):
         self.timeout_ms = timeout_ms
         self.client_timeout_ms = client_timeout_ms
-        self.started = System.nanoTime()
+        self.started = System.nanoTime() if started is None else started
         self.problems = []
         self.error = None     # the error of the last attempt (raised as is with one sidecar)
         self.spent = False    # the caller's time ran out
@@ -100,6 +107,10 @@ class _Connection(object):
                 sc.close()
             raise
         self.single = len(self.sidecars) == 1
+        # the helper jar's path of a call to the first sidecar (None: every call in Jython)
+        self.caller = None if _Caller is None else _Caller(
+            self, self.sidecars[0], self.ids, self.codec, self.transport_mod.PROBE_ID, _UNSENT,
+            _PROTOCOL_VERSION)
         self.active = None
         self.executor = ThreadPoolExecutor(
             max(1, cfg['async_threads']), max(1, cfg['async_threads']), 30, TimeUnit.SECONDS,
@@ -111,7 +122,16 @@ class _Connection(object):
         """One call, tried on each sidecar in order until one serves it (see the settings'
         FAILOVER_SIDECARS). Returns the reply map (with 'sidecar': who answered). `routed`: the
         gateway route's mark (py3sidecar.gatewayroute), set last so no field can replace it."""
-        env = {'v': _PROTOCOL_VERSION, 'id': self.ids.incrementAndGet(), 'op': op}
+        first = None  # the first sidecar's attempt made in Java: (gen, outcome, transport)
+        if self.caller is not None:
+            first = self.caller(op, fields, timeout_ms, client_timeout_ms, routed)
+            if type(first) is dict:
+                return first  # served (see com.py3sidecar.gateway.Caller)
+        if first is None:
+            rid, started = self.ids.incrementAndGet(), System.nanoTime()
+        else:
+            rid, started, first = first[3], first[4], first[:3]
+        env = {'v': _PROTOCOL_VERSION, 'id': rid, 'op': op}
         if timeout_ms is not None:
             env['timeout'] = timeout_ms / 1000.0
         env.update(fields)
@@ -120,12 +140,15 @@ class _Connection(object):
             env['routed'] = routed
         else:
             env.pop('routed', None)
-        t = _Tries(timeout_ms, client_timeout_ms)
+        t = _Tries(timeout_ms, client_timeout_ms, started)
         last = len(self.sidecars) - 1
         i = 0
         while i <= last:
             sc = self.sidecars[i]
-            gen = sc.breaker.acquire()
+            if first is not None:
+                (gen, done, used), first = first, None
+            else:
+                gen, done, used = sc.breaker.acquire(), None, None
             if gen is None:
                 gen = sc.restarted()
                 if gen is None:
@@ -141,7 +164,7 @@ class _Connection(object):
                     t.spent = True
                     t.problems.append('%s: not tried, the call\'s time was spent' % sc.name)
                     break
-            got = self._attempt(sc, gen, env, wait_ms, t)
+            got = self._attempt(sc, gen, env, wait_ms, t, done, used)
             if got is _RETRY:
                 continue
             if got is not _NEXT:
@@ -151,24 +174,23 @@ class _Connection(object):
             i += 1
         raise self._exhausted(t)
 
-    def _attempt(self, sc, gen, env, wait_ms, t):
+    def _attempt(self, sc, gen, env, wait_ms, t, done=None, used=None):
         """Sends env to sc: the decoded reply (its id checked), or _RETRY (same sidecar, rebuilt
-        transport) or _NEXT (not served: the error is in t); raises what no failover can help."""
+        transport) or _NEXT (not served: the error is in t); raises what no failover can help.
+        `done`: the outcome of this attempt already made in Java (self.caller) on transport
+        `used`: the reply that is not ok (recorded), a Link.Failed, or _UNSENT."""
         codec, transport = self.codec, self.transport_mod
         p3 = python3  # noqa: F821 (project library global: the exception classes)
-        if sc.token:
-            env['token'] = sc.token
-        else:
-            env.pop('token', None)
+        if type(done) is dict:
+            return done  # a reply that is not ok (recorded already): _answer reads it
+        payload = None
+        if done is None or done is _UNSENT:
+            payload, done = self._payload(sc, gen, env), None
+        tr = sc.transport if used is None else used
         try:
-            payload = codec.encode_request(env)
-        except codec.EncodeError, e:
-            sc.breaker.release(gen)
-            raise p3.TypeConversionError(str(e), details={'path': e.path,
-                                                          'type': e.type_name})
-        tr = sc.transport
-        try:
-            reply = sc.send(payload, wait_ms, lambda raw: self._read_reply(raw, env['id']))
+            if done is not None:  # the Java attempt's transport failure, as a Jython one's
+                raise transport.failed(tr, done)
+            reply = self._send(sc, tr, payload, wait_ms, env['id'])
         except codec.CodecError, e:
             sc.breaker.record(gen, True)  # it answered, with bytes we cannot read
             raise p3.InternalError('cannot read the reply of the Python 3 sidecar: %s' % e)
@@ -208,6 +230,33 @@ class _Connection(object):
             return _NEXT
         sc.breaker.record(gen, True)  # it answered: alive, whatever the answer says
         return reply
+
+    def _payload(self, sc, gen, env):
+        """env with sc's token, encoded; TypeConversionError (the permit released) when a value
+        cannot cross."""
+        codec = self.codec
+        if sc.token:
+            env['token'] = sc.token
+        else:
+            env.pop('token', None)
+        try:
+            return codec.encode_request(env)
+        except codec.EncodeError, e:
+            sc.breaker.release(gen)
+            raise python3.TypeConversionError(  # noqa: F821 (project library global)
+                str(e), details={'path': e.path, 'type': e.type_name})
+
+    def _send(self, sc, tr, payload, wait_ms, rid):
+        """sc's decoded reply to payload, its id checked (_read_reply's rule): in Java when the
+        helper jar drives tr (its link) and the codec's helper is on, else in Jython."""
+        link = getattr(tr, 'link', None) if _FastCall is not None else None
+        if link is None or self.codec._fast is None:
+            return sc.send(payload, wait_ms, lambda raw: self._read_reply(raw, rid))
+        try:
+            return _FastCall.exchange(link, payload, max(1, int(wait_ms)), rid,
+                                      self.transport_mod.PROBE_ID, self.codec._BASIC_FACTORY)
+        except _Failed, f:
+            raise self.transport_mod.failed(tr, f)
 
     def _read_reply(self, raw, rid):
         """The transport's check, run before a socket goes back to its pool: the decoded
@@ -301,7 +350,7 @@ def _globals():
 
 
 def _connection():
-    g = _globals()
+    g = system.util.getGlobals()  # noqa: F821 (Ignition global; _globals() inlined: every call)
     conn = g.get(_GLOBALS_KEY)
     settings_get = py3sidecar.settings.get  # noqa: F821
     if conn is not None and not conn.closed and conn.settings_get is settings_get:

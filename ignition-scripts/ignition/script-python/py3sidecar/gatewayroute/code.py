@@ -49,7 +49,7 @@ def _system_flags():
 
 def route():
     """'direct' (this JVM talks to the sidecar) or 'gateway' (through the message handler)."""
-    forced = getattr(_settings(), 'ROUTE', 'auto')
+    forced = getattr(py3sidecar.settings, 'ROUTE', 'auto')  # noqa: F821 (once per call: inline)
     if forced in (_SCOPE_DIRECT, _SCOPE_GATEWAY):
         return forced
     return _SCOPE_DIRECT if _system_flags() is None else _SCOPE_GATEWAY

@@ -42,6 +42,12 @@ import java.net
 from javax.net import SocketFactory
 from javax.net.ssl import SSLContext, SSLHandshakeException, TrustManagerFactory
 
+try:  # the helper jar (optional): each transport's per-call work in Java (same behaviour)
+    from com.py3sidecar.gateway import Link as _Link, Py4JLink as _Py4JLink
+    _Failed = _Link.Failed
+except ImportError:
+    _Link = _Py4JLink = _Failed = None
+
 
 class TransportError(Exception):
     pass
@@ -80,6 +86,21 @@ def _checked(check, reply):
     if value is None:
         raise ReplyMismatch('the sidecar answered a link check this call never sent')
     return value
+
+
+def failed(transport, f):
+    """The TransportError (or codec.DecodeError) for the helper jar's Link.Failed `f`."""
+    kind = f.kind
+    if kind == _Failed.RAW:
+        return transport._failure(f.getCause(), f.generation)
+    if kind == _Failed.DECODE:
+        return py3sidecar.codec.DecodeError(f.getMessage())  # noqa: F821
+    return _FAILED_KINDS[kind](f.getMessage())
+
+
+_FAILED_KINDS = {} if _Failed is None else {
+    _Failed.NOT_CONNECTED: NotConnected, _Failed.AUTH: AuthFailed, _Failed.LINK_LOST: LinkLost,
+    _Failed.DEADLINE: DeadlineHit, _Failed.MISMATCH: ReplyMismatch}
 
 
 def _cause_text(exc):
@@ -155,6 +176,7 @@ class Py4JTransport(object):
         self._cs = None
         self._proxy = None
         self._client = None
+        self.link = None  # the helper jar's Py4JLink for the current build (None: pure Jython)
         self._build()
 
     def _build(self):
@@ -172,6 +194,13 @@ class Py4JTransport(object):
         self._client = cs.getPythonClient()
         self._proxy = cs.getPythonServerEntryPoint([self._BiFunction])
         self._generation += 1
+        old, self.link = self.link, None
+        if _Py4JLink is not None:  # the per-call work in Java (helper jar), same behaviour
+            self.link = _Py4JLink(self._client, self._proxy, self.warm_payload,
+                                  self.stale_after_ms, self.connect_timeout_ms,
+                                  self.backstop_timeout_ms, self._generation, ReplyMismatch)
+        if old is not None:
+            old.close()
 
     def _rebuild(self, generation):
         """Drop every thread's (possibly stale) socket after a broken link, once per breakage."""
@@ -186,6 +215,12 @@ class Py4JTransport(object):
             pass
 
     def request(self, payload, timeout_ms, check=None):
+        link = self.link
+        if link is not None:
+            try:
+                return link.request(payload, max(1, int(timeout_ms)), check)
+            except _Failed, f:
+                raise failed(self, f)
         if self._closed:
             raise NotConnected('the python3 connection was closed (library reloaded?)')
         generation = self._generation
@@ -259,34 +294,41 @@ class Py4JTransport(object):
         try:
             return proxy.apply('request', payload)
         except java.lang.Exception, e:
-            text = _cause_text(e)
-            if _has_cause(e, java.net.SocketTimeoutException):
-                raise DeadlineHit('no reply from the sidecar before the deadline (%s)' % text)
-            if self._sockets is not None and _has_cause(e, SSLHandshakeException):
-                raise NotConnected('the TLS handshake with the sidecar at %s:%d failed (%s): '
-                                   'PY4J_TLS_CERT (%s) must hold the certificate of the sidecar '
-                                   '(python3.bridge.py4j.tls.cert-file) or of the CA that '
-                                   'signed it, and PY4J_HOST must be a name or address in it'
-                                   % (self.host, self.port, text, self.tls_cert))
-            if 'Authentication' in text and 'unsuccessful' in text:
-                raise AuthFailed('the sidecar at %s:%d refused the py4j auth token (%s)'
-                                 % (self.host, self.port, text))
-            if 'obtaining a new communication channel' in text or \
-                    _has_cause(e, java.net.ConnectException):
-                hint = ''
-                if self._sockets is None and 'Connection reset' in text:
-                    # a TLS front resets a peer that speaks plain text, unanswered
-                    hint = ('; if that sidecar serves Py4J over TLS (python3.bridge.py4j.tls), '
-                            'set PY4J_TLS_CERT to its certificate or its CA\'s (PEM)')
-                raise NotConnected('cannot connect to the sidecar at %s:%d via py4j (%s)%s'
-                                   % (self.host, self.port, text, hint))
-            self._rebuild(generation)
-            raise LinkLost('the py4j connection to the sidecar broke (%s)' % text)
+            raise self._failure(e, generation)
+
+    def _failure(self, e, generation):
+        """The TransportError for py4j's exception `e` (a broken link rebuilds the client)."""
+        text = _cause_text(e)
+        if _has_cause(e, java.net.SocketTimeoutException):
+            return DeadlineHit('no reply from the sidecar before the deadline (%s)' % text)
+        if self._sockets is not None and _has_cause(e, SSLHandshakeException):
+            return NotConnected('the TLS handshake with the sidecar at %s:%d failed (%s): '
+                                'PY4J_TLS_CERT (%s) must hold the certificate of the sidecar '
+                                '(python3.bridge.py4j.tls.cert-file) or of the CA that '
+                                'signed it, and PY4J_HOST must be a name or address in it'
+                                % (self.host, self.port, text, self.tls_cert))
+        if 'Authentication' in text and 'unsuccessful' in text:
+            return AuthFailed('the sidecar at %s:%d refused the py4j auth token (%s)'
+                              % (self.host, self.port, text))
+        if 'obtaining a new communication channel' in text or \
+                _has_cause(e, java.net.ConnectException):
+            hint = ''
+            if self._sockets is None and 'Connection reset' in text:
+                # a TLS front resets a peer that speaks plain text, unanswered
+                hint = ('; if that sidecar serves Py4J over TLS (python3.bridge.py4j.tls), '
+                        'set PY4J_TLS_CERT to its certificate or its CA\'s (PEM)')
+            return NotConnected('cannot connect to the sidecar at %s:%d via py4j (%s)%s'
+                                % (self.host, self.port, text, hint))
+        self._rebuild(generation)
+        return LinkLost('the py4j connection to the sidecar broke (%s)' % text)
 
     def close(self):
         with self._lock:
             self._closed = True
             cs, self._cs = self._cs, None
+            link = self.link
+        if link is not None:
+            link.close()
         if cs is not None:
             try:
                 cs.shutdown()

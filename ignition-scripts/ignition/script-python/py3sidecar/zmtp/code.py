@@ -53,6 +53,7 @@ class _Watched(object):
 
 class ZmqTransport(object):
     name = 'zmq'
+    link = None  # no Java link: JeroMQ's sockets are driven from here
 
     def __init__(self, endpoint, connect_timeout_ms, max_idle_sockets=16, watch=False,
                  probe_payload=None):
@@ -224,6 +225,14 @@ class PlainZmqTransport(object):
         self._lock = threading.Lock()
         self._all = set()
         self._closed = False
+        self.link = None  # the helper jar's ZmtpPool: this pool's per-call work in Java
+        try:
+            from com.py3sidecar.gateway import ZmtpPool
+        except ImportError:
+            ZmtpPool = None  # an older helper jar: the pool below, in Jython
+        if ZmtpPool is not None:
+            self.link = ZmtpPool(endpoint, self.host, self.port, token, self.connect_timeout_ms,
+                                 max_idle_sockets, max_message_bytes, _t().ReplyMismatch)
 
     def _connect(self):
         try:
@@ -248,6 +257,12 @@ class PlainZmqTransport(object):
         d.close()
 
     def request(self, payload, timeout_ms, check=None):
+        link = self.link
+        if link is not None:
+            try:
+                return link.request(payload, max(1, int(timeout_ms)), check)
+            except _t()._Failed, f:
+                raise _t().failed(self, f)
         if self._closed:
             raise _t().NotConnected('the python3 connection was closed (library reloaded?)')
         d = self._idle.poll()
@@ -285,6 +300,8 @@ class PlainZmqTransport(object):
         self._idle.clear()
         for d in items:
             d.close()
+        if self.link is not None:
+            self.link.close()
 
 
 def zmq_transport(endpoint, mechanism, token, connect_timeout_ms, watch, probe_payload=None):

@@ -129,12 +129,22 @@ public final class FastCodec {
         return false;
     }
 
+    /** A packer that starts small (a call's envelope is ~100 bytes; it grows as needed). */
+    private static final MessagePack.PackerConfig SMALL =
+            new MessagePack.PackerConfig().withBufferSize(512);
+
     static final class Encoder {
-        final MessageBufferPacker p = MessagePack.newDefaultBufferPacker();
+        final MessageBufferPacker p;
         final PyObject hook;
         int depth;
 
         Encoder(PyObject hook) {
+            this(hook, false);
+        }
+
+        /** small: the packer's first buffer is 512 bytes, not 8 KiB (one call's envelope). */
+        Encoder(PyObject hook, boolean small) {
+            this.p = small ? SMALL.newBufferPacker() : MessagePack.newDefaultBufferPacker();
             this.hook = hook;
         }
 

@@ -50,6 +50,9 @@ public final class ZmtpPlainDealer {
     private final Selector selector;
     private final long maxMessageBytes;
     private boolean broken;
+    /** Bytes read from the channel and not consumed yet (position..limit): one read system
+     *  call fetches a whole small reply (flags, size and body) instead of three. */
+    private final ByteBuffer in = (ByteBuffer) ByteBuffer.allocate(16384).limit(0);
 
     /**
      * Connects to host:port and completes the PLAIN handshake within connectTimeoutMs.
@@ -185,6 +188,12 @@ public final class ZmtpPlainDealer {
      */
     public byte[] recv(int timeoutMs) throws IOException {
         long deadline = System.currentTimeMillis() + Math.max(1, timeoutMs);
+        // a reply is never there the moment its request left: wait first (a read system call
+        // that would find nothing is saved)
+        if (!in.hasRemaining() && !select(SelectionKey.OP_READ, deadline)) {
+            broken = true;
+            return null;
+        }
         while (true) {
             byte[] body = readFrame(deadline, false);
             if (body != null) {
@@ -203,6 +212,10 @@ public final class ZmtpPlainDealer {
      */
     public boolean isOpen() {
         if (broken || !channel.isOpen()) {
+            return false;
+        }
+        if (in.hasRemaining()) {
+            broken = true; // bytes nobody asked for (read with the last reply)
             return false;
         }
         try {
@@ -243,8 +256,12 @@ public final class ZmtpPlainDealer {
         }
         head.flip();
         try {
-            writeFully(head, deadline);
-            writeFully(ByteBuffer.wrap(body), deadline);
+            ByteBuffer[] both = {head, ByteBuffer.wrap(body)};
+            while (both[1].hasRemaining()) { // one system call for both, as a rule
+                if (channel.write(both) == 0) {
+                    waitFor(SelectionKey.OP_WRITE, deadline, "send");
+                }
+            }
         } catch (IOException e) {
             broken = true;
             throw e;
@@ -326,7 +343,22 @@ public final class ZmtpPlainDealer {
      */
     private boolean readFully(ByteBuffer buf, long deadline, String what) throws IOException {
         while (buf.hasRemaining()) {
-            int n = channel.read(buf);
+            if (in.hasRemaining()) { // what the last read call brought first
+                int take = Math.min(in.remaining(), buf.remaining());
+                int limit = in.limit();
+                in.limit(in.position() + take);
+                buf.put(in);
+                in.limit(limit);
+                continue;
+            }
+            int n;
+            if (buf.remaining() >= in.capacity()) {
+                n = channel.read(buf); // a large body: straight into its buffer
+            } else {
+                in.clear();
+                n = channel.read(in);
+                in.flip();
+            }
             if (n < 0) {
                 throw new EOFException("the sidecar closed the connection");
             }
