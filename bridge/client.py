@@ -1,9 +1,10 @@
 """The CPython client: call a py3sidecar from tests, the CLI, benchmarks or another service.
 
-Owns: one ZeroMQ DEALER socket per calling thread and endpoint (so the client is thread-safe
-without a lock on the hot path), request ids, client-side deadlines, turning error replies into
-exceptions, and failover across several sidecars with a client-side circuit breaker per
-endpoint. Must not touch: anything on the sidecar's side.
+Owns: one link per calling thread and endpoint (thread-safe without a lock on the hot path:
+PLAIN over tcp:// speaks ZMTP itself, bridge/zmtp_plain.py, with no libzmq thread hop per
+call; CURVE and other endpoints use a libzmq DEALER, bridge/zmq_link.py), request ids,
+client-side deadlines, turning error replies into exceptions, and failover across several
+sidecars with a client-side circuit breaker per endpoint. Must not touch: the sidecar's side.
 
     from bridge.client import Client
     with Client() as py:
@@ -20,13 +21,14 @@ the endpoint), with the client's own key pair from ``client_key_file`` (or
 $PY3SIDECAR_CLIENT_KEY_FILE; none: a fresh pair, which a sidecar with client-keys-dir refuses).
 
 Failover happens when an endpoint cannot be reached, when the connection drops while a reply is
-awaited (detected at once with a socket monitor; such a call may have partly run on the lost
-sidecar and is re-sent), and when a sidecar answers ``unavailable`` or ``circuit_open`` (the
-call never ran there). Later attempts share the call's deadline.
+awaited (seen at once: end of stream, or a socket monitor; such a call may have partly run on
+the lost sidecar and is re-sent), and when a sidecar answers ``unavailable`` or
+``circuit_open`` (the call never ran there). Later attempts share the call's deadline.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -36,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from bridge import codec, protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
@@ -56,7 +57,9 @@ from bridge.protocol import (
     WorkerCrashed,
 )
 from bridge.token import read_token
-from bridge.zmq_auth import ClientSecurity, client_security
+from bridge.zmq_auth import PLAIN_USERNAME, ClientSecurity, client_security
+from bridge.zmq_link import LOST, WATCHED, ZmqLink
+from bridge.zmtp_plain import LinkDown, PlainLink, Refused, tcp_address
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -74,13 +77,6 @@ CLIENT_BREAKER = BreakerConfig(failure_threshold=1, failure_rate_threshold=1.0, 
                                success_threshold=1, count_timeouts=False)
 # Kinds a sidecar answers when the call never ran there: another sidecar may serve it.
 FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
-_CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
-_LOST = zmq.EVENT_DISCONNECTED
-_REFUSED = zmq.EVENT_CONNECT_RETRIED
-# The sidecar refused our PLAIN token or CURVE key (its ZAP handler said no). Not a handshake
-# cut short by a sidecar that died or restarted meanwhile: that is a protocol failure.
-_AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
-_WATCHED = _CONNECTED | _LOST | _REFUSED | _AUTH_FAILED
 # A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
 # python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
 # on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
@@ -109,49 +105,6 @@ class Result:
     """The sidecar's strategy that served the call (primary, secondary, direct, remote)."""
     endpoint: str | None = None
     """The sidecar that answered."""
-
-
-class _Link:
-    """One thread's DEALER socket to one endpoint (with a monitor when failover is on)."""
-
-    __slots__ = ("sock", "monitor", "poller", "created", "connecting")
-
-    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None,
-                 connecting: zmq.Socket | None = None) -> None:
-        self.sock = sock
-        self.monitor = monitor
-        self.connecting = connecting  # a monitor of the first handshake only (no failover)
-        self.poller = zmq.Poller()
-        self.poller.register(sock, zmq.POLLIN)
-        if monitor is not None:
-            self.poller.register(monitor, zmq.POLLIN)
-        self.created = time.monotonic()
-
-    def watch(self) -> None:
-        """Start a socket monitor (kept for the link's life) to see the connection drop."""
-        if self.connecting is not None:  # one monitor per socket: keep the first one
-            self.monitor, self.connecting = self.connecting, None
-        else:
-            self.monitor = self.sock.get_monitor_socket(_WATCHED)
-        self.poller.register(self.monitor, zmq.POLLIN)
-
-    def events(self) -> list[int]:
-        """Monitor events that arrived since the last look (non-blocking)."""
-        found = []
-        if self.monitor is not None:
-            while self.monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                found.append(parse_monitor_message(self.monitor.recv_multipart())["event"])
-        return found
-
-    def close(self) -> None:
-        for monitor in (self.monitor, self.connecting):
-            if monitor is not None:
-                try:
-                    self.sock.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-                monitor.close(0)
-        self.sock.close(0)
 
 
 class Client:
@@ -185,7 +138,7 @@ class Client:
         # when a client is dropped unclosed, and ``term()`` blocks while any socket lives.
         self._context = zmq.Context.instance()
         self._local = threading.local()
-        self._links: list[_Link] = []
+        self._links: list[ZmqLink | PlainLink] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed = False
@@ -352,6 +305,8 @@ class Client:
         """
         endpoint = endpoint or self.endpoint
         link = self._link(endpoint)
+        if type(link) is PlainLink:
+            return self._plain_exchange(link, payload, rid, wait, endpoint, patient)
         if len(payload) >= WATCH_SIZE and link.monitor is None:
             link.watch()
         sock = link.sock
@@ -374,87 +329,98 @@ class Client:
                 # The sidecar took the request but never answered: drop the socket so a late
                 # reply cannot be mistaken for the next call's.
                 self._discard_link(endpoint)
-                raise Unavailable(f"no reply from the sidecar at {endpoint} within "
-                                  f"{wait:g}s; it may be frozen or overloaded")
+                raise Unavailable(_silent(endpoint, wait))
             if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
-                lost = _LOST in link.events()
+                lost = LOST in link.events()
                 if all(source is not sock for source, _ in ready):
                     if lost and len(payload) >= WATCH_SIZE:
-                        raise BadRequest(
-                            f"the sidecar at {endpoint} closed the connection while this "
-                            f"{len(payload)}-byte request was sent: it drops, without an "
-                            "answer, requests above twice its python3.bridge.max-message-size;"
-                            " send less data per call")
+                        raise BadRequest(_too_large(endpoint, len(payload)))
                     if lost:
-                        raise Unavailable(f"the connection to the sidecar at {endpoint} was "
-                                          "lost while this call was running there; its "
-                                          "effects are unknown")
+                        raise Unavailable(_lost(endpoint))
                     continue  # an event that changes nothing; the wait goes on (rare)
             reply = codec.unpackb(sock.recv(copy=False).buffer)  # no copy of a large reply
-            if not isinstance(reply, dict):
-                raise InternalError(f"malformed reply from the sidecar: {reply!r}")
-            if reply.get("id") == rid:
+            if _answers(reply, rid):
                 return reply
-            if reply.get("id") is None and not reply.get("ok"):
-                return reply  # the sidecar could not read our request at all
-            # A stale reply to an earlier call on this thread: ignore it and keep waiting.
 
-    def _wait_connected(self, link: _Link, endpoint: str, patient: bool) -> None:
+    def _plain_exchange(self, link: PlainLink, payload: bytes, rid: int, wait: float,
+                        endpoint: str, patient: bool) -> dict[str, Any]:
+        """``send_and_wait`` over the lean link: one send, then poll + recv until our reply."""
+        if not link.idle_ok():  # never connected, or closed by the sidecar while idle
+            self._plain_connect(link, endpoint, patient)
+        deadline = time.monotonic() + wait
+        try:
+            link.send(payload, deadline)
+            while True:
+                body = link.recv(deadline)
+                if body is None:
+                    break
+                reply = codec.unpackb(body)
+                if _answers(reply, rid):
+                    return reply
+        except LinkDown:
+            self._discard_link(endpoint)
+            if len(payload) >= WATCH_SIZE:
+                raise BadRequest(_too_large(endpoint, len(payload))) from None
+            raise Unavailable(_lost(endpoint)) from None
+        # Taken but never answered: drop the link so a late reply cannot be the next call's.
+        self._discard_link(endpoint)
+        raise Unavailable(_silent(endpoint, wait))
+
+    def _plain_connect(self, link: PlainLink, endpoint: str, patient: bool) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                return link.connect(deadline)
+            except Refused:
+                self._discard_link(endpoint)
+                raise self._refused(endpoint) from None
+            except LinkDown as exc:
+                left = deadline - time.monotonic()
+                if not (exc.refused and patient and left > 0):
+                    self._discard_link(endpoint)
+                    if exc.refused and not patient:
+                        raise Unavailable(f"the sidecar at {endpoint} refused the connection; "
+                                          "is it running?") from None
+                    raise Unavailable(f"cannot reach the sidecar at {endpoint} within "
+                                      f"{self.connect_timeout:g}s ({exc}); is it running "
+                                      "(`py3sidecar serve`)?") from None
+            time.sleep(min(0.1, left))  # nothing listens yet: try again, as libzmq would
+
+    def _wait_connected(self, link: ZmqLink, endpoint: str, patient: bool) -> None:
         unreachable = (f"cannot reach the sidecar at {endpoint} within "
                        f"{self.connect_timeout:g}s; is it running (`py3sidecar serve`)?")
         waited = time.monotonic() - link.created
         if not patient and waited >= self.connect_timeout:
             raise Unavailable(f"the sidecar at {endpoint} is not connected; is it running?")
         deadline = time.monotonic() + self.connect_timeout - (0 if patient else waited)
-        if link.monitor is None:
-            # Watched only while it connects: a refused token or key is told at once, not as
-            # an unreachable sidecar after connect_timeout. libzmq does not retry a refused
-            # handshake, so the monitor was started before connect (``_link``).
-            monitor = link.connecting or link.sock.get_monitor_socket(_WATCHED)
-            link.connecting = None
-            try:
-                self._await_connection(link, monitor, endpoint, deadline, patient, unreachable)
-            except SidecarError:
+        # Without failover the link is watched only while it connects: a refused token or key
+        # is told at once, not as an unreachable sidecar after connect_timeout. libzmq does not
+        # retry a refused handshake, so that monitor was started before connect (``_link``).
+        temporary = link.monitor is None
+        monitor = link.monitor or link.connecting or link.sock.get_monitor_socket(WATCHED)
+        link.connecting = None
+        try:
+            link.await_connection(monitor, endpoint, deadline, patient, unreachable,
+                                  functools.partial(self._refused, endpoint))
+        except SidecarError as exc:
+            if temporary or isinstance(exc, Unauthorized):
                 self._discard_link(endpoint)
-                raise
-            finally:
+            raise
+        finally:
+            if temporary:
                 if not link.sock.closed:
                     link.sock.disable_monitor()
                 monitor.close(0)
-            return
-        try:
-            self._await_connection(link, link.monitor, endpoint, deadline, patient, unreachable)
-        except Unauthorized:
-            self._discard_link(endpoint)
-            raise
 
-    def _await_connection(self, link: _Link, monitor: zmq.Socket, endpoint: str,
-                          deadline: float, patient: bool, unreachable: str) -> None:
-        poller = zmq.Poller()
-        poller.register(link.sock, zmq.POLLOUT)
-        poller.register(monitor, zmq.POLLIN)
-        while True:
-            left = deadline - time.monotonic()
-            ready = dict(poller.poll(max(0, int(left * 1000)))) if left > 0 else {}
-            if link.sock in ready:
-                return
-            if not ready:
-                raise Unavailable(unreachable)
-            events = []
-            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                events.append(parse_monitor_message(monitor.recv_multipart())["event"])
-            if any(event & _AUTH_FAILED for event in events):
-                raise Unauthorized(
-                    f"the sidecar at {endpoint} refused this client at the ZeroMQ handshake "
-                    f"({self.security[endpoint].mechanism.upper()}): use its token (its token "
-                    "file, $PY3SIDECAR_TOKEN), and under CURVE its server key (zmq.curve."
-                    "server-key in its connection.json) and a client key listed in its "
-                    "python3.bridge.zmq.curve.client-keys-dir")
-            if _REFUSED in events and not patient:
-                raise Unavailable(f"the sidecar at {endpoint} refused the connection; is it "
-                                  "running?")
+    def _refused(self, endpoint: str) -> Unauthorized:
+        return Unauthorized(
+            f"the sidecar at {endpoint} refused this client at the ZeroMQ handshake "
+            f"({self.security[endpoint].mechanism.upper()}): use its token (its token "
+            "file, $PY3SIDECAR_TOKEN), and under CURVE its server key (zmq.curve."
+            "server-key in its connection.json) and a client key listed in its "
+            "python3.bridge.zmq.curve.client-keys-dir")
 
-    def _link(self, endpoint: str) -> _Link:
+    def _link(self, endpoint: str) -> ZmqLink | PlainLink:
         links = getattr(self._local, "links", None)
         if links is None:
             links = self._local.links = {}
@@ -462,20 +428,29 @@ class Client:
         if link is None:
             if self._closed:
                 raise Unavailable("this client is closed")
-            sock = self._context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.immediate = True
-            self.security[endpoint].apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
-            monitor = connecting = None
-            if not self._single:  # failover wants to see connections drop, at once
-                monitor = sock.get_monitor_socket(_WATCHED)
-            else:  # until the first connection: see _wait_connected
-                connecting = sock.get_monitor_socket(_WATCHED)
-            sock.connect(endpoint)
-            link = links[endpoint] = _Link(sock, monitor, connecting)
+            security = self.security[endpoint]
+            address = tcp_address(endpoint) if security.mechanism == "plain" else None
+            if address is not None:  # the lean link: connected on first use
+                link = PlainLink(address, PLAIN_USERNAME, security.token)
+            else:
+                link = self._zmq_link(endpoint, security)
+            links[endpoint] = link
             with self._lock:
                 self._links.append(link)
         return link
+
+    def _zmq_link(self, endpoint: str, security: ClientSecurity) -> ZmqLink:
+        sock = self._context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True
+        security.apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
+        monitor = connecting = None
+        if not self._single:  # failover wants to see connections drop, at once
+            monitor = sock.get_monitor_socket(WATCHED)
+        else:  # until the first connection: see _wait_connected
+            connecting = sock.get_monitor_socket(WATCHED)
+        sock.connect(endpoint)
+        return ZmqLink(sock, monitor, connecting)
 
     def _discard_link(self, endpoint: str) -> None:
         links = getattr(self._local, "links", None) or {}
@@ -498,3 +473,28 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _answers(reply: Any, rid: int) -> bool:
+    """Whether ``reply`` is this call's: its id, or none on a failure (the sidecar could not
+    read our request at all). Another id is a stale reply to an earlier call: skipped."""
+    if not isinstance(reply, dict):
+        raise InternalError(f"malformed reply from the sidecar: {reply!r}")
+    rid_got = reply.get("id")
+    return rid_got == rid or (rid_got is None and not reply.get("ok"))
+
+
+def _silent(endpoint: str, wait: float) -> str:
+    return (f"no reply from the sidecar at {endpoint} within {wait:g}s; it may be frozen or "
+            "overloaded")
+
+
+def _lost(endpoint: str) -> str:
+    return (f"the connection to the sidecar at {endpoint} was lost while this call was running "
+            "there; its effects are unknown")
+
+
+def _too_large(endpoint: str, size: int) -> str:
+    return (f"the sidecar at {endpoint} closed the connection while this {size}-byte request "
+            "was sent: it drops, without an answer, requests above twice its "
+            "python3.bridge.max-message-size; send less data per call")
