@@ -113,7 +113,12 @@ class PlainLink:
 
     def _handshake(self, deadline: float) -> None:
         self._send_all(GREETING, deadline)
-        peer = self._read_exact(64, deadline)
+        try:
+            peer = self._read_exact(64, deadline)
+        except LinkDown:  # a server of another mechanism may close as soon as it read ours
+            if self.end - self.start < 32:
+                raise
+            peer = self.view[self.start:self.end]
         if peer[0] != 0xFF or peer[9] & 1 != 1 or peer[10] < 3:
             raise LinkDown("the peer does not speak ZMTP/3 (is it a py3sidecar?)")
         mechanism = bytes(peer[12:32]).rstrip(b"\0").decode("ascii", "replace")
