@@ -59,7 +59,7 @@ from bridge.protocol import (
 from bridge.token import read_token
 from bridge.zmq_auth import PLAIN_USERNAME, ClientSecurity, client_security
 from bridge.zmq_link import LOST, WATCHED, ZmqLink
-from bridge.zmtp_plain import LinkDown, PlainLink, Refused, tcp_address
+from bridge.zmtp_plain import AVAILABLE, LinkDown, PlainLink, Refused, tcp_address
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -229,15 +229,14 @@ class Client:
             permit = self._breaker.try_acquire()
             if permit is None:
                 raise self._skipped(self.endpoint)
+            failed = None  # any other error (too large, our credentials, ...): the sidecar is fine
             try:
                 reply = self.send_and_wait(payload, rid, timeout + self.grace)
             except Unavailable:
-                permit.record(protocol.UNAVAILABLE)
+                failed = protocol.UNAVAILABLE
                 raise
-            except (BadRequest, Unauthorized):  # its size, or our credentials: the sidecar is fine
-                permit.record(None)
-                raise
-            permit.record(None)
+            finally:  # exactly once, whatever ends the call: a probe's permit is never kept
+                permit.record(failed)
         else:
             reply = self._request_with_failover(request, payload, rid, timeout)
         if reply.get("ok"):
@@ -368,7 +367,7 @@ class Client:
 
     def _plain_connect(self, link: PlainLink, endpoint: str, patient: bool) -> None:
         deadline = time.monotonic() + self.connect_timeout
-        while True:
+        while not self._closed:
             try:
                 return link.connect(deadline)
             except Refused:
@@ -385,6 +384,7 @@ class Client:
                                       f"{self.connect_timeout:g}s ({exc}); is it running "
                                       "(`py3sidecar serve`)?") from None
             time.sleep(min(0.1, left))  # nothing listens yet: try again, as libzmq would
+        raise Unavailable("this client is closed")
 
     def _wait_connected(self, link: ZmqLink, endpoint: str, patient: bool) -> None:
         unreachable = (f"cannot reach the sidecar at {endpoint} within "
@@ -429,8 +429,9 @@ class Client:
             if self._closed:
                 raise Unavailable("this client is closed")
             security = self.security[endpoint]
-            address = tcp_address(endpoint) if security.mechanism == "plain" else None
-            if address is not None:  # the lean link: connected on first use
+            lean = AVAILABLE and security.mechanism == "plain"  # POSIX, PLAIN: the lean link
+            address = tcp_address(endpoint) if lean else None
+            if address is not None:  # connected on first use
                 link = PlainLink(address, PLAIN_USERNAME, security.token)
             else:
                 link = self._zmq_link(endpoint, security)
@@ -480,8 +481,7 @@ def _answers(reply: Any, rid: int) -> bool:
     read our request at all). Another id is a stale reply to an earlier call: skipped."""
     if not isinstance(reply, dict):
         raise InternalError(f"malformed reply from the sidecar: {reply!r}")
-    rid_got = reply.get("id")
-    return rid_got == rid or (rid_got is None and not reply.get("ok"))
+    return reply.get("id") == rid or (reply.get("id") is None and not reply.get("ok"))
 
 
 def _silent(endpoint: str, wait: float) -> str:

@@ -28,8 +28,11 @@ _MORE, _LONG, _COMMAND = 1, 2, 4
 _SCRATCH = 64 << 10  # replies up to this size are read into one reused buffer
 _SHORT = struct.Struct(">BB")
 _LONG_HEAD = struct.Struct(">BQ")
-_IN = select.POLLIN | select.POLLHUP | select.POLLERR
-_OUT = select.POLLOUT | select.POLLHUP | select.POLLERR
+# select.poll is POSIX: elsewhere (Windows) the client keeps its libzmq link.
+AVAILABLE = hasattr(select, "poll")
+_ERR = getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8)
+_IN = getattr(select, "POLLIN", 1) | _ERR
+_OUT = getattr(select, "POLLOUT", 4) | _ERR
 
 
 class LinkDown(Exception):
@@ -196,7 +199,7 @@ class PlainLink:
 
     def _wait(self, deadline: float, events: int) -> bool:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self.sock is None:
             return False
         self.poller.modify(self.sock, events)
         try:
@@ -212,8 +215,10 @@ class PlainLink:
             rest = self.end - self.start
             self.buf[:rest] = self.buf[self.start:self.end]
             self.start, self.end = 0, rest
+        if self.sock is None:
+            raise LinkDown("the link was closed")
         try:
-            got = self.sock.recv_into(self.view[self.end:])  # type: ignore[union-attr]
+            got = self.sock.recv_into(self.view[self.end:])
         except BlockingIOError:
             return 0
         except OSError as exc:

@@ -4,7 +4,8 @@ The client's lean link against a real libzmq ROUTER on loopback (a PLAIN server 
 authenticator, as a sidecar's front is): the handshake, short, long and larger-than-scratch
 frames both ways, a refused password, a server of another mechanism, the deadline of a wait, a
 server that closes the link while idle or while a reply is awaited; and through the Client, a
-late reply to a timed-out call that never reaches the next call.
+late reply to a timed-out call that never reaches the next call, a breaker probe that always
+reports, a closed client that stays closed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from bridge.client import Client, Unauthorized, Unavailable
+from bridge.breaker import BreakerConfig, BreakerState
+from bridge.client import Client, InternalError, Unauthorized, Unavailable
 from bridge.zmq_auth import PLAIN_USERNAME
 from bridge.zmtp_plain import LinkDown, PlainLink, Refused, tcp_address
 from sidecar.testing import wait_until
@@ -172,3 +174,42 @@ def test_the_client_tells_a_refused_token_at_once(router):
     with pytest.raises(Unauthorized, match="handshake"):
         Client(router.endpoint, "wrong", timeout=5, connect_timeout=3).call("operator:add")
     assert time.monotonic() - started < SLACK
+
+
+def test_a_probe_ended_by_a_malformed_reply_gives_its_permit_back(router):
+    """The client's breaker, half open, lets one probe through: a probe that ends in an error
+    that says nothing of the sidecar's health (a malformed reply) still reports, so the next
+    call is let through instead of being refused by a probe slot nobody gives back."""
+    fast = BreakerConfig(failure_threshold=1, failure_rate_threshold=1.0, window_size=1,
+                         minimum_calls=1, open_timeout=0.05, half_open_max_probes=1,
+                         success_threshold=1)
+    client = Client(router.endpoint, PASSWORD, timeout=0.2, grace=0.1, breaker=fast)
+    breaker = client.breakers[router.endpoint]
+
+    def serve() -> None:
+        router.recv()  # call 1: never answered
+        peer, _ = router.recv(10)  # the probe: a reply that is not a map
+        router.sock.send_multipart([peer, msgpack.packb([1, 2])])
+        peer, payload = router.recv(10)  # call 3
+        rid = msgpack.unpackb(payload)["id"]
+        router.sock.send_multipart([peer, msgpack.packb({"id": rid, "ok": True, "value": 3})])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with pytest.raises(Unavailable, match="no reply"):
+        client.call("operator:add", 1, 2)
+    wait_until(lambda: breaker.state == BreakerState.HALF_OPEN, 5, message="half open")
+    with pytest.raises(InternalError, match="malformed reply"):
+        client.call("operator:add", 1, 2, timeout=5)
+    assert client.call("operator:add", 1, 2, timeout=5) == 3
+    client.close()
+    thread.join(5)
+
+
+def test_a_closed_client_does_not_connect_again(router):
+    client = Client(router.endpoint, PASSWORD, timeout=5)
+    link = client._link(router.endpoint)  # this thread's link, as a call made it
+    client.close()
+    assert link.sock is None
+    with pytest.raises(Unavailable, match="closed"):
+        client.call("operator:add", 1, 2)
