@@ -171,14 +171,33 @@ class PlainLink:
 
     # ------------------------------------------------------------ messages
     def send(self, payload: bytes, deadline: float) -> None:
-        if len(payload) > 255:
-            self._send_all(_LONG_HEAD.pack(_LONG, len(payload)), deadline)
+        """One frame; a request below 64 KiB goes in one ``send`` (header and body joined)."""
+        size = len(payload)
+        if size >= 1 << 16:  # not copied: the header, then the payload itself
+            self._send_all(_LONG_HEAD.pack(_LONG, size), deadline)
             self._send_all(payload, deadline)
-        else:
-            self._send_all(_SHORT.pack(0, len(payload)) + payload, deadline)
+            return
+        data = (_SHORT.pack(0, size) if size < 256 else _LONG_HEAD.pack(_LONG, size)) + payload
+        try:
+            sent = self.sock.send(data)  # type: ignore[union-attr]
+        except (OSError, AttributeError):  # full, broken or closed: _send_all tells which
+            sent = 0
+        if sent != len(data):
+            self._send_all(data[sent:], deadline)
 
-    def recv(self, deadline: float) -> bytes | bytearray | None:
-        """The next message, or None at ``deadline``; ``LinkDown`` when the link broke."""
+    def recv(self, deadline: float) -> bytes | bytearray | memoryview | None:
+        """The next message, or None at ``deadline``; ``LinkDown`` when the link broke. A
+        memoryview is valid until the next read on this link (decode it before)."""
+        if self.start == self.end and self.sock is not None:  # the common case: one read
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
+                return None
+            self.start = self.end = 0
+            got = self._fill()
+            buf = self.buf
+            if got >= 2 and buf[0] == 0 and buf[1] == got - 2:  # exactly one short message
+                self.end = 0
+                return self.view[2:got]
         return self._read_frame(deadline, commands=False)
 
     # ------------------------------------------------------------ bytes with deadlines
