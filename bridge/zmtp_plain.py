@@ -25,7 +25,7 @@ import time
 GREETING = (b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"PLAIN".ljust(20, b"\0") + b"\0"
             + bytes(31))
 _MORE, _LONG, _COMMAND = 1, 2, 4
-_SCRATCH = 64 << 10  # replies up to this size are read into one reused buffer
+_SCRATCH = 16 << 10  # smaller replies are read into one reused buffer (per thread and endpoint)
 _SHORT = struct.Struct(">BB")
 _LONG_HEAD = struct.Struct(">BQ")
 # select.poll is POSIX: elsewhere (Windows) the client keeps its libzmq link.

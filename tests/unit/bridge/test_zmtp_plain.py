@@ -79,7 +79,7 @@ def test_endpoints_it_takes_and_the_ones_left_to_libzmq():
         assert tcp_address(other) is None, other
 
 
-@pytest.mark.parametrize("size", [3, 300, 200_000])  # short frame, long frame, > scratch
+@pytest.mark.parametrize("size", [3, 300, 20_000, 200_000])  # short, long, > scratch
 def test_messages_both_ways_after_the_plain_handshake(router, size):
     link = connected(router)
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -89,6 +89,36 @@ def test_messages_both_ways_after_the_plain_handshake(router, size):
     router.sock.send_multipart([peer, payload[::-1]])
     assert link.recv(time.monotonic() + 5) == payload[::-1]
     assert link.idle_ok()
+    link.close()
+
+
+def test_messages_that_arrive_together_come_out_one_by_one(router):
+    link = connected(router)
+    link.send(b"hello", time.monotonic() + 5)
+    peer, _ = router.recv()
+    for body in (b"first", b"x" * 300, b"third"):  # a short, a long and a short frame
+        router.sock.send_multipart([peer, body])
+    wait_until(lambda: link.poller.poll(0), 5, message="replies arrived")  # likely all three
+    got = [bytes(link.recv(time.monotonic() + 5)) for _ in range(3)]
+    assert got == [b"first", b"x" * 300, b"third"]
+    link.close()
+
+
+def test_pings_are_answered_while_a_reply_is_awaited(router):
+    """A ROUTER with heartbeats drops a peer that stays silent after its PING: the link's
+    PONGs keep it (libzmq would close it within heartbeat-timeout otherwise)."""
+    router.sock.close(0)
+    router.sock = router.ctx.socket(zmq.ROUTER)
+    router.sock.linger = 0
+    router.sock.plain_server = True
+    router.sock.heartbeat_ivl, router.sock.heartbeat_timeout = 50, 150
+    router.sock.bind(router.endpoint)
+    link = connected(router)
+    assert link.recv(time.monotonic() + 0.8) is None  # many PINGs went by, each answered
+    link.send(b"still here?", time.monotonic() + 5)
+    peer, got = router.recv()
+    router.sock.send_multipart([peer, b"yes"])
+    assert bytes(link.recv(time.monotonic() + 5)) == b"yes"
     link.close()
 
 
