@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench bench-baseline fuzz lint system-deps venv clean screenshot soak gateway-jar mutate
+.PHONY: run test bench bench-baseline before-tree fuzz lint system-deps venv clean screenshot soak gateway-jar mutate
 
 # The Jython library's Java helper (ignition-scripts/java, javac --release 11; the bundle ships it).
 GATEWAY_JAR  := build/py3sidecar-gateway.jar
@@ -65,12 +65,26 @@ fuzz: $(STAMP) system-deps
 # One table of same-run ratios (benchmarks/report.py: peers, Jython, throughput, payload,
 # Datasets, recovery, the issue's goals), also as benchmarks/results/report.{csv,json,png};
 # then the Dask route and the success-metrics and recovery figures.
-bench: $(STAMP) system-deps $(GATEWAY_JAR)
+# The before/after figures (issue 21) run the tree at BEFORE_COMMIT beside this one, same run.
+bench: $(STAMP) system-deps $(GATEWAY_JAR) before-tree
 	@echo "figures are printed at the end of each run"
 	$(BIN)/python benchmarks/report.py
-	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --json benchmarks/results/cpu_per_call.json
+	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --before $(BEFORE_TREE) --json benchmarks/results/cpu_per_call.json
+	$(BIN)/python benchmarks/throughput.py --before $(BEFORE_TREE) --seconds 1 --repeats 5   # 2 and 4 workers: ours, before, PPE, mp.Pool
 	$(BIN)/python benchmarks/dask_route.py    # our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
+
+# The tree before issue 21's CPU cuts, extracted once (read-only use) for the before column; a
+# clone without that commit says so and the figures run without it (the guard never needs it).
+BEFORE_COMMIT := 9f4ee9f
+BEFORE_TREE   := build/before
+before-tree:
+	@if [ -f $(BEFORE_TREE)/sidecar/__main__.py ]; then :; \
+	elif git cat-file -e $(BEFORE_COMMIT)^{commit} 2>/dev/null; then \
+	  rm -rf $(BEFORE_TREE).part && mkdir -p $(BEFORE_TREE).part && \
+	  git archive $(BEFORE_COMMIT) | tar -x -C $(BEFORE_TREE).part && \
+	  rm -rf $(BEFORE_TREE) && mv $(BEFORE_TREE).part $(BEFORE_TREE); \
+	else echo "before/after: commit $(BEFORE_COMMIT) is not in this clone (git fetch origin $(BEFORE_COMMIT)): the before column is skipped"; fi
 
 # The CPU guard's baseline (benchmarks/baseline.json): each process's CPU per trivial call as a
 # multiple of the same-run floor; benchmarks/test_cpu_guard.py fails above 1.5x of it. Run it on a

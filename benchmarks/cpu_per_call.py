@@ -1,7 +1,7 @@
 """CPU per trivial call in every process, beside the same-run floors of one bare hop.
 
     .venv/bin/python benchmarks/cpu_per_call.py [--calls N] [--rounds R] [--no-jython]
-                                                [--json OUT] [--write-baseline]
+                                                [--json OUT] [--write-baseline] [--before TREE]
 
 A trivial call is ``call("operator:add", 1, 2)``. For each transport the script counts the CPU
 time (every thread's ``sum_exec_runtime`` from ``/proc/<pid>/task/*/schedstat``: user + system,
@@ -21,6 +21,11 @@ and divides each by the floors measured in the same run:
 - ``py4j_echo_thread``: the calling Jython thread of a bare Py4J echo (a Py4J front that
   answers its payload at once, no sidecar logic).
 
+Every round also carries the reason figures of ``benchmarks/relay_floor.py``: the CPU per call
+of a bare Python relay process (ZeroMQ ROUTER, and a Unix socket) in front of a pipe echo, the
+least a sidecar of this architecture can spend. ``--before TREE`` adds, in the same rounds, a
+sidecar, worker and client from TREE beside this tree's (``benchmarks/cpu_before_after.py``).
+
 Rounds interleave the floor and the measured path; the multiple reported is the median over
 rounds (``--rounds``), so a burst of load from the machine's other users falls on both alike.
 ``benchmarks/test_cpu_guard.py`` runs this with a short count and checks each multiple against
@@ -39,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,8 @@ if __package__ in (None, ""):  # run as a script: the checkout's root importable
 import msgpack  # noqa: E402
 import psutil  # noqa: E402
 
+from benchmarks import cpu_before_after, jython_before  # noqa: E402
+from benchmarks.relay_floor import Relays  # noqa: E402
 from sidecar.testing import PROJECT_ROOT, SidecarProcess, wait_until  # noqa: E402
 
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
@@ -58,7 +66,8 @@ SIDECAR_CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spa
                   "scaling": {"enabled": False}}
 # The multiples the guard checks (process -> the floor it is divided by).
 GUARDED = {"sidecar": "pipe_echo_side", "worker": "pipe_echo_side",
-           "client": "pipe_echo_side", "jython_thread": "py4j_echo_thread"}
+           "client": "pipe_echo_side", "jython_thread": "py4j_echo_thread",
+           "sidecar_unix": "pipe_echo_side", "client_unix": "pipe_echo_side"}
 
 
 def cpu_ns(pid: int) -> int:
@@ -176,24 +185,29 @@ class JythonRun:
     exchange so this side reads the sidecar's and worker's CPU around exactly those calls."""
 
     def __init__(self, sidecar: SidecarProcess, echo_port: int, calls: int,
-                 transports: tuple[str, ...]) -> None:
+                 transports: tuple[str, ...], tree: tuple[str, str, str] | None = None) -> None:
+        """``tree``: (library, harness, classpath) of another tree (default: this one's)."""
         from tests.jython import jvm
 
-        env = dict(os.environ, PY3_LIBRARY_DIR=str(jvm.LIBRARY), PY3_HARNESS_DIR=str(jvm.JY),
+        library, harness, classpath = tree or (str(jvm.LIBRARY), str(jvm.JY), jvm.classpath())
+        env = dict(os.environ, PY3_LIBRARY_DIR=library, PY3_HARNESS_DIR=harness,
                    PY3_SETTINGS=json.dumps({"CONNECTION_FILE": str(sidecar.connection_file)}),
                    BENCH_ECHO_PY4J_PORT=str(echo_port), BENCH_TOKEN=TOKEN,
                    BENCH_TRANSPORTS=",".join(transports))
-        cmd = ["java", "-Xss2m", "-Xmx1g", "-cp", jvm.classpath(), "-Dpython.cachedir.skip=true",
+        cmd = ["java", "-Xss2m", "-Xmx1g", "-cp", classpath, "-Dpython.cachedir.skip=true",
                "org.python.util.jython", str(PROJECT_ROOT / "benchmarks" / "jy" / "bench_cpu.py"),
                str(calls)]
         self.sidecar = sidecar
-        self.proc = subprocess.Popen(cmd, env=env, cwd=str(jvm.JY), stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, env=env, cwd=harness, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
 
     def rounds(self, deadline_s: float = 600.0) -> list[dict[str, float]]:
         """Reads figures until DONE: a list of {name: us} per round."""
-        out: list[dict[str, float]] = []
+        return list(self.iter_rounds(deadline_s))
+
+    def iter_rounds(self, deadline_s: float = 600.0) -> Iterator[dict[str, float]]:
+        """Each round's {name: us} as it ends; between two, the JVM waits (its next BEGIN)."""
         current: dict[str, float] = {}
         pid = self.sidecar.proc.pid
         jvm_pid = self.proc.pid
@@ -222,7 +236,7 @@ class JythonRun:
                     self.proc.stdin.write("OK\n")
                     self.proc.stdin.flush()
                 elif parts[0] == "ROUND":
-                    out.append(current)
+                    yield current
                     current = {}
                 elif parts[0] == "DONE":
                     break
@@ -237,13 +251,12 @@ class JythonRun:
                                + err)
         self.proc.stdin.close()
         self.proc.wait(30)
-        return out
 
 
 # ----------------------------------------------------------------------------- one run
 def run(calls: int = 5000, rounds: int = 3, jython: bool = True,
-        jython_transports: tuple[str, ...] = ("py4j", "zmq"), cpu: int | None = 0
-        ) -> dict[str, Any]:
+        jython_transports: tuple[str, ...] = ("py4j", "zmq"), cpu: int | None = 0,
+        before: str | None = None) -> dict[str, Any]:
     """Every figure of every round, and the medians (us per call).
 
     ``cpu``: every process of the run (this one, the echo child, the sidecar and its workers,
@@ -251,34 +264,35 @@ def run(calls: int = 5000, rounds: int = 3, jython: bool = True,
     process to the other; across CPUs it also pays the wake-up of an idle core, which varies
     with the machine's load by 3x or more and would make the floor itself drift.
     """
-    before = os.sched_getaffinity(0)
+    affinity = os.sched_getaffinity(0)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     try:
-        return run_pinned(calls, rounds, jython, jython_transports, cpu)
+        return run_pinned(calls, rounds, jython, jython_transports, cpu, before)
     finally:
-        os.sched_setaffinity(0, before)
+        os.sched_setaffinity(0, affinity)
 
 
 def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[str, ...],
-               cpu: int | None) -> dict[str, Any]:
-    echo = PipeEcho()
+               cpu: int | None, before: str | None = None) -> dict[str, Any]:
+    echo, relays = PipeEcho(), Relays(REQUEST)
     config = dict(SIDECAR_CONFIG)
     if cpu is not None:
         config["pool"] = {**config["pool"], "cpu-affinity": str(cpu)}
     sidecar = SidecarProcess(config, py4j_port=0)
-    py4j_echo = None
+    py4j_echo = pair = None
     per_round: list[dict[str, float]] = []
     try:
         sidecar.start()
         client = sidecar.client(timeout=10)
+        unix = unix_client(sidecar)
         for _ in range(2000):  # warm-up: the worker's first calls import and allocate
             client.call("operator:add", 1, 2)
+            unix.call("operator:add", 1, 2)
+        pair = cpu_before_after.open_before(before, config)
         for _ in range(rounds):
-            figures = {"pipe_echo_side": echo.measure(calls)}
-            figures.update(measure_cpython(sidecar, client, calls))
-            figures["pipe_echo_side_after"] = echo.measure(calls)
-            per_round.append(figures)
+            per_round.append(measure_round(echo, relays, pair, sidecar, (client, unix), calls))
+        unix.close()
         if jython:
             py4j_echo = subprocess.Popen([sys.executable, __file__, "--py4j-echo-server"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -286,16 +300,45 @@ def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[s
                                          env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)))
             port = json.loads(wait_until(py4j_echo.stdout.readline, 20,
                                          message="py4j echo server"))["py4j"]
-            jy = JythonRun(sidecar, port, calls, jython_transports).rounds()
+            jy = jython_before.jython_rounds(JythonRun(sidecar, port, calls, jython_transports),
+                                             pair, port, calls, jython_transports)
             for i, figures in enumerate(jy[:len(per_round)]):
                 per_round[i].update(figures)
     finally:
         sidecar.stop()
         echo.close()
+        relays.close()
+        if pair is not None:
+            pair.close()
         if py4j_echo is not None:
             py4j_echo.stdin.close()
             py4j_echo.wait(10)
-    return summarize(per_round)
+    result = summarize(per_round)
+    if pair is not None:
+        result["before_tree"] = before
+    return result
+
+
+def unix_client(sidecar: SidecarProcess) -> Any:
+    """The CPython client on the sidecar's Unix socket (python3.bridge.unix)."""
+    from bridge.client import Client
+
+    return Client(sidecar.connection["unix"]["endpoint"], sidecar.token, timeout=10)
+
+
+def measure_round(echo: PipeEcho, relays: Relays, pair: Any, sidecar: SidecarProcess,
+                  clients: tuple[Any, Any], calls: int) -> dict[str, float]:
+    """One round: the floor, our sidecar (over ZeroMQ, then its Unix socket), the relays, the
+    before/after pair, the floor again."""
+    figures = {"pipe_echo_side": echo.measure(calls)}
+    figures.update(measure_cpython(sidecar, clients[0], calls))
+    figures.update({f"{k}_unix": v for k, v in measure_cpython(sidecar, clients[1],
+                                                                 calls).items()})
+    figures.update(relays.measure(calls))
+    if pair is not None:
+        figures.update(pair.measure(calls))
+    figures["pipe_echo_side_after"] = echo.measure(calls)
+    return figures
 
 
 def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
@@ -305,8 +348,13 @@ def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
     for r in per_round:  # the floor of the same round, before and after, averaged
         r["pipe_echo_side"] = (r["pipe_echo_side"] + r.pop("pipe_echo_side_after")) / 2
     for process, floor in {"sidecar": "pipe_echo_side", "worker": "pipe_echo_side",
-                           "client": "pipe_echo_side"}.items():
-        multiples[process] = statistics.median(r[process] / r[floor] for r in per_round)
+                           "client": "pipe_echo_side", "relay_zmq": "pipe_echo_side",
+                           "relay_unix": "pipe_echo_side", "sidecar_unix": "pipe_echo_side",
+                           "worker_unix": "pipe_echo_side",
+                           "client_unix": "pipe_echo_side"}.items():
+        multiples[process] = statistics.median(r[process] / r[floor] for r in per_round
+                                               if process in r)
+    ratios = cpu_before_after.summarize(per_round, multiples)
     for transport in ("py4j", "zmq"):
         key = f"jython_{transport}"
         rows = [r for r in per_round if f"{key}_thread" in r and "py4j_echo_thread" in r]
@@ -323,7 +371,10 @@ def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
             r[f"{key}_worker"] / r["pipe_echo_side"] for r in rows)
     medians["pipe_echo_side"] = statistics.median(r["pipe_echo_side"] for r in per_round)
     medians.pop("pipe_echo_side_after", None)
-    return {"rounds": per_round, "median_us": medians, "multiples": multiples}
+    out = {"rounds": per_round, "median_us": medians, "multiples": multiples}
+    if ratios:
+        out["after_over_before"] = ratios
+    return out
 
 
 def print_table(result: dict[str, Any], calls: int) -> None:
@@ -332,6 +383,15 @@ def print_table(result: dict[str, Any], calls: int) -> None:
         ("sidecar process (CPython client, ZeroMQ)", "sidecar", "pipe_echo_side", "sidecar"),
         ("worker (CPython client)", "worker", "pipe_echo_side", "worker"),
         ("CPython client process", "client", "pipe_echo_side", "client"),
+        ("sidecar process (CPython client, Unix socket)", "sidecar_unix", "pipe_echo_side",
+         "sidecar_unix"),
+        ("worker (CPython client, Unix socket)", "worker_unix", "pipe_echo_side",
+         "worker_unix"),
+        ("CPython client process (Unix socket)", "client_unix", "pipe_echo_side",
+         "client_unix"),
+        ("floor: bare Python relay (ZeroMQ)", "relay_zmq", "pipe_echo_side", "relay_zmq"),
+        ("floor: bare Python relay (Unix socket)", "relay_unix", "pipe_echo_side",
+         "relay_unix"),
         ("Jython calling thread (Py4J)", "jython_py4j_thread", "py4j_echo_thread",
          "jython_thread"),
         ("Jython calling thread (ZeroMQ)", "jython_zmq_thread", "py4j_echo_thread",
@@ -357,6 +417,9 @@ def print_table(result: dict[str, Any], calls: int) -> None:
     if "jython_py4j_jvm" in med:
         print(f"  {'whole JVM per Jython call (Py4J)':44} {med['jython_py4j_jvm']:8.1f}")
     print(f"  {'wall: CPython client':44} {med['client_wall']:8.1f}")
+    if "client_wall_unix" in med:
+        print(f"  {'wall: CPython client (Unix socket)':44} {med['client_wall_unix']:8.1f}")
+    cpu_before_after.print_table(result)
 
 
 def check_against_baseline(result: dict[str, Any], baseline: dict[str, Any],
@@ -389,13 +452,16 @@ def main() -> int:
     parser.add_argument("--json", help="write every figure here")
     parser.add_argument("--write-baseline", action="store_true",
                         help=f"write the multiples to {BASELINE.name}")
+    parser.add_argument("--before", metavar="TREE",
+                        help="also measure the sidecar, worker and client of TREE (e.g. "
+                             "build/before, from `git archive 9f4ee9f`), same rounds")
     parser.add_argument("--py4j-echo-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.py4j_echo_server:
         py4j_echo_server()
         return 0
     result = run(args.calls, args.rounds, jython=not args.no_jython,
-                 cpu=None if args.cpu == "any" else int(args.cpu))
+                 cpu=None if args.cpu == "any" else int(args.cpu), before=args.before)
     print_table(result, args.calls)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

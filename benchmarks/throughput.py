@@ -3,6 +3,8 @@
 Jython gateway threads against the CPython client's 8 threads on the same sidecar.
 
     .venv/bin/python benchmarks/throughput.py [--short] [--seconds 0.5] [--no-jython]
+    .venv/bin/python benchmarks/throughput.py --before build/before   # issue 21's same-run
+                                                                      # before/after only
 
 Every call is ``operator.add(1, 2)``: the figure is the per-call cost under concurrency, not
 work. For each pool size one sidecar (scaling off, so the size stays put), one PPE and one
@@ -196,11 +198,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="window per figure (3 windows each, alternating: the median)")
     parser.add_argument("--no-jython", action="store_true", help="skip the Jython threads")
     parser.add_argument("--out", default=str(RESULTS), help="where the JSON rows go")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="windows per figure (alternating, the order rotated: the median)")
+    parser.add_argument("--before", metavar="TREE",
+                        help="only the before/after figures: 2 and 4 workers, 8 threads, ours, "
+                             "TREE's sidecar, PPE and mp.Pool (benchmarks/throughput_before.py)")
     args = parser.parse_args(argv)
+    if args.before:
+        from benchmarks import throughput_before
+
+        rows = throughput_before.run(args.before, seconds=max(args.seconds, 0.5),
+                                     repeats=args.repeats)
+        out = throughput_before.RESULTS if args.out == str(RESULTS) else args.out
+        return write_rows(rows, out) if rows else 0
     if args.short:
         rows = run_matrix(SHORT_WORKERS, SHORT_THREADS, min(args.seconds, 0.2), repeats=1)
     else:
-        rows = run_matrix(seconds=args.seconds)
+        rows = run_matrix(seconds=args.seconds, repeats=args.repeats)
     if not args.no_jython:
         rows += run_jython(SHORT_JYTHON_THREADS if args.short else JYTHON_THREADS,
                            seconds=min(args.seconds, 0.3) if args.short else 1.0)

@@ -11,6 +11,7 @@ sidecars with a client-side circuit breaker per endpoint. Must not touch: the si
         py.execute("import math; math.sqrt(x)", {"x": 2.0}).value
         py.call("statistics:mean", [1, 2, 3])
 
+    Client("unix:/run/py3sidecar/sidecar.sock")  # this host's sidecar: the cheapest hop
     # several sidecars, tried in order (a dead one skipped while its breaker is open):
     Client(["tcp://10.0.0.1:5557", "tcp://10.0.0.2:5557"])   # or "tcp://a:5557,tcp://b:5557"
 
@@ -42,6 +43,7 @@ import zmq
 from bridge import codec, protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.connection import read_connection_file
+from bridge.plain_client import WATCH_SIZE, LeanLink, answers, lost, no_reply, too_large
 from bridge.protocol import (
     BadRequest,
     CallTimeout,
@@ -57,9 +59,10 @@ from bridge.protocol import (
     WorkerCrashed,
 )
 from bridge.token import read_token
-from bridge.zmq_auth import PLAIN_USERNAME, ClientSecurity, client_security
+from bridge.unix_client import UnixLink
+from bridge.zmq_auth import ClientSecurity, client_security
 from bridge.zmq_link import LOST, WATCHED, ZmqLink
-from bridge.zmtp_plain import AVAILABLE, LinkDown, PlainLink, Refused, tcp_address
+from bridge.zmtp_plain import AVAILABLE, tcp_address
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -77,10 +80,6 @@ CLIENT_BREAKER = BreakerConfig(failure_threshold=1, failure_rate_threshold=1.0, 
                                success_threshold=1, count_timeouts=False)
 # Kinds a sidecar answers when the call never ran there: another sidecar may serve it.
 FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
-# A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
-# python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
-# on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
-WATCH_SIZE = 64 << 10
 
 
 def parse_endpoints(endpoint: str | Sequence[str] | None) -> list[str]:
@@ -138,7 +137,7 @@ class Client:
         # when a client is dropped unclosed, and ``term()`` blocks while any socket lives.
         self._context = zmq.Context.instance()
         self._local = threading.local()
-        self._links: list[ZmqLink | PlainLink] = []
+        self._links: list[ZmqLink | LeanLink | UnixLink] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed = False
@@ -304,8 +303,10 @@ class Client:
         """
         endpoint = endpoint or self.endpoint
         link = self._link(endpoint)
-        if type(link) is PlainLink:
-            return self._plain_exchange(link, payload, rid, wait, endpoint, patient)
+        if type(link) is LeanLink:
+            return link.exchange(payload, rid, wait, patient)
+        if type(link) is UnixLink:  # this host's sidecar, no libzmq: bridge/unix_client
+            return link.exchange(payload, rid, wait)
         if len(payload) >= WATCH_SIZE and link.monitor is None:
             link.watch()
         sock = link.sock
@@ -328,63 +329,18 @@ class Client:
                 # The sidecar took the request but never answered: drop the socket so a late
                 # reply cannot be mistaken for the next call's.
                 self._discard_link(endpoint)
-                raise Unavailable(_silent(endpoint, wait))
+                raise Unavailable(no_reply(endpoint, wait))
             if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
-                lost = LOST in link.events()
+                dropped = LOST in link.events()
                 if all(source is not sock for source, _ in ready):
-                    if lost and len(payload) >= WATCH_SIZE:
-                        raise BadRequest(_too_large(endpoint, len(payload)))
-                    if lost:
-                        raise Unavailable(_lost(endpoint))
+                    if dropped and len(payload) >= WATCH_SIZE:
+                        raise BadRequest(too_large(endpoint, len(payload)))
+                    if dropped:
+                        raise Unavailable(lost(endpoint))
                     continue  # an event that changes nothing; the wait goes on (rare)
             reply = codec.unpackb(sock.recv(copy=False).buffer)  # no copy of a large reply
-            if _answers(reply, rid):
+            if answers(reply, rid):
                 return reply
-
-    def _plain_exchange(self, link: PlainLink, payload: bytes, rid: int, wait: float,
-                        endpoint: str, patient: bool) -> dict[str, Any]:
-        """``send_and_wait`` over the lean link: one send, then poll + recv until our reply."""
-        if not link.idle_ok():  # never connected, or closed by the sidecar while idle
-            self._plain_connect(link, endpoint, patient)
-        deadline = time.monotonic() + wait
-        try:
-            link.send(payload, deadline)
-            while True:
-                body = link.recv(deadline)
-                if body is None:
-                    break
-                reply = codec.unpackb(body)
-                if _answers(reply, rid):
-                    return reply
-        except LinkDown:
-            self._discard_link(endpoint)
-            if len(payload) >= WATCH_SIZE:
-                raise BadRequest(_too_large(endpoint, len(payload))) from None
-            raise Unavailable(_lost(endpoint)) from None
-        # Taken but never answered: drop the link so a late reply cannot be the next call's.
-        self._discard_link(endpoint)
-        raise Unavailable(_silent(endpoint, wait))
-
-    def _plain_connect(self, link: PlainLink, endpoint: str, patient: bool) -> None:
-        deadline = time.monotonic() + self.connect_timeout
-        while not self._closed:
-            try:
-                return link.connect(deadline)
-            except Refused:
-                self._discard_link(endpoint)
-                raise self._refused(endpoint) from None
-            except LinkDown as exc:
-                left = deadline - time.monotonic()
-                if not (exc.refused and patient and left > 0):
-                    self._discard_link(endpoint)
-                    if exc.refused and not patient:
-                        raise Unavailable(f"the sidecar at {endpoint} refused the connection; "
-                                          "is it running?") from None
-                    raise Unavailable(f"cannot reach the sidecar at {endpoint} within "
-                                      f"{self.connect_timeout:g}s ({exc}); is it running "
-                                      "(`py3sidecar serve`)?") from None
-            time.sleep(min(0.1, left))  # nothing listens yet: try again, as libzmq would
-        raise Unavailable("this client is closed")
 
     def _wait_connected(self, link: ZmqLink, endpoint: str, patient: bool) -> None:
         unreachable = (f"cannot reach the sidecar at {endpoint} within "
@@ -420,7 +376,7 @@ class Client:
             "server-key in its connection.json) and a client key listed in its "
             "python3.bridge.zmq.curve.client-keys-dir")
 
-    def _link(self, endpoint: str) -> ZmqLink | PlainLink:
+    def _link(self, endpoint: str) -> ZmqLink | LeanLink | UnixLink:
         links = getattr(self._local, "links", None)
         if links is None:
             links = self._local.links = {}
@@ -431,8 +387,11 @@ class Client:
             security = self.security[endpoint]
             lean = AVAILABLE and security.mechanism == "plain"  # POSIX, PLAIN: the lean link
             address = tcp_address(endpoint) if lean else None
-            if address is not None:  # connected on first use
-                link = PlainLink(address, PLAIN_USERNAME, security.token)
+            if endpoint.startswith("unix:"):  # this host's sidecar, no libzmq
+                link = UnixLink(endpoint[len("unix:"):], self.connect_timeout)
+            elif address is not None:  # connected on first use
+                link = LeanLink(endpoint, address, security.token, self.connect_timeout,
+                                functools.partial(self._refused, endpoint))
             else:
                 link = self._zmq_link(endpoint, security)
             links[endpoint] = link
@@ -474,27 +433,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _answers(reply: Any, rid: int) -> bool:
-    """Whether ``reply`` is this call's: its id, or none on a failure (the sidecar could not
-    read our request at all). Another id is a stale reply to an earlier call: skipped."""
-    if not isinstance(reply, dict):
-        raise InternalError(f"malformed reply from the sidecar: {reply!r}")
-    return reply.get("id") == rid or (reply.get("id") is None and not reply.get("ok"))
-
-
-def _silent(endpoint: str, wait: float) -> str:
-    return (f"no reply from the sidecar at {endpoint} within {wait:g}s; it may be frozen or "
-            "overloaded")
-
-
-def _lost(endpoint: str) -> str:
-    return (f"the connection to the sidecar at {endpoint} was lost while this call was running "
-            "there; its effects are unknown")
-
-
-def _too_large(endpoint: str, size: int) -> str:
-    return (f"the sidecar at {endpoint} closed the connection while this {size}-byte request "
-            "was sent: it drops, without an answer, requests above twice its "
-            "python3.bridge.max-message-size; send less data per call")

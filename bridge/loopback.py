@@ -1,10 +1,11 @@
 """Whether a host or an endpoint is loopback: the one test both ends and every front use.
 
 Owns: ``is_loopback_host`` (``127.0.0.0/8``, ``::1`` with or without brackets, ``localhost``)
-and ``is_loopback`` for an endpoint URL (``tcp://[::1]:5557``). Used where a front decides what
-it may serve without a token or a long one (``sidecar.config.serve_checks``, the HTTP front,
-the Py4J front). Must not touch: sockets, names resolution (a host name other than
-``localhost`` is not loopback: it could resolve anywhere).
+and ``is_loopback`` for an endpoint URL (``tcp://[::1]:5557``; ``unix:PATH`` is local). Used
+where a front decides what it may serve without a token or a long one
+(``sidecar.config.serve_checks``, the HTTP front, the Py4J front). Must not touch: sockets,
+names resolution (a host name other than ``localhost`` is not loopback: it could resolve
+anywhere).
 """
 
 from __future__ import annotations
@@ -25,5 +26,8 @@ def is_loopback_host(host: str) -> bool:
 
 
 def is_loopback(endpoint: str) -> bool:
-    """The host of ``scheme://host:port`` is loopback (``tcp://[::1]:5557`` is)."""
+    """The host of ``scheme://host:port`` is loopback (``tcp://[::1]:5557`` is); a Unix
+    socket (``unix:PATH``) never leaves this host."""
+    if endpoint.startswith("unix:"):
+        return True
     return is_loopback_host(urlsplit(endpoint).hostname or "")

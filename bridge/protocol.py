@@ -7,6 +7,7 @@ The wire format is documented in ``docs/protocol.md``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 VERSION = 1
@@ -140,19 +141,15 @@ def exception_from_error(err: Any) -> SidecarError:
                traceback=err.get("traceback"), details=details)
 
 
-def _require(cond: bool, message: str) -> None:
-    if not cond:
-        raise BadRequest(message)
-
-
 def optional_string(req: dict[str, Any], key: str, default: str) -> str:
     """``req[key]`` when it is a string, ``default`` when absent or null; else ``BadRequest``
     (an op's own members: a list or a map there once answered ``internal``)."""
     value = req.get(key)
     if value is None:
         return default
-    _require(isinstance(value, str), f"'{key}' must be a string, got {type(value).__name__} "
-                                     f"{_shown(value)}")
+    if not isinstance(value, str):
+        raise BadRequest(f"'{key}' must be a string, got {type(value).__name__} "
+                         f"{_shown(value)}")
     return value
 
 
@@ -177,44 +174,60 @@ def _check_routed(routed: Any) -> None:
 def validate_request(req: Any, *, max_timeout: float) -> dict[str, Any]:
     """Check a decoded request's shape; raise ``BadRequest`` naming the bad member.
 
-    Returns the request itself (validated in place, no copy: this is the hot path).
+    Returns the request itself (validated in place, no copy: this is the hot path, so each
+    message is built only when its check fails).
     """
-    _require(isinstance(req, dict), f"a request must be a map, got {type(req).__name__}")
-    rid = req.get("id")
-    _require(rid is None or isinstance(rid, (int, str)),
-             f"'id' must be an integer or a string, got {type(rid).__name__}")
-    _require(req.get("v", VERSION) == VERSION,
-             f"unsupported protocol version 'v'={_shown(req.get('v'))}; "
-             f"this sidecar speaks {VERSION}")
-    op = req.get("op")
-    _require(op in OPS, f"unknown 'op' {_shown(op)}; expected one of {', '.join(OPS)}")
-    timeout = req.get("timeout")
-    if timeout is not None:
-        _require(isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-                 and 0 < timeout <= max_timeout,
-                 f"'timeout' must be a number of seconds in (0, {max_timeout:g}], "
-                 f"got {_shown(timeout)}")
-    pool = req.get("pool")
-    _require(pool is None or isinstance(pool, str),
-             f"'pool' must be the name of one of the sidecar's pools, got {_shown(pool)}")
-    routed = req.get("routed")
+    if not isinstance(req, dict):
+        raise BadRequest(f"a request must be a map, got {type(req).__name__}")
+    get = req.get
+    rid = get("id")
+    if not (rid is None or isinstance(rid, (int, str))):
+        raise BadRequest(f"'id' must be an integer or a string, got {type(rid).__name__}")
+    if get("v", VERSION) != VERSION:
+        raise BadRequest(f"unsupported protocol version 'v'={_shown(get('v'))}; "
+                         f"this sidecar speaks {VERSION}")
+    op = get("op")
+    if op not in OPS:
+        raise BadRequest(f"unknown 'op' {_shown(op)}; expected one of {', '.join(OPS)}")
+    timeout = get("timeout")
+    if timeout is not None and not (isinstance(timeout, (int, float))
+                                    and not isinstance(timeout, bool)
+                                    and 0 < timeout <= max_timeout):
+        raise BadRequest(f"'timeout' must be a number of seconds in (0, {max_timeout:g}], "
+                         f"got {_shown(timeout)}")
+    pool = get("pool")
+    if not (pool is None or isinstance(pool, str)):
+        raise BadRequest(f"'pool' must be the name of one of the sidecar's pools, "
+                         f"got {_shown(pool)}")
+    routed = get("routed")
     if routed is not None:
         _check_routed(routed)
-    if op == "execute":
-        _require(isinstance(req.get("code"), str),
-                 f"'code' must be a string, got {type(req.get('code')).__name__}")
-        variables = req.get("vars")
-        _require(variables is None or (isinstance(variables, dict)
-                                       and all(isinstance(k, str) for k in variables)),
-                 "'vars' must be a map from variable names (strings) to values")
-    elif op == "call":
-        target = req.get("target")
-        _require(isinstance(target, str) and ":" in target,
-                 f"'target' must look like 'package.module:function', got {_shown(target)}")
-        args = req.get("args")
-        _require(args is None or isinstance(args, (list, tuple)), "'args' must be a list")
-        kwargs = req.get("kwargs")
-        _require(kwargs is None or (isinstance(kwargs, dict)
-                                    and all(isinstance(k, str) for k in kwargs)),
-                 "'kwargs' must be a map from argument names (strings) to values")
+    if op == "call":
+        _check_call(get)
+    elif op == "execute":
+        _check_execute(get)
     return req
+
+
+def _check_call(get: Callable[[str], Any]) -> None:
+    target = get("target")
+    if not (isinstance(target, str) and ":" in target):
+        raise BadRequest(f"'target' must look like 'package.module:function', "
+                         f"got {_shown(target)}")
+    args = get("args")
+    if not (args is None or isinstance(args, (list, tuple))):
+        raise BadRequest("'args' must be a list")
+    kwargs = get("kwargs")
+    if not (kwargs is None or (isinstance(kwargs, dict)
+                               and all(isinstance(k, str) for k in kwargs))):
+        raise BadRequest("'kwargs' must be a map from argument names (strings) to values")
+
+
+def _check_execute(get: Callable[[str], Any]) -> None:
+    code = get("code")
+    if not isinstance(code, str):
+        raise BadRequest(f"'code' must be a string, got {type(code).__name__}")
+    variables = get("vars")
+    if not (variables is None or (isinstance(variables, dict)
+                                  and all(isinstance(k, str) for k in variables))):
+        raise BadRequest("'vars' must be a map from variable names (strings) to values")

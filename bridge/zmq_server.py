@@ -25,6 +25,9 @@ Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 
 BATCH = 64  # requests taken per loop turn, so worker replies are never starved
 PEERS_KEPT = 4096  # routing ids whose peer address is remembered (then forgotten at once)
+_NOBLOCK, _SNDMORE_NOBLOCK = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS, _RCVMORE, _POLLIN = int(zmq.EVENTS), int(zmq.RCVMORE), int(zmq.POLLIN)
+_zmq_get = zmq.backend.Socket.get  # the backend's getsockopt: an int, no enum built
 
 
 class ZmqFront:
@@ -61,7 +64,7 @@ class ZmqFront:
         sock.bind(self.endpoint)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.socket = sock
-        self.loop.add_reader(sock, self.on_readable)
+        self.loop.add_reader(sock, self.on_readable, tells_sends=True)  # see replier
         log.info("ZeroMQ front listening on %s (%s)", self.endpoint,
                  self.security.mechanism if self.security is not None else "NULL")
 
@@ -75,44 +78,57 @@ class ZmqFront:
         if self.security is not None:
             self.security.stop()
 
-    def on_readable(self) -> None:
+    def on_readable(self) -> bool:
+        """Serve up to BATCH waiting messages; True when more are waiting after them (the
+        loop's turn must not block). The loop called this because ``ZMQ_EVENTS`` said POLLIN,
+        so the first receive finds a message; after each one ``ZMQ_EVENTS`` (read after the
+        reply may have been sent) says whether another waits: no failing receive, no
+        ``zmq.Again`` raised per call."""
         sock = self.socket
+        receive, handler, replier = self.receive, self.handler, self.replier
         for _ in range(BATCH):
+            if sock is None or sock.closed:
+                return False
             try:
-                frames, peer = self.receive(sock)
+                frames, peer = receive(sock)
             except zmq.Again:
-                return
+                return False
             if len(frames) >= 3 and frames[1] == b"":
                 route, body = frames[:2], frames[2:]  # a REQ peer
             else:
                 route, body = frames[:1], frames[1:]  # a DEALER peer
-            reply = self.replier(route)
+            reply = replier(route)
             if len(body) != 1:
                 self.on_refusal(protocol.BAD_REQUEST, peer)
                 reply(pack_raw(protocol.error_reply(
                     None, protocol.BAD_REQUEST,
                     f"expected exactly one frame holding a msgpack envelope, got {len(body)}")))
-                continue
-            self.handler(body[0], reply, peer)
+            else:
+                handler(body[0], reply, peer)
+            sock = self.socket
+            if sock is None or sock.closed or not _zmq_get(sock, _EVENTS) & _POLLIN:
+                return False
+        return True
 
     def receive(self, sock: zmq.Socket) -> tuple[list[bytes], str]:
         """One message and its peer (libzmq's ``Peer-Address`` of the connection). The address
         needs a frame received without copying, which costs; it is remembered per routing id,
         so the common case costs one dict lookup. Only ids libzmq made (a leading zero byte,
         unique for the socket's life) are remembered: an id a peer chose may be reused by
-        another peer after a reconnect."""
-        first = sock.recv(zmq.NOBLOCK)
+        another peer after a reconnect. (pyzmq's backend getsockopt: an int, not the sugar's
+        enum.)"""
+        first = sock.recv(_NOBLOCK)
         frames, peer = [first], self.peers.get(first)
-        if peer is None and sock.getsockopt(zmq.RCVMORE):
-            frame = sock.recv(zmq.NOBLOCK, copy=False)
+        if peer is None and _zmq_get(sock, _RCVMORE):
+            frame = sock.recv(_NOBLOCK, copy=False)
             peer = self.peer_of(frame)
             if first[:1] == b"\x00":
                 if len(self.peers) >= PEERS_KEPT:
                     self.peers.clear()
                 self.peers[first] = peer
             frames.append(frame.bytes)
-        while sock.getsockopt(zmq.RCVMORE):
-            frames.append(sock.recv(zmq.NOBLOCK))
+        while _zmq_get(sock, _RCVMORE):
+            frames.append(sock.recv(_NOBLOCK))
         return frames, peer or "zmq:unknown"
 
     def peer_of(self, frame: zmq.Frame) -> str:
@@ -124,11 +140,19 @@ class ZmqFront:
 
     def replier(self, route: list[bytes]) -> Callable[[bytes], None]:
         def reply(data: bytes) -> None:
-            if self.socket is None:
+            sock = self.socket
+            if sock is None:
                 return
             try:
-                self.socket.send_multipart([*route, data], zmq.NOBLOCK)
+                # frame by frame with plain ints: send_multipart's checks and flag enums cost
+                # more than the sends (a DEALER route is one frame, a REQ route two)
+                send = sock.send
+                for frame in route:
+                    send(frame, _SNDMORE_NOBLOCK)
+                send(data, _NOBLOCK)
             except zmq.Again:
                 self.dropped_replies += 1
                 log.warning("reply dropped: the client's queue is full (it stopped reading)")
+            finally:
+                self.loop.sent_on(sock)  # a send may take in news: events read next turn
         return reply

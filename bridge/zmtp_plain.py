@@ -3,7 +3,8 @@
 Owns: one TCP connection to a sidecar's ROUTER, its ZMTP/3.0 greeting and PLAIN handshake
 (HELLO, WELCOME, INITIATE, READY: RFC 23/ZMTP, RFC 24/ZMTP-PLAIN), single-frame messages both
 ways with a deadline on every wait, PING answered with PONG. Must not touch: the envelope (its
-bytes pass through untouched), request ids, error kinds and messages (``bridge.client``).
+bytes pass through untouched), request ids, what a failure means for a call
+(``bridge.plain_client``).
 
 Why not libzmq here: a libzmq socket hands every message to its I/O thread and back (eventfd
 signals, ``poll`` and ``getpid`` calls, two more thread wake-ups per call), which cost the
@@ -11,8 +12,9 @@ client process several times what the call itself does. This link costs one ``se
 ``poll`` and one ``recv`` per call in the calling thread. CURVE (and any endpoint that is not
 ``tcp://host:port``) stays on libzmq; so does the sidecar's side.
 
-A link belongs to one thread (``bridge.client`` keeps one per thread and endpoint). The socket
-is non-blocking: every wait is a ``poll`` bounded by the caller's deadline.
+A link belongs to one thread (the client keeps one per thread and endpoint). The socket
+is non-blocking: every wait is a ``poll`` bounded by the caller's deadline (rounded up to the
+next millisecond, so a wait never ends before it).
 """
 
 from __future__ import annotations
@@ -190,7 +192,7 @@ class PlainLink:
         memoryview is valid until the next read on this link (decode it before)."""
         if self.start == self.end and self.sock is not None:  # the common case: one read
             left = deadline - time.monotonic()
-            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
+            if left <= 0 or not self.poller.poll(int(left * 1000) + 1):
                 return None
             self.start = self.end = 0
             got = self._fill()
@@ -222,7 +224,7 @@ class PlainLink:
             return False
         self.poller.modify(self.sock, events)
         try:
-            return bool(self.poller.poll(max(1, int(left * 1000))))
+            return bool(self.poller.poll(int(left * 1000) + 1))
         finally:
             self.poller.modify(self.sock, _IN)
 
@@ -251,7 +253,7 @@ class PlainLink:
         """More bytes in the buffer (True), or the deadline passed (False)."""
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
+            if left <= 0 or not self.poller.poll(int(left * 1000) + 1):
                 return False
             if self._fill():
                 return True
@@ -311,7 +313,7 @@ class PlainLink:
         self.start = self.end = 0
         while have < size:
             left = deadline - time.monotonic()
-            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
+            if left <= 0 or not self.poller.poll(int(left * 1000) + 1):
                 return None
             try:
                 got = self.sock.recv_into(target[have:])  # type: ignore[union-attr]

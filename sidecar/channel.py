@@ -22,6 +22,11 @@ WRITE_BUDGET = 4 << 20  # bytes one ``OutBuffer.flush()`` hands the kernel at mo
 class FrameTooLarge(Exception):
     """The peer announced a frame above the agreed limit: the stream cannot be trusted."""
 
+    def __init__(self, message: str, size: int = 0) -> None:
+        super().__init__(message)
+        self.size = size  # the announced length
+        self.frames: list[bytes | bytearray] = []  # complete frames read before it
+
 
 def encode_frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
@@ -152,7 +157,11 @@ class FrameReader:
                 if self._filled == len(body_view):
                     frames.append(self._finish_body())
             if rest:
-                self._cut(rest, frames)
+                try:
+                    self._cut(rest, frames)
+                except FrameTooLarge as exc:
+                    exc.frames = frames  # the complete ones before it: still to be answered
+                    raise
             if count < room:
                 break  # the pipe is empty for now
         return frames if read_any else None
@@ -187,7 +196,8 @@ class FrameReader:
 
     def _start(self, size: int, count: int, pos: int, frames: list[bytes | bytearray]) -> int:
         if size > self.max_size:
-            raise FrameTooLarge(f"worker sent a frame of {size} bytes, limit {self.max_size}")
+            raise FrameTooLarge(f"worker sent a frame of {size} bytes, limit {self.max_size}",
+                                size)
         have = count - pos
         if have >= size:
             frames.append(bytes(self._scratch[pos:pos + size]))
@@ -222,6 +232,25 @@ class OutBuffer:
         if len(body):
             self.views.append(body)
         self.pending += len(header) + len(body)
+
+    def send(self, payload: bytes | bytearray | memoryview) -> bool:
+        """One frame, written now as far as the fd takes it; True when it is all out (the
+        common case, nothing waiting: one ``writev``, nothing queued). What is left waits
+        for ``flush()``. Raises ``OSError`` (nothing queued then)."""
+        if self.pending:
+            self.add_frame(payload)
+            return False
+        size = len(payload)
+        try:
+            written = os.writev(self.fd, (HEADER.pack(size), payload))
+        except BlockingIOError:
+            written = 0
+        if written == size + 4:
+            return True
+        self.add_frame(payload)
+        _advance(self.views, written)
+        self.pending -= written
+        return False
 
     def flush(self) -> bool:
         """Write what the fd takes now; True when everything is out. Raises ``OSError``."""

@@ -33,7 +33,8 @@ log = logging.getLogger("py3sidecar.loop")
 
 # An error or hang-up wakes both sides: each finds out what happened from its own read/write.
 _READ_EVENTS, _WRITE_EVENTS = poller.READ_EVENTS, poller.WRITE_EVENTS
-_ZMQ_POLLIN = int(zmq.POLLIN)
+_ZMQ_POLLIN, _ZMQ_EVENTS = int(zmq.POLLIN), int(zmq.EVENTS)
+_zmq_get = zmq.backend.Socket.get  # the backend's getsockopt: an int, no enum built
 
 
 class Timer:
@@ -58,6 +59,8 @@ class Loop:
         self.handlers: dict[Any, Callable[[], None]] = {}
         self.writers: dict[Any, Callable[[], None]] = {}
         self.sockets: dict[zmq.Socket, Callable[[], None]] = {}  # ZeroMQ readers
+        self.tells_sends: set[zmq.Socket] = set()  # see add_reader
+        self.quiet: set[zmq.Socket] = set()  # of those: nothing waits, nothing sent since
         self.sources: dict[int, Any] = {}  # registered descriptor -> its source
         self.masks: dict[int, int] = {}
         self.timers: list[tuple[float, int, Timer]] = []
@@ -70,16 +73,31 @@ class Loop:
         self.thread_id: int | None = None
 
     # ------------------------------------------------------------ registration
-    def add_reader(self, source: Any, callback: Callable[[], None]) -> None:
-        """Call ``callback`` whenever ``source`` (zmq socket or fd) is readable."""
+    def add_reader(self, source: Any, callback: Callable[[], None], *,
+                   tells_sends: bool = False) -> None:
+        """Call ``callback`` whenever ``source`` (zmq socket or fd) is readable.
+
+        ``tells_sends`` (ZeroMQ sockets): its owner calls ``sent_on(source)`` after every send
+        on it, so the loop reads its ``ZMQ_EVENTS`` only when its descriptor fired, something
+        was sent, or a handler left messages: a turn that served another front (a worker's
+        reply, a Py4J or Unix-socket call) pays no ``getsockopt`` (and libzmq's ``poll``)."""
         self.handlers[source] = callback
         if isinstance(source, zmq.Socket):
             self.sockets[source] = callback
+            if tells_sends:
+                self.tells_sends.add(source)
         self._register(source)
+
+    def sent_on(self, sock: zmq.Socket) -> None:
+        """Something was sent on ``sock``: a send may have taken in the news of a message
+        (then its descriptor does not fire), so its events are read at the next turn."""
+        self.quiet.discard(sock)
 
     def remove_reader(self, source: Any) -> None:
         if self.handlers.pop(source, None) is not None:
             self.sockets.pop(source, None)
+            self.tells_sends.discard(source)
+            self.quiet.discard(source)
             self._register(source)
 
     def add_writer(self, source: Any, callback: Callable[[], None]) -> None:
@@ -190,8 +208,11 @@ class Loop:
                 timeout = 0.05  # re-check the condition at least this often
             for fd, events in poll(timeout):
                 source = sources.get(fd)
-                if source is None or source in sockets:
-                    continue  # ZeroMQ sockets: their events are read below, every turn
+                if source is None:
+                    continue
+                if source in sockets:  # its events are read at the top of the next turn
+                    self.quiet.discard(source)
+                    continue
                 if events & _READ_EVENTS:
                     handler = handlers.get(source)
                     if handler is not None:
@@ -215,23 +236,36 @@ class Loop:
 
     def _serve_sockets(self) -> bool:
         """Run the handler of every ZeroMQ socket with a message waiting; True when one still
-        has some afterwards (a handler reads a bounded batch): the next wait must not block."""
+        has some afterwards (a handler reads a bounded batch): the next wait must not block.
+        A handler that returns a bool has read ``ZMQ_EVENTS`` itself after its last message
+        (True: more wait); for one that returns None the events are read again here.
+        (pyzmq's backend getsockopt: an int, no enum built per turn.)"""
         again = False
+        quiet, tells_sends = self.quiet, self.tells_sends
         for sock, handler in list(self.sockets.items()):
-            if sock.closed or not sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN:
+            if sock in quiet:
                 continue
-            self._safely(handler)
-            if (sock in self.sockets and not sock.closed
-                    and sock.getsockopt(zmq.EVENTS) & _ZMQ_POLLIN):
+            if sock.closed or not _zmq_get(sock, _ZMQ_EVENTS) & _ZMQ_POLLIN:
+                if sock in tells_sends:
+                    quiet.add(sock)
+                continue
+            more = self._safely(handler)
+            if more is None:
+                more = (sock in self.sockets and not sock.closed
+                        and _zmq_get(sock, _ZMQ_EVENTS) & _ZMQ_POLLIN)
+            if more:
                 again = True
+            elif sock in tells_sends and sock in self.sockets:
+                quiet.add(sock)
         return again
 
     @staticmethod
-    def _safely(callback: Callable[[], None]) -> None:
+    def _safely(callback: Callable[[], Any]) -> Any:
         try:
-            callback()
+            return callback()
         except Exception:  # a bug in one handler must not stop the sidecar
             log.exception("internal error in event handler %r", callback)
+            return None
 
     def close(self) -> None:
         self.epoll.close()

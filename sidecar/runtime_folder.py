@@ -25,6 +25,7 @@ from bridge.token import ENV_TOKEN
 from bridge.zmq_auth import CurveKeyError, build_server_security
 from bridge.zmq_server import ZmqFront
 from sidecar.process.stacks import create_stack_root, remove_stale_stack_folders
+from sidecar.unix_front import UnixFront
 
 log = logging.getLogger("py3sidecar.service")
 
@@ -75,7 +76,7 @@ def write_connection(path: Path, token_file: Any, fronts: list[Any], http: Any,
                      http_error: str, py4j_tls_cert: str) -> None:
     info: dict[str, Any] = {"version": 1, "pid": os.getpid(),
                             "token_file": str(token_file) if token_file else None,
-                            "zmq": None, "py4j": None}
+                            "zmq": None, "py4j": None, "unix": None}
     for front in fronts:
         if isinstance(front, ZmqFront):
             info["zmq"] = {"endpoint": front.endpoint,
@@ -86,6 +87,9 @@ def write_connection(path: Path, token_file: Any, fronts: list[Any], http: Any,
                             "tls": front.tls_context is not None,  # docs/protocol.md
                             "tls_cert_file": _absolute(
                                 py4j_tls_cert)}
+        elif isinstance(front, UnixFront):  # Client("unix:PATH"): this host's clients
+            info["unix"] = ({"path": str(front.path), "error": front.error} if front.error
+                            else {"path": str(front.path), "endpoint": front.endpoint})
     info["http"] = None if http is None else (
         {"url": None, "error": http_error} if http_error else {"url": http.url})
     try:

@@ -59,6 +59,7 @@ from sidecar.config.monitoring import (  # noqa: F401 - re-exported: the one pla
 )
 from sidecar.config.policies import CircuitBreakerConfig, QuarantineSection  # noqa: F401
 from sidecar.config.tls import HttpTlsConfig, Py4JTlsConfig, dask_tls_problem  # noqa: F401
+from sidecar.config.unix import UnixConfig  # noqa: F401 - re-exported
 from sidecar.observability.redaction import shown_value
 
 log = logging.getLogger("py3sidecar.config")
@@ -228,6 +229,7 @@ class BridgeConfig(Section):
     max_message_size: Size = 64 << 20
     zmq: ZmqConfig = _section(ZmqConfig)
     py4j: Py4JConfig = _section(Py4JConfig)
+    unix: UnixConfig = _section(UnixConfig)
 
     @model_validator(mode="after")
     def _token_group_exists(self) -> "BridgeConfig":

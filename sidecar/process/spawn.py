@@ -180,12 +180,11 @@ class WorkerProcess:
         caught by its call's deadline). Raises ``OSError`` if the pipe failed now; a later
         failure goes to ``on_write_error``. The payload is not copied: it must not change."""
         unsent = self.unsent
-        waiting = bool(unsent)
-        unsent.add_frame(payload)
-        if waiting:
+        if unsent:  # a writer is registered: it goes out after what waits
+            unsent.add_frame(payload)
             return
         try:
-            done = unsent.flush()
+            done = unsent.send(payload)  # one writev in the common case
         except OSError:
             unsent.clear()
             raise

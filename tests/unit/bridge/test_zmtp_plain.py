@@ -1,4 +1,4 @@
-"""Covers: bridge.zmtp_plain, bridge.client.
+"""Covers: bridge.zmtp_plain, bridge.plain_client, bridge.client.
 
 The client's lean link against a real libzmq ROUTER on loopback (a PLAIN server with a ZAP
 authenticator, as a sidecar's front is): the handshake, short, long and larger-than-scratch
@@ -111,8 +111,9 @@ def test_pings_are_answered_while_a_reply_is_awaited(router):
     router.sock = router.ctx.socket(zmq.ROUTER)
     router.sock.linger = 0
     router.sock.plain_server = True
-    router.sock.heartbeat_ivl, router.sock.heartbeat_timeout = 50, 150
-    router.sock.bind(router.endpoint)
+    router.sock.heartbeat_ivl, router.sock.heartbeat_timeout = 50, 300
+    router.sock.bind("tcp://127.0.0.1:0")  # a new port: the old one closes asynchronously
+    router.address = tcp_address(router.sock.getsockopt_string(zmq.LAST_ENDPOINT))
     link = connected(router)
     assert link.recv(time.monotonic() + 0.8) is None  # many PINGs went by, each answered
     link.send(b"still here?", time.monotonic() + 5)
@@ -240,6 +241,6 @@ def test_a_closed_client_does_not_connect_again(router):
     client = Client(router.endpoint, PASSWORD, timeout=5)
     link = client._link(router.endpoint)  # this thread's link, as a call made it
     client.close()
-    assert link.sock is None
+    assert link.wire.sock is None
     with pytest.raises(Unavailable, match="closed"):
         client.call("operator:add", 1, 2)

@@ -55,3 +55,68 @@ def test_a_stop_before_run_is_not_lost():
     loop.run(until=lambda: bool(ran))
     assert ran == [1]
     loop.close()
+
+
+def test_a_quiet_zmq_socket_costs_no_getsockopt_until_it_fires_or_is_sent_on(monkeypatch):
+    """A socket registered with ``tells_sends``: turns woken by something else read none of
+    its events; its descriptor firing, or a send on it (``sent_on``), has them read."""
+    import os
+    import time
+
+    import zmq
+
+    from sidecar import loop as loop_module
+
+    reads: list[object] = []
+    real_get = loop_module._zmq_get
+    monkeypatch.setattr(loop_module, "_zmq_get", lambda s, o: (reads.append(s), real_get(s, o))[1])
+    ctx = zmq.Context()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    router.linger = dealer.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    loop = Loop()
+    served: list[bytes] = []
+
+    def on_router() -> bool:
+        while router.get(zmq.EVENTS) & zmq.POLLIN:
+            ident, body = router.recv_multipart()
+            served.append(body)
+            router.send_multipart([ident, b"re:" + body])
+            loop.sent_on(router)
+        return False
+
+    loop.add_reader(router, on_router, tells_sends=True)
+    r, w = os.pipe()
+    loop.add_reader(r, lambda: os.read(r, 100))
+
+    def turns(until, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        loop.run(until=lambda: until() or time.monotonic() > deadline)
+        assert until()
+
+    dealer.send(b"one")
+    turns(lambda: served == [b"one"])
+    assert dealer.poll(5000) and dealer.recv() == b"re:one"
+    turns(lambda: router in loop.quiet)  # nothing waits, nothing sent since
+    reads.clear()
+    for _ in range(5):  # turns woken by the pipe only
+        os.write(w, b"x")
+        woke = [False]
+        loop.call_soon_threadsafe(lambda woke=woke: woke.__setitem__(0, True))
+        turns(lambda woke=woke: woke[0])
+    assert router not in reads, "a quiet socket's events were read"
+    loop.sent_on(router)
+    os.write(w, b"x")
+    turns(lambda: router in loop.quiet)
+    assert router in reads  # read once after the send, then quiet again
+    dealer.send(b"two")
+    turns(lambda: served == [b"one", b"two"])  # its descriptor fired: served
+    loop.remove_reader(router)
+    assert router not in loop.quiet and router not in loop.tells_sends
+    loop.close()
+    os.close(r)
+    os.close(w)
+    router.close()
+    dealer.close()
+    ctx.term()
