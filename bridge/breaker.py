@@ -147,6 +147,10 @@ class Permit:
     def record(self, outcome: str | None) -> bool:
         """Report the call's error kind (None = success). False if ignored (stale or repeat)."""
         breaker = self.breaker
+        if (outcome is None and not self._done and self.generation == breaker._generation
+                and breaker._quiet()):  # a success that changes nothing: no lock
+            self._done = True
+            return True
         return breaker._record(self, classify_outcome(
             outcome, count_timeouts=breaker.config.count_timeouts), outcome)
 
@@ -183,6 +187,9 @@ class CircuitBreaker:
 
     def try_acquire(self) -> Permit | None:
         """A permit to run one call, or None when the breaker rejects it."""
+        generation = self._generation  # read first: a transition after it makes the permit stale
+        if self._quiet():  # CLOSED and settled: nothing to check or count, no lock, no clock
+            return Permit(self, generation, BreakerState.CLOSED)
         result = self._acquire()
         return result if isinstance(result, Permit) else None
 
@@ -265,6 +272,13 @@ class CircuitBreaker:
         if changed:
             self._publish_pending()
         return snap
+
+    def _quiet(self) -> bool:
+        """A success now would change nothing: CLOSED with a full window of successes. Read
+        without the lock (the callers' fast path): a record racing with it is ordered as if it
+        came after, as it could have anyway."""
+        return (self._state is BreakerState.CLOSED and not self._window_failures
+                and len(self._window) == self._window.maxlen)
 
     # -- state machine (every method below runs under self._lock) --------------------------
 

@@ -1,9 +1,10 @@
 """The CPython client: call a py3sidecar from tests, the CLI, benchmarks or another service.
 
-Owns: one ZeroMQ DEALER socket per calling thread and endpoint (so the client is thread-safe
-without a lock on the hot path), request ids, client-side deadlines, turning error replies into
-exceptions, and failover across several sidecars with a client-side circuit breaker per
-endpoint. Must not touch: anything on the sidecar's side.
+Owns: one link per calling thread and endpoint (thread-safe without a lock on the hot path:
+PLAIN over tcp:// speaks ZMTP itself, bridge/zmtp_plain.py, with no libzmq thread hop per
+call; CURVE and other endpoints use a libzmq DEALER, bridge/zmq_link.py), request ids,
+client-side deadlines, turning error replies into exceptions, and failover across several
+sidecars with a client-side circuit breaker per endpoint. Must not touch: the sidecar's side.
 
     from bridge.client import Client
     with Client() as py:
@@ -21,13 +22,14 @@ the endpoint), with the client's own key pair from ``client_key_file`` (or
 $PY3SIDECAR_CLIENT_KEY_FILE; none: a fresh pair, which a sidecar with client-keys-dir refuses).
 
 Failover happens when an endpoint cannot be reached, when the connection drops while a reply is
-awaited (detected at once with a socket monitor; such a call may have partly run on the lost
-sidecar and is re-sent), and when a sidecar answers ``unavailable`` or ``circuit_open`` (the
-call never ran there). Later attempts share the call's deadline.
+awaited (seen at once: end of stream, or a socket monitor; such a call may have partly run on
+the lost sidecar and is re-sent), and when a sidecar answers ``unavailable`` or
+``circuit_open`` (the call never ran there). Later attempts share the call's deadline.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -37,11 +39,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from bridge import codec, protocol
 from bridge.breaker import BreakerConfig, CircuitBreaker
 from bridge.connection import read_connection_file
+from bridge.plain_client import WATCH_SIZE, LeanLink, answers, lost, no_reply, too_large
 from bridge.protocol import (
     BadRequest,
     CallTimeout,
@@ -59,6 +61,8 @@ from bridge.protocol import (
 from bridge.token import read_token
 from bridge.unix_client import UnixLink
 from bridge.zmq_auth import ClientSecurity, client_security
+from bridge.zmq_link import LOST, WATCHED, ZmqLink
+from bridge.zmtp_plain import AVAILABLE, tcp_address
 
 __all__ = ["Client", "Result", "SidecarError", "PythonError", "CallTimeout", "WorkerCrashed",
            "Overloaded", "CircuitOpen", "Unavailable", "BadRequest", "Unauthorized",
@@ -76,17 +80,6 @@ CLIENT_BREAKER = BreakerConfig(failure_threshold=1, failure_rate_threshold=1.0, 
                                success_threshold=1, count_timeouts=False)
 # Kinds a sidecar answers when the call never ran there: another sidecar may serve it.
 FAILOVER_KINDS = (protocol.UNAVAILABLE, protocol.CIRCUIT_OPEN)
-_CONNECTED = zmq.EVENT_HANDSHAKE_SUCCEEDED
-_LOST = zmq.EVENT_DISCONNECTED
-_REFUSED = zmq.EVENT_CONNECT_RETRIED
-# The sidecar refused our PLAIN token or CURVE key (its ZAP handler said no). Not a handshake
-# cut short by a sidecar that died or restarted meanwhile: that is a protocol failure.
-_AUTH_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH
-_WATCHED = _CONNECTED | _LOST | _REFUSED | _AUTH_FAILED
-# A sidecar's libzmq drops, without an answer, a peer that sends more than twice its
-# python3.bridge.max-message-size. Requests at least this large are sent with a socket monitor
-# on, so such a drop fails the call at once (BadRequest) instead of at its deadline.
-WATCH_SIZE = 64 << 10
 
 
 def parse_endpoints(endpoint: str | Sequence[str] | None) -> list[str]:
@@ -111,49 +104,6 @@ class Result:
     """The sidecar's strategy that served the call (primary, secondary, direct, remote)."""
     endpoint: str | None = None
     """The sidecar that answered."""
-
-
-class _Link:
-    """One thread's DEALER socket to one endpoint (with a monitor when failover is on)."""
-
-    __slots__ = ("sock", "monitor", "poller", "created", "connecting")
-
-    def __init__(self, sock: zmq.Socket, monitor: zmq.Socket | None,
-                 connecting: zmq.Socket | None = None) -> None:
-        self.sock = sock
-        self.monitor = monitor
-        self.connecting = connecting  # a monitor of the first handshake only (no failover)
-        self.poller = zmq.Poller()
-        self.poller.register(sock, zmq.POLLIN)
-        if monitor is not None:
-            self.poller.register(monitor, zmq.POLLIN)
-        self.created = time.monotonic()
-
-    def watch(self) -> None:
-        """Start a socket monitor (kept for the link's life) to see the connection drop."""
-        if self.connecting is not None:  # one monitor per socket: keep the first one
-            self.monitor, self.connecting = self.connecting, None
-        else:
-            self.monitor = self.sock.get_monitor_socket(_WATCHED)
-        self.poller.register(self.monitor, zmq.POLLIN)
-
-    def events(self) -> list[int]:
-        """Monitor events that arrived since the last look (non-blocking)."""
-        found = []
-        if self.monitor is not None:
-            while self.monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                found.append(parse_monitor_message(self.monitor.recv_multipart())["event"])
-        return found
-
-    def close(self) -> None:
-        for monitor in (self.monitor, self.connecting):
-            if monitor is not None:
-                try:
-                    self.sock.disable_monitor()
-                except zmq.ZMQError:
-                    pass
-                monitor.close(0)
-        self.sock.close(0)
 
 
 class Client:
@@ -187,7 +137,7 @@ class Client:
         # when a client is dropped unclosed, and ``term()`` blocks while any socket lives.
         self._context = zmq.Context.instance()
         self._local = threading.local()
-        self._links: list[_Link] = []
+        self._links: list[ZmqLink | LeanLink | UnixLink] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closed = False
@@ -278,15 +228,14 @@ class Client:
             permit = self._breaker.try_acquire()
             if permit is None:
                 raise self._skipped(self.endpoint)
+            failed = None  # any other error (too large, our credentials, ...): the sidecar is fine
             try:
                 reply = self.send_and_wait(payload, rid, timeout + self.grace)
             except Unavailable:
-                permit.record(protocol.UNAVAILABLE)
+                failed = protocol.UNAVAILABLE
                 raise
-            except (BadRequest, Unauthorized):  # its size, or our credentials: the sidecar is fine
-                permit.record(None)
-                raise
-            permit.record(None)
+            finally:  # exactly once, whatever ends the call: a probe's permit is never kept
+                permit.record(failed)
         else:
             reply = self._request_with_failover(request, payload, rid, timeout)
         if reply.get("ok"):
@@ -353,9 +302,11 @@ class Client:
         ``connect_timeout``.
         """
         endpoint = endpoint or self.endpoint
-        if endpoint.startswith("unix:"):  # this host's sidecar, no libzmq: bridge/unix_client
-            return self._unix_link(endpoint).exchange(payload, rid, wait)
         link = self._link(endpoint)
+        if type(link) is LeanLink:
+            return link.exchange(payload, rid, wait, patient)
+        if type(link) is UnixLink:  # this host's sidecar, no libzmq: bridge/unix_client
+            return link.exchange(payload, rid, wait)
         if len(payload) >= WATCH_SIZE and link.monitor is None:
             link.watch()
         sock = link.sock
@@ -378,87 +329,54 @@ class Client:
                 # The sidecar took the request but never answered: drop the socket so a late
                 # reply cannot be mistaken for the next call's.
                 self._discard_link(endpoint)
-                raise Unavailable(f"no reply from the sidecar at {endpoint} within "
-                                  f"{wait:g}s; it may be frozen or overloaded")
+                raise Unavailable(no_reply(endpoint, wait))
             if link.monitor is not None and (len(ready) > 1 or ready[0][0] is not sock):
-                lost = _LOST in link.events()
+                dropped = LOST in link.events()
                 if all(source is not sock for source, _ in ready):
-                    if lost and len(payload) >= WATCH_SIZE:
-                        raise BadRequest(
-                            f"the sidecar at {endpoint} closed the connection while this "
-                            f"{len(payload)}-byte request was sent: it drops, without an "
-                            "answer, requests above twice its python3.bridge.max-message-size;"
-                            " send less data per call")
-                    if lost:
-                        raise Unavailable(f"the connection to the sidecar at {endpoint} was "
-                                          "lost while this call was running there; its "
-                                          "effects are unknown")
+                    if dropped and len(payload) >= WATCH_SIZE:
+                        raise BadRequest(too_large(endpoint, len(payload)))
+                    if dropped:
+                        raise Unavailable(lost(endpoint))
                     continue  # an event that changes nothing; the wait goes on (rare)
             reply = codec.unpackb(sock.recv(copy=False).buffer)  # no copy of a large reply
-            if not isinstance(reply, dict):
-                raise InternalError(f"malformed reply from the sidecar: {reply!r}")
-            if reply.get("id") == rid:
+            if answers(reply, rid):
                 return reply
-            if reply.get("id") is None and not reply.get("ok"):
-                return reply  # the sidecar could not read our request at all
-            # A stale reply to an earlier call on this thread: ignore it and keep waiting.
 
-    def _wait_connected(self, link: _Link, endpoint: str, patient: bool) -> None:
+    def _wait_connected(self, link: ZmqLink, endpoint: str, patient: bool) -> None:
         unreachable = (f"cannot reach the sidecar at {endpoint} within "
                        f"{self.connect_timeout:g}s; is it running (`py3sidecar serve`)?")
         waited = time.monotonic() - link.created
         if not patient and waited >= self.connect_timeout:
             raise Unavailable(f"the sidecar at {endpoint} is not connected; is it running?")
         deadline = time.monotonic() + self.connect_timeout - (0 if patient else waited)
-        if link.monitor is None:
-            # Watched only while it connects: a refused token or key is told at once, not as
-            # an unreachable sidecar after connect_timeout. libzmq does not retry a refused
-            # handshake, so the monitor was started before connect (``_link``).
-            monitor = link.connecting or link.sock.get_monitor_socket(_WATCHED)
-            link.connecting = None
-            try:
-                self._await_connection(link, monitor, endpoint, deadline, patient, unreachable)
-            except SidecarError:
+        # Without failover the link is watched only while it connects: a refused token or key
+        # is told at once, not as an unreachable sidecar after connect_timeout. libzmq does not
+        # retry a refused handshake, so that monitor was started before connect (``_link``).
+        temporary = link.monitor is None
+        monitor = link.monitor or link.connecting or link.sock.get_monitor_socket(WATCHED)
+        link.connecting = None
+        try:
+            link.await_connection(monitor, endpoint, deadline, patient, unreachable,
+                                  functools.partial(self._refused, endpoint))
+        except SidecarError as exc:
+            if temporary or isinstance(exc, Unauthorized):
                 self._discard_link(endpoint)
-                raise
-            finally:
+            raise
+        finally:
+            if temporary:
                 if not link.sock.closed:
                     link.sock.disable_monitor()
                 monitor.close(0)
-            return
-        try:
-            self._await_connection(link, link.monitor, endpoint, deadline, patient, unreachable)
-        except Unauthorized:
-            self._discard_link(endpoint)
-            raise
 
-    def _await_connection(self, link: _Link, monitor: zmq.Socket, endpoint: str,
-                          deadline: float, patient: bool, unreachable: str) -> None:
-        poller = zmq.Poller()
-        poller.register(link.sock, zmq.POLLOUT)
-        poller.register(monitor, zmq.POLLIN)
-        while True:
-            left = deadline - time.monotonic()
-            ready = dict(poller.poll(max(0, int(left * 1000)))) if left > 0 else {}
-            if link.sock in ready:
-                return
-            if not ready:
-                raise Unavailable(unreachable)
-            events = []
-            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                events.append(parse_monitor_message(monitor.recv_multipart())["event"])
-            if any(event & _AUTH_FAILED for event in events):
-                raise Unauthorized(
-                    f"the sidecar at {endpoint} refused this client at the ZeroMQ handshake "
-                    f"({self.security[endpoint].mechanism.upper()}): use its token (its token "
-                    "file, $PY3SIDECAR_TOKEN), and under CURVE its server key (zmq.curve."
-                    "server-key in its connection.json) and a client key listed in its "
-                    "python3.bridge.zmq.curve.client-keys-dir")
-            if _REFUSED in events and not patient:
-                raise Unavailable(f"the sidecar at {endpoint} refused the connection; is it "
-                                  "running?")
+    def _refused(self, endpoint: str) -> Unauthorized:
+        return Unauthorized(
+            f"the sidecar at {endpoint} refused this client at the ZeroMQ handshake "
+            f"({self.security[endpoint].mechanism.upper()}): use its token (its token "
+            "file, $PY3SIDECAR_TOKEN), and under CURVE its server key (zmq.curve."
+            "server-key in its connection.json) and a client key listed in its "
+            "python3.bridge.zmq.curve.client-keys-dir")
 
-    def _link(self, endpoint: str) -> _Link:
+    def _link(self, endpoint: str) -> ZmqLink | LeanLink | UnixLink:
         links = getattr(self._local, "links", None)
         if links is None:
             links = self._local.links = {}
@@ -466,31 +384,33 @@ class Client:
         if link is None:
             if self._closed:
                 raise Unavailable("this client is closed")
-            sock = self._context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.immediate = True
-            self.security[endpoint].apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
-            monitor = connecting = None
-            if not self._single:  # failover wants to see connections drop, at once
-                monitor = sock.get_monitor_socket(_WATCHED)
-            else:  # until the first connection: see _wait_connected
-                connecting = sock.get_monitor_socket(_WATCHED)
-            sock.connect(endpoint)
-            link = links[endpoint] = _Link(sock, monitor, connecting)
+            security = self.security[endpoint]
+            lean = AVAILABLE and security.mechanism == "plain"  # POSIX, PLAIN: the lean link
+            address = tcp_address(endpoint) if lean else None
+            if endpoint.startswith("unix:"):  # this host's sidecar, no libzmq
+                link = UnixLink(endpoint[len("unix:"):], self.connect_timeout)
+            elif address is not None:  # connected on first use
+                link = LeanLink(endpoint, address, security.token, self.connect_timeout,
+                                functools.partial(self._refused, endpoint))
+            else:
+                link = self._zmq_link(endpoint, security)
+            links[endpoint] = link
             with self._lock:
                 self._links.append(link)
         return link
 
-    def _unix_link(self, endpoint: str) -> UnixLink:
-        links = self._local.__dict__.setdefault("unix", {})
-        link = links.get(endpoint)
-        if link is None:
-            if self._closed:
-                raise Unavailable("this client is closed")
-            link = links[endpoint] = UnixLink(endpoint[len("unix:"):], self.connect_timeout)
-            with self._lock:
-                self._links.append(link)  # type: ignore[arg-type] - closed alike
-        return link
+    def _zmq_link(self, endpoint: str, security: ClientSecurity) -> ZmqLink:
+        sock = self._context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.immediate = True
+        security.apply(sock)  # PLAIN or CURVE (bridge/zmq_auth.py)
+        monitor = connecting = None
+        if not self._single:  # failover wants to see connections drop, at once
+            monitor = sock.get_monitor_socket(WATCHED)
+        else:  # until the first connection: see _wait_connected
+            connecting = sock.get_monitor_socket(WATCHED)
+        sock.connect(endpoint)
+        return ZmqLink(sock, monitor, connecting)
 
     def _discard_link(self, endpoint: str) -> None:
         links = getattr(self._local, "links", None) or {}

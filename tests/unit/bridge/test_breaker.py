@@ -654,3 +654,42 @@ def test_a_disabled_breaker_records_nothing():
     permit = b.acquire()
     assert permit.state is BreakerState.DISABLED
     assert permit.record("crashed") is False and b.snapshot()["consecutive_failures"] == 0
+
+
+class CountingLock:
+    """Test double for the breaker's lock: counts how often it is taken."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.taken = 0
+
+    def __enter__(self) -> bool:
+        self.taken += 1
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.__exit__(*exc)
+
+
+def test_a_settled_breaker_passes_successes_without_its_lock():
+    """CLOSED with a full window of successes: a success changes nothing, so the permit and its
+    record take no lock; a failure, or a breaker that moved on meanwhile, takes the usual way."""
+    b = CircuitBreaker(BreakerConfig(failure_threshold=2, window_size=3, minimum_calls=3))
+    for _ in range(3):
+        b.try_acquire().record(None)
+    before = b.snapshot()
+    b._lock = CountingLock()
+    for _ in range(50):
+        assert b.try_acquire().record(None) is True
+    assert b._lock.taken == 0
+    assert b.snapshot() == before
+    stale = b.try_acquire()
+    b.force_open()
+    assert stale.record(None) is False and b.stale_records == 1  # its generation is gone
+    b.reset()
+    for _ in range(3):
+        b.try_acquire().record(None)
+    b.try_acquire().record("crashed")  # the first failure: counted, the window no longer settled
+    assert b.snapshot()["failures_in_window"] == 1 and b.state is CLOSED
+    b.try_acquire().record("crashed")
+    assert b.state is OPEN
