@@ -286,13 +286,17 @@ def run_pinned(calls: int, rounds: int, jython: bool, jython_transports: tuple[s
         sidecar.start()
         client = sidecar.client(timeout=10)
         unix = unix_client(sidecar)
+        libzmq = sidecar.client(timeout=10, libzmq=True)  # the hand-written ZMTP link's peer
         for _ in range(2000):  # warm-up: the worker's first calls import and allocate
             client.call("operator:add", 1, 2)
             unix.call("operator:add", 1, 2)
+            libzmq.call("operator:add", 1, 2)
         pair = cpu_before_after.open_before(before, config)
         for _ in range(rounds):
-            per_round.append(measure_round(echo, relays, pair, sidecar, (client, unix), calls))
+            per_round.append(measure_round(echo, relays, pair, sidecar, (client, unix, libzmq),
+                                           calls))
         unix.close()
+        libzmq.close()
         if jython:
             py4j_echo = subprocess.Popen([sys.executable, __file__, "--py4j-echo-server"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -327,13 +331,15 @@ def unix_client(sidecar: SidecarProcess) -> Any:
 
 
 def measure_round(echo: PipeEcho, relays: Relays, pair: Any, sidecar: SidecarProcess,
-                  clients: tuple[Any, Any], calls: int) -> dict[str, float]:
+                  clients: tuple[Any, Any, Any], calls: int) -> dict[str, float]:
     """One round: the floor, our sidecar (over ZeroMQ, then its Unix socket), the relays, the
     before/after pair, the floor again."""
     figures = {"pipe_echo_side": echo.measure(calls)}
     figures.update(measure_cpython(sidecar, clients[0], calls))
     figures.update({f"{k}_unix": v for k, v in measure_cpython(sidecar, clients[1],
                                                                  calls).items()})
+    figures.update({f"{k}_libzmq": v for k, v in measure_cpython(sidecar, clients[2],
+                                                                   calls).items()})
     figures.update(relays.measure(calls))
     if pair is not None:
         figures.update(pair.measure(calls))
@@ -351,7 +357,8 @@ def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
                            "client": "pipe_echo_side", "relay_zmq": "pipe_echo_side",
                            "relay_unix": "pipe_echo_side", "sidecar_unix": "pipe_echo_side",
                            "worker_unix": "pipe_echo_side",
-                           "client_unix": "pipe_echo_side"}.items():
+                           "client_unix": "pipe_echo_side", "client_libzmq": "pipe_echo_side",
+                           "sidecar_libzmq": "pipe_echo_side"}.items():
         multiples[process] = statistics.median(r[process] / r[floor] for r in per_round
                                                if process in r)
     ratios = cpu_before_after.summarize(per_round, multiples)
@@ -389,6 +396,10 @@ def print_table(result: dict[str, Any], calls: int) -> None:
          "worker_unix"),
         ("CPython client process (Unix socket)", "client_unix", "pipe_echo_side",
          "client_unix"),
+        ("CPython client process (libzmq DEALER)", "client_libzmq", "pipe_echo_side",
+         "client_libzmq"),
+        ("sidecar process (libzmq DEALER client)", "sidecar_libzmq", "pipe_echo_side",
+         "sidecar_libzmq"),
         ("floor: bare Python relay (ZeroMQ)", "relay_zmq", "pipe_echo_side", "relay_zmq"),
         ("floor: bare Python relay (Unix socket)", "relay_unix", "pipe_echo_side",
          "relay_unix"),

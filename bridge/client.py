@@ -120,8 +120,11 @@ class Client:
                  token_file: str | None = None, breaker: BreakerConfig | None = None,
                  curve_server_key: str | bytes | None = None,
                  client_key_file: str | None = None,
-                 connection_file: str | None = None) -> None:
+                 connection_file: str | None = None, libzmq: bool = False) -> None:
         self.endpoints = parse_endpoints(endpoint)
+        # True: libzmq's DEALER even for PLAIN over tcp:// (the hand-written ZMTP link's peer
+        # in benchmarks/cpu_per_call.py, and a way back should that link ever misbehave)
+        self.libzmq = libzmq
         self.endpoint = self.endpoints[0]
         self.token = token if token is not None else read_token(token_file)
         self.security = self._handshake_security(curve_server_key, client_key_file,
@@ -385,7 +388,8 @@ class Client:
             if self._closed:
                 raise Unavailable("this client is closed")
             security = self.security[endpoint]
-            lean = AVAILABLE and security.mechanism == "plain"  # POSIX, PLAIN: the lean link
+            lean = (AVAILABLE and security.mechanism == "plain"  # POSIX, PLAIN: the lean link
+                    and not self.libzmq)
             address = tcp_address(endpoint) if lean else None
             if endpoint.startswith("unix:"):  # this host's sidecar, no libzmq
                 link = UnixLink(endpoint[len("unix:"):], self.connect_timeout)

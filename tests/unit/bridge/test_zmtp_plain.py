@@ -244,3 +244,26 @@ def test_a_closed_client_does_not_connect_again(router):
     assert link.wire.sock is None
     with pytest.raises(Unavailable, match="closed"):
         client.call("operator:add", 1, 2)
+
+
+def test_libzmq_true_keeps_the_libzmq_dealer_for_plain(router):
+    """``Client(libzmq=True)``: the way back to libzmq's DEALER (and the lean link's peer in
+    benchmarks/cpu_per_call.py) serves the same call."""
+    from bridge.plain_client import LeanLink
+    from bridge.zmq_link import ZmqLink
+
+    def answer_one() -> None:
+        peer, payload = router.recv()
+        rid = msgpack.unpackb(payload)["id"]
+        router.sock.send_multipart([peer, msgpack.packb({"id": rid, "ok": True, "value": 5})])
+
+    for libzmq, kind in ((False, LeanLink), (True, ZmqLink)):
+        client = Client(router.endpoint, PASSWORD, timeout=5, libzmq=libzmq)
+        server = threading.Thread(target=answer_one)
+        server.start()
+        try:
+            assert client.call("operator:add", 2, 3) == 5
+            assert isinstance(client._link(router.endpoint), kind)
+        finally:
+            server.join(10)
+            client.close()
