@@ -1,7 +1,7 @@
 """Covers: benchmarks.before_tree, benchmarks.client_driver, benchmarks.cpu_before_after,
 benchmarks.relay_floor, benchmarks.throughput_before.
 
-The before/after machinery (issue 21): each tree's sidecar is called by its own tree's client
+The before/after machinery: each tree's sidecar is called by its own tree's client
 in a driver process (9f4ee9f's NULL front refuses today's PLAIN client, which is why), the
 ratio is paired per round, a missing before tree is skipped with a message, and both bare
 relays echo the request and cost their process CPU. No time is asserted.
