@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,41 @@ class AcceptGuard:
             self.timer.cancel()
             self.timer = None
         self.paused = False
+
+
+class ListenerSwitch:
+    """A front's ``pause``/``resume`` for its guard: stop and restart polling the listener
+    that ``listener()`` gives (None: the front stopped; nothing to do)."""
+
+    def __init__(self, loop: Any, listener: Callable[[], Any],
+                 on_accept: Callable[[], None]) -> None:
+        self.loop, self.listener, self.on_accept = loop, listener, on_accept
+
+    def pause(self) -> None:
+        sock = self.listener()
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+
+    def resume(self) -> None:
+        sock = self.listener()
+        if sock is not None:
+            self.loop.add_reader(sock.fileno(), self.on_accept)
+
+
+def accept_some(listener: Any, guard: AcceptGuard, limit: int) -> Iterator[tuple[Any, Any]]:
+    """Up to ``limit`` pending connections, (socket, address) each; stops at an empty backlog,
+    or when a resource error made ``guard`` pause the listener (never a spin)."""
+    for _ in range(limit):
+        try:
+            sock, addr = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EMFILE and friends: pause the listener, never spin
+            if guard.failed(exc):
+                return
+            continue
+        guard.accepted()
+        yield sock, addr
 
 
 def _kernel_max_open() -> int:

@@ -31,7 +31,7 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from bridge.accept_guard import LOG_INTERVAL, AcceptGuard
+from bridge.accept_guard import LOG_INTERVAL, AcceptGuard, ListenerSwitch, accept_some
 from bridge.loopback import is_loopback_host
 from bridge.py4j_connection import LINGER_0, Handler, Py4JConnection
 from bridge.py4j_tls import TlsHandshake
@@ -92,8 +92,8 @@ class Py4JFront:
         self.refused = 0  # connections refused at the cap, since the last report
         self.refused_logged_at: float | None = None
         self.idle_timer = None
-        self.guard = AcceptGuard(loop, "py4j front", self._pause_accepting,
-                                 self._resume_accepting,
+        switch = ListenerSwitch(loop, lambda: self.listener, self.on_accept)
+        self.guard = AcceptGuard(loop, "py4j front", switch.pause, switch.resume,
                                  advice="raise LimitNOFILE in the unit or lower "
                                         "python3.bridge.py4j.max-connections")
 
@@ -130,14 +130,6 @@ class Py4JFront:
         if self.tls_context is None and not is_loopback_host(self.host):
             log.warning("py4j front: beyond loopback in clear text (the token, code and values "
                         "can be read on the network); set python3.bridge.py4j.tls")
-
-    def _pause_accepting(self) -> None:
-        if self.listener is not None:
-            self.loop.remove_reader(self.listener.fileno())
-
-    def _resume_accepting(self) -> None:
-        if self.listener is not None:
-            self.loop.add_reader(self.listener.fileno(), self.on_accept)
 
     def _sweep_interval(self) -> float:
         return max(0.05, min(self.idle_timeout / 4, 30.0))
@@ -185,16 +177,7 @@ class Py4JFront:
         listener = self.listener
         if listener is None:
             return
-        for _ in range(ACCEPT_PER_TURN):
-            try:
-                sock, addr = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: pause the listener, never spin
-                if self.guard.failed(exc):
-                    return
-                continue
-            self.guard.accepted()
+        for sock, addr in accept_some(listener, self.guard, ACCEPT_PER_TURN):
             peer = f"{addr[0]}:{addr[1]}"
             if not self.make_room():
                 self.refuse(sock, peer)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge import protocol
-from bridge.accept_guard import AcceptGuard
+from bridge.accept_guard import AcceptGuard, ListenerSwitch, accept_some
 from bridge.codec import pack_raw
 from sidecar.channel import FrameReader, FrameTooLarge, OutBuffer
 
@@ -64,8 +64,9 @@ class UnixFront:
         self.uids = {os.geteuid(), 0}
         self._inode: int | None = None
         self.error = ""  # why it does not listen (connection.json's unix.error)
-        self.guard = AcceptGuard(loop, f"Unix-socket front {self.path}", self._pause,
-                                 self._resume, advice="raise LimitNOFILE in the service unit")
+        switch = ListenerSwitch(loop, lambda: self.listener, self.on_accept)
+        self.guard = AcceptGuard(loop, f"Unix-socket front {self.path}", switch.pause,
+                                 switch.resume, advice="raise LimitNOFILE in the service unit")
 
     @property
     def endpoint(self) -> str:
@@ -122,28 +123,11 @@ class UnixFront:
         raise OSError(errno.EADDRINUSE, f"another sidecar serves {self.path}; stop it or set "
                       "python3.bridge.unix.path")
 
-    def _pause(self) -> None:
-        if self.listener is not None:
-            self.loop.remove_reader(self.listener.fileno())
-
-    def _resume(self) -> None:
-        if self.listener is not None:
-            self.loop.add_reader(self.listener.fileno(), self.on_accept)
-
     def on_accept(self) -> None:
         listener = self.listener
-        for _ in range(ACCEPT_PER_TURN):
-            if listener is None:
-                return
-            try:
-                sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and friends: pause the listener, never spin
-                if self.guard.failed(exc):
-                    return
-                continue
-            self.guard.accepted()
+        if listener is None:
+            return
+        for sock, _ in accept_some(listener, self.guard, ACCEPT_PER_TURN):
             pid, uid, _gid = _UCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
             peer = f"unix:pid={pid},uid={uid}"
