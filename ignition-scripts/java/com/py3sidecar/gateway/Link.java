@@ -22,7 +22,12 @@ public interface Link {
     PyObject exchange(byte[] payload, int timeoutMs, Check check);
 
     /** The Jython transports' entry: check is a callable of the reply (or None). */
-    PyObject request(byte[] payload, int timeoutMs, PyObject check);
+    default PyObject request(byte[] payload, int timeoutMs, PyObject check) {
+        return exchange(payload, timeoutMs, new PyCheck(check, mismatch()));
+    }
+
+    /** The Jython ReplyMismatch class: what a check raises for another request's reply. */
+    PyObject mismatch();
 
     void close();
 

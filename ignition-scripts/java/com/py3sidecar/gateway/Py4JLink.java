@@ -67,8 +67,8 @@ public final class Py4JLink implements Link {
     }
 
     @Override
-    public PyObject request(byte[] payload, int timeoutMs, PyObject check) {
-        return exchange(payload, timeoutMs, new PyCheck(check, mismatch));
+    public PyObject mismatch() {
+        return mismatch;
     }
 
     @Override

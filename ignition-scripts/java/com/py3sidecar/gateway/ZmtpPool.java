@@ -39,8 +39,8 @@ public final class ZmtpPool implements Link {
     }
 
     @Override
-    public PyObject request(byte[] payload, int timeoutMs, PyObject check) {
-        return exchange(payload, timeoutMs, new PyCheck(check, mismatch));
+    public PyObject mismatch() {
+        return mismatch;
     }
 
     @Override
