@@ -15,23 +15,17 @@ from typing import Any
 
 from bridge.codec import pack_raw
 from sidecar.loop import Loop
+from sidecar.pool.call import Call
 from sidecar.pool.events import POOL_EVENTS
 from sidecar.pool.local import STARTING, Pool, PoolSettings, WorkerHandle
 from sidecar.process.exits import describe_exit
+
+from .clock_double import FakeClock
 
 READY = pack_raw({"op": "ready"})
 # No pid of a live process (above the kernel's pid_max): psutil and /proc find nothing there.
 _PIDS = itertools.count(900_000_000)
 
-
-class FakeClock:
-    """Test double for the loop's monotonic clock: moves only when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeReader:
@@ -208,3 +202,11 @@ def started(make: Callable[..., PoolHarness], **settings: Any) -> PoolHarness:
     h.pool.start()
     h.ready_all()
     return h
+
+
+def submit(h: PoolHarness, rid: str = "r1", timeout: float = 5.0) -> tuple[Call, Sink]:
+    """A call ``rid`` submitted to the harness's pool, and the sink its reply goes to."""
+    sink = Sink()
+    call = Call(rid, b"payload-" + rid.encode(), timeout, sink, h.clock())
+    h.pool.submit(call)
+    return call, sink

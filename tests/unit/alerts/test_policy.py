@@ -13,18 +13,7 @@ from sidecar.alerts.manager import AlertManager
 from sidecar.alerts.policy import AlertPolicy, Level, ThrottleSettings
 from sidecar.loop import Loop
 
-
-class FakeClock:
-    """Test double for time.monotonic: advanced by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from ..clock_double import FakeClock
 
 
 def run_until(policy: AlertPolicy, clock: FakeClock, end: float) -> list:

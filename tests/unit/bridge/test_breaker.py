@@ -21,21 +21,11 @@ from bridge.breaker import (
 )
 from bridge.protocol import TIMEOUT, CircuitOpen
 
+from ..clock_double import FakeClock
+
 CLOSED, OPEN, HALF_OPEN = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 FORCED_OPEN, DISABLED = BreakerState.FORCED_OPEN, BreakerState.DISABLED
 
-
-class FakeClock:
-    """Test double for ``time.monotonic``: moves only when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

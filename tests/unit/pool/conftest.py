@@ -13,6 +13,14 @@ from ..pool_doubles import PoolHarness
 
 
 @pytest.fixture
+def harness(tmp_path):
+    """One pool on fake processes; closed after the test."""
+    h = PoolHarness(tmp_path)
+    yield h
+    h.close()
+
+
+@pytest.fixture
 def make(tmp_path):
     """Builds pools on fake processes, each in a folder of its own; closed after the test."""
     made: list[PoolHarness] = []

@@ -58,22 +58,9 @@ from ..pool_doubles import (
     Sink,
     reply_ok,
     started,
+    submit,
     worker_of,
 )
-
-
-@pytest.fixture
-def harness(tmp_path):
-    h = PoolHarness(tmp_path)
-    yield h
-    h.close()
-
-
-def submit(h: PoolHarness, rid: str = "r1", timeout: float = 5.0) -> tuple[Call, Sink]:
-    sink = Sink()
-    call = Call(rid, b"payload-" + rid.encode(), timeout, sink, h.clock())
-    h.pool.submit(call)
-    return call, sink
 
 
 def kind_of(sink: Sink) -> str | None:

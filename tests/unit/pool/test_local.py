@@ -33,7 +33,16 @@ from sidecar.pool.local import (
 )
 from sidecar.supervision.score import HealthScore, ScoreConfig
 
-from ..pool_doubles import READY, FakeProcess, PoolHarness, Sink, reply_ok, started, worker_of
+from ..pool_doubles import (
+    READY,
+    FakeProcess,
+    PoolHarness,
+    Sink,
+    reply_ok,
+    started,
+    submit,
+    worker_of,
+)
 
 
 class WorkerDouble:
@@ -87,20 +96,6 @@ def test_an_error_reply_is_counted_by_its_kind(pool: Pool) -> None:
     reply, call, _ = answered(pool, frame)
     assert reply["error"]["kind"] == "user" and call.outcome == "user"
     assert pool.errors_by_kind == {"user": 1} and pool.counters["succeeded"] == 0
-
-
-@pytest.fixture
-def harness(tmp_path):
-    h = PoolHarness(tmp_path)
-    yield h
-    h.close()
-
-
-def submit(h: PoolHarness, rid: str = "r1", timeout: float = 5.0) -> tuple[Call, Sink]:
-    sink = Sink()
-    call = Call(rid, b"payload-" + rid.encode(), timeout, sink, h.clock())
-    h.pool.submit(call)
-    return call, sink
 
 
 def replies(sink: Sink) -> list[dict[str, Any]]:

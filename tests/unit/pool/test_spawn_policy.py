@@ -15,20 +15,12 @@ from sidecar.pool.spawn_policy import (
     missing_roles,
 )
 
-
-class FakeClock:
-    """Test double for the loop's monotonic clock: moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from ..clock_double import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 def test_back_off_doubles_per_failure_up_to_the_maximum(clock: FakeClock) -> None:

@@ -28,6 +28,8 @@ from sidecar.routing.quarantine import (
     request_label,
 )
 
+from ..clock_double import FakeClock
+
 KEY = b"quarantine-test-key"  # the key of every Quarantine made by make(): see fingerprint()
 
 
@@ -38,15 +40,6 @@ def fingerprint(request: dict):
     """The fingerprint a Quarantine made by ``make`` gives ``request``."""
     return _keyed_fingerprint(request, KEY)
 
-
-class FakeClock:
-    """Test double for the monotonic clock: time moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def execute(code: str, **extra) -> dict:

@@ -10,23 +10,12 @@ import pytest
 
 from sidecar.supervision.score import HealthScore, ScoreConfig, ScoreEvent
 
-
-class FakeClock:
-    """Test double for ``time.monotonic``: moves only when told to."""
-
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from ..clock_double import FakeClock
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(500.0)
 
 
 @pytest.fixture
