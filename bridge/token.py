@@ -67,6 +67,18 @@ def check_token_strength(token: str, source: str, exposed: Sequence[str]) -> Non
             "print(secrets.token_urlsafe(32))'`")
 
 
+def new_token() -> str:
+    """A fresh 43-character token that never starts with ``-``.
+
+    One urlsafe token in 64 starts with ``-``, and argparse reads ``--token -x...`` as a
+    missing value followed by an unknown option: every CLI call given the token would fail.
+    """
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 def runtime_dir() -> Path:
     if os.environ.get(ENV_RUNTIME_DIR):
         return Path(os.environ[ENV_RUNTIME_DIR])
@@ -120,7 +132,7 @@ def ensure_token(configured: str = "", token_file: str = "",
             share_with_group(path, gid)
         return existing, path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     # Create with owner-only permissions from the start: never a moment of a readable token.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

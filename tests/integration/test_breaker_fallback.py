@@ -199,7 +199,7 @@ def test_cli_breaker_status_open_close(tmp_path):
     with SidecarProcess({"pool": {"initial-size": 1}}, workdir=str(tmp_path)) as proc:
         def cli(*args):
             return subprocess.run([PYTHON, "-m", "sidecar", "breaker", *args, "--endpoint",
-                                   proc.endpoint, "--token", proc.token],
+                                   proc.endpoint, f"--token={proc.token}"],
                                   capture_output=True, text=True, timeout=30)
         out = cli("status")
         assert out.returncode == 0 and "breaker primary: closed" in out.stdout

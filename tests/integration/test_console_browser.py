@@ -218,7 +218,7 @@ def check_the_cli(proc, client, wheelhouse):
     environment is refused with advice."""
     def cli(action, *args, timeout=120):
         return subprocess.run([sys.executable, "-m", "sidecar", "packages", action, "--url",
-                               proc.http_url, "--token", proc.token, *args],
+                               proc.http_url, f"--token={proc.token}", *args],
                               capture_output=True, text=True, env=proc.env, timeout=timeout)
     listed = cli("list", "--pool", "plant")
     assert listed.returncode == 0 and "plantextra 1.2.3" in listed.stdout

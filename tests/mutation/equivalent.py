@@ -131,7 +131,7 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
          "no match, and the next line returns set() for a falsy url"),
     ('bridge/token.py', 'ensure_token', '- existing = "" | + existing = None'):
         _FALSY,
-    ('bridge/token.py', 'ensure_token', '- token = secrets.token_urlsafe(32) | + token = secrets.token_urlsafe(None)'):
+    ('bridge/token.py', 'new_token', '- token = secrets.token_urlsafe(32) | + token = secrets.token_urlsafe(None)'):
         _URLSAFE_DEFAULT,
     ('sidecar/pool/call.py', 'Call.__init__', '- self.started_at = 0.0 | + self.started_at = None'):
         _STARTED_AT,

@@ -355,3 +355,21 @@ def test_the_group_is_looked_up_by_name_with_advice():
         "python3.bridge.token-group: there is no group 'no-such-group-here' on this machine; "
         "create it (groupadd --system, or `py3sidecar install`) or leave the key empty")
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_a_new_token_never_starts_with_a_dash(monkeypatch, tmp_path):
+    # A token "-..." given as `--token -...` is read by argparse as a missing value.
+    made = iter(["-starts-with-a-dash-" + "x" * 23, "A" * 43])
+    monkeypatch.setattr(tk.secrets, "token_urlsafe", lambda n: next(made))
+    token, path = ensure_token("", str(tmp_path / "token"))
+    assert token == "A" * 43
+    assert path.read_text().strip() == "A" * 43
+
+
+def test_the_cli_takes_a_new_token_as_the_value_of_token():
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--token")
+    for _ in range(500):
+        token = tk.new_token()
+        assert parser.parse_args(["--token", token]).token == token
