@@ -71,6 +71,7 @@ bench: $(STAMP) system-deps $(GATEWAY_JAR) before-tree
 	$(BIN)/python benchmarks/report.py
 	$(BIN)/python benchmarks/cpu_per_call.py --calls 5000 --rounds 5 --before $(BEFORE_TREE) --json benchmarks/results/cpu_per_call.json
 	$(BIN)/python benchmarks/throughput.py --before $(BEFORE_TREE) --seconds 1 --repeats 5   # 2 and 4 workers: ours, before, PPE, mp.Pool
+	$(BIN)/python benchmarks/cost_split.py   # where the wall, the throughput and a 32 MiB reply go, by process, beside PPE
 	$(BIN)/python benchmarks/dask_route.py    # our Dask route vs a bare Client.submit
 	PY3SIDECAR_BENCH_KILLS=200 PY3SIDECAR_BENCH_LOAD_SECONDS=6 PY3SIDECAR_BENCH_EPISODES=10 $(BIN)/python -m pytest -q benchmarks --benchmark-disable-gc --benchmark-warmup=on --benchmark-min-rounds=2000
 

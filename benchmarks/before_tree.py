@@ -22,6 +22,7 @@ from typing import Any
 from sidecar.testing import PROJECT_ROOT, SidecarProcess, wait_until
 
 DRIVER = Path(__file__).resolve().parent / "client_driver.py"
+PEER_DRIVER = DRIVER.parent / "peer_driver.py"
 BEFORE_COMMIT = "9f4ee9f"
 
 
@@ -75,28 +76,20 @@ class TreeSidecar(SidecarProcess):
         return data if isinstance(data, dict) and data.get("pid") == self.proc.pid else None
 
 
-class TreeClient:
-    """``benchmarks/client_driver.py`` with ``PYTHONPATH=tree``, calling ``sidecar``."""
+class Driver:
+    """A caller process on stdin/stdout (``client_driver.serve``'s commands), ``ready`` awaited."""
 
-    def __init__(self, tree: str | Path, sidecar: SidecarProcess, workers: int,
-                 own_tree: bool = False, timeout: float = 90.0, ready_s: float = 60.0,
-                 endpoint: str | None = None) -> None:
-        argv = [sys.executable, str(DRIVER), endpoint or sidecar.endpoint, sidecar.token,
-                str(workers)]
-        if own_tree:  # today's client learns PLAIN/CURVE from the connection file
-            argv.append(str(sidecar.connection_file))
-        env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()),
-                   PY3SIDECAR_BENCH_READY_S=str(ready_s))
-        self.proc = subprocess.Popen(argv, env=env, cwd=str(sidecar.workdir),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     bufsize=1)
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, what: str,
+                 timeout: float = 90.0, log: Any = None) -> None:
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
         self.pid = self.proc.pid
         self.timeout = timeout
         line = self._line()
         if line != "ready":
             self.close()
-            raise RuntimeError(f"the client of {tree} did not get ready: {line!r}\n"
-                               f"sidecar log:\n{sidecar.log()[-2000:]}")
+            raise RuntimeError(f"{what} did not get ready: {line!r}"
+                               + (f"\nsidecar log:\n{log()[-2000:]}" if log else ""))
 
     def _line(self) -> str:
         import threading
@@ -118,7 +111,20 @@ class TreeClient:
             raise RuntimeError(f"client driver {self.pid} failed during CALL {n}")
 
     def rate(self, threads: int, seconds: float) -> float:
-        return float(self.command(f"RATE {threads} {seconds}"))
+        return self.window(threads, seconds)[0]
+
+    def window(self, threads: int, seconds: float) -> tuple[float, int, float]:
+        """(calls/s, calls, seconds) of ``RATE threads seconds``."""
+        rate, calls, elapsed = self.command(f"RATE {threads} {seconds}").split()
+        return float(rate), int(calls), float(elapsed)
+
+    def cpu_ns(self) -> int:
+        """The driver's own CPU time (every thread it ever ran), ns."""
+        return int(self.command("CPU"))
+
+    def replies(self, n: int, size: int) -> None:
+        if self.command(f"BYTES {n} {size}") != "done":
+            raise RuntimeError(f"client driver {self.pid} failed during BYTES {n} {size}")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -128,6 +134,31 @@ class TreeClient:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+class TreeClient(Driver):
+    """``benchmarks/client_driver.py`` with ``PYTHONPATH=tree``, calling ``sidecar``."""
+
+    def __init__(self, tree: str | Path, sidecar: SidecarProcess, workers: int,
+                 own_tree: bool = False, timeout: float = 90.0, ready_s: float = 60.0,
+                 endpoint: str | None = None) -> None:
+        argv = [sys.executable, str(DRIVER), endpoint or sidecar.endpoint, sidecar.token,
+                str(workers)]
+        if own_tree:  # today's client learns PLAIN/CURVE from the connection file
+            argv.append(str(sidecar.connection_file))
+        env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()),
+                   PY3SIDECAR_BENCH_READY_S=str(ready_s))
+        super().__init__(argv, env, str(sidecar.workdir), f"the client of {tree}", timeout,
+                         sidecar.log)
+
+
+class PeerCaller(Driver):
+    """``benchmarks/peer_driver.py``: ProcessPoolExecutor (``ppe``) or multiprocessing.Pool
+    (``mp_pool``) of ``workers``, driven by the same commands; its workers are its children."""
+
+    def __init__(self, kind: str, workers: int, timeout: float = 90.0) -> None:
+        super().__init__([sys.executable, str(PEER_DRIVER), kind, str(workers)],
+                         dict(os.environ), str(DRIVER.parent), f"the {kind} caller", timeout)
 
 
 def start_pair(tree: str, config: dict[str, Any], workers: int

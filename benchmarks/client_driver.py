@@ -9,7 +9,13 @@ has WORKERS ready workers, warms up, prints ``ready``, then reads commands from 
 
 - ``CALL N``: N calls of ``call("operator:add", 1, 2)`` on one thread, then prints ``done``;
 - ``RATE T S``: T threads calling in a loop for about S seconds (released at once), then
-  prints the calls per second.
+  prints the calls per second, the calls and the seconds they took;
+- ``BYTES N SIZE``: N calls of ``call("builtins:bytes", SIZE)`` (a SIZE-byte reply), ``done``;
+- ``CPU``: this process's CPU time in ns, the threads that ``RATE`` ended included (``/proc``
+  lists live threads only).
+
+``benchmarks/peer_driver.py`` runs the same loop over ``ProcessPoolExecutor`` or
+``multiprocessing.Pool``, so the peers' callers are measured alike.
 
 The parent reads this process's CPU from ``/proc/<pid>/task/*/schedstat`` around ``CALL``, so
 the driver prints nothing else while it works. ``PY3SIDECAR_BENCH_READY_S`` (default 60): how
@@ -24,6 +30,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bridge.client import Client  # the tree named by PYTHONPATH
 
@@ -37,7 +45,9 @@ def ready_workers(client: Client) -> int:
                if w.get("role", "member") == "member" and w.get("state") in ("idle", "busy"))
 
 
-def rate(client: Client, threads: int, seconds: float) -> float:
+def rate(call: Callable[[], Any], threads: int, seconds: float) -> tuple[int, float]:
+    """``threads`` threads calling ``call`` in a loop for about ``seconds``, released at once:
+    (calls made, seconds from the release to the last thread's end)."""
     counts = [0] * threads
     barrier = threading.Barrier(threads + 1)
     stop = threading.Event()
@@ -46,7 +56,7 @@ def rate(client: Client, threads: int, seconds: float) -> float:
         barrier.wait()
         done = 0
         while not stop.is_set():
-            client.call("operator:add", 1, 2)
+            call()
             done += 1
         counts[i] = done
 
@@ -59,7 +69,30 @@ def rate(client: Client, threads: int, seconds: float) -> float:
     stop.set()
     for thread in pool:
         thread.join(60)
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts), time.perf_counter() - started
+
+
+def serve(trivial: Callable[[], Any], reply_of: Callable[[int], Any]) -> None:
+    """The command loop on stdin (module docstring); one line back per command."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        parts = line.split()
+        if parts[:1] == ["CALL"]:
+            for _ in range(int(parts[1])):
+                trivial()
+            print("done", flush=True)
+        elif parts[:1] == ["RATE"]:
+            calls, elapsed = rate(trivial, int(parts[1]), float(parts[2]))
+            print(f"{calls / elapsed:.1f} {calls} {elapsed:.6f}", flush=True)
+        elif parts[:1] == ["CPU"]:  # this process's CPU, threads that ended included
+            print(time.process_time_ns(), flush=True)
+        elif parts[:1] == ["BYTES"]:
+            size = int(parts[2])
+            for _ in range(int(parts[1])):
+                if len(reply_of(size)) != size:
+                    print(f"error: a {size}-byte reply came back short", flush=True)
+                    return
+            print("done", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -78,15 +111,8 @@ def main(argv: list[str]) -> int:
         return 1
     for _ in range(2000):  # warm-up: the worker's first calls import and allocate
         client.call("operator:add", 1, 2)
-    print("ready", flush=True)
-    for line in sys.stdin:
-        parts = line.split()
-        if parts[:1] == ["CALL"]:
-            for _ in range(int(parts[1])):
-                client.call("operator:add", 1, 2)
-            print("done", flush=True)
-        elif parts[:1] == ["RATE"]:
-            print(f"{rate(client, int(parts[1]), float(parts[2])):.1f}", flush=True)
+    serve(lambda: client.call("operator:add", 1, 2),
+          lambda size: client.call("builtins:bytes", size))
     client.close()
     return 0
 
