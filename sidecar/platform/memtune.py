@@ -7,8 +7,13 @@ with a fresh ``mmap`` and unmaps them on free, so every buffer of a 32 MiB messa
 page-faulted in again, call after call: on the 2-core test machine that cost more than the
 copies themselves (a 32 MiB reply: 330 ms instead of about 60). Raising the mmap threshold to
 ``MMAP_THRESHOLD`` and keeping up to ``TRIM_THRESHOLD`` of free heap lets the next message
-reuse the pages. The price is that much resident memory kept after a large call (a worker
-that grows past ``python3.pool.memory-growth-limit`` is recycled as before).
+reuse the pages. A 32 MiB reply passes through about five buffers of its size in the sidecar
+(the frame read from the pipe, the splice, the ``via`` member, the front's send): with 96 MiB
+kept, glibc gave the heap back after every such reply and the next one faulted about 24,500
+pages in again, most of the sidecar's CPU for the reply (``tests/integration/
+test_large_reply_pages.py``; 160 MiB was the smallest size that stopped it). The price is that
+much resident memory kept after a large call (a worker that grows past
+``python3.pool.memory-growth-limit`` is recycled as before).
 ``PY3SIDECAR_MALLOC_TUNING=0`` leaves malloc alone; elsewhere than glibc this does nothing.
 """
 
@@ -21,7 +26,7 @@ import os
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 << 20
-TRIM_THRESHOLD = 96 << 20
+TRIM_THRESHOLD = 160 << 20
 ENV = "PY3SIDECAR_MALLOC_TUNING"
 
 
