@@ -17,7 +17,9 @@ order rotated, medians:
   the wall no process of the call was running (``wall - sum of CPU``: wake-ups and waiting);
 - **throughput** (2 and 4 workers, 8 calling threads): calls/s, CPU per call per process, the
   cores the subject kept busy, and its ceiling on this machine (cores / CPU per call);
-- **reply** (1 worker): a ``bytes`` reply of ``--reply-mib`` MiB, the same split.
+- **reply** (1 worker): a ``bytes`` reply of ``--reply-mib`` MiB, the same split, with one more
+  sidecar whose processes keep ``--reply-kept`` MiB of free heap (``PY3SIDECAR_MALLOC_KEEP_MIB``;
+  96 was ``sidecar/platform/memtune.py``'s setting before).
 
 No pinning: these are the issue's unpinned wall and throughput goals, explained by CPU.
 
@@ -116,18 +118,40 @@ def measure(subjects: list[Subject], action: Callable[[Driver], tuple[int, float
     return {name: median_rows(rows) for name, rows in got.items()}
 
 
+class KeptSidecar(SidecarProcess):
+    """A sidecar whose processes keep ``keep_mib`` MiB of free heap (``memtune``'s knob)."""
+
+    def __init__(self, keep_mib: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.keep_mib = keep_mib
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**super().env, "PY3SIDECAR_MALLOC_KEEP_MIB": str(self.keep_mib)}
+
+
 class Subjects:
-    """Ours over ZeroMQ and over the Unix socket, one sidecar; PPE and mp.Pool; all closed."""
+    """Ours over ZeroMQ and over the Unix socket, one sidecar; PPE and mp.Pool; all closed.
+    ``also_kept``: one more sidecar, over its Unix socket, keeping that many MiB of free heap."""
 
     def __init__(self, workers: int, overrides: dict[str, Any] | None = None,
-                 peers: tuple[str, ...] = ("ppe", "mp_pool")) -> None:
+                 peers: tuple[str, ...] = ("ppe", "mp_pool"), also_kept: int = 0) -> None:
         config = {"pool": {"initial-size": workers, "min-size": workers, "max-size": workers,
                            "spares": 0}, "scaling": {"enabled": False}, **(overrides or {})}
         self.sidecar = SidecarProcess(config, ready_workers=workers)
+        self.kept = KeptSidecar(also_kept, config, ready_workers=workers) if also_kept else None
         self.drivers: list[Driver] = []
         self.list: list[Subject] = []
         try:
             self.sidecar.start()
+            if self.kept is not None:
+                self.kept.start()
+                driver = TreeClient(PROJECT_ROOT, self.kept, workers, own_tree=True,
+                                    endpoint=self.kept.connection["unix"]["endpoint"],
+                                    timeout=300)
+                self.drivers.append(driver)
+                self.list.append(Subject(f"ours, Unix, {also_kept} MiB kept", driver,
+                                         self.kept.proc.pid))
             pid = self.sidecar.proc.pid
             unix = (self.sidecar.connection.get("unix") or {}).get("endpoint")
             for name, endpoint in (("ours, ZeroMQ", None), ("ours, Unix socket", unix)):
@@ -147,6 +171,8 @@ class Subjects:
         for driver in self.drivers:
             driver.close()
         self.sidecar.stop()
+        if self.kept is not None:
+            self.kept.stop()
 
 
 def serial(calls: int) -> Callable[[Driver], tuple[int, float]]:
@@ -204,13 +230,14 @@ def rows_of(result: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"figure": f"{section}: {name} / {ppe}", "ours": split[key],
                          "peer": got[ppe][key], "ratio": split[key] / got[ppe][key],
                          "unit": unit, "goal": GOALS.get(section, "") if name.startswith("ours")
+                         and "kept" not in name
                          else "", "peer_name": f"ProcessPoolExecutor, {ppe}",
                          "split": split, "peer_split": got[ppe]})
     return rows
 
 
 def run(calls: int, seconds: float, rounds: int, reply_mib: int,
-        reply_calls: int) -> dict[str, Any]:
+        reply_calls: int, reply_kept: int = 96) -> dict[str, Any]:
     result: dict[str, Any] = {"cores": CORES, "load": os.getloadavg()[0]}
     subjects = Subjects(1)
     try:
@@ -233,7 +260,8 @@ def run(calls: int, seconds: float, rounds: int, reply_mib: int,
                    f"ceiling: {CORES} cores / CPU per call):", got, rate=True)
     if reply_mib:
         size = reply_mib * MIB
-        subjects = Subjects(1, {"bridge": {"max-message-size": size + 16 * MIB}}, peers=("ppe",))
+        subjects = Subjects(1, {"bridge": {"max-message-size": size + 16 * MIB}}, peers=("ppe",),
+                            also_kept=reply_kept)
         try:
             for s in subjects.list:
                 s.driver.replies(1, size)
@@ -253,9 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="windows per subject")
     parser.add_argument("--reply-mib", type=int, default=32, help="reply size (0: skip)")
     parser.add_argument("--reply-calls", type=int, default=5, help="replies per window")
+    parser.add_argument("--reply-kept", type=int, default=96,
+                        help="also a sidecar keeping this many MiB of free heap, for the reply "
+                             "(96: memtune's before; 0: none)")
     parser.add_argument("--json", default=str(RESULTS), help="where the figures go")
     args = parser.parse_args(argv)
-    result = run(args.calls, args.seconds, args.rounds, args.reply_mib, args.reply_calls)
+    result = run(args.calls, args.seconds, args.rounds, args.reply_mib, args.reply_calls,
+                 args.reply_kept)
     return write_rows(rows_of(result), args.json)
 
 

@@ -30,7 +30,8 @@ def test_a_short_split_counts_every_process_of_every_subject():
             assert split["cpu"] == split["caller"] + split["sidecar"] + split["workers"]
             assert 0.0 < split["cores_busy"] <= cost_split.CORES + 0.5
     reply = result["reply_1mib"]
-    assert sorted(reply) == ["ours, Unix socket", "ours, ZeroMQ", "ppe(1)"]
+    assert sorted(reply) == ["ours, Unix socket", "ours, Unix, 96 MiB kept", "ours, ZeroMQ",
+                             "ppe(1)"]
     assert all(split["workers"] > 0 for split in reply.values())
     rows = cost_split.rows_of(result)
     assert {row["figure"] for row in rows} >= {

@@ -40,8 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sidecar.platform.memtune import keep_large_buffers
     from sidecar.service import Service
 
-    keep_large_buffers()  # large messages reuse their pages (sidecar/platform/memtune.py)
-
+    try:
+        keep_large_buffers()  # large messages reuse their pages (sidecar/platform/memtune.py)
+    except ValueError as exc:
+        print(f"py3sidecar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -14,7 +14,10 @@ pages in again, most of the sidecar's CPU for the reply (``tests/integration/
 test_large_reply_pages.py``; 160 MiB was the smallest size that stopped it). The price is that
 much resident memory kept after a large call (a worker that grows past
 ``python3.pool.memory-growth-limit`` is recycled as before).
-``PY3SIDECAR_MALLOC_TUNING=0`` leaves malloc alone; elsewhere than glibc this does nothing.
+``PY3SIDECAR_MALLOC_TUNING=0`` leaves malloc alone; ``PY3SIDECAR_MALLOC_KEEP_MIB=N`` keeps N MiB
+instead (a host short of memory, or the before of a measurement); elsewhere than glibc this does
+nothing. The sidecar checks the value at start (``serve`` exits 2 naming it); its workers
+inherit the environment.
 """
 
 from __future__ import annotations
@@ -28,12 +31,26 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 << 20
 TRIM_THRESHOLD = 160 << 20
 ENV = "PY3SIDECAR_MALLOC_TUNING"
+KEEP_ENV = "PY3SIDECAR_MALLOC_KEEP_MIB"
+
+
+def trim_threshold() -> int:
+    """The free heap kept, bytes: ``$PY3SIDECAR_MALLOC_KEEP_MIB`` or ``TRIM_THRESHOLD``; a value
+    that is not a whole number of MiB from 0 to 4096 is a ``ValueError`` naming it."""
+    text = os.environ.get(KEEP_ENV, "").strip()
+    if not text:
+        return TRIM_THRESHOLD
+    if not text.isdigit() or int(text) > 4096:
+        raise ValueError(f"{KEEP_ENV}={text!r}: give the free heap to keep as a whole number "
+                         "of MiB from 0 to 4096 (unset: 160)")
+    return int(text) << 20
 
 
 def keep_large_buffers() -> bool:
     """Apply the tuning; True when glibc accepted both settings."""
     if os.environ.get(ENV, "1") == "0":
         return False
+    trim = trim_threshold()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -41,4 +58,4 @@ def keep_large_buffers() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+                and mallopt(M_TRIM_THRESHOLD, trim))

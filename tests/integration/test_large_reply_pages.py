@@ -34,8 +34,8 @@ def proc(tmp_path_factory):
         yield p
 
 
-@pytest.mark.parametrize("transport", ["unix", "zmq"])
-def test_a_32_mib_reply_reuses_the_pages_of_the_last_one(proc, transport):
+def faults_per_reply(proc: SidecarProcess, transport: str) -> tuple[float, float]:
+    """Minor page faults per 32 MiB reply in the sidecar and in its worker, warm."""
     if transport == "unix":
         client = Client(proc.connection["unix"]["endpoint"], proc.token, timeout=60)
     else:
@@ -52,6 +52,24 @@ def test_a_32_mib_reply_reuses_the_pages_of_the_last_one(proc, transport):
         worker_faults = (minor_faults(worker) - worker_before) / replies
     finally:
         client.close()
+    return sidecar_faults, worker_faults
+
+
+@pytest.mark.parametrize("transport", ["unix", "zmq"])
+def test_a_32_mib_reply_reuses_the_pages_of_the_last_one(proc, transport):
+    sidecar_faults, worker_faults = faults_per_reply(proc, transport)
     # A tenth of one buffer's pages: the reply's buffers were not faulted in again.
     assert sidecar_faults < PAGES_PER_REPLY / 10, (transport, sidecar_faults)
     assert worker_faults < PAGES_PER_REPLY / 10, (transport, worker_faults)
+
+
+def test_with_the_old_96_mib_kept_every_reply_faults_its_pages_again(tmp_path, monkeypatch):
+    # PY3SIDECAR_MALLOC_KEEP_MIB=96 is the tuning before: the cause shown, and the knob works.
+    monkeypatch.setenv("PY3SIDECAR_MALLOC_KEEP_MIB", "96")
+    with SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
+                         "scaling": {"enabled": False},
+                         "bridge": {"max-message-size": SIZE + 16 * MIB}},
+                        workdir=str(tmp_path), ready_workers=1) as before:
+        sidecar_faults, worker_faults = faults_per_reply(before, "unix")
+    assert sidecar_faults > PAGES_PER_REPLY, sidecar_faults
+    assert worker_faults > PAGES_PER_REPLY / 2, worker_faults
