@@ -264,22 +264,24 @@ class Quarantine:
     def clear(self, fingerprint_id: str | None = None) -> list[str]:
         """Lift one quarantined fingerprint (or all, with None); forget its crashes. The ids."""
         events: list[QuarantineEvent] = []
-        with self._lock:
-            now = self._clock()
-            self._expire(now, events)
-            record = self._records.get(fingerprint_id or "")
-            if fingerprint_id is None:
-                ids = [k for k, r in self._records.items() if r.since is not None]
-            elif record is not None and record.since is not None:
-                ids = [fingerprint_id]
-            else:
-                raise KeyError(fingerprint_id)
-            for key in ids:
-                self._drop(key, "cleared", now, "cleared by an operator", events)
-            if fingerprint_id is None:  # a clean slate: crash records too
-                for key in list(self._records):
-                    self._drop(key, "forgotten", now, "", events)
-        self._publish(events)
+        try:
+            with self._lock:
+                now = self._clock()
+                self._expire(now, events)
+                record = self._records.get(fingerprint_id or "")
+                if fingerprint_id is None:
+                    ids = [k for k, r in self._records.items() if r.since is not None]
+                elif record is not None and record.since is not None:
+                    ids = [fingerprint_id]
+                else:  # (what expired on the way is still told: the finally below)
+                    raise KeyError(fingerprint_id)
+                for key in ids:
+                    self._drop(key, "cleared", now, "cleared by an operator", events)
+                if fingerprint_id is None:  # a clean slate: crash records too
+                    for key in list(self._records):
+                        self._drop(key, "forgotten", now, "", events)
+        finally:
+            self._publish(events)
         return ids
 
     def sweep(self) -> None:

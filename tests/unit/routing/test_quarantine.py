@@ -176,6 +176,21 @@ def test_ttl_expires_with_an_event_and_the_request_may_run_again(clock):
     assert q.record_crash(fp) is True  # a fresh start
 
 
+def test_clearing_an_unknown_fingerprint_still_tells_what_expired_on_the_way(clock):
+    # clear() expires first: an `expired` event found then is published even when the id
+    # asked for is unknown (KeyError), or an alert and the metrics would never hear of it.
+    events: list[QuarantineEvent] = []
+    q = make(clock, events, ttl=100.0)
+    fp = fingerprint(POISON)
+    q.record_crash(fp)
+    q.record_crash(fp)
+    clock.now += 100.1
+    with pytest.raises(KeyError):
+        q.clear("0123456789abcdef")
+    assert [(e.action, e.fingerprint) for e in events] == [("quarantined", fp.id),
+                                                           ("expired", fp.id)]
+
+
 def test_operator_clears_one_or_all(clock):
     events: list[QuarantineEvent] = []
     q = make(clock, events)
