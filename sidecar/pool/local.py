@@ -291,7 +291,11 @@ class Pool:
         """``PoolSide``: the dead worker's unanswered call: ``timeout`` if past its deadline,
         else ``crashed`` (its effects are unknown)."""
         if self.clock() >= call.deadline:
-            self.count_error(protocol.TIMEOUT)  # it died while its stack was being captured
+            # It died while its stack was being captured: ``expire`` counted the timeout when
+            # it took the worker out of service, so this only answers (counted here only when
+            # the worker died at its deadline before the timer ran).
+            if not worker.timed_out:
+                self.count_error(protocol.TIMEOUT)
             call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
                       f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
             return protocol.TIMEOUT
@@ -332,6 +336,7 @@ class Pool:
             return
         self.count_error(protocol.TIMEOUT)
         worker.score.record_failure(protocol.TIMEOUT)
+        worker.timed_out = True  # counted: its death during the capture is not a second one
         reason = f"its call passed the {call.timeout:g}s timeout"
         self.workers.take_out_of_service(worker, reason)
 

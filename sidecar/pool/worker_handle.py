@@ -69,6 +69,7 @@ class WorkerHandle:
         self.threads_at_ready = 0        # kernel thread count before any call ran in it
         self.outside: OutsideView | None = None  # its /proc files, read at every reply
         self.killing = False
+        self.timed_out = False           # its call passed the deadline: counted by expire()
         self.replaced_by: int | None = None
         self.replaces: WorkerHandle | None = None
         self.max_calls = settings.max_calls + (

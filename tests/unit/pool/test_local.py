@@ -116,6 +116,21 @@ def test_a_timed_out_call_whose_worker_dies_during_the_stack_capture_gets_one_re
     [reply] = replies(sink)
     assert reply["error"]["kind"] == protocol.TIMEOUT
     assert h.pool.counters["crashes"] == 0
+    # One timeout, counted once (py3sidecar_errors_total{kind="timeout"} reads this).
+    assert h.pool.errors_by_kind == {protocol.TIMEOUT: 1}
+
+
+def test_a_worker_that_dies_at_its_deadline_before_the_timer_counts_one_timeout(harness):
+    h = harness
+    h.pool.start()
+    h.ready_all()
+    [process] = h.processes
+    call, sink = submit(h, timeout=1.0)
+    h.clock.now += 1.5  # past the deadline, the timer not run yet
+    process.die(-signal.SIGKILL)
+    [reply] = replies(sink)
+    assert reply["error"]["kind"] == protocol.TIMEOUT
+    assert h.pool.errors_by_kind == {protocol.TIMEOUT: 1}
 
 
 def test_a_timed_out_worker_leaves_service_before_its_stack_is_captured(harness):
