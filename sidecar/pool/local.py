@@ -291,10 +291,7 @@ class Pool:
         """``PoolSide``: the dead worker's unanswered call: ``timeout`` if past its deadline,
         else ``crashed`` (its effects are unknown)."""
         if self.clock() >= call.deadline:
-            # It died while its stack was being captured: ``expire`` counted the timeout when
-            # it took the worker out of service, so this only answers (counted here only when
-            # the worker died at its deadline before the timer ran).
-            if not worker.timed_out:
+            if not worker.timed_out:  # else it died during the capture: expire() counted it
                 self.count_error(protocol.TIMEOUT)
             call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
                       f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
