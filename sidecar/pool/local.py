@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from bridge import protocol
@@ -288,10 +289,10 @@ class Pool:
         self.call_counters["succeeded"] += 1
 
     def call_lost(self, worker: WorkerHandle, call: Call, end: dict[str, Any]) -> str:
-        """``PoolSide``: the dead worker's unanswered call: ``timeout`` if past its deadline,
-        else ``crashed`` (its effects are unknown)."""
+        """``PoolSide``: the dead worker's unanswered call: ``timeout`` past its deadline, else
+        ``crashed`` (effects unknown). A death during expire()'s capture was counted there."""
         if self.clock() >= call.deadline:
-            if not worker.timed_out:  # else it died during the capture: expire() counted it
+            if not worker.timed_out:
                 self.count_error(protocol.TIMEOUT)
             call.fail(protocol.TIMEOUT, f"the call ran longer than its timeout of "
                       f"{call.timeout:g}s; {worker.describe()} was stopped", worker=worker.id)
@@ -322,10 +323,8 @@ class Pool:
         # the worker running it, if any (a worker owns its call; timeouts are rare)
         worker = next((w for w in self.workers.values() if w.call is call), None)
         if worker is None:
-            try:
+            with suppress(ValueError):  # (not queued: nothing to take out)
                 self.queue.remove(call)
-            except ValueError:
-                pass
             self.count_error(protocol.TIMEOUT)
             call.fail(protocol.TIMEOUT,
                       f"the call waited {call.timeout:g}s in the queue and no worker became "
