@@ -204,7 +204,9 @@ class CircuitBreaker:
         """What ``Permit(self, generation, CLOSED)`` would do with ``record(outcome)`` (or
         ``release()`` when not ``counted``); the ``Permit`` is built only when the record
         can change something (not for a success into a settled CLOSED window)."""
-        if counted and outcome is None and generation == self._generation and self._quiet():
+        if (counted and outcome is None and generation == self._generation  # _quiet(), inline
+                and self._state is BreakerState.CLOSED and not self._window_failures
+                and len(self._window) == self._window.maxlen):
             return
         permit = Permit(self, generation, BreakerState.CLOSED)
         if counted:

@@ -195,10 +195,12 @@ class Loop:
         clock = self.clock
         sockets = self.sockets
         sources = self.sources
+        quiet = self.quiet
         while not self.stopping and not (until is not None and until()):
             # First, before any wait: whatever ran last turn may have sent on a socket, and a
             # send can take in the news that a message arrived (then no descriptor tells).
-            zmq_ready = bool(sockets) and self._serve_sockets()
+            # (quiet is a subset of sockets: when all are quiet there is nothing to look at)
+            zmq_ready = len(sockets) > len(quiet) and self._serve_sockets()
             timeout = -1.0
             if pending or zmq_ready:
                 timeout = 0.0

@@ -95,9 +95,8 @@ class Service:
         self.pool = self.primary.pool
         # What requests relayed by the gateway's message handler may do (python3.access.routed).
         self.route_policy = settings.route_policy(config.python3.access.routed)
-        # What execute/call requests are submitted to: the chain in front of the pools (circuit
-        # breakers, fallbacks), or the primary itself on the lean path (``self.lane``). Poison
-        # requests are refused before either (python3.quarantine).
+        # execute/call go to the chain in front of the pools (breakers, fallbacks) or, on the
+        # lean path, to the primary itself (``self.lane``); poison ones are refused before.
         self.quarantine = Quarantine(settings.quarantine_config(config.python3.quarantine),
                                      clock=self.loop.clock)
         # One chain routes every call: by its `pool` member, to that pool's strategies.
@@ -358,15 +357,14 @@ class Service:
                         f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
                         "see docs/protocol.md")
             return None
-        rid = request.get("id") if isinstance(request, dict) else None
-        if not isinstance(rid, (int, str)):
-            rid = None
         token = request.get("token") if isinstance(request, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
                                                                  self.token_bytes):
             # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
             # duplicate key): the envelope is what counts.
-            self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
+            rid = request.get("id") if isinstance(request, dict) else None
+            self.refuse(reply, rid if isinstance(rid, (int, str)) else None,
+                        protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return None
         return request
 

@@ -96,7 +96,17 @@ class LeanCall(Call):
     def __init__(self, lane: Lane, op: str, rid: Any, payload: bytes, timeout: float,
                  reply: Callable[[bytes], None], now: float, request: dict[str, Any],
                  peer: str, generation: int) -> None:
-        super().__init__(rid, payload, timeout, self.answered, now)
+        # Call.__init__'s fields, set here (one frame less per call)
+        self.rid = rid
+        self.payload = payload
+        self.timeout = timeout
+        self.accepted_at = now
+        self.deadline = now + timeout
+        self.sink = self.answered
+        self.timer = None
+        self.started_at = 0.0
+        self.done = False
+        self.outcome = None
         self.lane = lane
         self.op = op
         self.reply = reply
@@ -130,11 +140,8 @@ class LeanCall(Call):
         lane.history.calls.append((self.wall, op, what if op == "call" else (what or "")[:400],
                                    self.accepted_at, lane.clock(), outcome,
                                    reply_worker(data, outcome)))
-        metrics = lane.metrics
-        metrics.observe_call(op, outcome, self.accepted_at, len(data))
-        key = ("primary", outcome or "ok")
-        metrics.pool_calls[key] = metrics.pool_calls.get(key, 0) + 1
-        if self.audited:
-            lane.audit.put((time.time(), outcome, metrics.clock() - self.accepted_at, self.peer,
-                            op, None, what, None, None))
+        now = lane.metrics.observe_answer(op, outcome, self.accepted_at, len(data), "primary")
+        if self.audited:  # the line AuditEntry.finish writes (no pool, not routed)
+            lane.audit.put((time.time(), outcome, now - self.accepted_at, self.peer, op, None,
+                            what, None, None))
         self.reply(data)
