@@ -142,6 +142,5 @@ class LeanCall(Call):
                                    reply_worker(data, outcome)))
         now = lane.metrics.observe_answer(op, outcome, self.accepted_at, len(data), "primary")
         if self.audited:  # the line AuditEntry.finish writes (no pool, not routed)
-            lane.audit.put((time.time(), outcome, now - self.accepted_at, self.peer, op, None,
-                            what, None, None))
+            lane.audit.call_answered(outcome, now - self.accepted_at, self.peer, op, what)
         self.reply(data)
