@@ -131,7 +131,7 @@ class LeanCall(Call):
         lane.breaker.record_at(self.generation, outcome, counted)
         if outcome is None:
             chain.served[lane.name] += 1
-        self.deliver(extend_map_encoded(data, 1, lane.via))
+        self.deliver(extend_map_encoded(data, 1, lane.via))  # what the caller's answer sends
 
     def deliver(self, data: bytes) -> None:
         """The caller's sink: the history row, the metrics, the audit line, then the reply."""
