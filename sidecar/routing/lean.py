@@ -22,6 +22,7 @@ the pool's internals (it only ``submit``s), the breaker's state machine (it reco
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,12 +80,15 @@ class Lane:
 
     def hand_over(self, call: LeanCall, data: bytes) -> None:
         """The primary answered a fall-through kind: the chain goes on from there, as if the
-        call had come to it and its first Attempt had answered so."""
+        call had come to it and its first Attempt had answered so. ``call`` stays answered
+        (the pool may still hold it, as it would hold an Attempt); the chain answers a copy."""
         chain, outcome = self.chain, call.outcome
-        attempt = Attempt(chain, call, self.route, 0, [], call.accepted_at)
+        caller = copy.copy(call)  # the caller's part, not answered yet
+        caller.done, caller.outcome, caller.timer = False, None, None
+        caller.sink = caller.deliver
+        attempt = Attempt(chain, caller, self.route, 0, [], call.accepted_at)
         attempt.permit = Permit(self.breaker, call.generation, BreakerState.CLOSED)
         attempt.done, attempt.outcome = True, outcome
-        call.done, call.outcome, call.timer, call.sink = False, None, None, call.deliver
         chain.attempt_answered(attempt, data, outcome)
 
 

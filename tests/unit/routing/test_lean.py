@@ -29,7 +29,7 @@ from sidecar.routing.quarantine import Quarantine
 from sidecar.routing.strategies import PoolStrategy
 
 from ..pool_doubles import PoolHarness, reply_ok
-from .test_chain import ScriptedStrategy
+from .test_chain import HoldingStrategy, ScriptedStrategy
 
 PEER = "unix:pid=1,uid=0"
 # A worker's success in the layout the pool splices undecoded (bridge.passthrough).
@@ -249,3 +249,24 @@ def test_a_run_to_its_end_forgets_the_same_requests_crash_on_both_paths(twins):
     run_both(lean, full, 2, answer(SPLICED_OK), args=[7, 7])  # the same request, run to its end
     assert not lean.quarantine.tracking and lean.lane.taken == 2
     assert lean.state() == full.state()
+
+
+def test_a_handed_over_call_is_answered_once_by_the_chain_not_by_the_pool(tmp_path):
+    twin = Twin(tmp_path, "held", lean=True)
+    held = HoldingStrategy("direct")
+    twin.chain.strategies.append(held)  # primary -> direct, direct keeping its attempt
+    twin.chain.via_tails.append(pack_raw("via") + pack_raw("direct"))
+    twin.chain.served["direct"] = twin.chain.fell_through["direct"] = 0
+    twin.chain.default_route = twin.lane.route = (0, 1)
+    try:
+        twin.submit(1)
+        original = twin.running().call
+        shut_down(twin)  # the primary answers `unavailable`: handed to the chain
+        assert twin.replies == [] and len(held.seen) == 1
+        assert original.done and not original.fail(protocol.CRASHED, "a late word of the pool")
+        held.seen[0].answer(SPLICED_OK)
+        [reply] = [unpack_raw(r) for r in twin.replies]
+        assert reply["via"] == "direct" and reply["value"] == 3
+        assert [row[5] for row in twin.history.calls] == [None]  # one row, a success
+    finally:
+        twin.close()
