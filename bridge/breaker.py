@@ -193,6 +193,27 @@ class CircuitBreaker:
         result = self._acquire()
         return result if isinstance(result, Permit) else None
 
+    def closed_generation(self) -> int:
+        """The lean path's permit without a ``Permit``: the generation a call acquired now in
+        CLOSED records into (``record_at``), or -1 when the breaker is not CLOSED (then only
+        ``acquire`` may say what happens). Read as ``try_acquire`` reads: generation first."""
+        generation = self._generation
+        return generation if self._state is BreakerState.CLOSED else -1
+
+    def record_at(self, generation: int, outcome: str | None, counted: bool = True) -> None:
+        """What ``Permit(self, generation, CLOSED)`` would do with ``record(outcome)`` (or
+        ``release()`` when not ``counted``); the ``Permit`` is built only when the record
+        can change something (not for a success into a settled CLOSED window)."""
+        if (counted and outcome is None and generation == self._generation  # _quiet(), inline
+                and self._state is BreakerState.CLOSED and not self._window_failures
+                and len(self._window) == self._window.maxlen):
+            return
+        permit = Permit(self, generation, BreakerState.CLOSED)
+        if counted:
+            permit.record(outcome)
+        else:
+            permit.release()
+
     def acquire(self) -> Permit:
         """A permit to run one call; raises ``CircuitOpen`` with ``retry_after`` when rejected."""
         result = self._acquire()

@@ -130,14 +130,16 @@ class FrameReader:
         read_any = False
         while left > 0:
             body_view = self._body_view
-            if body_view is None:
+            if body_view is None:  # the common case: no generator, one len (the lean path)
                 buffers = [self._scratch]
+                room = SCRATCH
             else:  # the frame's rest (at most the budget), then headers and small frames
                 missing = len(body_view) - self._filled
                 buffers = [body_view[self._filled:self._filled + min(missing, left)]]
+                room = len(buffers[0])
                 if missing <= left:
                     buffers.append(self._scratch)
-            room = sum(len(b) for b in buffers)
+                    room += SCRATCH
             try:
                 count = os.readv(self.fd, buffers)
             except BlockingIOError:

@@ -195,10 +195,12 @@ class Loop:
         clock = self.clock
         sockets = self.sockets
         sources = self.sources
+        quiet = self.quiet
         while not self.stopping and not (until is not None and until()):
             # First, before any wait: whatever ran last turn may have sent on a socket, and a
             # send can take in the news that a message arrived (then no descriptor tells).
-            zmq_ready = bool(sockets) and self._serve_sockets()
+            # (quiet is a subset of sockets: when all are quiet there is nothing to look at)
+            zmq_ready = len(sockets) > len(quiet) and self._serve_sockets()
             timeout = -1.0
             if pending or zmq_ready:
                 timeout = 0.0
@@ -216,7 +218,10 @@ class Loop:
                 if events & _READ_EVENTS:
                     handler = handlers.get(source)
                     if handler is not None:
-                        self._safely(handler)
+                        try:  # _safely, inline: every call's two turns come through here
+                            handler()
+                        except Exception:  # a bug in one handler must not stop the sidecar
+                            log.exception("internal error in event handler %r", handler)
                 if events & _WRITE_EVENTS:
                     handler = writers.get(source)
                     if handler is not None:

@@ -53,12 +53,13 @@ from sidecar.observability.audit import OPERATOR_OPS, build_audit
 from sidecar.observability.collector import SidecarCollector, scrape_view
 from sidecar.observability.diagnostics import Diagnostics, Pending
 from sidecar.observability.emf import build_emf, own_rss
-from sidecar.observability.metrics import MeteredCall, Metrics
+from sidecar.observability.metrics import Metrics
 from sidecar.observability.redaction import redact_secrets
 from sidecar.observability.views import alert_state
 from sidecar.platform.sd_notify import SystemdNotify
 from sidecar.process.stacks import remove_stack_root
 from sidecar.routing.chain import build_chain
+from sidecar.routing.lean import Lane
 from sidecar.routing.quarantine import Quarantine, quarantine_op, refusal
 from sidecar.routing.registry import build_pools
 from sidecar.unix_front import SOCKET_NAME, UnixFront
@@ -94,15 +95,13 @@ class Service:
         self.pool = self.primary.pool
         # What requests relayed by the gateway's message handler may do (python3.access.routed).
         self.route_policy = settings.route_policy(config.python3.access.routed)
-        # What execute/call requests are submitted to: the pool, or a chain in front of it
-        # (circuit breaker, fallbacks) that has the same ``submit(call)``.
-        # Poison requests are refused before they reach the chain (python3.quarantine).
+        # execute/call go to the chain in front of the pools (breakers, fallbacks) or, on the
+        # lean path, to the primary itself (``self.lane``); poison ones are refused before.
         self.quarantine = Quarantine(settings.quarantine_config(config.python3.quarantine),
                                      clock=self.loop.clock)
         # One chain routes every call: by its `pool` member, to that pool's strategies.
         self.chain = build_chain(self.loop, config, self.pools,  # python3.fallback
                                  self.quarantine)
-        self.executor: Any = self.chain
         # python3.alerts: fed by the pool, recovery and breaker events; delivery in its own thread
         self.alerts = build_alerts(self.loop, config)
         self.wire_alerts()  # subscribes to the pools before the metrics do, as it always has
@@ -134,6 +133,8 @@ class Service:
             "ping": self.op_ping, "health": self.op_health, "diag": self.op_diag,
             "breaker": self.op_breaker,
             "quarantine": lambda request: quarantine_op(self.quarantine, request)}
+        self.lane = Lane(self.chain, self.metrics, self.diagnostics.history, self.audit,
+                         self.loop.clock)  # routes what dispatch admits: lean or the chain
 
     def wire_alerts(self) -> None:
         """What the alert manager watches, and where its notifications are noted."""
@@ -341,12 +342,9 @@ class Service:
                         f"no pool named {pool!r}; there are: {', '.join(self.chain.routes)} "
                         "(python3.pools)")
             return
-        call = MeteredCall(self.metrics, op, rid, payload,
-                           request.get("timeout") or self.default_timeout, reply,
-                           self.loop.clock(), pool)
-        call.audited = self.audit.enabled and self.audit.entry(request, peer)  # when answered
-        self.diagnostics.history.track(request, call)  # diag history: op, outcome, worker
-        self.executor.submit(call, pool)
+        # The primary can serve it now: one object, one sink; else the chain (routing/lean.py).
+        self.lane.submit(op, rid, payload, request, request.get("timeout") or
+                         self.default_timeout, reply, peer, pool)
 
     def authenticated_envelope(self, payload: bytes,
                                reply: Callable[[bytes], None]) -> dict[str, Any] | None:
@@ -359,15 +357,14 @@ class Service:
                         f"the request is not a msgpack envelope ({type(exc).__name__}: {exc}); "
                         "see docs/protocol.md")
             return None
-        rid = request.get("id") if isinstance(request, dict) else None
-        if not isinstance(rid, (int, str)):
-            rid = None
         token = request.get("token") if isinstance(request, dict) else None
         if not isinstance(token, str) or not hmac.compare_digest(token.encode(),
                                                                  self.token_bytes):
             # The walk found the right token bytes but the decoded envelope disagrees (e.g. a
             # duplicate key): the envelope is what counts.
-            self.refuse(reply, rid, protocol.UNAUTHORIZED, self.unauthorized_message(None))
+            rid = request.get("id") if isinstance(request, dict) else None
+            self.refuse(reply, rid if isinstance(rid, (int, str)) else None,
+                        protocol.UNAUTHORIZED, self.unauthorized_message(None))
             return None
         return request
 

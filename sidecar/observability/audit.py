@@ -12,6 +12,7 @@ Data flow::
 
     loop thread   Service.dispatch: an accepted execute/call -> AuditEntry (references only)
                   MeteredCall.observed -> AuditEntry.finish(outcome, seconds) --+
+                  LeanCall.deliver -> call_answered(outcome, seconds, ...) -----+
                   Service.refuse / refuse_quarantined / an operator op -> record -+
                               a bounded deque.append(tuple) <--------------------+
                               (full: dropped and counted, never waited for; the writer is
@@ -286,6 +287,12 @@ class AuditLog:
         pending.append(item)
         if not self.wake.is_set():  # a plain read; the Event's lock only when it sleeps
             self.wake.set()
+
+    def call_answered(self, outcome: str | None, seconds: float, peer: str, op: str,
+                      what: Any) -> None:
+        """The line ``AuditEntry.finish`` queues, for a call of the lean path (no pool, not
+        routed: sidecar/routing/lean.py), without an entry kept while it runs."""
+        self.put((time.time(), outcome, seconds, peer, op, None, what, None, None))
 
     def entry(self, request: dict[str, Any], peer: str) -> AuditEntry:
         """An accepted execute/call; its line is written when ``finish`` is called."""

@@ -9,7 +9,7 @@ ring the dashboard draws, restarts by reason, and the counters other parts feed 
 
 Data flow::
 
-    loop thread: MeteredCall's sink -> observe_call (one bisect, four additions)
+    loop thread: MeteredCall's or LeanCall's sink -> observe_answer (two bisects, sums)
                  Pool.start_call -> observe_queue_wait; pool events -> on_pool_event
                  a 1 s timer -> loop lag
     HTTP thread: registry.collect() -> sidecar.observability.collector.SidecarCollector.collect
@@ -155,12 +155,10 @@ class MeteredCall(Call):
 
     def observed(self, data: bytes) -> None:
         """This call's sink: observed once (``outcome`` already set), then sent on."""
-        metrics = self.metrics
-        metrics.observe_call(self.op, self.outcome, self.accepted_at, len(data))
-        key = (self.pool or "primary", self.outcome or "ok")
-        metrics.pool_calls[key] = metrics.pool_calls.get(key, 0) + 1
+        now = self.metrics.observe_answer(self.op, self.outcome, self.accepted_at, len(data),
+                                          self.pool or "primary")
         if self.audited:  # a sidecar.observability.audit.AuditEntry
-            self.audited.finish(self.outcome, metrics.clock() - self.accepted_at)
+            self.audited.finish(self.outcome, now - self.accepted_at)
         self.reply(data)
 
 
@@ -210,6 +208,36 @@ class Metrics:
         if outcome is not None:
             minute[3] += 1
         minute[4][i] += 1
+
+    def observe_answer(self, op: str, outcome: str | None, accepted_at: float, size: int,
+                       pool: str) -> float:
+        """``observe_call`` and the pool's count in one: every answered execute/call (both
+        paths, sidecar/routing/lean.py); the histograms' bisects inline. Returns the clock
+        reading it took (the audit line's duration)."""
+        now = self.clock()
+        kind = outcome or "ok"
+        calls, pool_calls = self.calls, self.pool_calls
+        key = (op, kind)
+        calls[key] = calls.get(key, 0) + 1
+        key = (pool, kind)
+        pool_calls[key] = pool_calls.get(key, 0) + 1
+        seconds = now - accepted_at
+        duration, sizes = self.duration, self.output_size
+        i = bisect.bisect_left(duration.bounds, seconds)  # LoopHistogram.observe, inline
+        duration.counts[i] += 1
+        duration.total += seconds
+        sizes.counts[bisect.bisect_left(sizes.bounds, size)] += 1
+        sizes.total += size
+        minutes = self.minutes
+        number = now // 60
+        if not minutes or minutes[-1][0] != number:
+            minutes.append([number, time.time(), 0, 0, [0] * (len(DURATION_BUCKETS) + 1)])
+        minute = minutes[-1]
+        minute[2] += 1
+        if outcome is not None:
+            minute[3] += 1
+        minute[4][i] += 1
+        return now
 
     def observe_queue_wait(self, seconds: float) -> None:
         self.queue_wait.observe(seconds)

@@ -57,7 +57,8 @@ class ProcFile:
 
 def num_threads(stat: bytes | None) -> int:
     try:
-        return int(stat.rsplit(b")", 1)[1].split()[17]) if stat else -1  # type: ignore[union-attr]
+        # maxsplit 18: field 20 is the 18th after the command's ")", the rest left unsplit
+        return int(stat.rsplit(b")", 1)[1].split(None, 18)[17]) if stat else -1  # type: ignore[union-attr]
     except (ValueError, IndexError):
         return -1
 

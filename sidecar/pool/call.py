@@ -7,7 +7,8 @@ answers with it). Must not touch: queues or workers (``sidecar.pool.local``), wh
 
 Wrappers observe an answer by wrapping ``sink`` (``sidecar.observability.metrics.MeteredCall``, the
 diagnostics history) or by building the call with a sink of their own
-(``sidecar.routing.chain.Attempt``); none of them overrides ``answer``. ``outcome`` is set before
+(``sidecar.routing.chain.Attempt``, ``sidecar.routing.lean.LeanCall``); none of them overrides
+``answer``. ``outcome`` is set before
 the sink runs, so a sink may read it.
 """
 

@@ -180,7 +180,7 @@ class WorkerProcess:
         caught by its call's deadline). Raises ``OSError`` if the pipe failed now; a later
         failure goes to ``on_write_error``. The payload is not copied: it must not change."""
         unsent = self.unsent
-        if unsent:  # a writer is registered: it goes out after what waits
+        if unsent.pending:  # a writer is registered: it goes out after what waits
             unsent.add_frame(payload)
             return
         try:

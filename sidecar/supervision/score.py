@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.protocol import (
     BAD_REQUEST,
@@ -80,9 +80,10 @@ class ScoreConfig:
         return self.other_penalty
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreEvent:
-    """One recorded call: ``kind`` is ``success`` or a failure kind; ``at`` is a clock reading."""
+class ScoreEvent(NamedTuple):
+    """One recorded call: ``kind`` is ``success`` or a failure kind; ``at`` is a clock reading.
+    (Immutable, as a frozen dataclass was, and built at every call without four
+    ``object.__setattr__``: docs/performance.md.)"""
 
     kind: str
     at: float

@@ -683,3 +683,30 @@ def test_a_settled_breaker_passes_successes_without_its_lock():
     assert b.snapshot()["failures_in_window"] == 1 and b.state is CLOSED
     b.try_acquire().record("crashed")
     assert b.state is OPEN
+
+
+def test_record_at_a_closed_generation_is_what_a_permit_records():
+    """The lean path's permit-less record (sidecar/routing/lean.py): the same outcomes give the
+    same states, transitions and counts as permits from ``acquire`` do."""
+    outcomes = [None, None, "crashed", None, "user", "crashed", "crashed", None]
+    config = BreakerConfig(failure_threshold=2, window_size=4, minimum_calls=2)
+    clock = FakeClock()
+    with_permits = CircuitBreaker(config, clock=clock)
+    lean = CircuitBreaker(config, clock=clock)
+    for outcome in outcomes:
+        clock.advance(0.1)
+        if with_permits.state is BreakerState.CLOSED:
+            with_permits.acquire().record(outcome)
+        generation = lean.closed_generation()
+        assert (generation >= 0) == (lean.state is BreakerState.CLOSED)
+        if generation >= 0:
+            lean.record_at(generation, outcome)
+        assert lean.snapshot() == with_permits.snapshot()
+    assert lean.state is BreakerState.OPEN and lean.closed_generation() == -1
+    stale = CircuitBreaker(config, clock=clock)
+    generation = stale.closed_generation()
+    stale.force_open()
+    stale.reset()  # a new generation: the old one's record is stale, as a permit's would be
+    stale.record_at(generation, "crashed")
+    stale.record_at(generation, "crashed", counted=False)
+    assert stale.snapshot()["stale_records"] == 2 and stale.state is BreakerState.CLOSED

@@ -23,3 +23,21 @@ def test_extend_map_appends_members_to_any_map_size(size):
 def test_round_trip_of_plain_values():
     value = {"op": "call", "args": [1, 2.5, "x", None, b"\x00\x01"]}
     assert passthrough.unpack_raw(passthrough.pack_raw(value)) == value
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32,
+                                   2**64 - 1, -1, -33, -2**40, True, False, None, "r-1", "",
+                                   1.5, b"\x00"])
+def test_pack_id_is_pack_raw_byte_for_byte(value):
+    assert passthrough.pack_id(value) == passthrough.pack_raw(value)
+
+
+def test_a_spliced_success_carries_the_id_and_worker_as_msgpack_encodes_them():
+    frame = passthrough.pack_raw({"ok": True, "ms": 1.0, "cpu": 0.5, "value": [1, 2],
+                                  "stdout": "", "stderr": ""})
+    for rid, worker in ((1, 1), (70000, 300), ("req-9", 2**33)):
+        data, wall, cpu = passthrough.splice_success(frame, rid, worker)
+        assert msgpack.unpackb(data) == {"id": rid, "worker": worker, "ok": True, "ms": 1.0,
+                                         "cpu": 0.5, "value": [1, 2], "stdout": "",
+                                         "stderr": ""}
+        assert (wall, cpu) == (1.0, 0.5)

@@ -106,3 +106,23 @@ def test_http_config_defaults_and_errors_name_the_key():
         config.load(text="python3:\n  http: {port: 70000}\n")
     with pytest.raises(config.ConfigError, match=r"unknown key 'python3\.http\.bind'"):
         config.load(text="python3:\n  http: {bind: x}\n")
+
+
+def test_observe_answer_is_observe_call_and_the_pool_count():
+    """Both paths' one call per answer (sidecar/routing/lean.py): the same numbers as
+    ``observe_call`` plus the pool's count, and the clock reading it took."""
+    now = [600.0]
+    one, other = Metrics(clock=lambda: now[0]), Metrics(clock=lambda: now[0])
+    for i, outcome in enumerate([None, "user", None, "crashed"]):
+        now[0] += 30.0
+        size = 10 ** i
+        assert one.observe_answer("call", outcome, now[0] - 0.0003 * i, size, "primary") == now[0]
+        other.observe_call("call", outcome, now[0] - 0.0003 * i, size)
+        key = ("primary", outcome or "ok")
+        other.pool_calls[key] = other.pool_calls.get(key, 0) + 1
+    assert one.copy_numbers() == other.copy_numbers()
+    # each minute: its number, the wall time it started (read apart), calls, errors, buckets
+    assert [m[:1] + m[2:] for m in one.minutes] == [m[:1] + m[2:] for m in other.minutes]
+    assert len(one.minutes) == 3  # minutes 10, 11 and 12
+    assert one.pool_calls == {("primary", "ok"): 2, ("primary", "user"): 1,
+                              ("primary", "crashed"): 1}
