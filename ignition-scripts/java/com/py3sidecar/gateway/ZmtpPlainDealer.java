@@ -27,7 +27,7 @@ import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 
-public final class ZmtpPlainDealer {
+public final class ZmtpPlainDealer implements LinkPool.Conn {
 
     /** The sidecar refused our credentials (ZMTP ERROR during the handshake). */
     public static final class HandshakeRefused extends IOException {

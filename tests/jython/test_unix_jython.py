@@ -1,0 +1,123 @@
+"""Covers: ignition-scripts/ignition/script-python/py3sidecar/unixlink,
+    ignition-scripts/ignition/script-python/py3sidecar/endpoints,
+    ignition-scripts/java/com/py3sidecar/gateway/UnixPool.java.
+
+TRANSPORT = 'unix' from real Jython 2.7 (the helper jar's UnixPool) against a real sidecar's
+Unix-socket front: values both ways (the helper jar's Caller serves a success without a Jython
+attempt), each error kind, the call's deadline (a TEST DOUBLE of a front that reads and never
+answers: the connection is closed at the deadline), a sidecar killed mid-call (``sent: True``),
+a restart between calls (the pooled connection's request goes out once more on a fresh one),
+a wrong token, and a connection file without a Unix endpoint (the error names TRANSPORT and
+the front's ``unix.error``). Cases: tests/jython/jy/cases_unix.py, in one JVM.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+from sidecar.testing import SidecarProcess, wait_until
+
+from . import jvm
+
+pytestmark = pytest.mark.jython
+
+CASES = jvm.JY / "cases_unix.py"
+CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
+          "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False},
+          "health": {"enabled": False}}
+
+
+class SilentFront:
+    """TEST DOUBLE of the Unix-socket front: accepts, reads every request, never answers;
+    counts the connections the client closed (what a deadline must do)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.closed_by_client = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self.drain, args=(conn,), daemon=True).start()
+
+    def drain(self, conn: socket.socket) -> None:
+        conn.settimeout(30)
+        try:
+            while conn.recv(65536):
+                pass
+            self.closed_by_client += 1
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def unix_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("jy_unix")
+    sidecar = SidecarProcess(CONFIG, workdir=str(work / "sidecar"))
+    sidecar.start()
+    silent = SilentFront(str(work / "silent.sock"))
+    token_file = str(sidecar.runtime_dir / "token")
+    files = {}
+    for name, unix in (("silent", {"path": silent.path, "endpoint": f"unix:{silent.path}"}),
+                       ("disabled", None),
+                       ("failing", {"path": str(work / "x.sock"),
+                                    "error": "cannot listen on x.sock (Address in use)"})):
+        path = work / f"{name}.json"
+        path.write_text(json.dumps({"version": 1, "pid": 1, "token_file": token_file,
+                                    "zmq": None, "py4j": None, "unix": unix}))
+        files[name] = str(path)
+
+    def control(request: dict[str, Any]) -> Any:
+        cmd = request["cmd"]
+        if cmd == "info":
+            return {"files": files, "connection_file": str(sidecar.connection_file)}
+        if cmd == "kill":  # SIGKILL once a call is running in the worker
+            wait_until(lambda: any(w["state"] == "busy" for w in sidecar.pool()["workers"]),
+                       10, message="a busy worker")
+            sidecar.proc.kill()
+            sidecar.proc.wait(10)
+            sidecar.stop()
+            return None
+        if cmd == "restart":
+            sidecar.stop()
+            sidecar.start()
+            return sidecar.connection["unix"]
+        if cmd == "closed-by-client":
+            return silent.closed_by_client
+        raise ValueError(f"unknown control command {cmd!r}")
+
+    settings = {"CONNECTION_FILE": str(sidecar.connection_file), "CONNECT_TIMEOUT_MS": 1000,
+                "TRANSPORT": "unix"}
+    try:
+        results = jvm.run_cases([CASES], {"PY3_SETTINGS": json.dumps(settings)}, timeout=120,
+                                control=control)
+    finally:
+        silent.close()
+        sidecar.stop()
+    return results
+
+
+@pytest.mark.parametrize("name", jvm.case_names(CASES))
+def test_jython_unix(unix_run, name):
+    jvm.assert_case_passed(unix_run, "cases_unix", name)
