@@ -71,6 +71,14 @@ def test_concurrent_threads_each_get_their_own_reply():
     assert not errors and len(results) == 6, errors
 
 
+def test_self_test_knows_the_unix_transport():
+    result = p3().selfTest()
+    checks = dict((c['name'], c) for c in result['checks'])
+    assert checks['unix link']['ok'] and 'Java 16+' in checks['unix link']['detail'], \
+        result['report']
+    assert 'jar py4j' not in checks and result['ok'], result['report']
+
+
 def test_client_side_deadline_closes_the_connection():
     save_project(CONNECTION_FILE=INFO['files']['silent'], DEFAULT_TIMEOUT_MS=300,
                  CLIENT_GRACE_MS=200)
