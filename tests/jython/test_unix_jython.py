@@ -8,7 +8,8 @@ attempt), each error kind, the call's deadline (a TEST DOUBLE of a front that re
 answers: the connection is closed at the deadline), a sidecar killed mid-call (``sent: True``),
 a restart between calls (the pooled connection's request goes out once more on a fresh one),
 a wrong token, and a connection file without a Unix endpoint (the error names TRANSPORT and
-the front's ``unix.error``). Cases: tests/jython/jy/cases_unix.py, in one JVM.
+the front's ``unix.error``). Cases: tests/jython/jy/cases_unix.py, in one JVM; and in a JVM
+without the helper jar, the error that names TRANSPORT and the jar (cases_unix_nojar.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from . import jvm
 pytestmark = pytest.mark.jython
 
 CASES = jvm.JY / "cases_unix.py"
+NOJAR_CASES = jvm.JY / "cases_unix_nojar.py"
 CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spares": 0},
           "worker": {"kill-grace": "200ms"}, "scaling": {"enabled": False},
           "health": {"enabled": False}}
@@ -92,9 +94,11 @@ def unix_run(tmp_path_factory):
         cmd = request["cmd"]
         if cmd == "info":
             return {"files": files, "connection_file": str(sidecar.connection_file)}
-        if cmd == "kill":  # SIGKILL once a call is running in the worker
+        if cmd in ("kill", "busy"):  # once a call is running in the worker (then SIGKILL)
             wait_until(lambda: any(w["state"] == "busy" for w in sidecar.pool()["workers"]),
                        10, message="a busy worker")
+            if cmd == "busy":
+                return None
             sidecar.proc.kill()
             sidecar.proc.wait(10)
             sidecar.stop()
@@ -121,3 +125,21 @@ def unix_run(tmp_path_factory):
 @pytest.mark.parametrize("name", jvm.case_names(CASES))
 def test_jython_unix(unix_run, name):
     jvm.assert_case_passed(unix_run, "cases_unix", name)
+
+
+@pytest.fixture(scope="module")
+def nojar_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("jy_unix_nojar")
+    connection = work / "connection.json"
+    connection.write_text(json.dumps({"version": 1, "pid": 1, "token_file": None, "zmq": None,
+                                      "py4j": None, "unix": {"path": str(work / "s.sock"),
+                                                             "endpoint": f"unix:{work}/s.sock"}}))
+    settings = {"CONNECTION_FILE": str(connection), "TRANSPORT": "unix", "TOKEN": "t",
+                "CONNECT_TIMEOUT_MS": 500, "CONTROL_TIMEOUT_MS": 500}
+    return jvm.run_cases([NOJAR_CASES], {"PY3_SETTINGS": json.dumps(settings)}, timeout=90,
+                         jars=jvm.gateway_jars(helper=False, basic_dataset=False))
+
+
+@pytest.mark.parametrize("name", jvm.case_names(NOJAR_CASES))
+def test_jython_unix_without_the_helper_jar(nojar_run, name):
+    jvm.assert_case_passed(nojar_run, "cases_unix_nojar", name)

@@ -127,6 +127,30 @@ def test_failover_entry_over_unix_needs_its_connection_file():
         save_project()
 
 
+def test_closing_the_transport_under_a_call_ends_it_as_link_lost():
+    t = harness.MODULES['py3sidecar.transport']
+    path = _transport().path
+    tr = harness.MODULES['py3sidecar.unixlink'].UnixTransport(path, 1000)
+    token = harness.MODULES['py3sidecar.client']._connection().sidecars[0].token
+    payload = harness.MODULES['py3sidecar.codec'].encode_request(
+        {'v': 1, 'id': 9, 'token': token, 'op': 'call', 'target': 'time:sleep', 'args': [3]})
+    box = []
+
+    def call():
+        try:
+            box.append(tr.request(payload, 10000))
+        except Exception, e:  # noqa: E999 (Jython 2.7)
+            box.append(e)
+    th = threading.Thread(target=call)
+    th.start()
+    ctl(cmd='busy')
+    t0 = time.time()
+    tr.close()  # a project save closes the transport while its calls run
+    th.join(10)
+    assert box and isinstance(box[0], t.LinkLost), box
+    assert time.time() - t0 < 2, time.time() - t0
+
+
 def test_restart_between_calls_the_request_goes_out_on_a_fresh_connection():
     save_project()
     assert p3().call('operator:add', [1, 1]) == 2

@@ -22,6 +22,9 @@ import java.net.SocketAddress;
 import java.net.SocketTimeoutException;
 import java.net.StandardProtocolFamily;
 import java.nio.ByteBuffer;
+import java.nio.channels.AsynchronousCloseException;
+import java.nio.channels.CancelledKeyException;
+import java.nio.channels.ClosedSelectorException;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
@@ -226,22 +229,29 @@ public final class UnixConnection implements LinkPool.Conn {
         return select(selector, key, SelectionKey.OP_READ, deadline);
     }
 
-    /** Waits until key is ready for op; false once the deadline (System.nanoTime) passed. */
+    /**
+     * Waits until key is ready for op; false once the deadline (System.nanoTime) passed. Closed
+     * under the wait (the pool closed: a library reload) is an IOException, as a read's is.
+     */
     private static boolean select(Selector selector, SelectionKey key, int op, long deadline)
             throws IOException {
-        while (true) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                return false;
+        try {
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                if (key.interestOps() != op) {
+                    key.interestOps(op);
+                }
+                int ready = selector.select(Math.max(1, (left + 999_999) / 1_000_000));
+                selector.selectedKeys().clear();
+                if (ready > 0) {
+                    return true;
+                }
             }
-            if (key.interestOps() != op) {
-                key.interestOps(op);
-            }
-            int ready = selector.select(Math.max(1, (left + 999_999) / 1_000_000));
-            selector.selectedKeys().clear();
-            if (ready > 0) {
-                return true;
-            }
+        } catch (ClosedSelectorException | CancelledKeyException e) {
+            throw new AsynchronousCloseException();
         }
     }
 
