@@ -55,39 +55,54 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def accounts():
+def group_and_accounts(group: str, names: tuple[str, ...]):
+    """Creates the system group ``group`` and accounts ``names`` (none of them in it); yields
+    ({name: passwd}, the group); deletes them all after. Skips without root or the tools."""
     if os.getuid() != 0:
         pytest.skip("creating accounts and groups needs root")
     if not all(shutil.which(t) for t in ("useradd", "userdel", "groupadd", "groupdel")):
         pytest.skip("useradd/groupadd are not available to create the test accounts")
-    run(["groupadd", "--system", GROUP])
+    run(["groupadd", "--system", group])
     made = []
     try:
-        for name in (MEMBER, OUTSIDER):
+        for name in names:
             run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
                  name])
             made.append(name)
-        yield {n: pwd.getpwnam(n) for n in made}, grp.getgrnam(GROUP)
+        yield {n: pwd.getpwnam(n) for n in made}, grp.getgrnam(group)
     finally:
         for name in made:
             subprocess.run(["userdel", name], capture_output=True, timeout=60)
-        subprocess.run(["groupdel", GROUP], capture_output=True, timeout=60)
+        subprocess.run(["groupdel", group], capture_output=True, timeout=60)
+
+
+def reachable_workdir() -> str:
+    """A folder other accounts may traverse (/tmp/pytest-of-root is 0700), for a sidecar's
+    workdir whose runtime folder the token group must reach."""
+    base = tempfile.mkdtemp(prefix="py3sc-unix-group-")
+    os.chmod(base, 0o755)
+    work = os.path.join(base, "work")
+    os.mkdir(work, 0o755)
+    os.chmod(work, 0o755)
+    return work
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    yield from group_and_accounts(GROUP, (MEMBER, OUTSIDER))
 
 
 @pytest.fixture(scope="module")
 def sidecar(accounts):
-    base = tempfile.mkdtemp(prefix="py3sc-unix-group-")
-    os.chmod(base, 0o755)  # /tmp/pytest-of-root is 0700: the accounts must reach the runtime
+    work = reachable_workdir()
     proc = SidecarProcess({"pool": {"initial-size": 1, "min-size": 1, "max-size": 1,
                                     "spares": 0},
                            "scaling": {"enabled": False}, "bridge": {"token-group": GROUP}},
-                          workdir=os.path.join(base, "work"))
-    os.chmod(proc.workdir, 0o755)
+                          workdir=work)
     proc.start()
     yield proc
     proc.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(os.path.dirname(work), ignore_errors=True)
 
 
 def ask(sidecar: SidecarProcess, user: pwd.struct_passwd, group: int,

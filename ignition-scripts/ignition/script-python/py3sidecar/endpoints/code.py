@@ -109,7 +109,12 @@ def resolve(cfg):
         zinfo = info.get('zmq')
         r['zmq_mechanism'] = (zinfo.get('mechanism') or 'null') if zinfo else 'plain'
     # TRANSPORT 'unix': the socket's path as connection.json names it (py3sidecar.unixlink)
-    r['unix_path'], r['unix_problem'] = py3sidecar.unixlink.socket_path(info)  # noqa: F821
+    if text:
+        r['unix_path'], r['unix_problem'] = py3sidecar.unixlink.socket_path(info)  # noqa: F821
+    else:
+        r['unix_path'], r['unix_problem'] = None, (
+            'cannot read the connection file %s: start the sidecar; if it runs, the gateway\'s '
+            'user must be in its python3.bridge.token-group' % path)
     if not r['token'] and not r['token_file']:
         r['token_file'] = info.get('token_file')
     if not r['token'] and r['token_file']:
