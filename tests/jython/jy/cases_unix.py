@@ -42,6 +42,18 @@ def test_values_both_ways_served_by_the_helper_jar():
     assert p3().clientStatus()[0]['address'].startswith('unix:'), p3().clientStatus()
 
 
+def test_large_frames_leave_no_large_native_buffer_on_the_thread():
+    from java.lang.management import BufferPoolMXBean, ManagementFactory
+    direct = [b for b in ManagementFactory.getPlatformMXBeans(BufferPoolMXBean)
+              if b.getName() == 'direct'][0]
+    before = direct.getMemoryUsed()
+    big = u'y' * (8 << 20)
+    assert p3().call('builtins:len', [big]) == len(big)  # 8 MiB out
+    assert len(p3().call('operator:mul', [u'z', 8 << 20])) == 8 << 20  # 8 MiB back
+    grown = direct.getMemoryUsed() - before  # the JDK's per-thread copies of heap buffers
+    assert grown < (1 << 20), 'direct memory grew by %d bytes' % grown
+
+
 def test_each_error_kind():
     e = raises(p3().PythonError, p3().call, 'operator:truediv', [1, 0])
     assert 'ZeroDivisionError' in str(e), e

@@ -34,6 +34,7 @@ public final class UnixConnection implements LinkPool.Conn {
     private static final Method OPEN, ADDRESS_OF;
     private static final String MISSING;
     private static final int IN_SIZE = 65536;
+    private static final int WINDOW = 1 << 18;
 
     static {
         ProtocolFamily unix = null;
@@ -132,11 +133,16 @@ public final class UnixConnection implements LinkPool.Conn {
     public void send(byte[] payload, long deadline) throws IOException {
         head.clear();
         head.putInt(payload.length).flip();
-        ByteBuffer[] both = {head, ByteBuffer.wrap(payload)};
+        ByteBuffer body = ByteBuffer.wrap(payload);
+        ByteBuffer[] both = {head, body};
         long written = 0;
         try {
-            while (both[1].hasRemaining()) { // one writev for both, as a rule
+            while (body.position() < payload.length) { // one writev for both, as a rule
                 long n;
+                // at most WINDOW bytes a call: the JDK copies a heap buffer into a temporary
+                // direct one of that size and keeps it for the thread (a 32 MiB request would
+                // leave 32 MiB of native memory behind on every gateway thread)
+                body.limit(Math.min(payload.length, body.position() + WINDOW));
                 try {
                     n = channel.write(both);
                 } catch (IOException e) {
@@ -205,7 +211,15 @@ public final class UnixConnection implements LinkPool.Conn {
             }
             int n;
             if (buf.remaining() >= IN_SIZE) {
-                n = channel.read(buf); // a large body: straight into its buffer
+                // a large body: straight into its buffer, IN_SIZE at a time (the JDK's
+                // temporary direct buffer for a heap one is that size, as in send)
+                int limit = buf.limit();
+                buf.limit(buf.position() + IN_SIZE);
+                try {
+                    n = channel.read(buf);
+                } finally {
+                    buf.limit(limit);
+                }
             } else {
                 in.clear();
                 n = channel.read(in);
