@@ -51,6 +51,7 @@ ACCEPT_PER_TURN = 32
 BACKLOG = 128
 _UCRED = struct.Struct("3i")  # pid, uid, gid (struct ucred)
 
+
 class GroupRefused(OSError):
     """The socket file cannot be given to python3.bridge.token-group (says what to do)."""
 
