@@ -107,6 +107,8 @@ def unix_run(tmp_path_factory):
             sidecar.stop()
             sidecar.start()
             return sidecar.connection["unix"]
+        if cmd == "idle":
+            return all(w["state"] != "busy" for w in sidecar.pool()["workers"])
         if cmd == "closed-by-client":
             return silent.closed_by_client
         raise ValueError(f"unknown control command {cmd!r}")
