@@ -112,6 +112,21 @@ def test_client_side_deadline_closes_the_connection():
         save_project()
 
 
+def test_project_saves_leak_no_sockets():
+    def warm():
+        save_project()
+        for _ in range(3):
+            assert p3().call('operator:add', [1, 1]) == 2
+    warm()
+    before = harness.sockets()[0]
+    for _ in range(4):
+        warm()
+    deadline = time.time() + 5
+    while harness.sockets()[0] > before:  # each save closes the previous connection's pool
+        assert time.time() < deadline, 'leak: sockets %d -> %d' % (before, harness.sockets()[0])
+        time.sleep(0.05)
+
+
 def test_wrong_token_is_unauthorized():
     save_project(TOKEN='not-the-token')
     try:
