@@ -1,6 +1,7 @@
 """Covers: ignition-scripts/ignition/script-python/py3sidecar/unixlink,
     ignition-scripts/ignition/script-python/py3sidecar/endpoints,
-    ignition-scripts/java/com/py3sidecar/gateway/UnixPool.java.
+    ignition-scripts/java/com/py3sidecar/gateway/UnixPool.java,
+    ignition-scripts/java/com/py3sidecar/gateway/UnixConnection.java.
 
 TRANSPORT = 'unix' from real Jython 2.7 (the helper jar's UnixPool) against a real sidecar's
 Unix-socket front: values both ways (the helper jar's Caller serves a success without a Jython
@@ -8,7 +9,9 @@ attempt), each error kind, the call's deadline (a TEST DOUBLE of a front that re
 answers: the connection is closed at the deadline), a sidecar killed mid-call (``sent: True``),
 a restart between calls (the pooled connection's request goes out once more on a fresh one),
 a wrong token, and a connection file without a Unix endpoint (the error names TRANSPORT and
-the front's ``unix.error``). Cases: tests/jython/jy/cases_unix.py, in one JVM; and in a JVM
+the front's ``unix.error``); also: 8 MiB frames leave no JDK direct buffer of that size on the
+thread, project saves leak no sockets, and a transport closed under a call (a save) ends it as
+``LinkLost``, over ZeroMQ's PLAIN dealer too. Cases: tests/jython/jy/cases_unix.py, in one JVM; and in a JVM
 without the helper jar, the error that names TRANSPORT and the jar (cases_unix_nojar.py).
 """
 from __future__ import annotations
