@@ -11,8 +11,9 @@ a restart between calls (the pooled connection's request goes out once more on a
 a wrong token, and a connection file without a Unix endpoint (the error names TRANSPORT and
 the front's ``unix.error``); also: 8 MiB frames leave no JDK direct buffer of that size on the
 thread, project saves leak no sockets, and a transport closed under a call (a save) ends it as
-``LinkLost``, over ZeroMQ's PLAIN dealer too. Cases: tests/jython/jy/cases_unix.py, in one JVM; and in a JVM
-without the helper jar, the error that names TRANSPORT and the jar (cases_unix_nojar.py).
+``LinkLost``, over ZeroMQ's PLAIN dealer too. Cases: tests/jython/jy/cases_unix.py, in one
+JVM; and in a JVM without the helper jar, the error that names TRANSPORT and the jar
+(cases_unix_nojar.py).
 """
 from __future__ import annotations
 
