@@ -1,6 +1,7 @@
 """CPU per trivial call in every process, beside the same-run floors of one bare hop.
 
     .venv/bin/python benchmarks/cpu_per_call.py [--calls N] [--rounds R] [--no-jython]
+                                                [--jython-transports py4j,zmq,unix]
                                                 [--json OUT] [--write-baseline] [--before TREE]
 
 A trivial call is ``call("operator:add", 1, 2)``. For each transport the script counts the CPU
@@ -10,8 +11,8 @@ in nanoseconds, so a few thousand calls are enough) that N calls cost:
 - the sidecar process (its loop thread, libzmq's I/O thread, everything),
 - the worker(s) (every child of the sidecar: the template is idle),
 - the CPython client process (the calling thread and its libzmq I/O thread),
-- the Jython calling thread (``ThreadMXBean.getCurrentThreadCpuTime()``, Py4J and ZeroMQ), and
-  the whole JVM,
+- the Jython calling thread (``ThreadMXBean.getCurrentThreadCpuTime()``, over Py4J, ZeroMQ
+  and the Unix socket: TRANSPORT py4j, zmq, unix), and the whole JVM,
 
 and divides each by the floors measured in the same run:
 
@@ -68,6 +69,8 @@ SIDECAR_CONFIG = {"pool": {"initial-size": 1, "min-size": 1, "max-size": 1, "spa
 GUARDED = {"sidecar": "pipe_echo_side", "worker": "pipe_echo_side",
            "client": "pipe_echo_side", "jython_thread": "py4j_echo_thread",
            "sidecar_unix": "pipe_echo_side", "client_unix": "pipe_echo_side"}
+# The Jython library's transports: (TRANSPORT, label, suffix of its multiples' names).
+JYTHON = (("py4j", "Py4J", ""), ("zmq", "ZeroMQ", "_zmq"), ("unix", "Unix socket", "_unix"))
 
 
 def cpu_ns(pid: int) -> int:
@@ -235,6 +238,8 @@ class JythonRun:
                     current[f"{name}_wall"] = float(parts[4])
                     self.proc.stdin.write("OK\n")
                     self.proc.stdin.flush()
+                elif parts[0] == "SKIP":  # a TRANSPORT this tree's library cannot use
+                    print(f"Jython: {line.strip()}")
                 elif parts[0] == "ROUND":
                     yield current
                     current = {}
@@ -255,7 +260,7 @@ class JythonRun:
 
 # ----------------------------------------------------------------------------- one run
 def run(calls: int = 5000, rounds: int = 3, jython: bool = True,
-        jython_transports: tuple[str, ...] = ("py4j", "zmq"), cpu: int | None = 0,
+        jython_transports: tuple[str, ...] = ("py4j", "zmq", "unix"), cpu: int | None = 0,
         before: str | None = None) -> dict[str, Any]:
     """Every figure of every round, and the medians (us per call).
 
@@ -362,12 +367,11 @@ def summarize(per_round: list[dict[str, float]]) -> dict[str, Any]:
         multiples[process] = statistics.median(r[process] / r[floor] for r in per_round
                                                if process in r)
     ratios = cpu_before_after.summarize(per_round, multiples)
-    for transport in ("py4j", "zmq"):
+    for transport, _, suffix in JYTHON:
         key = f"jython_{transport}"
         rows = [r for r in per_round if f"{key}_thread" in r and "py4j_echo_thread" in r]
         if not rows:
             continue
-        suffix = "" if transport == "py4j" else "_zmq"
         multiples["jython_thread" + suffix] = statistics.median(
             r[f"{key}_thread"] / r["py4j_echo_thread"] for r in rows)
         multiples["jython_wall" + suffix] = statistics.median(
@@ -403,20 +407,18 @@ def print_table(result: dict[str, Any], calls: int) -> None:
         ("floor: bare Python relay (ZeroMQ)", "relay_zmq", "pipe_echo_side", "relay_zmq"),
         ("floor: bare Python relay (Unix socket)", "relay_unix", "pipe_echo_side",
          "relay_unix"),
-        ("Jython calling thread (Py4J)", "jython_py4j_thread", "py4j_echo_thread",
-         "jython_thread"),
-        ("Jython calling thread (ZeroMQ)", "jython_zmq_thread", "py4j_echo_thread",
-         "jython_thread_zmq"),
-        ("sidecar process (Jython, Py4J)", "jython_py4j_sidecar", "pipe_echo_side",
-         "sidecar_via_jython"),
-        ("sidecar process (Jython, ZeroMQ)", "jython_zmq_sidecar", "pipe_echo_side",
-         "sidecar_via_jython_zmq"),
-        ("worker (Jython, Py4J)", "jython_py4j_worker", "pipe_echo_side", "worker_via_jython"),
-        ("wall: Jython python3.call (Py4J)", "jython_py4j_wall", "py4j_echo_wall",
-         "jython_wall"),
-        ("wall: Jython python3.call (ZeroMQ)", "jython_zmq_wall", "py4j_echo_wall",
-         "jython_wall_zmq"),
     ]
+    for what, key, floor, mkey in (("Jython calling thread ({})", "thread", "py4j_echo_thread",
+                                    "jython_thread"),
+                                   ("sidecar process (Jython, {})", "sidecar", "pipe_echo_side",
+                                    "sidecar_via_jython"),
+                                   ("wall: Jython python3.call ({})", "wall", "py4j_echo_wall",
+                                    "jython_wall")):
+        if key == "wall":
+            rows.append(("worker (Jython, Py4J)", "jython_py4j_worker", "pipe_echo_side",
+                         "worker_via_jython"))
+        rows += [(what.format(label), f"jython_{t}_{key}", floor, mkey + suffix)
+                 for t, label, suffix in JYTHON]
     print(f"\nCPU per trivial call (call('operator:add', 1, 2)), {calls} calls per figure, "
           f"median of {len(result['rounds'])} rounds (us):")
     print(f"  {'figure':44} {'us':>8} {'floor':>18} {'floor us':>9} {'multiple':>9}")
@@ -458,6 +460,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-jython", action="store_true")
+    parser.add_argument("--jython-transports", default="py4j,zmq,unix",
+                        help="the Jython library's TRANSPORTs measured (comma-separated)")
     parser.add_argument("--cpu", default="0",
                         help="the one CPU every process runs on ('any': no pinning)")
     parser.add_argument("--json", help="write every figure here")
@@ -472,6 +476,7 @@ def main() -> int:
         py4j_echo_server()
         return 0
     result = run(args.calls, args.rounds, jython=not args.no_jython,
+                 jython_transports=tuple(t for t in args.jython_transports.split(",") if t),
                  cpu=None if args.cpu == "any" else int(args.cpu), before=args.before)
     print_table(result, args.calls)
     if args.json:
@@ -481,13 +486,12 @@ def main() -> int:
             "multiples": {k: round(v, 3) for k, v in result["multiples"].items()},
             "median_us": {k: round(v, 2) for k, v in result["median_us"].items()},
             "calls": args.calls, "rounds": args.rounds, "cpu": args.cpu,
-            "command": "make bench-baseline", "written": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                       time.gmtime()),
+            "command": "make bench-baseline",
+            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }, indent=2) + "\n")
         print(f"\nwrote {BASELINE}")
     if BASELINE.exists() and not args.write_baseline:
-        failures = check_against_baseline(result, json.loads(BASELINE.read_text()))
-        for failure in failures:
+        for failure in check_against_baseline(result, json.loads(BASELINE.read_text())):
             print("REGRESSION " + failure)
     return 0
 

@@ -108,6 +108,22 @@ def share_with_group(path: Path, gid: int) -> None:
     os.chmod(path, 0o640)
 
 
+def open_folder_to_group(folder: Path, gid: int) -> None:
+    """The runtime folder traversable by group ``gid``, as ``py3sidecar install`` makes it
+    (0750 in the group): its members reach the token file (0640), connection.json and the
+    Unix socket (0660) by name. Only a folder of this user's that is not in the group yet, or
+    is but closed to it; nothing is opened to other users, the rest inside keeps its own modes
+    (the stack folders and keys stay 0700/0600)."""
+    st = os.stat(folder)
+    if st.st_uid != os.geteuid():
+        return  # someone else's (an installed layout): its owner decides
+    if st.st_gid != gid:
+        os.chown(folder, -1, gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_gid != gid or not mode & 0o010:
+        os.chmod(folder, (mode & ~0o070) | 0o050)
+
+
 def ensure_token(configured: str = "", token_file: str = "",
                  group: str = "") -> tuple[str, Path | None]:
     """The sidecar's token: environment, then config, then the file (created if missing).
@@ -130,6 +146,8 @@ def ensure_token(configured: str = "", token_file: str = "",
         if gid is not None and (path.stat().st_gid != gid
                                 or stat.S_IMODE(path.stat().st_mode) != 0o640):
             share_with_group(path, gid)
+        if gid is not None:
+            open_folder_to_group(path.parent, gid)
         return existing, path
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = new_token()
@@ -140,4 +158,5 @@ def ensure_token(configured: str = "", token_file: str = "",
     os.chmod(path, 0o600)
     if gid is not None:
         share_with_group(path, gid)
+        open_folder_to_group(path.parent, gid)
     return token, path

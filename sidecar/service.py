@@ -168,7 +168,7 @@ class Service:
             fronts.append(UnixFront(self.loop, self.dispatch, bridge.unix.path or
                                     connection_file_for(self.token_file).parent / SOCKET_NAME,
                                     self.max_message, bridge.unix.max_connections,
-                                    on_refusal=self.front_refused))
+                                    on_refusal=self.front_refused, group=bridge.token_group))
         check_token_strength(self.token, runtime_folder.token_source(bridge.token, self.token_file),
                              [e for e in (getattr(f, "endpoint", "") for f in fronts)
                               if e and not is_loopback(e)])

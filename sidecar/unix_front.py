@@ -2,8 +2,10 @@
 written by the loop thread itself.
 
 Owns: the listening ``AF_UNIX`` stream socket (its file 0600 in the runtime folder, removed at
-stop), who may connect (``SO_PEERCRED``: the sidecar's own user or root; anyone else is closed
-at once, counted and audited), the connection cap, the framing of each connection (a 4-byte
+stop; 0660 in ``python3.bridge.token-group`` when that is set), who may connect
+(``SO_PEERCRED``: the sidecar's own user or root, and with a token group a peer whose primary
+group or supplementary groups, ``/proc/<pid>/status``, include it; anyone else is closed at
+once, counted and audited), the connection cap, the framing of each connection (a 4-byte
 big-endian length, then one msgpack envelope, each way: ``sidecar.channel``), and answering a
 frame above ``python3.bridge.max-message-size`` (one ``bad_request``, then the connection is
 closed: the rest of the stream cannot be trusted). Must not touch: the envelope's meaning
@@ -16,8 +18,11 @@ worker's pipe (docs/performance.md, "The Unix-socket front").
 
 What it costs an unauthenticated peer: only a process of the same user (or root) reaches the
 file (its folder is 0700, the socket 0600) and ``SO_PEERCRED`` is checked again at accept;
-such a peer could read the token file anyway. A peer that stops reading its replies is closed
-once ``OUT_LIMIT`` bytes wait for it.
+such a peer could read the token file anyway. With a token group (the gateway's account is a
+member: its Jython library's TRANSPORT 'unix'), the members may read the token file too
+(0640 in that group): the same people, no one more. The groups are read at accept, from the
+peer's pid: a peer that left the group since is refused, one that joined it later is let in.
+A peer that stops reading its replies is closed once ``OUT_LIMIT`` bytes wait for it.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from typing import Any
 from bridge import protocol
 from bridge.accept_guard import AcceptGuard, ListenerSwitch, accept_some
 from bridge.codec import pack_raw
+from bridge.token import token_group_id
 from sidecar.channel import FrameReader, FrameTooLarge, OutBuffer
+from sidecar.platform.procfs import groups
 
 log = logging.getLogger("py3sidecar.unix")
 
@@ -44,6 +51,11 @@ ACCEPT_PER_TURN = 32
 BACKLOG = 128
 _UCRED = struct.Struct("3i")  # pid, uid, gid (struct ucred)
 
+
+class GroupRefused(OSError):
+    """The socket file cannot be given to python3.bridge.token-group (says what to do)."""
+
+
 # (payload, reply, peer) -> None: Service.dispatch
 Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 
@@ -51,7 +63,8 @@ Handler = Callable[[bytes, Callable[[bytes], None], str], None]
 class UnixFront:
     def __init__(self, loop: Any, handler: Handler, path: str | Path, max_message_bytes: int,
                  max_connections: int = 256,
-                 on_refusal: Callable[[str, str], None] | None = None) -> None:
+                 on_refusal: Callable[[str, str], None] | None = None,
+                 group: str = "") -> None:
         self.loop = loop
         self.handler = handler
         self.path = Path(path)
@@ -62,6 +75,8 @@ class UnixFront:
         self.connections: set[UnixConnection] = set()
         self.refused_peers = 0
         self.uids = {os.geteuid(), 0}
+        self.group = group.strip()  # python3.bridge.token-group: its members may connect too
+        self.gid = token_group_id(self.group)
         self._inode: int | None = None
         self.error = ""  # why it does not listen (connection.json's unix.error)
         switch = ListenerSwitch(loop, lambda: self.listener, self.on_accept)
@@ -78,6 +93,9 @@ class UnixFront:
         (``unix.error``), never a failed start: the other fronts serve regardless."""
         try:
             self.listen()
+        except GroupRefused as exc:
+            self.error = str(exc)
+            log.error("Unix-socket front not served: %s", self.error)
         except OSError as exc:
             self.error = (f"cannot listen on {self.path} ({exc.strerror or exc}); set "
                           "python3.bridge.unix.path to a free path, or enabled: false")
@@ -95,12 +113,32 @@ class UnixFront:
         finally:
             os.umask(old)
         os.chmod(self.path, 0o600)
+        if self.gid is not None:
+            self._share_with_group(sock)
         self._inode = os.stat(self.path).st_ino
         sock.listen(BACKLOG)
         sock.setblocking(False)
         self.listener = sock
         self.loop.add_reader(sock.fileno(), self.on_accept)
         log.info("Unix-socket front listening on %s", self.path)
+
+    def _share_with_group(self, sock: socket.socket) -> None:
+        """The file 0660 in the token group (from 0600: never a moment wider)."""
+        try:
+            os.chown(self.path, -1, self.gid)
+        except OSError as exc:
+            sock.close()
+            os.unlink(self.path)
+            raise GroupRefused(f"cannot give the socket {self.path} to the group "
+                               f"{self.group!r} (python3.bridge.token-group: {exc.strerror}); "
+                               "the sidecar's user must be a member of it") from None
+        os.chmod(self.path, 0o660)
+
+    def allowed(self, pid: int, uid: int, gid: int) -> bool:
+        """May the peer (its SO_PEERCRED) connect: this user, root, or a token group member."""
+        if uid in self.uids:
+            return True
+        return self.gid is not None and (gid == self.gid or self.gid in groups(pid))
 
     def _clear_stale(self) -> None:
         """A socket file left by a killed sidecar is removed; a live one is not taken over."""
@@ -128,10 +166,10 @@ class UnixFront:
         if listener is None:
             return
         for sock, _ in accept_some(listener, self.guard, ACCEPT_PER_TURN):
-            pid, uid, _gid = _UCRED.unpack(
+            pid, uid, gid = _UCRED.unpack(
                 sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
             peer = f"unix:pid={pid},uid={uid}"
-            if uid not in self.uids:
+            if not self.allowed(pid, uid, gid):
                 self._refuse(sock, protocol.UNAUTHORIZED, peer)
             elif len(self.connections) >= self.max_connections:
                 self._refuse(sock, protocol.OVERLOADED, peer)

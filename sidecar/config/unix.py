@@ -19,8 +19,9 @@ MAX_PATH_BYTES = 107
 class UnixConfig(Section):
     """``python3.bridge.unix``: local clients on this host over a Unix-domain socket, read by
     the loop thread itself (no libzmq I/O thread, no TCP): the cheapest hop a CPython client
-    has. Only the sidecar's own user (and root) may connect; the token is still checked on
-    every request."""
+    has. Only the sidecar's own user (and root) may connect, and the members of
+    ``python3.bridge.token-group`` when it is set (the gateway's Jython ``TRANSPORT = 'unix'``);
+    the token is still checked on every request."""
 
     enabled: bool = True
     path: str = ""  # empty: sidecar.sock next to the connection file (the runtime folder)

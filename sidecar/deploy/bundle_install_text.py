@@ -60,7 +60,9 @@ B. By hand, step by step
           gateway's unit: `systemctl list-units '*gnition*'`)
           systemctl daemon-reload && systemctl enable --now py3sidecar
    The unit's StateDirectory makes /var/lib/py3sidecar (0750, {user}:{group}); the sidecar writes
-   its token (0640, group {group}) and connection.json into /var/lib/py3sidecar/runtime.
+   its token (0640, group {group}) and connection.json into /var/lib/py3sidecar/runtime, and
+   binds its Unix socket there (sidecar.sock, 0660, group {group}: the library's
+   TRANSPORT = 'unix', for a gateway on this host; the group's members may connect).
 4. Jars: cp jars/*.jar <ignition>/lib/core/gateway/ && chown <owner of that folder> them, and
    restart the gateway. (py3sidecar-gateway.jar is optional: the codec in Java.) Dropped jars are
    not in a gateway backup (.gwbk), not on a redundant backup node, and gone when a container is

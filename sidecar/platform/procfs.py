@@ -3,15 +3,18 @@
 Offers: ``ProcFile`` (a /proc file kept open and re-read with ``pread``: the kernel writes it
 afresh and the descriptor names the process it was opened for, never a later one with the same
 pid), ``num_threads``, ``thread_count`` (this process, native threads included),
-``live_children`` (this process's children, from every thread), ``outside_view(pid)`` and
+``live_children`` (this process's children, from every thread), ``groups(pid)`` (a process's
+supplementary groups), ``outside_view(pid)`` and
 ``OutsideView`` (threads and children of a worker as the sidecar sees it at every reply: two
 ``pread``, nothing opened, nothing a thread in the worker can forge).
 
 Linux: ``/proc/<pid>/stat`` (field 20, num_threads), ``/proc/<pid>/task/<tid>/children``,
-``/proc/self/status`` (``Threads:``), read with ``open``/``pread``.
+``/proc/self/status`` (``Threads:``), ``/proc/<pid>/status`` (``Groups:``), read with
+``open``/``pread``.
 Windows: ``psutil`` (``Process.num_threads()``, ``Process.children()``; underneath
 ``CreateToolhelp32Snapshot``/``NtQuerySystemInformation``), or better a Job Object per worker:
-``QueryInformationJobObject(JobObjectBasicAccountingInformation)`` counts its live processes.
+``QueryInformationJobObject(JobObjectBasicAccountingInformation)`` counts its live processes;
+a process's groups: ``GetTokenInformation(TokenGroups)``.
 """
 
 from __future__ import annotations
@@ -119,6 +122,19 @@ def thread_count() -> int:
     except OSError:
         pass
     return 1
+
+
+def groups(pid: int) -> frozenset[int]:
+    """The supplementary groups of process ``pid`` (``Groups:`` of its status); empty when it
+    is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Groups:"):
+                    return frozenset(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return frozenset()
 
 
 def outside_view(pid: int) -> tuple[int, int]:

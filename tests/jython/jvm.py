@@ -107,15 +107,18 @@ def serve_control(control: Control | None, request: str) -> dict[str, Any]:
 
 def run_cases(case_files: list[Path], env: dict[str, str], timeout: float,
               control: Control | None = None, library: Path | None = None,
-              jars: list[str] | None = None) -> dict[str, tuple[str, Any]]:
+              jars: list[str] | None = None,
+              prefix: list[str] | None = None) -> dict[str, tuple[str, Any]]:
     """Runs the case files in ONE JVM; returns {"file::name": (PASS|FAIL, detail)}.
 
     ``control(request) -> answer`` serves the cases' ``CTL`` requests (JSON both ways).
-    The whole run has a deadline of ``timeout`` seconds.
+    The whole run has a deadline of ``timeout`` seconds. ``prefix``: what the JVM's command
+    is run through (e.g. ``setpriv`` to run it as another account).
     """
     full_env = dict(os.environ, PY3_LIBRARY_DIR=str(library or LIBRARY), **env)
     proc = subprocess.Popen(
-        jython_command(str(JY / "run_cases.py"), *map(str, case_files), jars=jars),
+        [*(prefix or []),
+         *jython_command(str(JY / "run_cases.py"), *map(str, case_files), jars=jars)],
         cwd=str(JY), env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, bufsize=1)
     out_lines: list[str] = []

@@ -43,7 +43,8 @@ def test_bundle_files(bundle):
     names = zipfile.ZipFile(bundle / "py3sidecar-project.zip").namelist()
     for module in ("python3", "py3sidecar/settings", "py3sidecar/codec", "py3sidecar/datasets",
                    "py3sidecar/decoder", "py3sidecar/valuepath", "py3sidecar/transport",
-                   "py3sidecar/zmtp", "py3sidecar/breaker", "py3sidecar/healthpoll",
+                   "py3sidecar/zmtp", "py3sidecar/unixlink", "py3sidecar/breaker",
+                   "py3sidecar/healthpoll",
                    "py3sidecar/gatewayroute",
                    "py3sidecar/client", "py3sidecar/background", "py3sidecar/endpoints",
                    "py3sidecar/selftest"):
@@ -64,6 +65,7 @@ def test_bundle_files(bundle):
     # gateway-only modules (they need the gateway's jars) say so; the facade runs everywhere
     for module, scope in (("python3", "A"), ("py3sidecar/codec", "G"),
                           ("py3sidecar/transport", "G"), ("py3sidecar/zmtp", "G"),
+                          ("py3sidecar/unixlink", "G"),
                           ("py3sidecar/gatewayroute", "A")):
         meta = json.loads((bundle / "project" / "ignition" / "script-python" / module
                            / "resource.json").read_text())

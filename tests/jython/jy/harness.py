@@ -34,7 +34,7 @@ def save_project(**overrides):
     """Simulates an Ignition project save: every library module is re-executed in place, then
     the settings get `overrides` (as an integrator's edit would have set them)."""
     for name in ('py3sidecar.settings', 'py3sidecar.codec', 'py3sidecar.datasets',
-                 'py3sidecar.decoder', 'py3sidecar.valuepath', 'py3sidecar.transport', 'py3sidecar.zmtp',
+                 'py3sidecar.decoder', 'py3sidecar.valuepath', 'py3sidecar.transport', 'py3sidecar.zmtp', 'py3sidecar.unixlink',
                  'py3sidecar.breaker', 'py3sidecar.healthpoll', 'py3sidecar.gatewayroute', 'py3sidecar.background',
                  'py3sidecar.endpoints', 'py3sidecar.client', 'python3'):
         loader.exec_module(MODULES[name], _path(name))

@@ -373,3 +373,29 @@ def test_the_cli_takes_a_new_token_as_the_value_of_token():
     for _ in range(500):
         token = tk.new_token()
         assert parser.parse_args(["--token", token]).token == token
+
+
+def test_the_token_group_may_traverse_the_runtime_folder_and_no_one_else_more(tmp_path):
+    group = a_group()
+    folder = tmp_path / "runtime"
+    folder.mkdir(mode=0o700)
+    os.chmod(folder, 0o701)  # what others had stays as it was, nothing is added for them
+    ensure_token("", str(folder / "token"), group.gr_name)
+    st = folder.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o751 and st.st_gid == group.gr_gid
+    os.chmod(folder, 0o770)  # a group that may write: only read and traverse are kept
+    ensure_token("", str(folder / "token"), group.gr_name)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o770  # in the group and traversable: kept
+    os.chmod(folder, 0o700)
+    ensure_token("", str(folder / "token"), group.gr_name)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+
+
+def test_a_runtime_folder_of_another_user_is_left_alone(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    folder = tmp_path / "runtime"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, os.geteuid() + 4242, -1)
+    tk.open_folder_to_group(folder, a_group().gr_gid + 1)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

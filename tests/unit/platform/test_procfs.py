@@ -49,3 +49,10 @@ def test_the_outside_view_sees_a_child_and_a_gone_process():
     gone = procfs.OutsideView(child.pid)
     assert gone.read() == (-1, -1)  # reaped: nothing to read, said so
     gone.close()
+
+
+def test_groups_are_the_supplementary_groups_of_a_live_process():
+    from sidecar.platform.procfs import groups
+
+    assert groups(os.getpid()) == frozenset(os.getgroups())
+    assert groups(2 ** 22 + 12345) == frozenset()  # no such process

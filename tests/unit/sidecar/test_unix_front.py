@@ -200,3 +200,29 @@ def test_a_client_that_stops_reading_is_closed_past_the_limit(front, monkeypatch
         if conn.closed:
             break
     assert conn.closed and conn not in front.connections
+
+
+def test_with_a_token_group_the_socket_is_0660_in_it_and_its_members_may_connect(tmp_path):
+    import grp
+
+    group = grp.getgrgid(os.getgid())
+    loop = Loop()
+    front = UnixFront(loop, lambda payload, reply, peer: None, tmp_path / "g.sock", 1 << 20,
+                      group=group.gr_name)
+    front.start()
+    try:
+        st = os.stat(front.path)
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == group.gr_gid
+        other = os.geteuid() + 12345
+        front.uids = {other + 1}  # as if we were someone else: only the group lets us in
+        assert front.allowed(os.getpid(), other, group.gr_gid)  # the primary group
+        if os.getgroups():  # a supplementary group, read from /proc/<pid>/status
+            front.gid = os.getgroups()[0]
+            assert front.allowed(os.getpid(), other, -1)
+        front.gid = max(os.getgroups() + [os.getgid()]) + 777  # a group we are not in
+        assert not front.allowed(os.getpid(), other, -1)
+        front.gid = None
+        assert not front.allowed(os.getpid(), other, group.gr_gid)  # no token group: refused
+    finally:
+        front.stop()
+        loop.close()

@@ -62,6 +62,10 @@ def sidecars(cfg):
         if sc['name'] in names:
             raise python3.BadRequest('%s: the name %r is used twice' % (where, sc['name']))
         names.add(sc['name'])
+        if not sc['connection_file'] and sc['transport'] == 'unix':
+            raise python3.BadRequest('%s (%s): TRANSPORT \'unix\' needs the CONNECTION_FILE of '
+                                     'a sidecar on this host (its Unix socket is named there)'
+                                     % (where, sc['name']))
         if not sc['connection_file'] and not (
                 sc['transport'] == 'py4j' and sc['py4j_python_port']
                 or sc['transport'] == 'zmq' and sc['zmq_endpoint']):
@@ -104,6 +108,13 @@ def resolve(cfg):
         # a connection file that names a ZeroMQ front but no mechanism: an older sidecar (NULL)
         zinfo = info.get('zmq')
         r['zmq_mechanism'] = (zinfo.get('mechanism') or 'null') if zinfo else 'plain'
+    # TRANSPORT 'unix': the socket's path as connection.json names it (py3sidecar.unixlink)
+    if text:
+        r['unix_path'], r['unix_problem'] = py3sidecar.unixlink.socket_path(info)  # noqa: F821
+    else:
+        r['unix_path'], r['unix_problem'] = None, (
+            'cannot read the connection file %s: start the sidecar; if it runs, the gateway\'s '
+            'user must be in its python3.bridge.token-group' % path)
     if not r['token'] and not r['token_file']:
         r['token_file'] = info.get('token_file')
     if not r['token'] and r['token_file']:
@@ -112,7 +123,7 @@ def resolve(cfg):
 
 
 _WHERE_KEYS = ('transport', 'py4j_host', 'py4j_python_port', 'zmq_endpoint', 'zmq_mechanism',
-               'token', 'py4j_tls_cert')
+               'token', 'py4j_tls_cert', 'unix_path')
 
 
 class Sidecar(object):
@@ -146,6 +157,8 @@ class Sidecar(object):
         self.stamp = r['connection_stamp']
         self.address = '%s:%s' % (r['py4j_host'], r['py4j_python_port']) \
             if r['transport'] == 'py4j' else r['zmq_endpoint']
+        if r['transport'] == 'unix':
+            self.address = 'unix:%s' % (r['unix_path'] or '?')
         self.transport, self.error = None, None
         try:
             if r['transport'] == 'zmq':
@@ -159,6 +172,9 @@ class Sidecar(object):
                 self.transport = transport.zmq_transport(
                     r['zmq_endpoint'], r['zmq_mechanism'], self.token, r['connect_timeout_ms'],
                     watch=watch, probe_payload=probe)
+            elif r['transport'] == 'unix':
+                self.transport = py3sidecar.unixlink.unix_transport(  # noqa: F821
+                    r['unix_path'], r['unix_problem'], r['connect_timeout_ms'])
             elif r['transport'] == 'py4j':
                 if r['py4j_tls'] and not r['py4j_tls_cert']:
                     raise transport.NotConnected(
@@ -174,8 +190,8 @@ class Sidecar(object):
                     py3sidecar.codec.encode_request(warm),  # noqa: F821
                     tls_cert=r['py4j_tls_cert'] or None)
             else:
-                raise python3.BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j' or "
-                                         "'zmq', not %r" % (r['transport'],))
+                raise python3.BadRequest("py3sidecar.settings.TRANSPORT must be 'py4j', "
+                                         "'zmq' or 'unix', not %r" % (r['transport'],))
         except transport.TransportError, e:
             self.error = str(e)
         return old

@@ -46,6 +46,22 @@ def _readable(path):
         return False
 
 
+def _unix_link():
+    """(ok, detail, fix) of TRANSPORT 'unix': the helper jar's UnixPool on a Java 16+ JVM."""
+    try:
+        from com.py3sidecar.gateway import UnixConnection, UnixPool  # noqa: F401
+    except ImportError:
+        return (False, 'py3sidecar-gateway.jar with UnixPool (TRANSPORT unix) on the gateway '
+                'class path', 'copy jars/py3sidecar-gateway.jar of the bundle into '
+                '<ignition>/lib/core/gateway/ and restart the gateway, or set TRANSPORT = '
+                '\'py4j\'')
+    missing = UnixConnection.unsupported()
+    if missing:
+        return (False, 'TRANSPORT unix: %s' % missing,
+                'run the gateway on Java 16 or later, or set TRANSPORT = \'py4j\'')
+    return True, 'TRANSPORT unix: the helper jar\'s Unix-socket link, Java 16+', None
+
+
 def _transports(s):
     names = set([s.TRANSPORT])
     for entry in s.FAILOVER_SIDECARS or []:
@@ -65,6 +81,8 @@ def _gateway_checks(s, checks):
                'JeroMQ (TRANSPORT zmq) on the gateway class path',
                'copy jeromq.jar (ignition-bundle --zmq) into <ignition>/lib/core/gateway/ and '
                'restart the gateway, or set TRANSPORT = \'py4j\'')
+    if 'unix' in transports:
+        _check(checks, 'unix link', *_unix_link())
     _check(checks, 'jar msgpack-core', _has_class(_import_msgpack),
            'msgpack-java (the codec) on the gateway class path',
            'copy jars/msgpack-core.jar of the bundle into <ignition>/lib/core/gateway/ and '
@@ -83,7 +101,7 @@ def _gateway_checks(s, checks):
                'edit %s (a JSON object of py3sidecar.settings names)' % s.SITE_SETTINGS_FILE)
     needs_file = (s.TOKEN is None and s.TOKEN_FILE is None) or \
         ('py4j' in transports and s.PY4J_PYTHON_PORT is None) or \
-        ('zmq' in transports and s.ZMQ_ENDPOINT is None)
+        ('zmq' in transports and s.ZMQ_ENDPOINT is None) or 'unix' in transports
     if needs_file and s.CONNECTION_FILE:
         _check(checks, 'connection file', _readable(s.CONNECTION_FILE),
                '%s readable by the gateway\'s user' % s.CONNECTION_FILE,

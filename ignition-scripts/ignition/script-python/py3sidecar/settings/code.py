@@ -7,8 +7,10 @@ shared connection notices that the settings changed and reconnects.
 Units: all times are milliseconds, as in Ignition's own system.* functions.
 """
 
-# 'py4j' (default, lowest latency) or 'zmq' (the sidecar's ZeroMQ front: needs
-# py3sidecar-gateway.jar, or jeromq.jar for an older sidecar, on the gateway).
+# 'py4j' (default), 'zmq' (the sidecar's ZeroMQ front: needs py3sidecar-gateway.jar, or
+# jeromq.jar for an older sidecar, on the gateway) or 'unix' (a sidecar on the gateway's host:
+# its Unix socket, named in CONNECTION_FILE; the cheapest per call; needs py3sidecar-gateway.jar
+# and Java 16+, and the gateway's user in python3.bridge.token-group when it is another user).
 TRANSPORT = 'py4j'
 
 # The sidecar's connection file (<runtime dir>/connection.json, written by the sidecar each
@@ -48,9 +50,9 @@ TOKEN_FILE = None
 # `unavailable` / `circuit_open` (the call never ran there). Never on your code's errors
 # (`user`), `timeout` or `bad_request`. Each entry is a dict of the settings above that apply to
 # that sidecar: NAME (shown by python3.clientStatus() and the health tags), TRANSPORT (default:
-# TRANSPORT above), CONNECTION_FILE (a sidecar on this host), or PY4J_HOST + PY4J_PYTHON_PORT /
-# ZMQ_ENDPOINT (a sidecar on another host: its Py4J front must listen on an address the gateway
-# reaches), and TOKEN or TOKEN_FILE (that sidecar's token). Nothing is inherited from the local
+# TRANSPORT above; 'unix' needs CONNECTION_FILE), CONNECTION_FILE (a sidecar on this host), or
+# PY4J_HOST + PY4J_PYTHON_PORT / ZMQ_ENDPOINT (a sidecar on another host: its Py4J front must
+# listen on an address the gateway reaches), and TOKEN or TOKEN_FILE (that sidecar's token). Nothing is inherited from the local
 # sidecar's ports or token. Example:
 #   FAILOVER_SIDECARS = [{'NAME': 'backup', 'PY4J_HOST': '10.0.0.2', 'PY4J_PYTHON_PORT': 25334,
 #                         'TOKEN_FILE': '/var/lib/py3sidecar/backup.token'}]

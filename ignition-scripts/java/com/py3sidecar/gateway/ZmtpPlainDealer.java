@@ -22,12 +22,15 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketTimeoutException;
 import java.nio.ByteBuffer;
+import java.nio.channels.AsynchronousCloseException;
+import java.nio.channels.CancelledKeyException;
+import java.nio.channels.ClosedSelectorException;
 import java.nio.channels.SelectionKey;
 import java.nio.channels.Selector;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 
-public final class ZmtpPlainDealer {
+public final class ZmtpPlainDealer implements LinkPool.Conn {
 
     /** The sidecar refused our credentials (ZMTP ERROR during the handshake). */
     public static final class HandshakeRefused extends IOException {
@@ -386,14 +389,19 @@ public final class ZmtpPlainDealer {
         if (left <= 0) {
             return false;
         }
-        SelectionKey key = channel.keyFor(selector);
-        if (key == null) {
-            key = channel.register(selector, op);
-        } else {
-            key.interestOps(op);
+        try {
+            SelectionKey key = channel.keyFor(selector);
+            if (key == null) {
+                key = channel.register(selector, op);
+            } else {
+                key.interestOps(op);
+            }
+            int ready = selector.select(left);
+            selector.selectedKeys().clear();
+            return ready > 0 || System.currentTimeMillis() < deadline;
+        } catch (ClosedSelectorException | CancelledKeyException e) {
+            // closed under the wait (the pool closed: a library reload), as a read's close is
+            throw new AsynchronousCloseException();
         }
-        int ready = selector.select(left);
-        selector.selectedKeys().clear();
-        return ready > 0 || System.currentTimeMillis() < deadline;
     }
 }
