@@ -191,29 +191,12 @@ class Metrics:
             registry=self.registry)
 
     # ------------------------------------------------------------ feeding (loop thread)
-    def observe_call(self, op: str, outcome: str | None, accepted_at: float, size: int) -> None:
-        """One per answered execute/call: the hot path, kept to a handful of operations."""
-        now = self.clock()
-        key = (op, outcome or "ok")
-        calls = self.calls
-        calls[key] = calls.get(key, 0) + 1
-        i = self.duration.observe(now - accepted_at)
-        self.output_size.observe(size)
-        minutes = self.minutes
-        number = now // 60
-        if not minutes or minutes[-1][0] != number:
-            minutes.append([number, time.time(), 0, 0, [0] * (len(DURATION_BUCKETS) + 1)])
-        minute = minutes[-1]
-        minute[2] += 1
-        if outcome is not None:
-            minute[3] += 1
-        minute[4][i] += 1
-
     def observe_answer(self, op: str, outcome: str | None, accepted_at: float, size: int,
                        pool: str) -> float:
-        """``observe_call`` and the pool's count in one: every answered execute/call (both
-        paths, sidecar/routing/lean.py); the histograms' bisects inline. Returns the clock
-        reading it took (the audit line's duration)."""
+        """One per answered execute/call (both paths, sidecar/routing/lean.py), kept to a
+        handful of operations: the op's and the pool's counts, the two histograms
+        (``LoopHistogram.observe``, inline) and the minute ring. Returns the clock reading it
+        took (the audit line's duration)."""
         now = self.clock()
         kind = outcome or "ok"
         calls, pool_calls = self.calls, self.pool_calls

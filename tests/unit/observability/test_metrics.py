@@ -57,7 +57,8 @@ def test_calls_feed_the_minute_ring_and_the_recent_summary():
     now = [600.0]
     metrics = Metrics(clock=lambda: now[0])
     for i in range(100):
-        metrics.observe_call("execute", None if i < 99 else "crashed", now[0] - 0.0008, 120)
+        metrics.observe_answer("execute", None if i < 99 else "crashed", now[0] - 0.0008, 120,
+                               "primary")
     now[0] += 10
     summary = metrics.recent_summary()
     assert summary["calls_per_second"] == pytest.approx(10.0)
@@ -66,7 +67,7 @@ def test_calls_feed_the_minute_ring_and_the_recent_summary():
     (minute,) = metrics.minutes_view()
     assert (minute["calls"], minute["errors"]) == (100, 1)
     now[0] += 60
-    metrics.observe_call("call", None, now[0] - 0.002, 10)
+    metrics.observe_answer("call", None, now[0] - 0.002, 10, "primary")
     assert [m["calls"] for m in metrics.minutes_view()] == [100, 1]
     assert metrics.calls == {("execute", "ok"): 99, ("execute", "crashed"): 1, ("call", "ok"): 1}
 
@@ -108,21 +109,24 @@ def test_http_config_defaults_and_errors_name_the_key():
         config.load(text="python3:\n  http: {bind: x}\n")
 
 
-def test_observe_answer_is_observe_call_and_the_pool_count():
-    """Both paths' one call per answer (sidecar/routing/lean.py): the same numbers as
-    ``observe_call`` plus the pool's count, and the clock reading it took."""
+def test_observe_answer_counts_both_keys_and_fills_the_histograms_as_observe_does():
+    """The one call per answer (both paths, sidecar/routing/lean.py): the op's and the pool's
+    counts, histograms equal to ``LoopHistogram.observe`` of the same values, a minute ring
+    slot per minute, and the clock reading it took."""
     now = [600.0]
-    one, other = Metrics(clock=lambda: now[0]), Metrics(clock=lambda: now[0])
+    metrics = Metrics(clock=lambda: now[0])
+    duration, sizes = LoopHistogram(DURATION_BUCKETS), LoopHistogram(metrics.output_size.bounds)
     for i, outcome in enumerate([None, "user", None, "crashed"]):
         now[0] += 30.0
         size = 10 ** i
-        assert one.observe_answer("call", outcome, now[0] - 0.0003 * i, size, "primary") == now[0]
-        other.observe_call("call", outcome, now[0] - 0.0003 * i, size)
-        key = ("primary", outcome or "ok")
-        other.pool_calls[key] = other.pool_calls.get(key, 0) + 1
-    assert one.copy_numbers() == other.copy_numbers()
-    # each minute: its number, the wall time it started (read apart), calls, errors, buckets
-    assert [m[:1] + m[2:] for m in one.minutes] == [m[:1] + m[2:] for m in other.minutes]
-    assert len(one.minutes) == 3  # minutes 10, 11 and 12
-    assert one.pool_calls == {("primary", "ok"): 2, ("primary", "user"): 1,
-                              ("primary", "crashed"): 1}
+        assert metrics.observe_answer("call", outcome, now[0] - 0.0003 * i, size,
+                                      "primary") == now[0]
+        duration.observe(0.0003 * i)
+        sizes.observe(size)
+    assert metrics.duration.counts == duration.counts
+    assert metrics.duration.total == pytest.approx(duration.total)
+    assert metrics.output_size.copy() == sizes.copy()
+    assert [(m[0], m[2], m[3]) for m in metrics.minutes] == [(10, 1, 0), (11, 2, 1), (12, 1, 1)]
+    assert metrics.calls == {("call", "ok"): 2, ("call", "user"): 1, ("call", "crashed"): 1}
+    assert metrics.pool_calls == {("primary", "ok"): 2, ("primary", "user"): 1,
+                                  ("primary", "crashed"): 1}

@@ -102,6 +102,30 @@ public abstract class LinkPool<C extends LinkPool.Conn> implements Link {
         }
     }
 
+    /** The link broke after the request went out: the call may or may not have run. */
+    static Link.Failed linkLost(String endpoint, Throwable e) {
+        return new Link.Failed(Link.Failed.LINK_LOST, "the connection to the sidecar at "
+                               + endpoint + " was lost while this call was running there; its "
+                               + "effects are unknown (" + causeText(e) + ")");
+    }
+
+    /** No reply by the call's deadline. */
+    static Link.Failed noReply(String endpoint) {
+        return new Link.Failed(Link.Failed.DEADLINE, "no reply from the sidecar at " + endpoint
+                               + " before the deadline");
+    }
+
+    /** Closes each of ``closeables``, going on past a failure (a connection's close). */
+    static void closeQuietly(java.io.Closeable... closeables) {
+        for (java.io.Closeable c : closeables) {
+            try {
+                c.close();
+            } catch (java.io.IOException e) {
+                // closing anyway
+            }
+        }
+    }
+
     /** The exception chain as one line ('A: msg <- B: msg'), as py3sidecar/transport writes it. */
     static String causeText(Throwable e) {
         StringBuilder out = new StringBuilder();

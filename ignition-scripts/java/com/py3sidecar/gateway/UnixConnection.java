@@ -272,15 +272,6 @@ public final class UnixConnection implements LinkPool.Conn {
     @Override
     public void close() {
         broken = true;
-        try {
-            selector.close();
-        } catch (IOException e) {
-            // closing anyway
-        }
-        try {
-            channel.close();
-        } catch (IOException e) {
-            // closing anyway
-        }
+        LinkPool.closeQuietly(selector, channel);
     }
 }

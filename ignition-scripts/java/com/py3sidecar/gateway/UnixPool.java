@@ -62,13 +62,10 @@ public final class UnixPool extends LinkPool<UnixConnection> {
             } catch (SocketTimeoutException e) {
                 reply = null; // mid-frame: the connection is broken, as at the deadline
             } catch (IOException e) {
-                throw new Failed(Failed.LINK_LOST, "the connection to the sidecar at " + endpoint
-                                 + " was lost while this call was running there; its effects "
-                                 + "are unknown (" + causeText(e) + ")");
+                throw linkLost(endpoint, e);
             }
             if (reply == null) {
-                throw new Failed(Failed.DEADLINE, "no reply from the sidecar at " + endpoint
-                                 + " before the deadline");
+                throw noReply(endpoint);
             }
             PyObject value = check.check(reply); // before the connection is pooled again
             ok = c.isOpen();

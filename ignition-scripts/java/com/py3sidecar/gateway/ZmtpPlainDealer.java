@@ -234,16 +234,7 @@ public final class ZmtpPlainDealer implements LinkPool.Conn {
 
     public void close() {
         broken = true;
-        try {
-            selector.close();
-        } catch (IOException e) {
-            // closing anyway
-        }
-        try {
-            channel.close();
-        } catch (IOException e) {
-            // closing anyway
-        }
+        LinkPool.closeQuietly(selector, channel);
     }
 
     // ------------------------------------------------------------ frames
