@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -46,11 +47,20 @@ def trim_threshold() -> int:
     return int(text) << 20
 
 
-def keep_large_buffers() -> bool:
-    """Apply the tuning; True when glibc accepted both settings."""
+def keep_large_buffers(strict: bool = True) -> bool:
+    """Apply the tuning; True when glibc accepted both settings. A bad
+    ``$PY3SIDECAR_MALLOC_KEEP_MIB`` raises ``ValueError`` (``serve``), or with ``strict=False``
+    (a worker: ``python3.worker.env`` may set it for the workers alone) is said on stderr, which
+    is the sidecar's log, and the default is kept."""
     if os.environ.get(ENV, "1") == "0":
         return False
-    trim = trim_threshold()
+    try:
+        trim = trim_threshold()
+    except ValueError as exc:
+        if strict:
+            raise
+        print(f"py3sidecar worker: {exc}; keeping {TRIM_THRESHOLD >> 20} MiB", file=sys.stderr)
+        trim = TRIM_THRESHOLD
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

@@ -373,7 +373,7 @@ def prepare_process() -> int:
     what it holds, malloc tuned, SIGINT ignored, prints to fd 2. Returns the sidecar's pid."""
     sidecar_pid = die_with_sidecar()
     drop_capabilities()
-    memtune.keep_large_buffers()  # large messages reuse their pages (sidecar/platform/memtune.py)
+    memtune.keep_large_buffers(strict=False)  # large messages reuse their pages (memtune)
     # Outside calls, Python-level prints go to the sidecar's log, never anywhere else.
     sys.stdout = sys.stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop

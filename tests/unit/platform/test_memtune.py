@@ -42,3 +42,12 @@ def test_a_bad_keep_value_is_named_and_serve_refuses_it(tmp_path):
         assert out.returncode == 2, (bad, out.stderr[-500:])
         assert f"PY3SIDECAR_MALLOC_KEEP_MIB={bad!r}" in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_worker_given_a_bad_keep_value_says_so_and_keeps_the_default():
+    # python3.worker.env may set it for the workers alone: a worker must start regardless.
+    code = "from sidecar.platform import memtune; print(memtune.keep_large_buffers(strict=False))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, env={**os.environ, "PY3SIDECAR_MALLOC_KEEP_MIB": "lots"})
+    assert out.returncode == 0 and out.stdout.strip() == "True"
+    assert "PY3SIDECAR_MALLOC_KEEP_MIB='lots'" in out.stderr and "keeping 160 MiB" in out.stderr
