@@ -26,8 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,6 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: the checkout's root importable
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.client_driver import rate  # noqa: E402
 from benchmarks.measure import write_rows  # noqa: E402
 from sidecar.testing import SidecarProcess  # noqa: E402
 
@@ -49,29 +48,9 @@ RESULTS = HERE / "results" / "throughput.json"
 
 def calls_per_second(call: Callable[[], Any], threads: int, seconds: float) -> float:
     """Calls per second from ``threads`` threads calling in a loop for about ``seconds``,
-    all released at once (a barrier) so thread start-up is not counted."""
-    counts = [0] * threads
-    barrier = threading.Barrier(threads + 1)
-    stop = threading.Event()
-
-    def loop(i: int) -> None:
-        barrier.wait()
-        done = 0
-        while not stop.is_set():
-            call()
-            done += 1
-        counts[i] = done
-
-    workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    started = time.perf_counter()
-    time.sleep(seconds)  # the measuring window itself, not a synchronisation
-    stop.set()
-    for w in workers:
-        w.join(60)
-    return sum(counts) / (time.perf_counter() - started)
+    all released at once (``client_driver.rate``: thread start-up is not counted)."""
+    calls, elapsed = rate(call, threads, seconds)
+    return calls / elapsed
 
 
 def pool_config(workers: int) -> dict[str, Any]:

@@ -115,6 +115,16 @@ public abstract class LinkPool<C extends LinkPool.Conn> implements Link {
                                + " before the deadline");
     }
 
+    /** As much of ``from`` as ``to`` has room for, moved into ``to`` (a connection's read-ahead
+     *  buffer handed out before the socket is read again). */
+    static void moveInto(java.nio.ByteBuffer from, java.nio.ByteBuffer to) {
+        int take = Math.min(from.remaining(), to.remaining());
+        int limit = from.limit();
+        from.limit(from.position() + take);
+        to.put(from);
+        from.limit(limit);
+    }
+
     /** Closes each of ``closeables``, going on past a failure (a connection's close). */
     static void closeQuietly(java.io.Closeable... closeables) {
         for (java.io.Closeable c : closeables) {

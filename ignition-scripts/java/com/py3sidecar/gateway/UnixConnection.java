@@ -201,12 +201,8 @@ public final class UnixConnection implements LinkPool.Conn {
     private boolean fill(ByteBuffer buf, long deadline, boolean idleOk) throws IOException {
         buf.clear();
         while (buf.hasRemaining()) {
-            if (in.hasRemaining()) {
-                int take = Math.min(in.remaining(), buf.remaining());
-                int limit = in.limit();
-                in.limit(in.position() + take);
-                buf.put(in);
-                in.limit(limit);
+            if (in.hasRemaining()) { // what the last read call brought first
+                LinkPool.moveInto(in, buf);
                 continue;
             }
             int n;

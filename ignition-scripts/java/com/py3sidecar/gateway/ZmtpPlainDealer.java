@@ -338,11 +338,7 @@ public final class ZmtpPlainDealer implements LinkPool.Conn {
     private boolean readFully(ByteBuffer buf, long deadline, String what) throws IOException {
         while (buf.hasRemaining()) {
             if (in.hasRemaining()) { // what the last read call brought first
-                int take = Math.min(in.remaining(), buf.remaining());
-                int limit = in.limit();
-                in.limit(in.position() + take);
-                buf.put(in);
-                in.limit(limit);
+                LinkPool.moveInto(in, buf);
                 continue;
             }
             int n;
